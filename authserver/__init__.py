@@ -1,0 +1,66 @@
+"""authserver: an OAuth 2.0 / OpenID Connect authorization server with two-factor login.
+
+`create_app` is the app factory: a short list of setup steps.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from flask import Flask
+
+from . import api, i18n, logs, notifications, web
+from .config import ConfigError, load_config
+from .extensions import csrf, db, migrate
+from .keys import KeyRing, KeysMissing
+from .security import Argon2Params, Passwords
+from .store import Store
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+__all__ = ["ConfigError", "create_app"]
+
+
+def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool = True) -> Flask:
+    """Build the app. Raises ConfigError for bad or unsafe settings.
+
+    `require_keys=False` is for the CLI, so `authserver keys rotate` can make the first key.
+    """
+    app = Flask(
+        __name__,
+        instance_path=os.environ.get("AUTHSERVER_INSTANCE_PATH") or os.path.join(ROOT, "instance"),
+        instance_relative_config=True,
+        template_folder=os.path.join(ROOT, "templates"),
+        static_folder=os.path.join(ROOT, "static"),
+    )
+    load_config(app, test_config)
+    logs.init_app(app)
+    db.init_app(app)
+    migrate.init_app(
+        app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"), render_as_batch=True
+    )
+    csrf.init_app(app)
+    app.extensions["authserver.store"] = Store.from_url(
+        app.config["REDIS_URL"], app.config["REDIS_PREFIX"], app.instance_path
+    )
+    app.extensions["authserver.passwords"] = Passwords(
+        Argon2Params(
+            app.config["ARGON2_TIME_COST"],
+            app.config["ARGON2_MEMORY_COST"],
+            app.config["ARGON2_PARALLELISM"],
+        )
+    )
+    app.extensions["authserver.keys"] = KeyRing(
+        app.config["SIGNING_KEYS_FILE"],
+        max(app.config["ACCESS_TOKEN_LIFETIME"], app.config["ID_TOKEN_LIFETIME"]),
+    )
+    if require_keys and not (app.debug or app.testing):
+        try:
+            app.extensions["authserver.keys"].check()
+        except KeysMissing as exc:
+            raise ConfigError(str(exc)) from None
+    i18n.init_app(app)
+    notifications.init_app(app)
+    web.init_app(app)
+    api.init_app(app)
+    return app

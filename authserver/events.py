@@ -1,0 +1,60 @@
+"""Domain events as blinker signals, named after the seed's events.
+
+Use cases call `emit(NAME, **payload)` after their transaction committed; receivers (the
+notifications, the audit log) get the app as sender. Payloads, by event:
+
+- identity.account.create.success: account (live Account)
+- identity.account.update.success: account, user (or None)
+- identity.account.delete.success: account
+- identity.user.create.success: user, account (or None for a global user)
+- identity.user.update.success / identity.current_user.update.success: user, account
+- identity.user.delete.success: user, account
+- identity.email_verification_token.create.success: user, account, token
+- identity.email_verification.create.success: user, account
+- identity.password_reset_token.create.success: user, account, token, locale (or None)
+- identity.activation_token.create.success: user, account, token
+- identity.password.update.success: user, account
+- identity.phone_verification_code.create.success: phone_number, code, locale, account
+- identity.otp.create.success: user, account, code, method ("tfa_email" or "tfa_sms")
+- identity.tfa.update.success: user, account (TOTP set up or removed, recovery codes renewed)
+- identity.login.failure: user (or None), account, reason
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from blinker import NamedSignal, Namespace
+from flask import current_app
+
+EVENTS = (
+    "identity.account.create.success",
+    "identity.account.update.success",
+    "identity.account.delete.success",
+    "identity.user.create.success",
+    "identity.user.update.success",
+    "identity.current_user.update.success",
+    "identity.user.delete.success",
+    "identity.email_verification_token.create.success",
+    "identity.email_verification.create.success",
+    "identity.password_reset_token.create.success",
+    "identity.activation_token.create.success",
+    "identity.password.update.success",
+    "identity.phone_verification_code.create.success",
+    "identity.otp.create.success",
+    "identity.tfa.update.success",
+    "identity.login.failure",
+)
+
+_namespace = Namespace()
+SIGNALS: dict[str, NamedSignal] = {name: _namespace.signal(name) for name in EVENTS}
+
+
+def signal(name: str) -> NamedSignal:
+    """The signal for a known event name; a typo raises KeyError instead of going nowhere."""
+    return SIGNALS[name]
+
+
+def emit(name: str, **payload: Any) -> None:
+    """Send an event with the current app as sender. Call only after the commit."""
+    signal(name).send(current_app._get_current_object(), **payload)  # type: ignore[attr-defined]

@@ -1,0 +1,142 @@
+"""JWT signing keys: a JWKS file in the instance folder, rotated by `authserver keys rotate`.
+
+The newest key signs. A key replaced by a newer one stays published (and verifying) until
+every token it could have signed has expired; `rotate` drops keys older than that. Every
+worker re-reads the file when it changes, so a rotation reaches all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from joserfc.jwk import KeySet, RSAKey
+
+ALGORITHM = "RS256"
+
+
+class KeysMissing(Exception):
+    """No usable signing key file; the message says how to make one."""
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    jwk: dict[str, Any]  # private JWK with kid, alg and use
+    created_at: datetime
+    retired_at: datetime | None  # when a newer key took over signing
+
+
+class KeyRing:
+    """Reads the key file on demand and caches it until the file changes."""
+
+    def __init__(self, path: str, max_token_lifetime: int):
+        self.path = path
+        self.max_token_lifetime = max_token_lifetime
+        self._lock = threading.Lock()
+        self._stamp: tuple[int, int] | None = None
+        self._keys: list[StoredKey] = []
+        self._private: KeySet | None = None
+
+    def _load(self) -> list[StoredKey]:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise KeysMissing(
+                f"no signing keys at {self.path} (AUTHSERVER_SIGNING_KEYS_FILE);"
+                " run `authserver keys rotate` to create one"
+            ) from None
+        stamp = (st.st_mtime_ns, st.st_size)
+        with self._lock:
+            if stamp != self._stamp:
+                keys = read_key_file(self.path)
+                if not keys:
+                    raise KeysMissing(
+                        f"{self.path} holds no signing key; run `authserver keys rotate`"
+                    )
+                self._keys = keys
+                self._private = KeySet([RSAKey.import_key(k.jwk) for k in keys])
+                self._stamp = stamp
+            return self._keys
+
+    def check(self) -> None:
+        """Raise KeysMissing unless a signing key can be read."""
+        self._load()
+
+    def signing_key(self) -> RSAKey:
+        """The key that signs new tokens (the newest)."""
+        newest = self._load()[-1]
+        return RSAKey.import_key(newest.jwk)
+
+    def verification_keys(self) -> KeySet:
+        """Every key that may still have signed a live token."""
+        self._load()
+        assert self._private is not None
+        return self._private
+
+    def public_jwks(self) -> dict[str, Any]:
+        """The JWKS document: public parts of every published key."""
+        keys = self._load()
+        return {"keys": [RSAKey.import_key(k.jwk).as_dict(private=False) for k in keys]}
+
+
+def read_key_file(path: str) -> list[StoredKey]:
+    with open(path, encoding="utf-8") as fh:
+        try:
+            doc = json.load(fh)
+            return [
+                StoredKey(
+                    jwk=item["jwk"],
+                    created_at=datetime.fromisoformat(item["created_at"]),
+                    retired_at=(
+                        datetime.fromisoformat(item["retired_at"]) if item["retired_at"] else None
+                    ),
+                )
+                for item in doc["keys"]
+            ]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise KeysMissing(f"{path} is not a valid signing key file ({exc})") from None
+
+
+def rotate(path: str, max_token_lifetime: int, now: datetime | None = None) -> StoredKey:
+    """Add a new signing key; retire the current one; drop keys no live token can need."""
+    now = now or datetime.now(UTC)
+    keys = read_key_file(path) if os.path.exists(path) else []
+    grace = timedelta(seconds=max_token_lifetime + 60)  # +60 s for clock leeway
+    kept = [k for k in keys if k.retired_at is None or k.retired_at + grace > now]
+    kept = [StoredKey(k.jwk, k.created_at, k.retired_at or now) for k in kept]
+    kid = now.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(4).hex()
+    jwk = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
+    new = StoredKey(jwk.as_dict(private=True), now, None)
+    _write(path, [*kept, new])
+    return new
+
+
+def _write(path: str, keys: list[StoredKey]) -> None:
+    """Write atomically with mode 0600, so a reader never sees half a file."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    doc = {
+        "keys": [
+            {
+                "jwk": k.jwk,
+                "created_at": k.created_at.isoformat(),
+                "retired_at": k.retired_at.isoformat() if k.retired_at else None,
+            }
+            for k in keys
+        ]
+    }
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".signing-keys.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(doc, fh, indent=1)
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise

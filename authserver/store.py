@@ -1,0 +1,198 @@
+"""Short-lived state in Redis: codes with a TTL, take-once, mark-once, counters and throttles.
+
+One `Store` per app, over one redis-py client (its pool is shared by threads). Every key
+gets the configured prefix. `memory://` gives an in-process Redis (fakeredis) that is
+claimed by one process only; a second process using it is refused. When Redis cannot be
+reached every operation raises `StoreUnavailable`, so callers fail closed.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import fakeredis
+import redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
+
+from .errors import ServiceUnavailable
+
+
+class StoreUnavailable(ServiceUnavailable):
+    """Redis is unreachable (or the memory store belongs to another process)."""
+
+    code = "store_unavailable"
+    title = "Short-lived store unavailable"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """The result of counting one attempt against a throttle."""
+
+    count: int  # attempts in the current window, this one included
+    allowed: bool  # count <= limit
+    retry_after: int  # seconds until the window resets (0 when allowed)
+
+
+class Store:
+    """The one API for everything short-lived. Values are strings."""
+
+    def __init__(self, client: redis.Redis, prefix: str, claim: ProcessClaim | None = None):
+        self._client = client
+        self._prefix = prefix
+        self._claim = claim
+
+    @classmethod
+    def from_url(cls, url: str, prefix: str, instance_path: str) -> Store:
+        if url.startswith("memory://"):
+            client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+            claim = ProcessClaim(os.path.join(instance_path, ".memory-store.lock"))
+            return cls(client, prefix, claim)
+        # Short timeouts and few retries: a request must not hang when Redis is down.
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=True,
+            socket_connect_timeout=2,
+            socket_timeout=2,
+            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            health_check_interval=30,
+        )
+        return cls(client, prefix)
+
+    @property
+    def is_memory(self) -> bool:
+        return self._claim is not None
+
+    def key(self, name: str) -> str:
+        return self._prefix + name
+
+    @contextmanager
+    def _redis(self) -> Iterator[redis.Redis]:
+        if self._claim is not None:
+            self._claim.ensure()
+        try:
+            yield self._client
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
+
+    # --- values -----------------------------------------------------------------------
+    def put(self, name: str, value: str, ttl: int) -> None:
+        """Set `name` to `value` for `ttl` seconds, replacing any earlier value."""
+        with self._redis() as r:
+            r.set(self.key(name), value, ex=_ttl(ttl))
+
+    def get(self, name: str) -> str | None:
+        with self._redis() as r:
+            return _str(r.get(self.key(name)))
+
+    def take(self, name: str) -> str | None:
+        """Return the value and delete it in one step: of concurrent takers exactly one gets it."""
+        with self._redis() as r:
+            return _str(r.getdel(self.key(name)))
+
+    def mark_once(self, name: str, ttl: int, value: str = "1") -> bool:
+        """Set `name` only if absent (SET NX EX). True for the first caller, False after."""
+        with self._redis() as r:
+            return bool(r.set(self.key(name), value, ex=_ttl(ttl), nx=True))
+
+    def delete(self, *names: str) -> int:
+        if not names:
+            return 0
+        with self._redis() as r:
+            return int(r.delete(*(self.key(n) for n in names)))
+
+    def ttl(self, name: str) -> int | None:
+        """Seconds left on `name`; None when it does not exist (or has no expiry)."""
+        with self._redis() as r:
+            left = int(r.ttl(self.key(name)))
+        return left if left >= 0 else None
+
+    # --- counters and throttles -------------------------------------------------------
+    def incr(self, name: str, ttl: int) -> int:
+        """Add one to a counter; the first increment starts its `ttl`, later ones keep it."""
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=True)
+            pipe.incr(self.key(name))
+            pipe.expire(self.key(name), _ttl(ttl), nx=True)
+            count, _ = pipe.execute()
+        return int(count)
+
+    def count(self, name: str) -> int:
+        with self._redis() as r:
+            return int(r.get(self.key(name)) or 0)
+
+    def hit(self, name: str, limit: int, window: int) -> Hit:
+        """Count one attempt in a fixed window of `window` seconds allowing `limit` attempts."""
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=True)
+            pipe.incr(self.key(name))
+            pipe.expire(self.key(name), _ttl(window), nx=True)
+            pipe.ttl(self.key(name))
+            count, _, left = pipe.execute()
+        count = int(count)
+        allowed = count <= limit
+        return Hit(count, allowed, 0 if allowed else max(1, int(left)))
+
+    # --- health -------------------------------------------------------------------------
+    def ping(self) -> bool:
+        with self._redis() as r:
+            return bool(r.ping())
+
+    def flush_prefix(self) -> int:
+        """Delete every key under this store's prefix (tests and test-account resets)."""
+        with self._redis() as r:
+            keys = list(r.scan_iter(match=self._prefix + "*", count=500))
+            return int(r.delete(*keys)) if keys else 0
+
+
+class ProcessClaim:
+    """Keeps the in-process store to one process: the first process to use it holds a lock.
+
+    The lock is an exclusive `flock` on a file in the instance folder, taken on first use
+    (so CLI commands that never touch the store do not collide with a running server) and
+    checked again after a fork, because a forked worker would hold a diverging copy.
+    """
+
+    def __init__(self, path: str):
+        self.path = path
+        self._pid: int | None = None
+        self._fd: int | None = None
+
+    def ensure(self) -> None:
+        if self._pid == os.getpid():
+            return
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise StoreUnavailable(
+                "AUTHSERVER_REDIS_URL=memory:// serves one process only and process "
+                f"{holder} has it; use redis:// for more than one process or worker"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode("ascii"), 0)
+        self._fd, self._pid = fd, os.getpid()
+
+    def release(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+        self._fd = self._pid = None
+
+
+def _ttl(seconds: int) -> int:
+    if seconds < 1:
+        raise ValueError("a TTL must be at least one second")
+    return int(seconds)
+
+
+def _str(value: Any) -> str | None:
+    return None if value is None else str(value)

@@ -1,0 +1,62 @@
+"""Plain-HTTP endpoints and behaviour shared by every page: health checks and headers."""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Flask, Response, jsonify
+from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from .errors import ServiceUnavailable
+from .extensions import db, store
+
+bp = Blueprint("web", __name__)
+log = logging.getLogger("authserver.web")
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up; says nothing about its dependencies."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready to serve: the database and Redis answer. 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not ready", and is logged
+        log.warning("readiness: database unreachable: %s", type(exc).__name__)
+        checks["database"] = "unavailable"
+    finally:
+        db.session.rollback()
+    try:
+        store().ping()
+        checks["redis"] = "ok"
+    except ServiceUnavailable as exc:
+        log.warning("readiness: %s", exc.detail)
+        checks["redis"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+def init_app(app: Flask) -> None:
+    if app.config["PROXY_FIX"]:
+        n = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+    app.register_blueprint(bp)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+            " frame-ancestors 'none'; base-uri 'none'",
+        )
+        return response

@@ -1,0 +1,153 @@
+"""Shared fixtures: an app on real PostgreSQL and Redis (or the embedded defaults), clients.
+
+`AUTHSERVER_TEST_DATABASE_URL` / `AUTHSERVER_TEST_REDIS_URL` choose the backends. Unset,
+the local PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379, db 15)
+are used when they answer, and SQLite / memory:// otherwise, which the run says up front.
+Each test gets empty tables and an empty Redis database index.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient, FlaskCliRunner
+
+from authserver import create_app
+from authserver.extensions import db
+from authserver.keys import rotate
+
+LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+LOCAL_REDIS = "redis://127.0.0.1:6379/15"
+CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 8, "ARGON2_PARALLELISM": 1}
+
+
+def _reachable(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def _choose_backends() -> tuple[str, str, list[str]]:
+    notes = []
+    database = os.environ.get("AUTHSERVER_TEST_DATABASE_URL", "")
+    if not database:
+        if _reachable("127.0.0.1", 5432):
+            database = LOCAL_PG
+        else:
+            database = "sqlite://"  # replaced per session by a file in a temp dir
+            notes.append("PostgreSQL on 127.0.0.1:5432 is not reachable: using SQLite")
+    redis_url = os.environ.get("AUTHSERVER_TEST_REDIS_URL", "")
+    if not redis_url:
+        if _reachable("127.0.0.1", 6379):
+            redis_url = LOCAL_REDIS
+        else:
+            redis_url = "memory://"
+            notes.append("Redis on 127.0.0.1:6379 is not reachable: using memory://")
+    return database, redis_url, notes
+
+
+DATABASE_URL, REDIS_URL, NOTES = _choose_backends()
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [f"authserver backends: database={DATABASE_URL} redis={REDIS_URL}", *NOTES]
+
+
+@pytest.fixture(scope="session")
+def session_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return str(tmp_path_factory.mktemp("authserver-session"))
+
+
+@pytest.fixture(scope="session")
+def database_url(session_dir: str) -> str:
+    if DATABASE_URL == "sqlite://":
+        return f"sqlite:///{session_dir}/test.sqlite3"
+    return DATABASE_URL
+
+
+@pytest.fixture(scope="session")
+def signing_keys_file(session_dir: str) -> str:
+    """One RSA key per session: generating a key costs ~0.1 s."""
+    path = os.path.join(session_dir, "signing-keys.json")
+    rotate(path, max_token_lifetime=900)
+    return path
+
+
+@pytest.fixture
+def instance_path(tmp_path: Any, signing_keys_file: str) -> str:
+    path = tmp_path / "instance"
+    path.mkdir()
+    shutil.copy(signing_keys_file, path / "signing-keys.json")
+    return str(path)
+
+
+@pytest.fixture
+def make_config(database_url: str, instance_path: str) -> Any:
+    """Builds a test config; tests override single keys."""
+
+    def make(**overrides: Any) -> dict[str, Any]:
+        config = {
+            "TESTING": True,
+            "SECRET_KEY": "test-secret-key-that-is-long-enough-for-checks",
+            "DATABASE_URL": database_url,
+            "REDIS_URL": REDIS_URL,
+            "MAIL_URL": "memory:",
+            "SMS_URL": "memory:",
+            "SIGNING_KEYS_FILE": os.path.join(instance_path, "signing-keys.json"),
+            "WTF_CSRF_ENABLED": False,
+            **CHEAP_ARGON2,
+        }
+        config.update(overrides)
+        return config
+
+    return make
+
+
+@pytest.fixture
+def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
+    app = create_app(make_config())
+    with app.app_context():
+        db.create_all()
+        _empty(app)
+    yield app
+    with app.app_context():
+        _empty(app)
+        db.session.remove()
+        db.engine.dispose()
+
+
+def _empty(app: Flask) -> None:
+    """Empty every table and the Redis database index the tests use."""
+    db.session.remove()
+    with db.engine.begin() as conn:
+        for table in reversed(db.metadata.sorted_tables):
+            conn.execute(table.delete())
+    store = app.extensions["authserver.store"]
+    if store.is_memory:
+        store.flush_prefix()
+    else:
+        store._client.flushdb()
+
+
+@pytest.fixture
+def client(app: Flask) -> FlaskClient:
+    return app.test_client()
+
+
+@pytest.fixture
+def runner(app: Flask) -> FlaskCliRunner:
+    return app.test_cli_runner()
+
+
+@pytest.fixture
+def store(app: Flask) -> Any:
+    return app.extensions["authserver.store"]
