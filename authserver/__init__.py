@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from . import api, i18n, logs, notifications, web
+from . import models as _models  # noqa: F401 - registers the tables on db.metadata
 from .config import ConfigError, load_config
 from .extensions import csrf, db, migrate
 from .keys import KeyRing, KeysMissing
@@ -37,7 +38,10 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
     logs.init_app(app)
     db.init_app(app)
     migrate.init_app(
-        app, db, directory=os.path.join(os.path.dirname(__file__), "migrations"), render_as_batch=True
+        app,
+        db,
+        directory=os.path.join(os.path.dirname(__file__), "migrations"),
+        render_as_batch=True,
     )
     csrf.init_app(app)
     app.extensions["authserver.store"] = Store.from_url(

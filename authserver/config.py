@@ -6,14 +6,16 @@ malformed anywhere and settings that are unsafe outside debug/testing.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
 
+from .security import is_loopback_host
+
 DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - refused in production
+
 
 class Defaults:
     """Every setting and its default; each may be overridden as AUTHSERVER_<KEY>."""
@@ -23,7 +25,7 @@ class Defaults:
     REDIS_URL = "memory://"  # redis://host:port/db, or memory:// (one process only)
     REDIS_PREFIX = "authserver:"  # every short-lived key starts with this
     ISSUER = "http://127.0.0.1:5000"  # public base URL; https:// required unless loopback
-    MAIL_URL = "file://{instance}/outbox console:"  # smtp://[u:p@]host:port[?starttls=1], file://DIR, console:
+    MAIL_URL = "file://{instance}/outbox console:"  # smtp://host:port, file://DIR, console:
     MAIL_FROM = "authserver <no-reply@localhost>"  # From: header of every email
     SMS_URL = "file://{instance}/outbox console:"  # http(s):// webhook, file://DIR, console:
     SMS_TIMEOUT = 5  # seconds to wait for the SMS webhook
@@ -114,7 +116,7 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         app.config.update(test_config)
     _expand_paths(app)
     check_config(app.config)
-    app.config["SQLALCHEMY_DATABASE_URI"] = app.config["DATABASE_URL"]
+    app.config["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(app.config["DATABASE_URL"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config["DATABASE_URL"])
     app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
     app.config["PREFERRED_URL_SCHEME"] = urlsplit(app.config["ISSUER"]).scheme
@@ -130,6 +132,18 @@ def _expand_paths(app: Flask) -> None:
     if not app.config.get("DATABASE_URL"):
         path = os.path.join(app.instance_path, "authserver.sqlite3")
         app.config["DATABASE_URL"] = f"sqlite:///{path}"
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Give driverless PostgreSQL URLs the installed driver.
+
+    SQLAlchemy never accepts the common `postgres://` spelling, and before 2.1 a bare
+    `postgresql://` means psycopg2, which is not installed; we ship psycopg 3.
+    """
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
 
 
 def _engine_options(url: str) -> dict[str, Any]:
@@ -158,13 +172,20 @@ def check_config(config: Any) -> None:
     if not config["REDIS_URL"].startswith(("redis://", "rediss://", "unix://", "memory://")):
         raise ConfigError("AUTHSERVER_REDIS_URL must be redis://, rediss://, unix:// or memory://")
     if config["DEFAULT_LOCALE"] not in SUPPORTED_LOCALES:
-        raise ConfigError(f"AUTHSERVER_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}")
+        raise ConfigError(
+            f"AUTHSERVER_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}"
+        )
     if config["LOG_LEVEL"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("AUTHSERVER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
-    issuer = urlsplit(config["ISSUER"])
+    try:
+        # .port raises for a port that is not a number in 0-65535, urlsplit for a bad "[v6]".
+        issuer = urlsplit(config["ISSUER"])
+        issuer.port  # noqa: B018 - evaluated only to validate
+    except ValueError:
+        raise ConfigError(f"AUTHSERVER_ISSUER is not a valid URL: {config['ISSUER']!r}") from None
     if issuer.scheme not in ("http", "https") or not issuer.hostname:
         raise ConfigError("AUTHSERVER_ISSUER must be an absolute http(s) URL")
-    if issuer.query or issuer.fragment or config["ISSUER"].endswith("/"):
+    if "?" in config["ISSUER"] or "#" in config["ISSUER"] or config["ISSUER"].endswith("/"):
         raise ConfigError("AUTHSERVER_ISSUER must have no query, fragment or trailing slash")
     # Imported here: notifications imports config for SUPPORTED_LOCALES.
     from .notifications import parse_sender_urls
@@ -181,16 +202,7 @@ def check_config(config: Any) -> None:
             "AUTHSERVER_SECRET_KEY is the built-in default or shorter than 32 characters;"
             " set it to a long random value"
         )
-    if issuer.scheme == "http" and not _is_loopback(issuer.hostname):
+    if issuer.scheme == "http" and not is_loopback_host(issuer.hostname):
         raise ConfigError(
             f"AUTHSERVER_ISSUER must be https:// unless it is loopback, got {config['ISSUER']}"
         )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

@@ -39,14 +39,14 @@ migrate = Migrate()
 
 def store() -> Store:
     """The app's short-lived store."""
-    return current_app.extensions["authserver.store"]  # type: ignore[no-any-return]
+    return current_app.extensions["authserver.store"]
 
 
 def passwords() -> Passwords:
     """The app's password hasher."""
-    return current_app.extensions["authserver.passwords"]  # type: ignore[no-any-return]
+    return current_app.extensions["authserver.passwords"]
 
 
 def keyring() -> KeyRing:
     """The app's signing keys."""
-    return current_app.extensions["authserver.keys"]  # type: ignore[no-any-return]
+    return current_app.extensions["authserver.keys"]

@@ -60,8 +60,7 @@ def init_app(app: Flask) -> None:
         handler.addFilter(RequestIdFilter())
         root.addHandler(handler)
         root.propagate = False
-    app.logger.handlers.clear()
-    app.logger.propagate = True  # the app logger is "authserver", handled above
+    # app.logger is the same "authserver" logger: Flask sees our handler and adds none.
     access = logging.getLogger("authserver.request")
 
     @app.before_request

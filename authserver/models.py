@@ -75,16 +75,14 @@ class Timestamps:
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
 
 
-class Account(Timestamps, db.Model):  # type: ignore[name-defined,misc]
+class Account(Timestamps, db.Model):  # type: ignore[name-defined]
     """A business or app. Every live account is paired with a test account (`test_account`)."""
 
     __tablename__ = "accounts"
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     mode: Mapped[str] = mapped_column(String(8))
-    test_account_id: Mapped[str | None] = mapped_column(
-        ForeignKey("accounts.id"), unique=True
-    )
+    test_account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), unique=True)
     status: Mapped[str] = mapped_column(String(16), default="active")
     name: Mapped[str] = mapped_column(String(255))
     company_name: Mapped[str | None] = mapped_column(String(255))
@@ -107,7 +105,7 @@ class Account(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     )
 
 
-class User(Timestamps, db.Model):  # type: ignore[name-defined,misc]
+class User(Timestamps, db.Model):  # type: ignore[name-defined]
     """A person or app identity. `account_id` None means a global user."""
 
     __tablename__ = "users"
@@ -155,11 +153,13 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined,misc]
         return self.account_id is None
 
 
-class AccountMembership(Timestamps, db.Model):  # type: ignore[name-defined,misc]
+class AccountMembership(Timestamps, db.Model):  # type: ignore[name-defined]
     """A global user's membership of an account, with the role they have there."""
 
     __tablename__ = "account_memberships"
-    __table_args__ = (UniqueConstraint("account_id", "user_id", name="uq_memberships_account_user"),)
+    __table_args__ = (
+        UniqueConstraint("account_id", "user_id", name="uq_memberships_account_user"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
@@ -170,7 +170,7 @@ class AccountMembership(Timestamps, db.Model):  # type: ignore[name-defined,misc
     user: Mapped[User] = relationship()
 
 
-class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined,misc]
+class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
     """An app registered for one account (and so one mode). Public clients have no secret."""
 
     __tablename__ = "oauth_clients"
@@ -193,7 +193,7 @@ class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined,misc]
     account: Mapped[Account] = relationship()
 
 
-class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
+class RefreshToken(db.Model):  # type: ignore[name-defined]
     """An opaque refresh token, stored as a digest; all rotations of one login share a family."""
 
     __tablename__ = "refresh_tokens"
@@ -217,7 +217,7 @@ class RefreshToken(db.Model):  # type: ignore[name-defined,misc]
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class RecoveryCode(db.Model):  # type: ignore[name-defined,misc]
+class RecoveryCode(db.Model):  # type: ignore[name-defined]
     """One single-use TFA recovery code, stored as a digest."""
 
     __tablename__ = "recovery_codes"
@@ -230,7 +230,7 @@ class RecoveryCode(db.Model):  # type: ignore[name-defined,misc]
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
-class LoginRecord(db.Model):  # type: ignore[name-defined,misc]
+class LoginRecord(db.Model):  # type: ignore[name-defined]
     """One login attempt, successful or not (login history, audit)."""
 
     __tablename__ = "login_records"

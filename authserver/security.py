@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import secrets
 from dataclasses import dataclass
 
@@ -71,3 +72,13 @@ def keyed_digest(key: str, value: str) -> str:
 def same(a: str, b: str) -> bool:
     """Constant-time comparison of two strings (any characters)."""
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
+
+
+def is_loopback_host(host: str) -> bool:
+    """localhost or a loopback IP (RFC 8252 lets those use plain http)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

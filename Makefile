@@ -1,0 +1,52 @@
+# The two README commands: `make run` and `make test`. Everything else supports them.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: run test lint format install install-dev clean-demo
+
+run: install instance/config.py
+	$(BIN)/authserver demo
+	$(BIN)/authserver run --host $(HOST) --port $(PORT)
+
+test: install-dev
+	@echo "== store tests on the embedded memory:// backend"
+	AUTHSERVER_TEST_REDIS_URL=memory:// $(BIN)/pytest -q -p no:cacheprovider tests/test_store.py
+	@echo "== the whole suite"
+	$(BIN)/pytest -p no:cacheprovider
+
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+format: install-dev
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+$(VENV)/bin/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(VENV)/bin/python
+	$(BIN)/pip install --quiet -e .
+	@touch $@
+
+$(VENV)/.installed-dev: pyproject.toml $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $@
+
+# A random secret key for the local quick start, made once and kept out of git.
+instance/config.py:
+	@mkdir -p instance
+	@umask 077 && $(BIN)/python -c "import secrets; print('SECRET_KEY = %r' % secrets.token_urlsafe(48))" > $@
+	@echo "Wrote instance/config.py with a random SECRET_KEY"
+
+# Forget the demo data and the embedded database (keeps config and keys).
+clean-demo:
+	rm -f instance/authserver.sqlite3 instance/demo.json

@@ -1,0 +1,151 @@
+"""Use cases for accounts, users and memberships.
+
+Each function validates, writes, commits and then emits its event; on any error nothing
+is left half-written (an account is never created without its test account).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+
+from . import rules
+from .errors import Conflict, NotFound, ValidationFailed
+from .events import emit
+from .extensions import db, passwords
+from .models import Account, AccountMembership, User, utcnow
+
+
+@dataclass(frozen=True)
+class NewAccount:
+    live: Account
+    test: Account
+
+
+def new_publishable_token(mode: str) -> str:
+    """`prt-live-<uuid>` / `prt-test-<uuid>` as in the seed; public by design."""
+    return f"prt-{mode}-{uuid.uuid4()}"
+
+
+def create_account(
+    name: object,
+    *,
+    default_locale: str = "en",
+    default_auth_method: str = "simple",
+    **attributes: Any,
+) -> NewAccount:
+    """Create a live account and its paired test account in one transaction."""
+    name = rules.check_name(name, "name")
+    rules.check_choice(default_locale, ("en", "es", "fr"), "defaultLocale")
+    rules.check_auth_method(default_auth_method, "defaultAuthMethod")
+    common = {
+        "name": name,
+        "default_locale": default_locale,
+        "default_auth_method": default_auth_method,
+        **attributes,
+    }
+    test = Account(mode="test", publishable_token=new_publishable_token("test"), **common)
+    live = Account(mode="live", publishable_token=new_publishable_token("live"), **common)
+    live.test_account = test
+    db.session.add_all([test, live])
+    _commit()
+    emit("identity.account.create.success", account=live)
+    return NewAccount(live, test)
+
+
+def get_account(account_id: str) -> Account:
+    account = db.session.get(Account, account_id) if isinstance(account_id, str) else None
+    if account is None or account.status == "deleted":
+        raise NotFound("No such account.", field="account")
+    return account
+
+
+def create_user(
+    *,
+    account: Account | None,
+    username: object,
+    password: object | None,
+    role: object,
+    email: object | None = None,
+    email_verified: bool = False,
+    phone_number: object | None = None,
+    auth_method: object | None = None,
+    status: str = "active",
+    **attributes: Any,
+) -> User:
+    """Create an account user (or a global user when `account` is None)."""
+    username = rules.check_username(username)
+    role = rules.check_role(role)
+    email = rules.check_email(email) if email is not None else None
+    phone = rules.check_phone(phone_number) if phone_number is not None else None
+    method = rules.check_auth_method(
+        auth_method
+        if auth_method is not None
+        else (account.default_auth_method if account else "simple")
+    )
+    if method == "tfa_email" and not email:
+        raise ValidationFailed("Email is required for email two-step login.", field="email")
+    if method == "tfa_sms" and not phone:
+        raise ValidationFailed(
+            "A phone number is required for SMS two-step login.", field="phoneNumber"
+        )
+    if password is None and status != "pending":
+        raise ValidationFailed("Password is required.", field="password", code="required")
+    now = utcnow()
+    user = User(
+        account_id=account.id if account else None,
+        username=username,
+        role=role,
+        email=email,
+        email_verified=bool(email and email_verified),
+        email_verified_at=now if email and email_verified else None,
+        phone_number=phone,
+        auth_method=method,
+        status=status,
+        **attributes,
+    )
+    if password is not None:
+        rules.check_password(password, username=username, email=email, field="password")
+        user.password_hash = passwords().hash(str(password))
+        user.password_updated_at = now
+    db.session.add(user)
+    _commit(conflict=Conflict("Username is already taken.", field="username", code="taken"))
+    emit("identity.user.create.success", user=user, account=account)
+    return user
+
+
+def add_member(account: Account, user: User, role: object) -> AccountMembership:
+    """Make a global user a member of `account` with `role`."""
+    if not user.is_global:
+        raise ValidationFailed("Only global users can join accounts.", field="user")
+    role = rules.check_role(role)
+    clash = db.session.scalar(
+        db.select(User.id).where(User.account_id == account.id, User.username == user.username)
+    )
+    if clash:
+        raise Conflict("An account user already has this username.", field="username", code="taken")
+    membership = AccountMembership(account_id=account.id, user_id=user.id, role=role)
+    db.session.add(membership)
+    _commit(conflict=Conflict("Already a member.", field="user", code="taken"))
+    return membership
+
+
+def _commit(conflict: Conflict | None = None) -> None:
+    try:
+        db.session.commit()
+    except IntegrityError:
+        db.session.rollback()
+        raise conflict or Conflict("The change conflicts with existing data.") from None
+    except BaseException:
+        db.session.rollback()
+        raise
+
+
+def regenerate_publishable_token(account: Account) -> Account:
+    """Give the account a new publishable refresh token; the old one stops working at once."""
+    account.publishable_token = new_publishable_token(account.mode)
+    _commit()
+    return account

@@ -1,0 +1,275 @@
+"""The `authserver` command: a Flask CLI group around `create_app`.
+
+Every command that creates something can print JSON (`--json`) for scripts. A wrong
+argument, setting or missing dependency ends with one line on stderr and a non-zero exit.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from flask import Flask, current_app
+from flask.cli import FlaskGroup, with_appcontext
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from . import accounts, clients, demo, keys
+from .config import ConfigError
+from .errors import DomainError
+from .models import AUTH_METHODS, ROLES
+
+
+def _cli_app() -> Flask:
+    # Keys are not required to load: `keys rotate` makes the first one; `run` checks them.
+    from . import create_app
+
+    return create_app(require_keys=False)
+
+
+cli = FlaskGroup(create_app=_cli_app, add_version_option=False, help=__doc__)
+
+
+def main() -> None:
+    """Console-script entry point: one-line errors instead of tracebacks."""
+    try:
+        cli.main(prog_name="authserver")
+    except ConfigError as exc:
+        _fail(f"configuration: {exc}", 2)
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+        _fail(
+            f"database: {reason} (check AUTHSERVER_DATABASE_URL; run `authserver db upgrade`)",
+            3,
+        )
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"authserver: error: {message}", err=True)
+    sys.exit(code)
+
+
+def _emit(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+    else:
+        human()
+
+
+def _domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a DomainError from a use case into a one-line error and exit 1."""
+
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except DomainError as exc:
+            where = f" ({exc.field})" if exc.field else ""
+            _fail(f"{exc.detail}{where}", 1)
+
+    wrapper.__name__ = fn.__name__
+    wrapper.__doc__ = fn.__doc__
+    return wrapper
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")
+
+
+@cli.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=click.IntRange(1, 65535))
+@with_appcontext
+def run_command(host: str, port: int) -> None:
+    """Serve with the development server (use gunicorn in production)."""
+    from werkzeug.serving import run_simple
+
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    try:
+        app.extensions["authserver.keys"].check()
+    except keys.KeysMissing as exc:
+        raise ConfigError(str(exc)) from None
+    app.extensions["authserver.store"].ping()  # claims memory:// for this process now
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+
+
+@cli.group("accounts")
+def accounts_group() -> None:
+    """Manage accounts."""
+
+
+@accounts_group.command("create")
+@click.option("--name", required=True, help="Account name.")
+@click.option("--locale", "default_locale", default="en", type=click.Choice(["en", "es", "fr"]))
+@click.option(
+    "--auth-method", "default_auth_method", default="simple", type=click.Choice(AUTH_METHODS)
+)
+@json_option
+@with_appcontext
+@_domain_errors
+def accounts_create(
+    name: str, default_locale: str, default_auth_method: str, as_json: bool
+) -> None:
+    """Create a live account with its test account."""
+    pair = accounts.create_account(
+        name, default_locale=default_locale, default_auth_method=default_auth_method
+    )
+    data = {
+        "id": pair.live.id,
+        "testAccountId": pair.test.id,
+        "name": pair.live.name,
+        "publishableTokens": {
+            "live": pair.live.publishable_token,
+            "test": pair.test.publishable_token,
+        },
+    }
+    _emit(
+        data,
+        as_json,
+        lambda: click.echo(
+            f"Created account {pair.live.id} (test account {pair.test.id})\n"
+            f"  publishable token (live): {pair.live.publishable_token}\n"
+            f"  publishable token (test): {pair.test.publishable_token}"
+        ),
+    )
+
+
+@accounts_group.command("regenerate-publishable-token")
+@click.option("--account", "account_id", required=True)
+@json_option
+@with_appcontext
+@_domain_errors
+def accounts_regenerate_token(account_id: str, as_json: bool) -> None:
+    """Replace an account's publishable refresh token (the old one stops working)."""
+    account = accounts.regenerate_publishable_token(accounts.get_account(account_id))
+    _emit(
+        {"id": account.id, "publishableToken": account.publishable_token},
+        as_json,
+        lambda: click.echo(account.publishable_token),
+    )
+
+
+@cli.group("users")
+def users_group() -> None:
+    """Manage users."""
+
+
+@users_group.command("create")
+@click.option("--account", "account_id", help="Account id for an account user.")
+@click.option("--global", "is_global", is_flag=True, help="Create a global user instead.")
+@click.option("--username", required=True)
+@click.option("--password", required=True, help="Use '-' to read it from standard input.")
+@click.option("--role", required=True, type=click.Choice(ROLES))
+@click.option("--email")
+@click.option("--email-verified", is_flag=True)
+@click.option("--phone", "phone_number", help="E.164, e.g. +15551234567.")
+@click.option("--auth-method", type=click.Choice(AUTH_METHODS))
+@click.option("--name")
+@json_option
+@with_appcontext
+@_domain_errors
+def users_create(
+    account_id: str | None,
+    is_global: bool,
+    password: str,
+    as_json: bool,
+    **fields: Any,
+) -> None:
+    """Create an account user (--account) or a global user (--global)."""
+    if bool(account_id) == is_global:
+        raise click.UsageError("give exactly one of --account ID or --global")
+    if password == "-":  # noqa: S105 - the stdin marker, not a password
+        password = sys.stdin.readline().rstrip("\n")
+    account = accounts.get_account(account_id) if account_id else None
+    user = accounts.create_user(account=account, password=password, **fields)
+    _emit(
+        {"id": user.id, "username": user.username, "accountId": user.account_id},
+        as_json,
+        lambda: click.echo(f"Created user {user.username} ({user.id})"),
+    )
+
+
+@cli.group("clients")
+def clients_group() -> None:
+    """Manage OAuth clients."""
+
+
+@clients_group.command("create")
+@click.option("--account", "account_id", required=True)
+@click.option("--name", required=True)
+@click.option("--redirect-uri", "redirect_uris", multiple=True)
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
+@click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(clients.GRANT_TYPES))
+@click.option("--public", is_flag=True, help="A public client (no secret), e.g. a mobile app.")
+@click.option("--scope", help="Space-separated scopes the client may ask for.")
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_create(
+    account_id: str,
+    name: str,
+    redirect_uris: tuple[str, ...],
+    post_logout_redirect_uris: tuple[str, ...],
+    grant_types: tuple[str, ...],
+    public: bool,
+    scope: str | None,
+    as_json: bool,
+) -> None:
+    """Register a client. A confidential client's secret is shown once, here."""
+    new = clients.create_client(
+        accounts.get_account(account_id),
+        name,
+        public=public,
+        redirect_uris=list(redirect_uris),
+        post_logout_redirect_uris=list(post_logout_redirect_uris),
+        grant_types=list(grant_types) or None,
+        scope=scope,
+    )
+    data: dict[str, Any] = {
+        "clientId": new.client.client_id,
+        "name": new.client.name,
+        "public": new.client.is_public,
+        "grantTypes": new.client.grant_types,
+        "redirectUris": new.client.redirect_uris,
+    }
+    if new.secret:
+        data["clientSecret"] = new.secret
+
+    def human() -> None:
+        click.echo(f"Created client {new.client.client_id}")
+        if new.secret:
+            click.echo(f"  client secret (shown once): {new.secret}")
+
+    _emit(data, as_json, human)
+
+
+@cli.group("keys")
+def keys_group() -> None:
+    """Manage JWT signing keys."""
+
+
+@keys_group.command("rotate")
+@json_option
+@with_appcontext
+def keys_rotate(as_json: bool) -> None:
+    """Add a new signing key; the previous one stays published until its tokens expire."""
+    ring = current_app.extensions["authserver.keys"]
+    try:
+        new = keys.rotate(ring.path, ring.max_token_lifetime)
+    except keys.KeysMissing as exc:
+        raise ConfigError(str(exc)) from None
+    published = [k["kid"] for k in ring.public_jwks()["keys"]]
+    _emit(
+        {"kid": new.jwk["kid"], "published": published, "file": ring.path},
+        as_json,
+        lambda: click.echo(f"New signing key {new.jwk['kid']}; published: {', '.join(published)}"),
+    )
+
+
+@cli.command("demo")
+@json_option
+@with_appcontext
+def demo_command(as_json: bool) -> None:
+    """Prepare a local demo: secret key, signing key, database, demo data (once)."""
+    summary = demo.ensure_demo(current_app._get_current_object())  # type: ignore[attr-defined]
+    _emit(summary, as_json, lambda: click.echo(demo.describe(summary)))
