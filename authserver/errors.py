@@ -9,7 +9,9 @@ class DomainError(Exception):
     code = "domain_error"
     title = "Request failed"
 
-    def __init__(self, detail: str | None = None, *, field: str | None = None, code: str | None = None):
+    def __init__(
+        self, detail: str | None = None, *, field: str | None = None, code: str | None = None
+    ):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
         self.field = field  # camelCase attribute name the error is about, if any

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from joserfc.errors import JoseError
 from joserfc.jwk import KeySet, RSAKey
 
 ALGORITHM = "RS256"
@@ -38,7 +39,7 @@ class KeyRing:
         self.path = path
         self.max_token_lifetime = max_token_lifetime
         self._lock = threading.Lock()
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, ...] | None = None
         self._keys: list[StoredKey] = []
         self._private: KeySet | None = None
 
@@ -50,7 +51,9 @@ class KeyRing:
                 f"no signing keys at {self.path} (AUTHSERVER_SIGNING_KEYS_FILE);"
                 " run `authserver keys rotate` to create one"
             ) from None
-        stamp = (st.st_mtime_ns, st.st_size)
+        # The inode changes on every rotation (the file is replaced, not rewritten), so a
+        # rotation is noticed even when size and a coarse mtime stay the same.
+        stamp = (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size)
         with self._lock:
             if stamp != self._stamp:
                 keys = read_key_file(self.path)
@@ -85,21 +88,40 @@ class KeyRing:
 
 
 def read_key_file(path: str) -> list[StoredKey]:
-    with open(path, encoding="utf-8") as fh:
-        try:
+    """Read and check the key file; KeysMissing (naming the path) if it is unusable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
             doc = json.load(fh)
-            return [
-                StoredKey(
-                    jwk=item["jwk"],
-                    created_at=datetime.fromisoformat(item["created_at"]),
-                    retired_at=(
-                        datetime.fromisoformat(item["retired_at"]) if item["retired_at"] else None
-                    ),
-                )
-                for item in doc["keys"]
-            ]
-        except (ValueError, KeyError, TypeError) as exc:
-            raise KeysMissing(f"{path} is not a valid signing key file ({exc})") from None
+        keys = [
+            StoredKey(
+                jwk=_private_jwk(item["jwk"]),
+                created_at=_aware(item["created_at"]),
+                retired_at=_aware(item["retired_at"]) if item["retired_at"] else None,
+            )
+            for item in doc["keys"]
+        ]
+    except OSError as exc:
+        raise KeysMissing(f"cannot read signing key file {path} ({exc.strerror})") from None
+    except (ValueError, KeyError, TypeError, JoseError) as exc:
+        # A corrupt file must stop start-up with its path, not crash on first use.
+        raise KeysMissing(f"{path} is not a valid signing key file ({exc!r})") from None
+    return keys
+
+
+def _private_jwk(jwk: Any) -> dict[str, Any]:
+    if not isinstance(jwk, dict):
+        raise TypeError("a key is not a JWK object")
+    key = RSAKey.import_key(jwk)
+    if not key.is_private:
+        raise ValueError(f"key {jwk.get('kid')} has no private part and cannot sign")
+    return jwk
+
+
+def _aware(value: str) -> datetime:
+    moment = datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"timestamp {value!r} has no time zone")
+    return moment
 
 
 def rotate(path: str, max_token_lifetime: int, now: datetime | None = None) -> StoredKey:

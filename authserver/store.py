@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -50,16 +52,22 @@ class Store:
     @classmethod
     def from_url(cls, url: str, prefix: str, instance_path: str) -> Store:
         if url.startswith("memory://"):
-            client = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
+            fake = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
             claim = ProcessClaim(os.path.join(instance_path, ".memory-store.lock"))
-            return cls(client, prefix, claim)
+            return cls(fake, prefix, claim)
         # Short timeouts and few retries: a request must not hang when Redis is down.
+        # Only a refused/reset connection is retried (once: it heals a pooled connection
+        # that a Redis restart closed). A timeout is not retried: redis-py nests the
+        # connect retry inside the command retry, so retrying timeouts multiplied into
+        # ~20 s per operation against a server that accepts but never answers.
         client = redis.Redis.from_url(
             url,
             decode_responses=True,
             socket_connect_timeout=2,
             socket_timeout=2,
-            retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+            retry=Retry(
+                ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(redis.ConnectionError,)
+            ),
             health_check_interval=30,
         )
         return cls(client, prefix)
@@ -77,7 +85,7 @@ class Store:
             self._claim.ensure()
         try:
             yield self._client
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except _UNREACHABLE as exc:
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
 
     # --- values -----------------------------------------------------------------------
@@ -107,10 +115,14 @@ class Store:
             return int(r.delete(*(self.key(n) for n in names)))
 
     def ttl(self, name: str) -> int | None:
-        """Seconds left on `name`; None when it does not exist (or has no expiry)."""
+        """Whole seconds left on `name`, rounded up; None when it does not exist (or has no expiry).
+
+        Rounded up from PTTL because Redis's TTL rounds to nearest: a key with 0.4 s left
+        read as 0 and one with 1.4 s left as 1, so "retry in N s" came too early.
+        """
         with self._redis() as r:
-            left = int(r.ttl(self.key(name)))
-        return left if left >= 0 else None
+            left = int(r.pttl(self.key(name)))
+        return _seconds(left) if left >= 0 else None
 
     # --- counters and throttles -------------------------------------------------------
     def incr(self, name: str, ttl: int) -> int:
@@ -132,11 +144,11 @@ class Store:
             pipe = r.pipeline(transaction=True)
             pipe.incr(self.key(name))
             pipe.expire(self.key(name), _ttl(window), nx=True)
-            pipe.ttl(self.key(name))
+            pipe.pttl(self.key(name))
             count, _, left = pipe.execute()
         count = int(count)
         allowed = count <= limit
-        return Hit(count, allowed, 0 if allowed else max(1, int(left)))
+        return Hit(count, allowed, 0 if allowed else max(1, _seconds(int(left))))
 
     # --- health -------------------------------------------------------------------------
     def ping(self) -> bool:
@@ -146,7 +158,9 @@ class Store:
     def flush_prefix(self) -> int:
         """Delete every key under this store's prefix (tests and test-account resets)."""
         with self._redis() as r:
-            keys = list(r.scan_iter(match=self._prefix + "*", count=500))
+            # Escape glob characters so a prefix like "app[1]:" matches only itself.
+            pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix) + "*"
+            keys = list(r.scan_iter(match=pattern, count=500))
             return int(r.delete(*keys)) if keys else 0
 
 
@@ -162,10 +176,18 @@ class ProcessClaim:
         self.path = path
         self._pid: int | None = None
         self._fd: int | None = None
+        # Threads of the claiming process share the claim; without this lock the first
+        # concurrent requests each opened the file and all but one were refused.
+        self._lock = threading.Lock()
 
     def ensure(self) -> None:
         if self._pid == os.getpid():
             return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._acquire()
+
+    def _acquire(self) -> None:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
@@ -182,16 +204,25 @@ class ProcessClaim:
         self._fd, self._pid = fd, os.getpid()
 
     def release(self) -> None:
-        if self._fd is not None and self._pid == os.getpid():
-            fcntl.flock(self._fd, fcntl.LOCK_UN)
-            os.close(self._fd)
-        self._fd = self._pid = None
+        with self._lock:
+            if self._fd is not None and self._pid == os.getpid():
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+                os.close(self._fd)
+            self._fd = self._pid = None
+
+
+# Errors meaning "no Redis we can talk to": refused, timed out, or something else answering.
+_UNREACHABLE = (redis.ConnectionError, redis.TimeoutError, redis.exceptions.InvalidResponse)
 
 
 def _ttl(seconds: int) -> int:
     if seconds < 1:
         raise ValueError("a TTL must be at least one second")
     return int(seconds)
+
+
+def _seconds(milliseconds: int) -> int:
+    return -(-milliseconds // 1000)  # rounded up: never tell a client to retry too early
 
 
 def _str(value: Any) -> str | None:

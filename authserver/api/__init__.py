@@ -1,7 +1,22 @@
-"""The identity API under /v1 (JSON:API). Placeholder until the API plumbing lands."""
+"""The identity API under /v1 (JSON:API). Resource modules add routes to `bp`;
+`jsonapi` owns the wire format, negotiation and error rendering.
+"""
 
-from flask import Flask
+from __future__ import annotations
+
+from flask import Blueprint, Flask
+
+from ..extensions import csrf
+from . import jsonapi
+
+bp = Blueprint("api", __name__, url_prefix="/v1")
+# Hooks go on at import: a blueprint cannot take new hooks once an app has registered it.
+jsonapi.install(bp)
 
 
 def init_app(app: Flask) -> None:
-    return None
+    app.register_blueprint(bp)
+    # Callers authenticate with bearer tokens, not cookies, and bodies must be declared
+    # JSON, which a cross-site form or CORS-simple request cannot send: no CSRF token needed.
+    csrf.exempt(bp)
+    jsonapi.init_app(app)

@@ -1,0 +1,695 @@
+"""The JSON:API wire format of /v1, in one place: content negotiation, request documents,
+response and error documents, and the table from domain errors to HTTP statuses.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import re
+from collections.abc import Mapping, Sequence, Set
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any, NoReturn
+from uuid import UUID
+
+from flask import Blueprint, Flask, Response, g, has_request_context, request
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
+from werkzeug.http import HTTP_STATUS_CODES, parse_accept_header, parse_options_header
+from werkzeug.sansio.response import Response as SansIOResponse
+
+from ..errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    ServiceUnavailable,
+    Throttled,
+    Unauthenticated,
+    ValidationFailed,
+)
+
+MEDIA_TYPE = "application/vnd.api+json"
+PREFIX = "/v1"
+MAX_DEPTH = 32  # real documents nest < 10 deep; the bound keeps parsing from recursing deep
+MAX_INT_DIGITS = 32  # far below CPython's 4300-digit limit, so conversion stays cheap
+SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # JSON:API `ext` URIs we implement
+DOCUMENT_MEMBERS = frozenset({"data", "meta", "jsonapi"})
+RESOURCE_MEMBERS = frozenset({"type", "id", "attributes", "relationships", "meta"})
+
+log = logging.getLogger("authserver.api")
+
+
+# --- errors -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ErrorObject:
+    """One entry of an `errors` document."""
+
+    status: int
+    code: str
+    title: str
+    detail: str | None = None
+    pointer: str | None = None  # JSON Pointer into the request document; "" is the root
+
+    def as_json(self) -> dict[str, Any]:
+        obj: dict[str, Any] = {"status": str(self.status), "code": self.code, "title": self.title}
+        if self.detail is not None:
+            obj["detail"] = self.detail
+        if self.pointer is not None:
+            obj["source"] = {"pointer": self.pointer}
+        return obj
+
+
+class ApiError(HTTPException):
+    """One or more JSON:API errors; raised anywhere under /v1 it answers with them."""
+
+    def __init__(
+        self,
+        errors: Sequence[ErrorObject],
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+    ):
+        super().__init__(description=errors[0].detail if errors else None)
+        self.errors = list(errors)
+        self.code = status or overall_status(self.errors)
+        self.headers = dict(headers or {})
+
+    def get_response(  # type: ignore[override]
+        self, environ: Any = None, scope: Any = None
+    ) -> SansIOResponse:
+        return errors_response(self.errors, status=self.code, headers=self.headers)
+
+
+def fail(
+    status: int, code: str, title: str, detail: str | None = None, pointer: str | None = None
+) -> NoReturn:
+    """Stop handling the request with one JSON:API error."""
+    raise ApiError([ErrorObject(status, code, title, detail, pointer)])
+
+
+def overall_status(errors: Sequence[ErrorObject]) -> int:
+    """The status of a document holding several errors: theirs if shared, else 400 or 500."""
+    statuses = {e.status for e in errors}
+    if len(statuses) == 1:
+        return statuses.pop()
+    return 400 if statuses and all(400 <= s < 500 for s in statuses) else 500
+
+
+def error_response(
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    pointer: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A JSON:API error document with one error."""
+    return errors_response([ErrorObject(status, code, title, detail, pointer)], headers=headers)
+
+
+def errors_response(
+    errors: Sequence[ErrorObject],
+    *,
+    status: int | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A JSON:API error document; server-side failures carry the request id to quote."""
+    status = status or overall_status(errors)
+    body: dict[str, Any] = {"errors": [e.as_json() for e in errors]}
+    if status >= 500 and has_request_context() and g.get("request_id"):
+        body["meta"] = {"requestId": g.request_id}
+    return _response(body, status, headers)
+
+
+# Checked in order, so a subclass listed later (StoreUnavailable) still finds its base.
+DOMAIN_STATUSES: tuple[tuple[type[DomainError], int], ...] = (
+    (ValidationFailed, 422),
+    (NotFound, 404),
+    (Conflict, 409),
+    (Forbidden, 403),
+    (Unauthenticated, 401),
+    (Throttled, 429),
+    (ServiceUnavailable, 503),
+)
+
+
+def status_for(error: DomainError) -> int:
+    """The HTTP status of a domain error; 400 for any not in DOMAIN_STATUSES."""
+    for cls, status in DOMAIN_STATUSES:
+        if isinstance(error, cls):
+            return status
+    return 400
+
+
+def domain_error_response(error: DomainError) -> Response:
+    """Render a domain error; `field` becomes the pointer /data/attributes/<field>."""
+    status = status_for(error)
+    headers: dict[str, str] = {}
+    if isinstance(error, Unauthenticated):
+        headers["WWW-Authenticate"] = "Bearer"
+    if isinstance(error, Throttled):
+        headers["Retry-After"] = str(error.retry_after)
+    detail = error.detail
+    if status >= 500:
+        # The detail names our infrastructure: log it, tell the client only what to do.
+        log.warning("dependency unavailable: %s: %s", error.code, error.detail)
+        detail = "A service this request needs is unavailable; try again shortly."
+    pointer = attribute_pointer(error.field) if error.field else None
+    return error_response(status, error.code, error.title, detail, pointer, headers)
+
+
+_HTTP_CODES = {
+    413: "payload_too_large",
+    500: "internal_error",
+}
+_HTTP_DETAILS = {
+    404: "There is nothing at this URL.",
+    405: "This URL does not accept this method; see the Allow header.",
+    500: "An unexpected error occurred. Quote meta.requestId when reporting it.",
+}
+
+
+def http_error_response(error: HTTPException) -> Response:
+    """Render a Werkzeug HTTP error (routing, size limits, crashes) as JSON:API."""
+    if isinstance(error, ApiError):
+        return errors_response(error.errors, status=error.code, headers=error.headers)
+    headers = {k: v for k, v in error.get_headers() if k.lower() != "content-type"}
+    # The class default is fixed text; an instance description may carry internals.
+    return status_error_response(error.code or 500, headers, type(error).description)
+
+
+def status_error_response(
+    status: int, headers: Mapping[str, str] | None = None, fallback_detail: str | None = None
+) -> Response:
+    """A JSON:API error for a bare HTTP status, worded from the status alone."""
+    title = HTTP_STATUS_CODES.get(status, "Error")
+    code = _HTTP_CODES.get(status) or re.sub(r"[^a-z0-9]+", "_", title.lower()).strip("_")
+    detail = _HTTP_DETAILS.get(status, fallback_detail)
+    if status == 413:
+        detail = f"The request body is larger than {request.max_content_length} bytes."
+    return error_response(status, code, title, detail, headers=headers)
+
+
+# --- response documents -----------------------------------------------------------------
+
+
+def resource(
+    type_: str,
+    id_: str,
+    attributes: Mapping[str, Any],
+    relationships: Mapping[str, Any] | None = None,
+    meta: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A resource object; attribute names are turned camelCase."""
+    obj: dict[str, Any] = {
+        "type": type_,
+        "id": str(id_),
+        "attributes": {to_camel(k): v for k, v in attributes.items()},
+    }
+    if relationships:
+        obj["relationships"] = {to_camel(k): v for k, v in relationships.items()}
+    if meta:
+        obj["meta"] = dict(meta)
+    return obj
+
+
+def document(
+    data: Mapping[str, Any] | Sequence[Mapping[str, Any]] | None,
+    meta: Mapping[str, Any] | None = None,
+    links: Mapping[str, Any] | None = None,
+    status: int = 200,
+    headers: Mapping[str, str] | None = None,
+) -> Response:
+    """A JSON:API document with primary data (a resource object, a list, or None)."""
+    body: dict[str, Any] = {"data": data}
+    if meta:
+        body["meta"] = dict(meta)
+    if links:
+        body["links"] = dict(links)
+    return _response(body, status, headers)
+
+
+def no_content() -> Response:
+    """204 with no body (and so no Content-Type)."""
+    response = Response(status=204)
+    response.headers.remove("Content-Type")
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def _response(body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None) -> Response:
+    payload = json.dumps(
+        body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
+    )
+    # JSON:API forbids media type parameters such as charset; JSON is UTF-8 by definition.
+    response = Response(payload, status=status, content_type=MEDIA_TYPE)
+    response.headers["Cache-Control"] = "no-store"  # identity data must not sit in caches
+    for key, value in (headers or {}).items():
+        response.headers[key] = value
+    return response
+
+
+# --- names and pointers -----------------------------------------------------------------
+
+
+def to_snake(name: str) -> str:
+    """`mfaEnabled` -> `mfa_enabled`, `userID` -> `user_id`."""
+    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
+    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
+
+
+def to_camel(name: str) -> str:
+    """`mfa_enabled` -> `mfaEnabled`; camelCase names pass through."""
+    head, *rest = name.split("_")
+    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+
+
+def escape_pointer(token: str) -> str:
+    """Escape one JSON Pointer reference token (RFC 6901)."""
+    return token.replace("~", "~0").replace("/", "~1")
+
+
+def attribute_pointer(name: str) -> str:
+    return f"/data/attributes/{escape_pointer(name)}"
+
+
+def under_prefix(path: str) -> bool:
+    return path == PREFIX or path.startswith(PREFIX + "/")
+
+
+# --- content negotiation ----------------------------------------------------------------
+
+
+def _unsupported_ext(params: Mapping[str, str]) -> bool:
+    return any(uri not in SUPPORTED_EXTENSIONS for uri in params.get("ext", "").split())
+
+
+def check_content_type() -> None:
+    """415 unless the body is declared as JSON:API (ext/profile only) or plain UTF-8 JSON."""
+    raw = request.headers.get("Content-Type", "")
+    mimetype, params = parse_options_header(raw)
+    mimetype = mimetype.lower()
+    params = {k.lower(): v for k, v in params.items()}
+    if mimetype == MEDIA_TYPE:
+        if set(params) - {"ext", "profile"}:
+            _unsupported_media("The JSON:API media type takes only ext and profile parameters.")
+        if _unsupported_ext(params):
+            _unsupported_media("This server supports no JSON:API extensions.")
+        return
+    if mimetype == "application/json":
+        if set(params) - {"charset"} or params.get("charset", "utf-8").lower() != "utf-8":
+            _unsupported_media("application/json bodies must be UTF-8 with no other parameters.")
+        return
+    _unsupported_media(f"Send the body as {MEDIA_TYPE}.")
+
+
+def _unsupported_media(detail: str) -> NoReturn:
+    fail(415, "unsupported_media_type", "Unsupported media type", detail)
+
+
+def check_accept() -> None:
+    """406 when Accept names JSON:API but every instance carries parameters we cannot honour."""
+    instances = []
+    for value, quality in parse_accept_header(request.headers.get("Accept", "")):
+        mimetype, params = parse_options_header(value)  # Werkzeug keeps parameters here
+        if mimetype.lower() == MEDIA_TYPE:
+            instances.append((quality, {k.lower(): v for k, v in params.items()}))
+
+    def usable(quality: float, params: dict[str, str]) -> bool:
+        if quality == 0:  # q=0 means "not this one"
+            return False
+        return not set(params) - {"ext", "profile"} and not _unsupported_ext(params)
+
+    if instances and not any(usable(q, p) for q, p in instances):
+        fail(
+            406,
+            "not_acceptable",
+            "Not acceptable",
+            f"Accept {MEDIA_TYPE} without parameters other than ext and profile.",
+        )
+
+
+def read_body() -> bytes:
+    """The request body; 413 when it is over MAX_CONTENT_LENGTH, declared or streamed."""
+    cap = request.max_content_length
+    length = request.content_length
+    if length is not None and cap is not None and length > cap:
+        raise RequestEntityTooLarge()
+    data = request.get_data(cache=True)
+    # Werkzeug stops a streamed (chunked) body quietly at the cap, so a truncated body
+    # would parse; one more byte on the wire means it was too large.
+    if (
+        length is None
+        and cap is not None
+        and len(data) >= cap
+        and request.environ["wsgi.input"].read(1)
+    ):
+        raise RequestEntityTooLarge()
+    return data
+
+
+def _has_body() -> bool:
+    chunked = "chunked" in request.headers.get("Transfer-Encoding", "").lower()
+    if not request.content_length and not chunked:
+        return False
+    return bool(read_body())
+
+
+def negotiate() -> None:
+    """Before any /v1 view: refuse oversize bodies, undeclared body types, unusable Accept."""
+    if _has_body():
+        check_content_type()
+    check_accept()
+
+
+# --- request documents ------------------------------------------------------------------
+
+
+class _BadJson(Exception):
+    """A value the JSON grammar allows but we refuse (NaN, duplicates, huge numbers)."""
+
+
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # Parsers disagree on which duplicate wins; refusing them closes that gap.
+    obj: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in obj:
+            raise _BadJson(f'Duplicate member "{key[:64]}".')
+        obj[key] = value
+    return obj
+
+
+def _reject_constant(name: str) -> NoReturn:
+    raise _BadJson(f"{name} is not valid JSON.")
+
+
+def _parse_int(text: str) -> int:
+    if len(text.lstrip("-")) > MAX_INT_DIGITS:
+        raise _BadJson(f"Numbers may have at most {MAX_INT_DIGITS} digits.")
+    return int(text)
+
+
+def _parse_float(text: str) -> float:
+    if len(text) > 2 * MAX_INT_DIGITS:
+        raise _BadJson(f"Numbers may have at most {2 * MAX_INT_DIGITS} characters.")
+    value = float(text)
+    if not math.isfinite(value):
+        raise _BadJson("Number out of range.")
+    return value
+
+
+def _too_deep(text: str, limit: int) -> bool:
+    """True when arrays/objects nest deeper than `limit` (one linear pass, strings skipped)."""
+    depth, in_string, escaped = 0, False, False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            if depth > limit:
+                return True
+        elif ch in "]}":
+            depth -= 1
+    return False
+
+
+_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_strings(value: Any, pointer: str) -> None:
+    """Refuse NUL (databases reject it) and lone surrogates (not encodable as UTF-8)."""
+    if isinstance(value, str):
+        match = _BAD_CHAR.search(value)
+        if match and match.group() == "\x00":
+            fail(422, "invalid_character", "Invalid character", "NUL is not allowed.", pointer)
+        if match:
+            fail(400, "malformed_json", "Malformed JSON", "Unpaired surrogate escape.", pointer)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_strings(key, pointer)
+            _check_strings(item, f"{pointer}/{escape_pointer(key)}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_strings(item, f"{pointer}/{index}")
+
+
+def _malformed(detail: str) -> NoReturn:
+    fail(400, "malformed_json", "Malformed JSON", detail)
+
+
+def load_json(raw: bytes) -> Any:
+    """Parse a request body strictly: UTF-8, bounded depth and numbers, unique keys."""
+    if not raw:
+        _malformed("The request body is empty.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        _malformed(f"The body is not valid UTF-8 (byte {exc.start}).")
+    if _too_deep(text, MAX_DEPTH):
+        _malformed(f"The document nests deeper than {MAX_DEPTH} levels.")
+    try:
+        value = json.loads(
+            text,
+            object_pairs_hook=_unique_object,
+            parse_constant=_reject_constant,
+            parse_int=_parse_int,
+            parse_float=_parse_float,
+        )
+    except json.JSONDecodeError as exc:
+        # exc.msg is the parser's fixed wording; it never quotes the input.
+        _malformed(f"Invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.")
+    except _BadJson as exc:
+        _malformed(str(exc))
+    except (ValueError, RecursionError):
+        _malformed("Invalid JSON.")
+    _check_strings(value, "")
+    return value
+
+
+def _invalid_document(detail: str, pointer: str) -> NoReturn:
+    fail(400, "invalid_document", "Invalid document", detail, pointer)
+
+
+def parse_document(
+    *,
+    type_: str,
+    require_id: str | None = None,
+    allowed: Set[str],
+    required: Set[str] = frozenset(),
+) -> dict[str, Any]:
+    """Parse the request body as one resource object of `type_` and return its attributes.
+
+    `require_id` is the id from the URL on update (PATCH); on create it is None and a
+    client-generated id is refused. Attribute names stay camelCase as sent; any name
+    outside `allowed` is refused, so nothing is mass-assigned.
+    """
+    check_content_type()  # also when the body is empty: a write needs a declared JSON body
+    doc = load_json(read_body())
+    if not isinstance(doc, dict):
+        _invalid_document("The document must be a JSON object.", "")
+    for member in sorted(doc):
+        if member not in DOCUMENT_MEMBERS:
+            _invalid_document("Unsupported top-level member.", f"/{escape_pointer(member)}")
+    for member in ("meta", "jsonapi"):
+        if member in doc and not isinstance(doc[member], dict):
+            _invalid_document(f"{member} must be an object.", f"/{member}")
+    if "data" not in doc:
+        _invalid_document("The document must have primary data.", "/data")
+    data = doc["data"]
+    if not isinstance(data, dict):
+        _invalid_document("data must be a single resource object.", "/data")
+    for member in sorted(data):
+        if member not in RESOURCE_MEMBERS:
+            _invalid_document("Unsupported resource member.", f"/data/{escape_pointer(member)}")
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        _invalid_document("data.type must be a non-empty string.", "/data/type")
+    if kind != type_:
+        fail(409, "type_mismatch", "Wrong resource type", f"Expected {type_}.", "/data/type")
+    _check_id(data, require_id)
+    attrs = data.get("attributes", {})
+    if not isinstance(attrs, dict):
+        _invalid_document("attributes must be an object.", "/data/attributes")
+    relationships = data.get("relationships", {})
+    if not isinstance(relationships, dict):
+        _invalid_document("relationships must be an object.", "/data/relationships")
+    if "meta" in data and not isinstance(data["meta"], dict):
+        _invalid_document("meta must be an object.", "/data/meta")
+    errors = [
+        ErrorObject(422, "unknown_attribute", "Unknown attribute", None, attribute_pointer(name))
+        for name in attrs
+        if name not in allowed
+    ]
+    errors += [
+        ErrorObject(
+            422,
+            "unknown_relationship",
+            "Unknown relationship",
+            None,
+            f"/data/relationships/{escape_pointer(name)}",
+        )
+        for name in relationships
+    ]
+    errors += [
+        ErrorObject(422, "required", "Required attribute missing", None, attribute_pointer(name))
+        for name in sorted(required)
+        if name not in attrs
+    ]
+    if errors:
+        raise ApiError(errors)
+    return dict(attrs)
+
+
+def _check_id(data: Mapping[str, Any], require_id: str | None) -> None:
+    if require_id is None:
+        if "id" in data:
+            fail(
+                403,
+                "client_generated_id",
+                "Client-generated ids are not supported",
+                "Leave out data.id when creating a resource.",
+                "/data/id",
+            )
+        return
+    given = data.get("id")
+    if not isinstance(given, str):
+        _invalid_document("data.id must be the resource id as a string.", "/data/id")
+    if given != require_id:
+        fail(409, "id_mismatch", "Id mismatch", "data.id differs from the URL.", "/data/id")
+
+
+# --- typed attributes -------------------------------------------------------------------
+
+
+def _wrong_type(name: str, expected: str) -> NoReturn:
+    fail(422, "invalid_type", "Wrong type", f"{name} must be {expected}.", attribute_pointer(name))
+
+
+def _present(attrs: Mapping[str, Any], name: str, expected: str, nullable: bool) -> bool:
+    """True when a non-null value is there to check; 422 for a null that is not allowed."""
+    if name not in attrs:
+        return False
+    if attrs[name] is None:
+        if not nullable:
+            _wrong_type(name, expected)
+        return False
+    return True
+
+
+def expect_str(
+    attrs: Mapping[str, Any],
+    name: str,
+    *,
+    max_len: int,
+    min_len: int = 0,
+    nullable: bool = False,
+) -> str | None:
+    """The string attribute `name`, or None when absent (or null and `nullable`)."""
+    if not _present(attrs, name, "a string", nullable):
+        return None
+    value = attrs[name]
+    if not isinstance(value, str):
+        _wrong_type(name, "a string")
+    pointer = attribute_pointer(name)
+    if len(value) > max_len:
+        fail(422, "too_long", "Too long", f"At most {max_len} characters.", pointer)
+    if len(value) < min_len:
+        fail(422, "too_short", "Too short", f"At least {min_len} characters.", pointer)
+    return value
+
+
+def expect_bool(attrs: Mapping[str, Any], name: str, *, nullable: bool = False) -> bool | None:
+    """The boolean attribute `name`, or None when absent (or null and `nullable`)."""
+    if not _present(attrs, name, "true or false", nullable):
+        return None
+    value = attrs[name]
+    if not isinstance(value, bool):
+        _wrong_type(name, "true or false")
+    return value
+
+
+def expect_int(
+    attrs: Mapping[str, Any],
+    name: str,
+    *,
+    min_value: int,
+    max_value: int,
+    nullable: bool = False,
+) -> int | None:
+    """The integer attribute `name` within bounds; booleans and 1.0 are not integers."""
+    expected = f"an integer from {min_value} to {max_value}"
+    if not _present(attrs, name, expected, nullable):
+        return None
+    value = attrs[name]
+    if isinstance(value, bool) or not isinstance(value, int):
+        _wrong_type(name, expected)
+    if not min_value <= value <= max_value:
+        fail(422, "out_of_range", "Out of range", f"Must be {expected}.", attribute_pointer(name))
+    return value
+
+
+def expect_object(
+    attrs: Mapping[str, Any], name: str, *, nullable: bool = False
+) -> dict[str, Any] | None:
+    """The object attribute `name`, or None when absent (or null and `nullable`)."""
+    if not _present(attrs, name, "an object", nullable):
+        return None
+    value = attrs[name]
+    if not isinstance(value, dict):
+        _wrong_type(name, "an object")
+    return value
+
+
+# --- wiring -----------------------------------------------------------------------------
+
+
+def install(bp: Blueprint) -> None:
+    """Attach negotiation and the domain-error renderer to the API blueprint (at import)."""
+    bp.before_request(negotiate)
+    bp.register_error_handler(DomainError, domain_error_response)
+
+
+def init_app(app: Flask) -> None:
+    """App-level: unmatched /v1 URLs, 405s, 413s and crashes never happen inside the
+    blueprint, so Flask would not call its handlers; these check the path instead."""
+    app.register_error_handler(HTTPException, _render_http_error)
+    app.after_request(_no_html_under_prefix)
+
+
+def _render_http_error(error: HTTPException) -> HTTPException | Response:
+    if not under_prefix(request.path):
+        return error  # other front doors render their own errors
+    return http_error_response(error)
+
+
+def _no_html_under_prefix(response: Response) -> Response:
+    """Last guard: nothing under /v1 answers text/html (e.g. Werkzeug's slash redirects)."""
+    if not under_prefix(request.path) or response.mimetype != "text/html":
+        return response
+    if response.status_code >= 400:
+        skip = {"content-type", "content-length"}
+        headers = {k: v for k, v in response.headers.items() if k.lower() not in skip}
+        return status_error_response(response.status_code, headers)
+    # Redirects and Flask's automatic OPTIONS answer: keep status and headers, drop the HTML.
+    response.set_data(b"")
+    response.headers.remove("Content-Type")
+    return response

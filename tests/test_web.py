@@ -1,0 +1,170 @@
+"""Health checks, request ids, log lines and security headers (authserver/web.py, logs.py)."""
+
+from __future__ import annotations
+
+import io
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from authserver import create_app
+from authserver.extensions import db
+
+CLOSED_REDIS = "redis://127.0.0.1:1/0"
+CLOSED_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/x"
+FRESH_ID = re.compile(r"^[0-9a-f]{32}$")
+
+
+@pytest.fixture
+def make_app(
+    make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Flask]]:
+    """Builds an app with config overrides (no tables), disposing its engine afterwards."""
+    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(make_config(**overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def log_stream(app: Flask) -> Iterator[io.StringIO]:
+    """Points the app's real logfmt handler at a buffer for the test."""
+    handler = next(
+        h for h in logging.getLogger("authserver").handlers if h.get_name() == "authserver.logfmt"
+    )
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    old = handler.setStream(stream)
+    yield stream
+    handler.setStream(old)
+
+
+def test_healthz_is_200(client: FlaskClient) -> None:
+    """/healthz answers 200 {"status": "ok"} without touching dependencies."""
+    response = client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok"}
+
+
+def test_readyz_is_200_on_real_services(client: FlaskClient) -> None:
+    """/readyz answers 200 with both checks ok when the database and Redis answer."""
+    response = client.get("/readyz")
+    assert response.status_code == 200
+    assert response.json == {"status": "ok", "checks": {"database": "ok", "redis": "ok"}}
+
+
+def test_readyz_is_503_when_redis_is_down(make_app: Callable[..., Flask]) -> None:
+    """With Redis at a closed port, /readyz answers 503 redis=unavailable within seconds."""
+    client = make_app(REDIS_URL=CLOSED_REDIS).test_client()
+    started = time.monotonic()
+    response = client.get("/readyz")
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "unavailable",
+        "checks": {"database": "ok", "redis": "unavailable"},
+    }
+
+
+def test_readyz_is_503_when_database_is_down(make_app: Callable[..., Flask]) -> None:
+    """With the database at a closed port, /readyz answers 503 database=unavailable fast."""
+    client = make_app(DATABASE_URL=CLOSED_DATABASE).test_client()
+    started = time.monotonic()
+    response = client.get("/readyz")
+    assert time.monotonic() - started < 5
+    assert response.status_code == 503
+    assert response.json == {
+        "status": "unavailable",
+        "checks": {"database": "unavailable", "redis": "ok"},
+    }
+
+
+def test_readyz_503_does_not_leak_errors(make_app: Callable[..., Flask]) -> None:
+    """The 503 body names only the failed check, not hosts, ports or driver messages."""
+    client = make_app(DATABASE_URL=CLOSED_DATABASE, REDIS_URL=CLOSED_REDIS).test_client()
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    text = response.get_data(as_text=True)
+    assert "127.0.0.1" not in text and "refused" not in text.lower()
+
+
+@pytest.mark.parametrize("request_id", ["abcdef12", "req-2026.01_x", "A" * 64])
+def test_well_formed_request_id_is_echoed(client: FlaskClient, request_id: str) -> None:
+    """A well-formed inbound X-Request-Id comes back unchanged."""
+    response = client.get("/healthz", headers={"X-Request-Id": request_id})
+    assert response.headers["X-Request-Id"] == request_id
+
+
+@pytest.mark.parametrize(
+    "request_id",
+    ["a\r\nb", "a\r\nSet-Cookie: x=1", "x" * 200, "", "short", "has space 123", "../../etc/passwd"],
+)
+def test_hostile_request_id_is_replaced(client: FlaskClient, request_id: str) -> None:
+    """A malformed X-Request-Id (CR/LF, too long, empty, odd characters) is replaced."""
+    # environ_overrides: the test client itself refuses CR/LF in header values.
+    response = client.get("/healthz", environ_overrides={"HTTP_X_REQUEST_ID": request_id})
+    assert FRESH_ID.match(response.headers["X-Request-Id"])
+    assert "Set-Cookie" not in response.headers
+
+
+def test_missing_request_id_is_generated_per_request(client: FlaskClient) -> None:
+    """Without an inbound id each response gets its own fresh id."""
+    first = client.get("/healthz").headers["X-Request-Id"]
+    second = client.get("/healthz").headers["X-Request-Id"]
+    assert FRESH_ID.match(first) and FRESH_ID.match(second) and first != second
+
+
+def test_every_log_line_has_the_request_id_and_no_raw_crlf(
+    client: FlaskClient, log_stream: io.StringIO
+) -> None:
+    """Log lines carry the request id, and CR/LF from the URL or headers cannot split a line."""
+    client.get("/healthz", headers={"X-Request-Id": "log-test-0001"})
+    client.get("/v1/x%0D%0Ainjected=1%0Alevel=ERROR", headers={"X-Request-Id": "log-test-0002"})
+    client.get("/readyz", environ_overrides={"HTTP_X_REQUEST_ID": "a\r\nrequest_id=forged"})
+    output = log_stream.getvalue()
+    lines = output.splitlines()
+    assert len(lines) >= 3
+    assert output.endswith("\n") and "\r" not in output
+    for line in lines:
+        assert line.startswith("time="), line
+        assert re.search(r" request_id=(log-test-000[12]|[0-9a-f]{32}) ", line), line
+    assert "request_id=forged" not in output
+    injected = next(line for line in lines if "log-test-0002" in line)
+    assert "injected=1" in injected  # kept, but inside the escaped path value
+    assert 'path="/v1/x\\r\\ninjected=1\\nlevel=ERROR"' in injected
+
+
+def test_warning_logged_by_readyz_has_the_request_id(
+    make_app: Callable[..., Flask], log_stream: io.StringIO
+) -> None:
+    """Lines logged inside a request (the readiness warning) carry that request's id."""
+    client = make_app(REDIS_URL=CLOSED_REDIS).test_client()
+    client.get("/readyz", headers={"X-Request-Id": "ready-warn-01"})
+    lines = [line for line in log_stream.getvalue().splitlines() if "level=WARNING" in line]
+    assert lines
+    assert all("request_id=ready-warn-01" in line for line in lines)
+
+
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/nope", "/nope"])
+def test_security_headers_on_every_response(client: FlaskClient, path: str) -> None:
+    """Responses, errors included, carry nosniff, no-referrer, DENY framing and a CSP."""
+    headers = client.get(path).headers
+    assert headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Referrer-Policy"] == "no-referrer"
+    assert headers["X-Frame-Options"] == "DENY"
+    csp = headers["Content-Security-Policy"]
+    assert "default-src 'self'" in csp and "frame-ancestors 'none'" in csp
