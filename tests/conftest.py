@@ -8,10 +8,12 @@ Each test gets empty tables and an empty Redis database index.
 
 from __future__ import annotations
 
+import io
+import logging
 import os
 import shutil
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -151,3 +153,35 @@ def runner(app: Flask) -> FlaskCliRunner:
 @pytest.fixture
 def store(app: Flask) -> Any:
     return app.extensions["authserver.store"]
+
+
+@pytest.fixture
+def make_app(
+    make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[..., Flask]]:
+    """Builds extra apps with config overrides (no tables); closes their pools afterwards."""
+    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
+    apps: list[Flask] = []
+
+    def make(**overrides: Any) -> Flask:
+        app = create_app(make_config(**overrides))
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
+@pytest.fixture
+def log_stream(app: Flask) -> Iterator[io.StringIO]:
+    """Points the app's real logfmt handler at a buffer for the test."""
+    handler = next(
+        h for h in logging.getLogger("authserver").handlers if h.get_name() == "authserver.logfmt"
+    )
+    assert isinstance(handler, logging.StreamHandler)
+    stream = io.StringIO()
+    old = handler.setStream(stream)
+    yield stream
+    handler.setStream(old)

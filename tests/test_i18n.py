@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
 
 import pytest
 from flask import g
@@ -47,14 +46,6 @@ def test_negotiate_falls_back_to_configured_default(make_app):
     app = make_app(DEFAULT_LOCALE="fr")
     with app.app_context():
         assert negotiate(["de", None]) == "fr"
-
-
-@pytest.fixture
-def make_app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    from authserver import create_app
-
-    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
-    return lambda **overrides: create_app(make_config(**overrides))
 
 
 @pytest.mark.parametrize(

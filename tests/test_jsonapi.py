@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import socket
 import threading
 import uuid
@@ -674,19 +673,6 @@ def test_outside_v1_errors_are_left_alone(api: FlaskClient) -> None:
     response = api.get("/nope")
     assert response.status_code == 404
     assert response.mimetype == "text/html"
-
-
-@pytest.fixture
-def log_stream(app: Flask) -> Iterator[io.StringIO]:
-    """Points the app's real logfmt handler at a buffer for the test."""
-    handler = next(
-        h for h in logging.getLogger("authserver").handlers if h.get_name() == "authserver.logfmt"
-    )
-    assert isinstance(handler, logging.StreamHandler)
-    stream = io.StringIO()
-    old = handler.setStream(stream)
-    yield stream
-    handler.setStream(old)
 
 
 def test_crash_is_json_500_without_internals(

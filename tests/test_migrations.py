@@ -14,24 +14,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from flask_migrate import downgrade, upgrade
 
-from authserver import create_app
 from authserver.extensions import db
-
-
-@pytest.fixture
-def make_app(make_config):
-    """Apps on other databases, with their connection pools closed afterwards."""
-    made = []
-
-    def make(url):
-        app = create_app(make_config(DATABASE_URL=url))
-        made.append(app)
-        return app
-
-    yield make
-    for app in made:
-        with app.app_context():
-            db.engine.dispose()
 
 
 def _diff(app):
@@ -60,7 +43,7 @@ def fresh_database_url(tmp_path, database_url):
 
 def test_upgrade_matches_models(make_app, fresh_database_url):
     """After `upgrade` to head, autogenerate finds nothing between the schema and the models."""
-    app = make_app(fresh_database_url)
+    app = make_app(DATABASE_URL=fresh_database_url)
     with app.app_context():
         upgrade()
     assert _diff(app) == []
@@ -68,7 +51,7 @@ def test_upgrade_matches_models(make_app, fresh_database_url):
 
 def test_downgrade_then_upgrade_again(make_app, fresh_database_url):
     """The migrations run down to nothing and back up again without error."""
-    app = make_app(fresh_database_url)
+    app = make_app(DATABASE_URL=fresh_database_url)
     with app.app_context():
         upgrade()
         downgrade(revision="base")
@@ -81,7 +64,7 @@ def test_downgrade_then_upgrade_again(make_app, fresh_database_url):
 
 def test_sqlite_upgrade_matches_models(make_app, tmp_path):
     """The embedded default (SQLite) gets the same schema as the models too."""
-    app = make_app(f"sqlite:///{tmp_path}/embedded.sqlite3")
+    app = make_app(DATABASE_URL=f"sqlite:///{tmp_path}/embedded.sqlite3")
     with app.app_context():
         upgrade()
     assert _diff(app) == []

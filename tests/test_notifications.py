@@ -21,7 +21,6 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from jinja2 import ChoiceLoader, DictLoader
 
-from authserver import create_app
 from authserver.config import ConfigError
 from authserver.events import emit
 from authserver.logs import LogfmtFormatter
@@ -135,16 +134,6 @@ def log_text(records: list[logging.LogRecord]) -> str:
 
 def warnings_of(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
     return [r for r in records if r.levelno == logging.WARNING]
-
-
-@pytest.fixture
-def make_app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
-
-    def make(**overrides: Any) -> Flask:
-        return create_app(make_config(**overrides))
-
-    return make
 
 
 def user(**attrs: Any) -> User:

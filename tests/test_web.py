@@ -3,54 +3,17 @@
 from __future__ import annotations
 
 import io
-import logging
 import re
 import time
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from authserver import create_app
-from authserver.extensions import db
-
 CLOSED_REDIS = "redis://127.0.0.1:1/0"
 CLOSED_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:1/x"
 FRESH_ID = re.compile(r"^[0-9a-f]{32}$")
-
-
-@pytest.fixture
-def make_app(
-    make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Flask]]:
-    """Builds an app with config overrides (no tables), disposing its engine afterwards."""
-    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
-    apps: list[Flask] = []
-
-    def make(**overrides: Any) -> Flask:
-        app = create_app(make_config(**overrides))
-        apps.append(app)
-        return app
-
-    yield make
-    for app in apps:
-        with app.app_context():
-            db.engine.dispose()
-
-
-@pytest.fixture
-def log_stream(app: Flask) -> Iterator[io.StringIO]:
-    """Points the app's real logfmt handler at a buffer for the test."""
-    handler = next(
-        h for h in logging.getLogger("authserver").handlers if h.get_name() == "authserver.logfmt"
-    )
-    assert isinstance(handler, logging.StreamHandler)
-    stream = io.StringIO()
-    old = handler.setStream(stream)
-    yield stream
-    handler.setStream(old)
 
 
 def test_healthz_is_200(client: FlaskClient) -> None:
