@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from flask import Flask
@@ -16,7 +17,7 @@ from .config import ConfigError, load_config
 from .extensions import csrf, db, migrate
 from .keys import KeyRing, KeysMissing
 from .security import Argon2Params, Passwords
-from .store import Store
+from .store import Store, StoreUnavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["ConfigError", "create_app"]
@@ -44,9 +45,16 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
         render_as_batch=True,
     )
     csrf.init_app(app)
-    app.extensions["authserver.store"] = Store.from_url(
+    app.extensions["authserver.store"] = store = Store.from_url(
         app.config["REDIS_URL"], app.config["REDIS_PREFIX"], app.instance_path
     )
+    if store.is_memory and "gunicorn" in sys.modules:
+        # A gunicorn worker claims memory:// at boot, so a second worker refuses to start
+        # (and gunicorn stops) instead of serving from a diverging copy.
+        try:
+            store.claim()
+        except StoreUnavailable as exc:
+            raise ConfigError(exc.detail) from None
     app.extensions["authserver.passwords"] = Passwords(
         Argon2Params(
             app.config["ARGON2_TIME_COST"],

@@ -76,6 +76,11 @@ class Store:
     def is_memory(self) -> bool:
         return self._claim is not None
 
+    def claim(self) -> None:
+        """Claim the memory:// store for this process now (a no-op for real Redis)."""
+        if self._claim is not None:
+            self._claim.ensure()
+
     def key(self, name: str) -> str:
         return self._prefix + name
 
