@@ -3,7 +3,9 @@
 `AUTHSERVER_TEST_DATABASE_URL` / `AUTHSERVER_TEST_REDIS_URL` choose the backends. Unset,
 the local PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379, db 15)
 are used when they answer, and SQLite / memory:// otherwise, which the run says up front.
-Each test gets empty tables and an empty Redis database index.
+A run gets its own PostgreSQL database and its own Redis key prefix, so runs on one
+machine (a developer's and CI's, say) never touch each other's data; each test starts
+with empty tables and no keys under that prefix.
 """
 
 from __future__ import annotations
@@ -13,10 +15,13 @@ import logging
 import os
 import shutil
 import socket
+import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
@@ -57,10 +62,15 @@ def _choose_backends() -> tuple[str, str, list[str]]:
 
 
 DATABASE_URL, REDIS_URL, NOTES = _choose_backends()
+REDIS_PREFIX = f"authserver-test-{uuid.uuid4().hex[:12]}:"
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
-    return [f"authserver backends: database={DATABASE_URL} redis={REDIS_URL}", *NOTES]
+    return [
+        f"authserver backends: database={DATABASE_URL} (a fresh database per run)"
+        f" redis={REDIS_URL} (prefix {REDIS_PREFIX})",
+        *NOTES,
+    ]
 
 
 @pytest.fixture(scope="session")
@@ -68,11 +78,41 @@ def session_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(tmp_path_factory.mktemp("authserver-session"))
 
 
+@contextmanager
+def temporary_database(admin_url: str) -> Iterator[str]:
+    """A new, empty PostgreSQL database next to `admin_url`, dropped on exit."""
+    name = f"authserver_test_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.rsplit("/", 1)[0] + "/" + name
+    finally:
+        with admin.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def database_url(session_dir: str) -> str:
+def database_url(session_dir: str) -> Iterator[str]:
+    """This run's database: a fresh PostgreSQL database, or a SQLite file."""
     if DATABASE_URL == "sqlite://":
-        return f"sqlite:///{session_dir}/test.sqlite3"
-    return DATABASE_URL
+        yield f"sqlite:///{session_dir}/test.sqlite3"
+    elif DATABASE_URL.startswith("postgresql"):
+        with temporary_database(DATABASE_URL) as url:
+            yield url
+    else:
+        yield DATABASE_URL
+
+
+@pytest.fixture
+def fresh_database_url(tmp_path: Any, database_url: str) -> Iterator[str]:
+    """Another empty database of the kind the suite runs on, dropped afterwards."""
+    if not database_url.startswith("postgresql"):
+        yield f"sqlite:///{tmp_path}/fresh.sqlite3"
+        return
+    with temporary_database(database_url) as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
@@ -101,6 +141,7 @@ def make_config(database_url: str, instance_path: str) -> Any:
             "SECRET_KEY": "test-secret-key-that-is-long-enough-for-checks",
             "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
+            "REDIS_PREFIX": REDIS_PREFIX,
             "MAIL_URL": "memory:",
             "SMS_URL": "memory:",
             "SIGNING_KEYS_FILE": os.path.join(instance_path, "signing-keys.json"),
@@ -128,16 +169,12 @@ def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -
 
 
 def _empty(app: Flask) -> None:
-    """Empty every table and the Redis database index the tests use."""
+    """Empty every table and every Redis key of this run."""
     db.session.remove()
     with db.engine.begin() as conn:
         for table in reversed(db.metadata.sorted_tables):
             conn.execute(table.delete())
-    store = app.extensions["authserver.store"]
-    if store.is_memory:
-        store.flush_prefix()
-    else:
-        store._client.flushdb()
+    app.extensions["authserver.store"].flush_prefix()
 
 
 @pytest.fixture

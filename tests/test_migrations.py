@@ -6,9 +6,7 @@ import os
 import sqlite3
 import subprocess
 import sys
-import uuid
 
-import pytest
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -21,24 +19,6 @@ def _diff(app):
     with app.app_context(), db.engine.connect() as conn:
         context = MigrationContext.configure(conn, opts={"compare_type": True})
         return compare_metadata(context, db.metadata)
-
-
-@pytest.fixture
-def fresh_database_url(tmp_path, database_url):
-    """An empty database of the kind the suite runs on, dropped afterwards."""
-    if not database_url.startswith("postgresql"):
-        yield f"sqlite:///{tmp_path}/fresh.sqlite3"
-        return
-    name = f"authserver_mig_{uuid.uuid4().hex[:10]}"
-    admin = sa.create_engine(database_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield database_url.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_upgrade_matches_models(make_app, fresh_database_url):

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import re
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass
@@ -29,11 +28,10 @@ from ..errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from . import strictjson
 
 MEDIA_TYPE = "application/vnd.api+json"
 PREFIX = "/v1"
-MAX_DEPTH = 32  # real documents nest < 10 deep; the bound keeps parsing from recursing deep
-MAX_INT_DIGITS = 32  # far below CPython's 4300-digit limit, so conversion stays cheap
 SUPPORTED_EXTENSIONS: frozenset[str] = frozenset()  # JSON:API `ext` URIs we implement
 DOCUMENT_MEMBERS = frozenset({"data", "meta", "jsonapi"})
 RESOURCE_MEMBERS = frozenset({"type", "id", "attributes", "relationships", "meta"})
@@ -377,112 +375,19 @@ def negotiate() -> None:
 # --- request documents ------------------------------------------------------------------
 
 
-class _BadJson(Exception):
-    """A value the JSON grammar allows but we refuse (NaN, duplicates, huge numbers)."""
-
-
-def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # Parsers disagree on which duplicate wins; refusing them closes that gap.
-    obj: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in obj:
-            raise _BadJson(f'Duplicate member "{key[:64]}".')
-        obj[key] = value
-    return obj
-
-
-def _reject_constant(name: str) -> NoReturn:
-    raise _BadJson(f"{name} is not valid JSON.")
-
-
-def _parse_int(text: str) -> int:
-    if len(text.lstrip("-")) > MAX_INT_DIGITS:
-        raise _BadJson(f"Numbers may have at most {MAX_INT_DIGITS} digits.")
-    return int(text)
-
-
-def _parse_float(text: str) -> float:
-    if len(text) > 2 * MAX_INT_DIGITS:
-        raise _BadJson(f"Numbers may have at most {2 * MAX_INT_DIGITS} characters.")
-    value = float(text)
-    if not math.isfinite(value):
-        raise _BadJson("Number out of range.")
-    return value
-
-
-def _too_deep(text: str, limit: int) -> bool:
-    """True when arrays/objects nest deeper than `limit` (one linear pass, strings skipped)."""
-    depth, in_string, escaped = 0, False, False
-    for ch in text:
-        if in_string:
-            if escaped:
-                escaped = False
-            elif ch == "\\":
-                escaped = True
-            elif ch == '"':
-                in_string = False
-        elif ch == '"':
-            in_string = True
-        elif ch in "[{":
-            depth += 1
-            if depth > limit:
-                return True
-        elif ch in "]}":
-            depth -= 1
-    return False
-
-
-_BAD_CHAR = re.compile("[\x00\ud800-\udfff]")
-
-
-def _check_strings(value: Any, pointer: str) -> None:
-    """Refuse NUL (databases reject it) and lone surrogates (not encodable as UTF-8)."""
-    if isinstance(value, str):
-        match = _BAD_CHAR.search(value)
-        if match and match.group() == "\x00":
-            fail(422, "invalid_character", "Invalid character", "NUL is not allowed.", pointer)
-        if match:
-            fail(400, "malformed_json", "Malformed JSON", "Unpaired surrogate escape.", pointer)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            _check_strings(key, pointer)
-            _check_strings(item, f"{pointer}/{escape_pointer(key)}")
-    elif isinstance(value, list):
-        for index, item in enumerate(value):
-            _check_strings(item, f"{pointer}/{index}")
-
-
-def _malformed(detail: str) -> NoReturn:
-    fail(400, "malformed_json", "Malformed JSON", detail)
+_JSON_ERRORS = {  # strictjson code -> (status, title)
+    strictjson.MALFORMED: (400, "Malformed JSON"),
+    strictjson.INVALID_CHARACTER: (422, "Invalid character"),  # NUL: well-formed, unstorable
+}
 
 
 def load_json(raw: bytes) -> Any:
-    """Parse a request body strictly: UTF-8, bounded depth and numbers, unique keys."""
-    if not raw:
-        _malformed("The request body is empty.")
+    """Parse a request body strictly (see strictjson); 400/422 for what it refuses."""
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        _malformed(f"The body is not valid UTF-8 (byte {exc.start}).")
-    if _too_deep(text, MAX_DEPTH):
-        _malformed(f"The document nests deeper than {MAX_DEPTH} levels.")
-    try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_unique_object,
-            parse_constant=_reject_constant,
-            parse_int=_parse_int,
-            parse_float=_parse_float,
-        )
-    except json.JSONDecodeError as exc:
-        # exc.msg is the parser's fixed wording; it never quotes the input.
-        _malformed(f"Invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}.")
-    except _BadJson as exc:
-        _malformed(str(exc))
-    except (ValueError, RecursionError):
-        _malformed("Invalid JSON.")
-    _check_strings(value, "")
-    return value
+        return strictjson.loads(raw)
+    except strictjson.StrictJSONError as exc:
+        status, title = _JSON_ERRORS[exc.code]
+        fail(status, exc.code, title, exc.detail, exc.pointer)
 
 
 def _invalid_document(detail: str, pointer: str) -> NoReturn:
