@@ -15,6 +15,7 @@ import click
 from flask import Flask, current_app
 from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
+from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from . import accounts, clients, demo, keys
 from .config import ConfigError
@@ -82,15 +83,28 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON f
 @with_appcontext
 def run_command(host: str, port: int) -> None:
     """Serve with the development server (use gunicorn in production)."""
-    from werkzeug.serving import run_simple
-
     app = current_app._get_current_object()  # type: ignore[attr-defined]
     try:
         app.extensions["authserver.keys"].check()
     except keys.KeysMissing as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["authserver.store"].ping()  # claims memory:// for this process now
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    run_simple(
+        host,
+        port,
+        app,
+        threaded=True,
+        use_reloader=False,
+        use_debugger=False,
+        request_handler=_QuietHandler,
+    )
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Werkzeug's handler without its access line: our own request log already has one."""
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        return None
 
 
 @cli.group("accounts")
@@ -258,6 +272,10 @@ def keys_rotate(as_json: bool) -> None:
         new = keys.rotate(ring.path, ring.max_token_lifetime)
     except keys.KeysMissing as exc:
         raise ConfigError(str(exc)) from None
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot write AUTHSERVER_SIGNING_KEYS_FILE {ring.path}: {exc.strerror or exc}"
+        ) from None
     published = [k["kid"] for k in ring.public_jwks()["keys"]]
     _emit(
         {"kid": new.jwk["kid"], "published": published, "file": ring.path},

@@ -439,6 +439,20 @@ def test_console_script_reports_an_unreachable_database_in_one_line(tmp_path):
     assert "AUTHSERVER_DATABASE_URL" in result.stderr
 
 
+def test_console_script_keys_rotate_to_an_unwritable_place_is_one_line(tmp_path):
+    """`keys rotate` into a folder that cannot exist ends in one line naming the setting."""
+    result = _run(
+        ["keys", "rotate"],
+        tmp_path,
+        AUTHSERVER_SECRET_KEY="k" * 40,
+        AUTHSERVER_SIGNING_KEYS_FILE="/proc/no-such-dir/keys.json",
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("authserver: error: configuration: cannot write")
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "AUTHSERVER_SIGNING_KEYS_FILE" in result.stderr
+
+
 def test_console_script_run_refuses_without_signing_keys(tmp_path):
     """`authserver run` with no key file refuses to serve and says how to make one."""
     result = _run(
