@@ -277,10 +277,13 @@ def keys_rotate(as_json: bool) -> None:
             f"cannot write AUTHSERVER_SIGNING_KEYS_FILE {ring.path}: {exc.strerror or exc}"
         ) from None
     published = [k["kid"] for k in ring.public_jwks()["keys"]]
+    kids = [k.jwk["kid"] for k in new]
     _emit(
-        {"kid": new.jwk["kid"], "published": published, "file": ring.path},
+        {"kids": kids, "published": published, "file": ring.path},
         as_json,
-        lambda: click.echo(f"New signing key {new.jwk['kid']}; published: {', '.join(published)}"),
+        lambda: click.echo(
+            f"New signing keys {', '.join(kids)}; published: {', '.join(published)}"
+        ),
     )
 
 

@@ -31,9 +31,9 @@ class Defaults:
     SMS_TIMEOUT = 5  # seconds to wait for the SMS webhook
     SMTP_TIMEOUT = 10  # seconds to wait for the SMTP server
     SIGNING_KEYS_FILE = "{instance}/signing-keys.json"  # JWKS with the private signing keys
-    ARGON2_TIME_COST = 3  # argon2id passes (RFC 9106 low-memory profile)
-    ARGON2_MEMORY_COST = 65536  # argon2id memory in KiB (64 MiB)
-    ARGON2_PARALLELISM = 4  # argon2id lanes
+    ARGON2_TIME_COST = 2  # argon2id passes (OWASP: m=19 MiB, t=2, p=1)
+    ARGON2_MEMORY_COST = 19456  # argon2id memory in KiB (19 MiB)
+    ARGON2_PARALLELISM = 1  # argon2id lanes
     ACCESS_TOKEN_LIFETIME = 900  # seconds; JWT access tokens cannot be recalled, so keep it short
     ID_TOKEN_LIFETIME = 900  # seconds
     REFRESH_TOKEN_IDLE_LIFETIME = 14 * 24 * 3600  # seconds a refresh token lives unused

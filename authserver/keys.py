@@ -1,8 +1,11 @@
 """JWT signing keys: a JWKS file in the instance folder, rotated by `authserver keys rotate`.
 
-The newest key signs. A key replaced by a newer one stays published (and verifying) until
-every token it could have signed has expired; `rotate` drops keys older than that. Every
-worker re-reads the file when it changes, so a rotation reaches all of them.
+Each rotation adds one key per algorithm: ES256 (P-256; signs access tokens, about ten
+times faster than RSA) and RS256 (RSA 2048; ID tokens, which OpenID Connect requires
+every provider to offer). The newest key of an algorithm signs. A key replaced by a newer
+one stays published (and verifying) until every token it could have signed has expired;
+`rotate` drops keys older than that. Every worker re-reads the file when it changes, so a
+rotation reaches all of them; parsed keys are cached per version of the file.
 """
 
 from __future__ import annotations
@@ -16,9 +19,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet, RSAKey
+from joserfc.jwk import ECKey, KeySet, RSAKey
 
-ALGORITHM = "RS256"
+ALGORITHMS = ("ES256", "RS256")
+ACCESS_TOKEN_ALG = "ES256"  # noqa: S105 - an algorithm name, not a secret
+ID_TOKEN_ALG = "RS256"  # noqa: S105 - an algorithm name, not a secret
+Key = ECKey | RSAKey
 
 
 class KeysMissing(Exception):
@@ -42,6 +48,8 @@ class KeyRing:
         self._stamp: tuple[int, ...] | None = None
         self._keys: list[StoredKey] = []
         self._private: KeySet | None = None
+        self._signing: dict[str, Key] = {}
+        self._public: dict[str, Any] = {"keys": []}
 
     def _load(self) -> list[StoredKey]:
         try:
@@ -61,8 +69,17 @@ class KeyRing:
                     raise KeysMissing(
                         f"{self.path} holds no signing key; run `authserver keys rotate`"
                     )
+                imported = [_import(k.jwk) for k in keys]
+                signing = {key.alg: key for key in imported if key.alg}  # newest last wins
+                missing = [alg for alg in ALGORITHMS if alg not in signing]
+                if missing:
+                    raise KeysMissing(
+                        f"{self.path} has no {', '.join(missing)} key; run `authserver keys rotate`"
+                    )
                 self._keys = keys
-                self._private = KeySet([RSAKey.import_key(k.jwk) for k in keys])
+                self._private = KeySet(imported)
+                self._signing = signing
+                self._public = {"keys": [k.as_dict(private=False) for k in imported]}
                 self._stamp = stamp
             return self._keys
 
@@ -70,10 +87,10 @@ class KeyRing:
         """Raise KeysMissing unless a signing key can be read."""
         self._load()
 
-    def signing_key(self) -> RSAKey:
-        """The key that signs new tokens (the newest)."""
-        newest = self._load()[-1]
-        return RSAKey.import_key(newest.jwk)
+    def signing_key(self, alg: str = ACCESS_TOKEN_ALG) -> Key:
+        """The key that signs new tokens with `alg` (the newest of that algorithm)."""
+        self._load()
+        return self._signing[alg]
 
     def verification_keys(self) -> KeySet:
         """Every key that may still have signed a live token."""
@@ -83,8 +100,8 @@ class KeyRing:
 
     def public_jwks(self) -> dict[str, Any]:
         """The JWKS document: public parts of every published key."""
-        keys = self._load()
-        return {"keys": [RSAKey.import_key(k.jwk).as_dict(private=False) for k in keys]}
+        self._load()
+        return self._public
 
 
 def read_key_file(path: str) -> list[StoredKey]:
@@ -111,10 +128,20 @@ def read_key_file(path: str) -> list[StoredKey]:
 def _private_jwk(jwk: Any) -> dict[str, Any]:
     if not isinstance(jwk, dict):
         raise TypeError("a key is not a JWK object")
-    key = RSAKey.import_key(jwk)
+    key = _import(jwk)
+    if key.alg not in ALGORITHMS:
+        raise ValueError(f"key {jwk.get('kid')} has no supported alg ({', '.join(ALGORITHMS)})")
     if not key.is_private:
         raise ValueError(f"key {jwk.get('kid')} has no private part and cannot sign")
     return jwk
+
+
+def _import(jwk: dict[str, Any]) -> Key:
+    if jwk.get("kty") == "EC":
+        return ECKey.import_key(jwk)
+    if jwk.get("kty") == "RSA":
+        return RSAKey.import_key(jwk)
+    raise ValueError(f"key {jwk.get('kid')} is neither EC nor RSA")
 
 
 def _aware(value: str) -> datetime:
@@ -124,17 +151,20 @@ def _aware(value: str) -> datetime:
     return moment
 
 
-def rotate(path: str, max_token_lifetime: int, now: datetime | None = None) -> StoredKey:
-    """Add a new signing key; retire the current one; drop keys no live token can need."""
+def rotate(path: str, max_token_lifetime: int, now: datetime | None = None) -> list[StoredKey]:
+    """Add a new key per algorithm; retire the current ones; drop keys no token can need."""
     now = now or datetime.now(UTC)
     keys = read_key_file(path) if os.path.exists(path) else []
     grace = timedelta(seconds=max_token_lifetime + 60)  # +60 s for clock leeway
     kept = [k for k in keys if k.retired_at is None or k.retired_at + grace > now]
     kept = [StoredKey(k.jwk, k.created_at, k.retired_at or now) for k in kept]
-    kid = now.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(4).hex()
-    jwk = RSAKey.generate_key(2048, parameters={"kid": kid, "use": "sig", "alg": ALGORITHM})
-    new = StoredKey(jwk.as_dict(private=True), now, None)
-    _write(path, [*kept, new])
+    stamp = now.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(4).hex()
+    ec = ECKey.generate_key(
+        "P-256", parameters={"kid": f"es-{stamp}", "use": "sig", "alg": "ES256"}
+    )
+    rsa = RSAKey.generate_key(2048, parameters={"kid": f"rs-{stamp}", "use": "sig", "alg": "RS256"})
+    new = [StoredKey(k.as_dict(private=True), now, None) for k in (ec, rsa)]
+    _write(path, [*kept, *new])
     return new
 
 

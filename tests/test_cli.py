@@ -387,15 +387,15 @@ def test_clients_create_unknown_grant_type_is_refused(invoke, account):
 
 
 def test_keys_rotate_publishes_old_and_new(app, invoke):
-    """`keys rotate` adds a key that signs from now on and keeps the old one published."""
+    """`keys rotate` adds keys that sign from now on and keeps the old ones published."""
     ring = app.extensions["authserver.keys"]
-    old = ring.signing_key().kid
+    old = [ring.signing_key("ES256").kid, ring.signing_key("RS256").kid]
     result = invoke("keys", "rotate", "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    assert data["kid"] != old
-    assert set(data["published"]) == {old, data["kid"]}
-    assert ring.signing_key().kid == data["kid"]
+    assert len(data["kids"]) == 2 and not set(data["kids"]) & set(old)
+    assert set(data["published"]) == {*old, *data["kids"]}
+    assert [ring.signing_key("ES256").kid, ring.signing_key("RS256").kid] == data["kids"]
     assert stat.S_IMODE(os.stat(ring.path).st_mode) == 0o600
 
 

@@ -28,26 +28,29 @@ def path(tmp_path: Any) -> str:
     return str(tmp_path / "keys" / "signing-keys.json")
 
 
-def _sign(ring: KeyRing, sub: str = "user-1") -> str:
-    key = ring.signing_key()
-    return jwt.encode({"alg": "RS256", "kid": key.kid}, {"sub": sub}, key)
+def _sign(ring: KeyRing, sub: str = "user-1", alg: str = "ES256") -> str:
+    key = ring.signing_key(alg)
+    return jwt.encode({"alg": alg, "kid": key.kid}, {"sub": sub}, key, algorithms=[alg])
 
 
 def _verify(ring: KeyRing, token: str) -> dict[str, Any]:
-    return dict(jwt.decode(token, ring.verification_keys()).claims)
+    return dict(jwt.decode(token, ring.verification_keys(), algorithms=["ES256", "RS256"]).claims)
 
 
 def _kids(ring: KeyRing) -> list[str]:
     return [k["kid"] for k in ring.public_jwks()["keys"]]
 
 
-def test_rotate_creates_private_file_with_working_key(path):
-    """The first rotate writes a 0600 JWKS file whose key signs tokens that then verify."""
+def test_rotate_creates_private_file_with_working_keys(path):
+    """The first rotate writes a 0600 file with an ES256 and an RS256 key that both sign."""
     new = rotate(path, LIFETIME)
+    assert [k.jwk["alg"] for k in new] == ["ES256", "RS256"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
     ring = KeyRing(path, LIFETIME)
-    assert ring.signing_key().kid == new.jwk["kid"]
+    assert ring.signing_key().kid == new[0].jwk["kid"]
+    assert ring.signing_key("RS256").kid == new[1].jwk["kid"]
     assert _verify(ring, _sign(ring)) == {"sub": "user-1"}
+    assert _verify(ring, _sign(ring, alg="RS256")) == {"sub": "user-1"}
 
 
 def test_second_rotate_publishes_both_and_signs_with_new(path):
@@ -56,15 +59,15 @@ def test_second_rotate_publishes_both_and_signs_with_new(path):
     ring = KeyRing(path, LIFETIME)
     old_token = _sign(ring, "old")
     second = rotate(path, LIFETIME, now=T0 + timedelta(hours=1))
-    assert _kids(ring) == [first.jwk["kid"], second.jwk["kid"]]
-    assert ring.signing_key().kid == second.jwk["kid"]
+    assert _kids(ring) == [k.jwk["kid"] for k in (*first, *second)]
+    assert ring.signing_key().kid == second[0].jwk["kid"]
     new_token = _sign(ring, "new")
-    assert jwt.decode(new_token, ring.verification_keys()).header["kid"] == second.jwk["kid"]
+    header = jwt.decode(new_token, ring.verification_keys(), algorithms=["ES256"]).header
+    assert header["kid"] == second[0].jwk["kid"]
     assert _verify(ring, old_token) == {"sub": "old"}
     assert _verify(ring, new_token) == {"sub": "new"}
     stored = read_key_file(path)
-    assert stored[0].retired_at == T0 + timedelta(hours=1)
-    assert stored[1].retired_at is None
+    assert [k.retired_at for k in stored] == [T0 + timedelta(hours=1)] * 2 + [None] * 2
 
 
 def test_retired_key_kept_through_grace_then_dropped(path):
@@ -75,13 +78,13 @@ def test_retired_key_kept_through_grace_then_dropped(path):
     retired_at = T0 + timedelta(minutes=5)
     rotate(path, LIFETIME, now=retired_at)
     rotate(path, LIFETIME, now=retired_at + timedelta(seconds=LIFETIME + 59))
-    assert first.jwk["kid"] in _kids(ring)
+    assert first[0].jwk["kid"] in _kids(ring)
     assert _verify(ring, old_token) == {"sub": "user-1"}
 
     third_signer = ring.signing_key().kid
     rotate(path, LIFETIME, now=T0 + timedelta(days=365))
     kids = _kids(ring)
-    assert first.jwk["kid"] not in kids
+    assert first[0].jwk["kid"] not in kids
     assert third_signer in kids  # retired just now: still in its grace period
     with pytest.raises(JoseError):
         _verify(ring, old_token)
@@ -93,8 +96,8 @@ def test_keyring_picks_up_rotation_without_restart(path):
     ring = KeyRing(path, LIFETIME)
     before = ring.signing_key().kid
     new = rotate(path, LIFETIME)
-    assert ring.signing_key().kid == new.jwk["kid"] != before
-    assert len(ring.public_jwks()["keys"]) == 2
+    assert ring.signing_key().kid == new[0].jwk["kid"] != before
+    assert len(ring.public_jwks()["keys"]) == 4
 
 
 def test_keyring_notices_replacement_with_same_size_and_mtime(path, tmp_path):
@@ -186,15 +189,16 @@ def test_corrupt_file_refused_at_production_start(make_config, instance_path, mo
 
 
 def test_public_jwks_has_no_private_members(path):
-    """The published JWKS holds only public RSA members, with kid, alg and use."""
+    """The published JWKS holds only public members, with kid, alg and use."""
     rotate(path, LIFETIME, now=T0)
     rotate(path, LIFETIME, now=T0 + timedelta(minutes=1))
     ring = KeyRing(path, LIFETIME)
     document = ring.public_jwks()
-    assert len(document["keys"]) == 2
+    assert len(document["keys"]) == 4
+    public = {"EC": {"crv", "x", "y"}, "RSA": {"n", "e"}}
     for jwk in document["keys"]:
         assert not PRIVATE_MEMBERS & set(jwk), jwk
-        assert {"kty", "n", "e", "kid", "alg", "use"} <= set(jwk)
-        assert (jwk["kty"], jwk["alg"], jwk["use"]) == ("RSA", "RS256", "sig")
+        assert {"kty", "kid", "alg", "use", *public[jwk["kty"]]} <= set(jwk)
+        assert (jwk["kty"], jwk["use"]) == ({"ES256": "EC", "RS256": "RSA"}[jwk["alg"]], "sig")
     # The private file, by contrast, does hold them: the check above is not vacuous.
     assert "d" in read_key_file(path)[0].jwk
