@@ -77,7 +77,7 @@ class KeyRing:
                         f"{self.path} has no {', '.join(missing)} key; run `authserver keys rotate`"
                     )
                 self._keys = keys
-                self._private = KeySet(imported)
+                self._private = KeySet(list[Any](imported))
                 self._signing = signing
                 self._public = {"keys": [k.as_dict(private=False) for k in imported]}
                 self._stamp = stamp
