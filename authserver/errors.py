@@ -70,3 +70,30 @@ class ServiceUnavailable(DomainError):
 
     code = "service_unavailable"
     title = "Service unavailable"
+
+
+class InvalidCredentials(DomainError):
+    """Username and password do not match (also: unknown user or account, or not active)."""
+
+    code = "invalid_credentials"
+    title = "Username and password does not match."
+
+
+class OtpRequired(DomainError):
+    """The password was right; a second factor is needed to finish logging in."""
+
+    code = "otp_required"
+    title = "A one-time password is required."
+
+    def __init__(self, method: str, destination: str | None, resend_after: int):
+        super().__init__(self.title)
+        self.method = method  # tfa_email, tfa_sms or tfa_totp
+        self.destination = destination  # masked email or phone; None for TOTP
+        self.resend_after = resend_after  # seconds until another code can be sent
+
+
+class InvalidOtp(DomainError):
+    """The one-time password or recovery code is wrong, used or expired."""
+
+    code = "invalid_otp"
+    title = "The one-time password is invalid or expired."

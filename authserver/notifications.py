@@ -39,6 +39,7 @@ from jinja2 import TemplateNotFound
 from .config import ConfigError
 from .events import signal
 from .i18n import force_locale, negotiate
+from .security import mask_address
 
 log = logging.getLogger("authserver.notifications")
 
@@ -312,14 +313,6 @@ def build_senders(
     return senders
 
 
-def mask(address: str) -> str:
-    """A recipient fit for logs: `j***@example.com`, `+3***67`."""
-    if "@" in address:
-        local, _, domain = address.rpartition("@")
-        return f"{local[:1]}***@{domain}"
-    return f"{address[:2]}***{address[-2:]}" if len(address) > 6 else "***"
-
-
 def describe(exc: BaseException) -> str:
     """A failure reason without addresses, codes or bodies (server replies may echo them)."""
     if isinstance(exc, urllib.error.HTTPError):
@@ -480,7 +473,7 @@ class Notifier:
 def _fields(event: str, channel: str, to: str | None = None, **more: str) -> dict[str, Any]:
     values = {"event": event, "channel": channel, **more}
     if to:
-        values["to"] = mask(to)
+        values["to"] = mask_address(to)
     return {"fields": values}
 
 

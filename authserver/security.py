@@ -82,3 +82,11 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def mask_address(address: str) -> str:
+    """An email or phone fit for logs and screens: `j***@example.com`, `+1***67`."""
+    if "@" in address:
+        local, _, domain = address.rpartition("@")
+        return f"{local[:1]}***@{domain}"
+    return f"{address[:2]}***{address[-2:]}" if len(address) > 6 else "***"

@@ -25,7 +25,8 @@ from authserver.config import ConfigError
 from authserver.events import emit
 from authserver.logs import LogfmtFormatter
 from authserver.models import Account, User
-from authserver.notifications import EMAIL_EVENTS, mask, parse_sender_urls
+from authserver.notifications import EMAIL_EVENTS, parse_sender_urls
+from authserver.security import mask_address
 
 CODE = "482913"
 TOKEN = "tok-Zr8v1Hq0sXb2LmN9pQwE4yT6uI3oA5dF"
@@ -518,8 +519,8 @@ def test_apps_do_not_hear_each_others_events(app, make_app):
 
 def test_mask_hides_addresses():
     """Masked recipients keep only enough to tell them apart."""
-    assert mask("jane.doe@example.com") == "j***@example.com"
-    assert mask("+15551234567") == "+1***67"
+    assert mask_address("jane.doe@example.com") == "j***@example.com"
+    assert mask_address("+15551234567") == "+1***67"
 
 
 # ---------------------------------------------------------------- sender URL validation

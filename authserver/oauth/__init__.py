@@ -1,0 +1,73 @@
+"""Authlib wiring: one AuthorizationServer per app with our grants, endpoints and tokens.
+
+The server is built per app (not at module level) so test apps never share registrations.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from flask import Flask
+
+from .. import tokens
+from ..extensions import csrf
+from . import views
+from .clients import ClientCache, ClientInfo
+from .endpoints import Introspection, Revocation
+from .grants import ClientCredentials, PasswordGrant, RefreshGrant
+
+
+class TokenGenerator:
+    """Authlib's token generator: a JWT access token plus, for users, a refresh token."""
+
+    def __call__(
+        self,
+        grant_type: str,
+        client: ClientInfo,
+        user: tokens.Principal | None = None,
+        scope: str | None = None,
+        expires_in: int | None = None,
+        include_refresh_token: bool = True,
+    ) -> dict[str, Any]:
+        from flask import current_app
+
+        principal = user or tokens.Principal(
+            user_id=None, account_id=client.account_id, mode=client.account_mode, role=client.role
+        )
+        lifetime = expires_in or current_app.config["ACCESS_TOKEN_LIFETIME"]
+        token: dict[str, Any] = {
+            "token_type": "Bearer",
+            "access_token": tokens.sign_access_token(
+                client.client_id, principal, scope or "", lifetime
+            ),
+            "expires_in": lifetime,
+        }
+        if scope:
+            token["scope"] = scope
+        if include_refresh_token and principal.user_id and client.check_grant_type("refresh_token"):
+            token["refresh_token"] = tokens.new_refresh_token_value()
+        return token
+
+
+def save_token(token: dict[str, Any], request: Any) -> None:
+    """Only refresh tokens are stored: access tokens are self-contained JWTs."""
+    if "refresh_token" in token:
+        tokens.save_refresh_token(
+            token["refresh_token"], request.client.pk, request.user, token.get("scope", "")
+        )
+
+
+def init_app(app: Flask) -> None:
+    cache = ClientCache()
+    server = AuthorizationServer(app, query_client=cache.get, save_token=save_token)
+    server.register_token_generator("default", TokenGenerator())  # after init_app, see notes
+    server.register_grant(PasswordGrant)
+    server.register_grant(RefreshGrant)
+    server.register_grant(ClientCredentials)
+    server.register_endpoint(Revocation)
+    server.register_endpoint(Introspection)
+    app.extensions["authserver.oauth"] = server
+    app.extensions["authserver.clients"] = cache
+    csrf.exempt(views.bp)
+    app.register_blueprint(views.bp)

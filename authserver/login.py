@@ -1,0 +1,161 @@
+"""Logging a person in with a password and, for two-step users, a second factor.
+
+The one login policy behind the password grant and the hosted login page:
+
+- `aid` picks the account: its account users, and global users who are its members, may
+  log in; without `aid` only global users may.
+- An unknown user or account, a wrong password and a user who is not active all give the
+  same InvalidCredentials, after the same argon2 work (a dummy hash stands in).
+- Throttle: every attempt is counted *before* any password is checked, so concurrent
+  guesses cannot slip past. A username gets FAILURES_PER_IP attempts per client IP and
+  FAILURES_PER_USER attempts from all IPs within the window; past either, the answer is
+  Throttled (429, Retry-After) until the window ends. A successful login clears both.
+  Unknown usernames are counted the same way, so the throttle reveals nothing.
+- Every outcome is written to the login history (LoginRecord).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+from sqlalchemy import select
+
+from . import twofactor
+from .errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from .extensions import db, passwords, store
+from .models import Account, AccountMembership, LoginRecord, User
+
+THROTTLE_WINDOW = 15 * 60  # seconds
+FAILURES_PER_IP = 5  # per username and client IP in the window
+FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100)
+USERNAME_MAX = 255
+PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    username: str
+    password: str
+    account_id: str | None  # from `aid`; None: global users only
+    otp: str | None = None
+    recovery_code: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    client_id: str | None = None
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User
+    account: Account | None  # the account the session is for; None for a global login
+    role: str
+    amr: list[str] = field(default_factory=list)  # RFC 8176 methods used: pwd, otp, ...
+
+
+def password_login(attempt: LoginAttempt) -> LoginResult:
+    """Check password and second factor. Raises Throttled, InvalidCredentials,
+    OtpRequired (password right, second factor missing) or InvalidOtp."""
+    username = attempt.username.strip().lower()
+    keys = _throttle_keys(attempt.account_id, username, attempt.ip)
+    _count_attempt(keys)
+    found = _find(attempt.account_id, username)
+    user, account, role = found if found else (None, None, "")
+    valid = passwords().verify(user.password_hash if user else None, attempt.password)
+    if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
+        _record(attempt, user, "password", False, "bad_credentials")
+        raise InvalidCredentials()
+    if user.status != "active" or (account is not None and account.status != "active"):
+        _record(attempt, user, "password", False, f"user_{user.status}")
+        raise InvalidCredentials()
+    amr = ["pwd"]
+    if user.auth_method != "simple":
+        amr += _second_factor(attempt, user, account)
+    store().delete(*keys)
+    _record(attempt, user, "+".join(amr), True, None)
+    return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
+
+
+def _second_factor(attempt: LoginAttempt, user: User, account: Account | None) -> list[str]:
+    try:
+        if attempt.recovery_code:
+            twofactor.use_recovery_code(user, attempt.recovery_code)
+            return ["rc"]
+        if attempt.otp:
+            return [twofactor.complete_challenge(user, attempt.otp)]
+    except InvalidOtp:
+        _record(attempt, user, "otp", False, "bad_otp")
+        raise
+    challenge = twofactor.start_challenge(user, account)
+    raise OtpRequired(challenge.method, challenge.destination, challenge.resend_after)
+
+
+def _throttle_keys(account_id: str | None, username: str, ip: str | None) -> tuple[str, str]:
+    who = f"{account_id or 'global'}:{username}"
+    return f"login-fail:{who}", f"login-fail-ip:{who}:{ip or '-'}"
+
+
+def _count_attempt(keys: tuple[str, str]) -> None:
+    kv = store()
+    per_user = kv.hit(keys[0], FAILURES_PER_USER, THROTTLE_WINDOW)
+    per_ip = kv.hit(keys[1], FAILURES_PER_IP, THROTTLE_WINDOW)
+    if not (per_user.allowed and per_ip.allowed):
+        raise Throttled(max(per_user.retry_after, per_ip.retry_after))
+
+
+def _find(account_id: str | None, username: str) -> tuple[User, Account | None, str] | None:
+    if len(username) > USERNAME_MAX:
+        return None
+    if account_id is None:
+        user = db.session.scalar(
+            select(User).where(User.account_id.is_(None), User.username == username)
+        )
+        return (user, None, user.role) if user else None
+    account = db.session.get(Account, account_id)
+    if account is None:
+        return None
+    user = db.session.scalar(
+        select(User).where(User.account_id == account.id, User.username == username)
+    )
+    if user:
+        return user, account, user.role
+    row = db.session.execute(
+        select(User, AccountMembership.role)
+        .join(AccountMembership, AccountMembership.user_id == User.id)
+        .where(
+            User.account_id.is_(None),
+            User.username == username,
+            AccountMembership.account_id == account.id,
+        )
+    ).first()
+    return (row[0], account, row[1]) if row else None
+
+
+def _record(
+    attempt: LoginAttempt, user: User | None, method: str, success: bool, reason: str | None
+) -> None:
+    account_id = (
+        attempt.account_id if attempt.account_id and len(attempt.account_id) <= 36 else None
+    )
+    if user is not None:
+        account_id = user.account_id or account_id
+    if account_id and db.session.get(Account, account_id) is None:
+        account_id = None
+    db.session.add(
+        LoginRecord(
+            account_id=account_id,
+            user_id=user.id if user else None,
+            client_id=(attempt.client_id or "")[:64] or None,
+            ip=(attempt.ip or "")[:45] or None,
+            user_agent=(attempt.user_agent or "")[:512] or None,
+            method=method,
+            success=success,
+            reason=reason,
+        )
+    )
+    db.session.commit()
+    if not success:
+        current_app.logger.info(
+            "login failed",
+            extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},
+        )

@@ -1,0 +1,142 @@
+"""OAuth clients as Authlib sees them: an immutable `ClientInfo`, cached in-process briefly.
+
+The token endpoint looks a client up on every request (Authlib even does it several times
+per request), so a lookup is served from a small per-process cache for CACHE_TTL seconds:
+a disabled client or a changed secret takes effect within that time on every worker.
+Secrets are high-entropy random strings, stored as SHA-256 digests and compared in
+constant time; argon2 is for people's passwords.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+
+from authlib.oauth2.rfc6749 import ClientMixin
+from sqlalchemy import select
+
+from ..extensions import db
+from ..models import Account, OAuthClient
+from ..security import digest, same
+
+CACHE_TTL = 10.0  # seconds
+CACHE_MAX = 10_000  # entries; the cache is emptied when it grows past this
+CLIENT_ID_MAX = 64
+
+
+@dataclass(frozen=True)
+class ClientInfo(ClientMixin):
+    """A registered client, detached from the database session."""
+
+    pk: str  # OAuthClient.id
+    client_id: str
+    name: str
+    secret_hash: str | None
+    is_public: bool
+    account_id: str
+    account_mode: str
+    twin_account_id: str | None  # the paired test account of a live account, or vice versa
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    scopes: frozenset[str]
+    role: str
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # Only an unambiguous registration may stand in for a missing redirect_uri.
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str) -> str | None:
+        """The requested scope if the client may have all of it, else None (invalid_scope)."""
+        if not scope:
+            return ""
+        items = scope.split()
+        if any(not s.startswith("aid:") and s not in self.scopes for s in items):
+            return None
+        return " ".join(dict.fromkeys(items))
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.secret_hash is None or not isinstance(client_secret, str):
+            return False
+        return same(digest(client_secret), self.secret_hash)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+    def owns_account(self, account_id: str | None) -> bool:
+        """The client's own account or its test/live twin."""
+        return account_id is not None and account_id in (self.account_id, self.twin_account_id)
+
+
+class ClientCache:
+    """client_id -> ClientInfo for CACHE_TTL seconds; unknown ids are not cached."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, tuple[float, ClientInfo]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, client_id: object) -> ClientInfo | None:
+        if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX:
+            return None
+        now = time.monotonic()
+        entry = self._entries.get(client_id)
+        if entry and entry[0] > now:
+            return entry[1]
+        info = load_client(client_id)
+        if info is not None:
+            with self._lock:
+                if len(self._entries) >= CACHE_MAX:
+                    self._entries.clear()
+                self._entries[client_id] = (now + CACHE_TTL, info)
+        return info
+
+    def clear(self) -> None:
+        with self._lock:
+            self._entries.clear()
+
+
+def load_client(client_id: str) -> ClientInfo | None:
+    """An active client of an active account, or None."""
+    row = db.session.execute(
+        select(OAuthClient, Account)
+        .join(Account, Account.id == OAuthClient.account_id)
+        .where(OAuthClient.client_id == client_id)
+    ).first()
+    if row is None:
+        return None
+    client, account = row
+    if client.status != "active" or account.status != "active":
+        return None
+    twin = account.test_account_id
+    if account.mode == "test":
+        twin = db.session.scalar(select(Account.id).where(Account.test_account_id == account.id))
+    return ClientInfo(
+        pk=client.id,
+        client_id=client.client_id,
+        name=client.name,
+        secret_hash=client.client_secret_hash,
+        is_public=client.is_public,
+        account_id=account.id,
+        account_mode=account.mode,
+        twin_account_id=twin,
+        redirect_uris=tuple(client.redirect_uris or ()),
+        post_logout_redirect_uris=tuple(client.post_logout_redirect_uris or ()),
+        grant_types=tuple(client.grant_types or ()),
+        scopes=frozenset((client.scope or "").split()),
+        role=client.role,
+    )

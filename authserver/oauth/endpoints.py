@@ -1,0 +1,136 @@
+"""RFC 7009 revocation and RFC 7662 introspection, as Authlib endpoints.
+
+Both take a refresh token (opaque, looked up by digest) or an access token (JWT, checked
+by `tokens.validate_access_token`, the same rule as the /v1 bearer guard). Revoking a
+refresh token ends its whole family; revoking an access token deny-lists its `jti` until
+it expires. Introspection needs a confidential client and answers only for tokens of the
+client's own account (and its test twin); anything else is `{"active": false}`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from authlib.oauth2.rfc7009 import RevocationEndpoint
+from authlib.oauth2.rfc7662 import IntrospectionEndpoint
+
+from .. import tokens
+from ..errors import Unauthenticated
+from ..extensions import db
+from ..models import Account, RefreshToken, User, utcnow
+from .clients import ClientInfo
+
+
+@dataclass(frozen=True)
+class FoundToken:
+    """Either kind of token, for the two endpoints."""
+
+    refresh: RefreshToken | None = None
+    access: tokens.AccessClaims | None = None
+
+    def check_client(self, client: ClientInfo) -> bool:
+        if self.refresh is not None:
+            return self.refresh.client_id == client.pk
+        return self.access is not None and self.access.client_id == client.client_id
+
+
+def find_token(value: str, hint: str | None) -> FoundToken | None:
+    """Look the token up as the hinted type first, then as the other (RFC 7009 2.1)."""
+    order = (
+        ("refresh_token", "access_token")
+        if hint == "refresh_token"
+        else ("access_token", "refresh_token")
+    )
+    for kind in order:
+        if kind == "refresh_token":
+            refresh = tokens.find_refresh_token(value)
+            if refresh is not None:
+                return FoundToken(refresh=refresh)
+        elif value.count(".") == 2:
+            try:
+                return FoundToken(access=tokens.validate_access_token(value))
+            except Unauthenticated:
+                continue
+    return None
+
+
+class Revocation(RevocationEndpoint):
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post", "none"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+        return find_token(token_string, token_type_hint)
+
+    def revoke_token(self, token: FoundToken, request: Any) -> None:
+        if token.refresh is not None:
+            tokens.revoke_family(token.refresh.family_id)
+        elif token.access is not None:
+            tokens.revoke_access_token(token.access)
+
+
+class Introspection(IntrospectionEndpoint):
+    CLIENT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+
+    def query_token(self, token_string: str, token_type_hint: str | None) -> FoundToken | None:
+        return find_token(token_string, token_type_hint)
+
+    def check_permission(self, token: FoundToken, client: ClientInfo, request: Any) -> bool:
+        if token.refresh is not None:
+            return client.owns_account(token.refresh.account_id) or token.check_client(client)
+        assert token.access is not None
+        return client.owns_account(token.access.account_id) or token.check_client(client)
+
+    def create_introspection_payload(self, token: FoundToken | None) -> dict[str, Any]:
+        if token is None:
+            return {"active": False}
+        if token.access is not None:
+            return _access_payload(token.access)
+        return _refresh_payload(token.refresh)
+
+
+def _access_payload(claims: tokens.AccessClaims) -> dict[str, Any]:
+    payload = {
+        "active": True,
+        "token_type": "Bearer",
+        "scope": claims.scope,
+        "client_id": claims.client_id,
+        "sub": claims.sub,
+        "aud": claims.claims.get("aud"),
+        "iss": claims.claims.get("iss"),
+        "exp": claims.exp,
+        "iat": claims.iat,
+        "jti": claims.jti,
+        "aid": claims.account_id,
+        "mode": claims.mode,
+        "role": claims.role,
+    }
+    if claims.user_id:
+        user = db.session.get(User, claims.user_id)
+        if user is not None:
+            payload["username"] = user.username
+    return payload
+
+
+def _refresh_payload(token: RefreshToken | None) -> dict[str, Any]:
+    if token is None or token.revoked_at is not None or token.rotated_at is not None:
+        return {"active": False}
+    if token.expires_at <= utcnow():
+        return {"active": False}
+    user = db.session.get(User, token.user_id) if token.user_id else None
+    if user is None or user.status != "active":
+        return {"active": False}
+    if user.tokens_valid_after and token.issued_at < user.tokens_valid_after:
+        return {"active": False}
+    account = db.session.get(Account, token.account_id) if token.account_id else None
+    if account is not None and account.status != "active":
+        return {"active": False}
+    return {
+        "active": True,
+        "token_type": "refresh_token",
+        "scope": token.scope,
+        "sub": user.id,
+        "username": user.username,
+        "exp": int(token.expires_at.timestamp()),
+        "iat": int(token.issued_at.timestamp()),
+        "aid": token.account_id,
+    }

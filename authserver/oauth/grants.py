@@ -1,0 +1,268 @@
+"""The token endpoint's grants, each an Authlib grant class.
+
+- PasswordGrant: username + password (+ otp / recovery_code) through `login.password_login`,
+  the same policy as the hosted login page. `aid:<account>` in `scope` picks the account.
+- RefreshGrant: rotates user refresh tokens (reuse revokes the family); a publishable token
+  (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with or without a
+  client; `aid:<test account>` with a live user's token gives a test-mode token.
+- ClientCredentials: a token for the client's own account with the client's role.
+
+Domain errors are translated here into OAuth errors; nothing here touches the database or
+Redis directly except through the domain modules.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from typing import Any, ClassVar
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    UnauthorizedClientError,
+)
+from authlib.oauth2.rfc6749.hooks import hooked
+from flask import request as flask_request
+from sqlalchemy import select
+
+from .. import tokens
+from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, ServiceUnavailable, Throttled
+from ..extensions import db
+from ..login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
+from ..models import Account, AccountMembership, User, utcnow
+from .clients import ClientInfo
+from .errors import (
+    InvalidOtpError,
+    OtpRequiredError,
+    TemporarilyUnavailableError,
+    ThrottledError,
+)
+
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+BAD_CREDENTIALS = "Username and password does not match."
+PUBLIC_AND_CONFIDENTIAL = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def split_scope(client: ClientInfo, scope: str | None) -> tuple[str | None, str]:
+    """(aid, scope) after checking the client may ask for every scope. Raises invalid_scope."""
+    if scope is None or not scope.strip():
+        return None, ""
+    if len(scope) > 2048:
+        raise InvalidScopeError("The scope is too long.")
+    allowed = client.get_allowed_scope(scope)
+    if allowed is None:
+        raise InvalidScopeError("The client may not ask for this scope.")
+    aids = [s[4:] for s in allowed.split() if s.startswith("aid:")]
+    if len(aids) > 1 or (aids and not UUID_RE.match(aids[0])):
+        raise InvalidScopeError("Malformed aid scope: give one aid:<account id>.")
+    return (aids[0] if aids else None), allowed
+
+
+@contextmanager
+def domain_errors() -> Iterator[None]:
+    """Domain errors from the login policy -> OAuth errors."""
+    try:
+        yield
+    except InvalidCredentials:
+        raise InvalidGrantError(BAD_CREDENTIALS) from None
+    except OtpRequired as exc:
+        raise OtpRequiredError(exc.method, exc.destination, exc.resend_after) from None
+    except InvalidOtp:
+        raise InvalidOtpError("The one-time password is invalid or expired.") from None
+    except Throttled as exc:
+        raise ThrottledError(exc.retry_after) from None
+    except ServiceUnavailable:
+        raise TemporarilyUnavailableError() from None
+
+
+def _field(form: Any, name: str, max_len: int, required: bool = True) -> str | None:
+    value = form.get(name)
+    if value is None or value == "":
+        if required:
+            raise InvalidRequestError(f"Missing '{name}' in request.")
+        return None
+    if len(value) > max_len:
+        raise InvalidRequestError(f"'{name}' is too long.")
+    return str(value)
+
+
+class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AND_CONFIDENTIAL
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("The client may not use the password grant.")
+        form = self.request.form
+        username = _field(form, "username", USERNAME_MAX)
+        password = _field(form, "password", PASSWORD_MAX)
+        otp = _field(form, "otp", 16, required=False)
+        recovery_code = _field(form, "recovery_code", 64, required=False)
+        aid, scope = split_scope(client, self.request.payload.scope)
+        if aid is not None and not client.owns_account(aid):
+            raise InvalidScopeError("The aid is not an account of this client.")
+        attempt = LoginAttempt(
+            username=username or "",
+            password=password or "",
+            account_id=aid,
+            otp=otp,
+            recovery_code=recovery_code,
+            ip=flask_request.remote_addr,
+            user_agent=self.request.headers.get("User-Agent"),
+            client_id=client.client_id,
+        )
+        with domain_errors():
+            result = password_login(attempt)
+        self.request.client = client
+        self.request.user = tokens.user_principal(
+            result.user, result.account, result.role, result.amr
+        )
+        self.request.scope = scope
+
+    @hooked
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(user=self.request.user, scope=self.request.scope)
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class ClientCredentials(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS: ClassVar[list[str]] = ["client_secret_basic", "client_secret_post"]
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("The client may not use client_credentials.")
+        aid, scope = split_scope(client, self.request.payload.scope)
+        if aid is not None and aid != client.account_id:
+            raise InvalidScopeError("A client's token is for its own account only.")
+        self.request.client = client
+        self.request.scope = scope
+
+    @hooked
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(
+            scope=self.request.scope, user=None, include_refresh_token=False
+        )
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class RefreshGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AND_CONFIDENTIAL
+
+    def validate_token_request(self) -> None:
+        value = _field(self.request.form, "refresh_token", tokens.TOKEN_MAX)
+        if tokens.is_publishable(value):
+            self._validate_publishable(str(value))
+            return
+        client = self._validate_request_client()
+        aid, scope = split_scope(client, self.request.payload.scope)
+        token = tokens.find_refresh_token(value)
+        if token is None or token.client_id != client.pk:
+            raise InvalidGrantError("The refresh token is invalid.")
+        with domain_errors():
+            principal = self._principal(token, aid)
+            if not tokens.consume_refresh_token(token):
+                raise InvalidGrantError("The refresh token is invalid.")
+        requested = " ".join(s for s in scope.split() if not s.startswith("aid:"))
+        if requested and not set(requested.split()) <= set(token.scope.split()):
+            raise InvalidScopeError("The scope is wider than the original grant.")
+        self.request.client = client
+        self.request.user = principal
+        self.request.scope = " ".join(
+            filter(None, [requested or token.scope, f"aid:{aid}" if aid else ""])
+        )
+        self.request.rotate = True
+
+    def _principal(self, token: Any, aid: str | None) -> tokens.Principal:
+        now = utcnow()
+        if token.revoked_at is not None or token.expires_at <= now:
+            raise InvalidGrantError("The refresh token is invalid.")
+        user = db.session.get(User, token.user_id) if token.user_id else None
+        home = db.session.get(Account, token.account_id) if token.account_id else None
+        if user is None or user.status != "active" or (home and home.status != "active"):
+            raise InvalidGrantError("The refresh token is invalid.")
+        if user.tokens_valid_after and token.issued_at < user.tokens_valid_after:
+            raise InvalidGrantError("The refresh token is invalid.")
+        account = home
+        if aid is not None and (home is None or aid != home.id):
+            # Only live -> its own test account; never test -> live or elsewhere.
+            if home is None or home.mode != "live" or aid != home.test_account_id:
+                raise InvalidScopeError("The aid is not this token's account or its test account.")
+            account = db.session.get(Account, aid)
+        role = self._role(user, home)
+        principal = tokens.user_principal(user, account, role, token.amr or [])
+        return replace(
+            principal,
+            auth_time=int(token.auth_time.timestamp()),
+            family_id=token.family_id,
+            home_account_id=token.account_id,
+        )
+
+    @staticmethod
+    def _role(user: User, home: Account | None) -> str:
+        if home is None or user.account_id == home.id:
+            return user.role
+        role = db.session.scalar(
+            select(AccountMembership.role).where(
+                AccountMembership.user_id == user.id, AccountMembership.account_id == home.id
+            )
+        )
+        if role is None:
+            raise InvalidGrantError("The refresh token is invalid.")
+        return role
+
+    def _validate_publishable(self, value: str) -> None:
+        account = db.session.scalar(select(Account).where(Account.publishable_token == value))
+        if account is None or account.status != "active":
+            raise InvalidGrantError("The refresh token is invalid.")
+        client = self._optional_client()
+        if client is not None and not client.owns_account(account.id):
+            raise InvalidGrantError("The refresh token is invalid.")
+        self.request.client = client or publishable_client(account)
+        self.request.user = tokens.Principal(
+            user_id=None, account_id=account.id, mode=account.mode, role="guest"
+        )
+        self.request.scope = ""
+        self.request.rotate = False
+
+    def _optional_client(self) -> ClientInfo | None:
+        """Publishable tokens are public by design (seed 003): a client is optional."""
+        has_basic = self.request.headers.get("Authorization", "").lower().startswith("basic ")
+        if not has_basic and not self.request.form.get("client_id"):
+            return None
+        return self._validate_request_client()
+
+    @hooked
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(
+            user=self.request.user,
+            scope=self.request.scope,
+            include_refresh_token=self.request.rotate,
+        )
+        self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+def publishable_client(account: Account) -> ClientInfo:
+    """The stand-in client of a token made from a publishable token without a client."""
+    return ClientInfo(
+        pk="",
+        client_id="publishable",
+        name="publishable token",
+        secret_hash=None,
+        is_public=True,
+        account_id=account.id,
+        account_mode=account.mode,
+        twin_account_id=None,
+        redirect_uris=(),
+        post_logout_redirect_uris=(),
+        grant_types=("refresh_token",),
+        scopes=frozenset(),
+        role="guest",
+    )

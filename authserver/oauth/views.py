@@ -1,0 +1,210 @@
+"""OAuth HTTP endpoints: token, revoke, introspect, JWKS and the two discovery documents.
+
+Requests are checked for RFC 6749 framing before Authlib sees them (form encoding, UTF-8,
+no repeated parameters), so bad input gets `invalid_request`, never a 500. Every answer
+of the token, revocation and introspection endpoints carries `Cache-Control: no-store`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from flask import Blueprint, Response, current_app, jsonify, request
+from werkzeug.exceptions import RequestEntityTooLarge
+
+from ..errors import ServiceUnavailable
+from ..extensions import keyring
+from ..models import ROLES
+from .errors import TemporarilyUnavailableError
+
+bp = Blueprint("oauth", __name__)
+
+FORM = "application/x-www-form-urlencoded"
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+CORS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "X-OTP, Retry-After, X-Request-Id, WWW-Authenticate",
+}
+SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
+GRANTS = ["password", "refresh_token", "client_credentials"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def _server() -> AuthorizationServer:
+    return current_app.extensions["authserver.oauth"]
+
+
+def _error(error: OAuth2Error, extra_headers: dict[str, str] | None = None) -> Response:
+    response: Response = _server().handle_error_response(None, error)
+    response.headers.update(extra_headers or {})
+    return response
+
+
+def _framing_error() -> OAuth2Error | None:
+    """RFC 6749 3.2 / OAuth 2.1: form-encoded UTF-8, each parameter at most once."""
+    if request.mimetype != FORM:
+        return InvalidRequestError("The body must be application/x-www-form-urlencoded.")
+    charset = request.mimetype_params.get("charset", "utf-8").lower()
+    if charset not in ("utf-8", "utf8"):
+        return InvalidRequestError("The body must be UTF-8.")
+    try:
+        request.get_data(cache=True).decode("utf-8")
+    except UnicodeDecodeError:
+        return InvalidRequestError("The body is not valid UTF-8.")
+    for key in request.form:
+        if len(request.form.getlist(key)) > 1 or key in request.args:
+            return InvalidRequestError("A parameter was repeated.")
+    if len(request.args.getlist("grant_type")) > 1:
+        return InvalidRequestError("A parameter was repeated.")
+    return None
+
+
+def _endpoint(handler: Any) -> Response:
+    error = _framing_error()
+    if error is not None:
+        return _error(error)
+    try:
+        response: Response = handler()
+    except ServiceUnavailable:
+        return _error(TemporarilyUnavailableError())
+    if response.status_code in (400, 401) and (response.json or {}).get("error") == "invalid_client":
+        # RFC 6749 5.2: a failed client authentication is 401 with a challenge, however
+        # the client tried (Authlib answers 400 for an unknown client_id).
+        response.status_code = 401
+        response.headers.setdefault("WWW-Authenticate", 'Basic realm="authserver"')
+    return response
+
+
+@bp.route("/oauth/token", methods=["POST"])
+@bp.route("/v1/token", methods=["POST"], endpoint="token_v1")
+def token() -> Response:
+    """RFC 6749 token endpoint (also at /v1/token, where Freshcom clients look for it)."""
+    response = _endpoint(_server().create_token_response)
+    response.headers.update(CORS)
+    return response
+
+
+@bp.route("/oauth/revoke", methods=["POST"])
+def revoke() -> Response:
+    """RFC 7009 token revocation."""
+    response = _endpoint(lambda: _server().create_endpoint_response("revocation"))
+    response.headers.update(CORS)
+    return response
+
+
+@bp.route("/oauth/introspect", methods=["POST"])
+def introspect() -> Response:
+    """RFC 7662 token introspection (confidential clients only)."""
+    return _endpoint(lambda: _server().create_endpoint_response("introspection"))
+
+
+@bp.route("/oauth/token", methods=["GET", "PUT", "PATCH", "DELETE"], endpoint="token_wrong_method")
+@bp.route("/v1/token", methods=["GET", "PUT", "PATCH", "DELETE"], endpoint="token_v1_wrong_method")
+@bp.route(
+    "/oauth/revoke", methods=["GET", "PUT", "PATCH", "DELETE"], endpoint="revoke_wrong_method"
+)
+@bp.route(
+    "/oauth/introspect",
+    methods=["GET", "PUT", "PATCH", "DELETE"],
+    endpoint="introspect_wrong_method",
+)
+def wrong_method() -> Response:
+    """Only POST: an RFC 6749 error with 405 and Allow."""
+    response = _error(InvalidRequestError("Use POST."), {"Allow": "POST, OPTIONS"})
+    response.status_code = 405
+    return response
+
+
+@bp.route("/oauth/token", methods=["OPTIONS"], endpoint="token_preflight")
+@bp.route("/v1/token", methods=["OPTIONS"], endpoint="token_v1_preflight")
+@bp.route("/oauth/revoke", methods=["OPTIONS"], endpoint="revoke_preflight")
+def preflight() -> Response:
+    """CORS preflight for browser apps using the token and revocation endpoints."""
+    response = Response(status=204)
+    response.headers.update(CORS)
+    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+    response.headers["Access-Control-Max-Age"] = "600"
+    return response
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def too_large(error: RequestEntityTooLarge) -> Response:
+    response = _error(InvalidRequestError("The request body is too large."))
+    response.status_code = 413
+    return response
+
+
+@bp.after_request
+def no_store(response: Response) -> Response:
+    if request.endpoint and not request.endpoint.endswith(
+        ("jwks", "metadata", "openid_configuration")
+    ):
+        response.headers.update(NO_STORE)
+    return response
+
+
+@bp.get("/oauth/jwks")
+def jwks() -> Response:
+    """The public signing keys (current and those still verifying live tokens)."""
+    try:
+        document = keyring().public_jwks()
+    except Exception:  # a broken key file must not leak details; start-up already checks it
+        current_app.logger.exception("cannot read the signing keys")
+        return _error(TemporarilyUnavailableError())
+    response = jsonify(document)
+    response.headers.update(CORS)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+def metadata_document() -> dict[str, Any]:
+    issuer = current_app.config["ISSUER"]
+    return {
+        "issuer": issuer,
+        "token_endpoint": f"{issuer}/oauth/token",
+        "jwks_uri": f"{issuer}/oauth/jwks",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "grant_types_supported": GRANTS,
+        "response_types_supported": [],
+        "scopes_supported": SCOPES,
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
+        "introspection_endpoint_auth_methods_supported": AUTH_METHODS[:2],
+        "access_token_signing_alg_values_supported": ["ES256"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["RS256"],
+        "claims_supported": [
+            "iss",
+            "sub",
+            "aud",
+            "exp",
+            "iat",
+            "jti",
+            "client_id",
+            "scope",
+            "aid",
+            "mode",
+            "role",
+        ],
+        "roles_supported": [*ROLES, "guest"],
+        "otp_methods_supported": ["tfa_email", "tfa_sms", "tfa_totp"],
+    }
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def metadata() -> Response:
+    """RFC 8414 authorization server metadata."""
+    response = jsonify(metadata_document())
+    response.headers.update(CORS)
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    """OpenID Connect discovery (the same facts; the authorization endpoint comes later)."""
+    return metadata()

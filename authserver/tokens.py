@@ -1,0 +1,273 @@
+"""Token rules: JWT access tokens (RFC 9068), opaque rotating refresh tokens, and their checks.
+
+Access tokens are self-contained ES256 JWTs, so issuing one writes nothing. They are still
+recalled on time: a token is refused when its `jti` was revoked (a Redis deny-list entry
+that lives until the token expires), when its user's `tokens_valid_after` is later than
+its `iat` (password change, reset, disable, "sign out everywhere"), or when the user or
+account is no longer active. `validate_access_token` is the one check behind the /v1
+bearer guard, userinfo and introspection.
+
+Refresh tokens are 256-bit random strings stored as SHA-256 digests. Each use rotates the
+token; a token used twice (a replay, or two racing requests) revokes its whole family.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
+from sqlalchemy import select, update
+
+from .errors import Unauthenticated
+from .extensions import db, keyring, store
+from .keys import ACCESS_TOKEN_ALG
+from .models import Account, RefreshToken, User, utcnow
+from .security import digest, random_token
+
+TOKEN_MAX = 4096  # characters; our tokens are well under 1 KiB
+LEEWAY = 5  # seconds of clock skew accepted on exp/iat
+PUBLISHABLE_PREFIXES = ("prt-live-", "prt-test-")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token speaks for: a user in an account, a guest of an account, or a client."""
+
+    user_id: str | None
+    account_id: str | None
+    mode: str
+    role: str
+    amr: tuple[str, ...] = ()
+    auth_time: int | None = None
+    family_id: str | None = None  # refresh-token family this login began
+    home_account_id: str | None = None  # the account a refresh token stays bound to
+    tokens_valid_after: datetime | None = field(default=None, compare=False)
+
+    def get_user_id(self) -> str | None:  # Authlib calls this
+        return self.user_id
+
+
+@dataclass(frozen=True)
+class AccessClaims:
+    """A validated access token."""
+
+    sub: str
+    client_id: str
+    user_id: str | None
+    account_id: str | None
+    mode: str
+    role: str
+    scope: str
+    jti: str
+    iat: int
+    exp: int
+    claims: dict[str, Any]
+
+
+def audience() -> str:
+    return current_app.config["ISSUER"] + "/v1"
+
+
+def user_principal(
+    user: User, account: Account | None, role: str, amr: list[str] | tuple[str, ...]
+) -> Principal:
+    return Principal(
+        user_id=user.id,
+        account_id=account.id if account else None,
+        mode=account.mode if account else "live",
+        role=role,
+        amr=tuple(amr),
+        auth_time=int(time.time()),
+        home_account_id=account.id if account else None,
+        tokens_valid_after=user.tokens_valid_after,
+    )
+
+
+def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime: int) -> str:
+    """An RFC 9068 JWT for `principal`, issued to `client_id`, signed ES256."""
+    now = int(time.time())
+    iat = now
+    if principal.tokens_valid_after is not None:
+        # A token minted in the same second as a revocation must not look older than it.
+        iat = max(now, math.ceil(principal.tokens_valid_after.timestamp()))
+    claims: dict[str, Any] = {
+        "iss": current_app.config["ISSUER"],
+        "sub": principal.user_id or client_id,
+        "aud": audience(),
+        "exp": iat + lifetime,
+        "iat": iat,
+        "jti": uuid.uuid4().hex,
+        "client_id": client_id,
+        "scope": " ".join(s for s in scope.split() if not s.startswith("aid:")),
+        "aid": principal.account_id,
+        "mode": principal.mode,
+        "role": principal.role,
+    }
+    if principal.auth_time:
+        claims["auth_time"] = principal.auth_time
+    key = keyring().signing_key(ACCESS_TOKEN_ALG)
+    header = {"alg": ACCESS_TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
+    return jwt.encode(header, claims, key, algorithms=[ACCESS_TOKEN_ALG])
+
+
+def validate_access_token(value: object) -> AccessClaims:
+    """Signature, type, issuer, audience, expiry and revocation. Raises Unauthenticated."""
+    if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
+        raise Unauthenticated("The access token is malformed.")
+    try:
+        decoded = jwt.decode(value, keyring().verification_keys(), algorithms=[ACCESS_TOKEN_ALG])
+    except (JoseError, ValueError, TypeError):
+        raise Unauthenticated("The access token is invalid.") from None
+    if decoded.header.get("typ") != "at+jwt":
+        raise Unauthenticated("The token is not an access token.")
+    c = dict(decoded.claims)
+    now = time.time()
+    try:
+        iat, exp = int(c["iat"]), int(c["exp"])
+        ok = (
+            c["iss"] == current_app.config["ISSUER"]
+            and c["aud"] == audience()
+            and exp > now - LEEWAY
+            and iat <= now + LEEWAY
+            and isinstance(c["jti"], str)
+            and isinstance(c["sub"], str)
+        )
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise Unauthenticated("The access token is expired or not for this server.")
+    if store().get(f"revoked-jti:{c['jti']}") is not None:
+        raise Unauthenticated("The access token was revoked.")
+    user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
+    _check_still_valid(user_id, c.get("aid"), iat)
+    return AccessClaims(
+        sub=c["sub"],
+        client_id=str(c.get("client_id", "")),
+        user_id=user_id,
+        account_id=c.get("aid"),
+        mode=str(c.get("mode", "live")),
+        role=str(c.get("role", "")),
+        scope=str(c.get("scope", "")),
+        jti=c["jti"],
+        iat=iat,
+        exp=exp,
+        claims=c,
+    )
+
+
+def _check_still_valid(user_id: str | None, account_id: str | None, iat: int) -> None:
+    if account_id is not None:
+        status = db.session.scalar(select(Account.status).where(Account.id == account_id))
+        if status != "active":
+            raise Unauthenticated("The account is no longer active.")
+    if user_id is None:
+        return
+    user = db.session.get(User, user_id)
+    if user is None or user.status != "active":
+        raise Unauthenticated("The user is no longer active.")
+    if user.tokens_valid_after is not None and iat < user.tokens_valid_after.timestamp():
+        raise Unauthenticated("The access token was revoked.")
+
+
+def revoke_access_token(claims: AccessClaims) -> None:
+    """Deny-list one access token until it would have expired anyway."""
+    ttl = max(1, claims.exp - int(time.time()) + LEEWAY)
+    store().put(f"revoked-jti:{claims.jti}", "1", ttl)
+
+
+# --- refresh tokens ------------------------------------------------------------------
+
+
+def new_refresh_token_value() -> str:
+    """256 random bits; only its digest is stored."""
+    return random_token(32)
+
+
+def save_refresh_token(value: str, client_pk: str, principal: Principal, scope: str) -> None:
+    """Store a new refresh token (digest only) in the principal's family."""
+    config = current_app.config
+    now = utcnow()
+    auth_time = datetime.fromtimestamp(principal.auth_time or time.time(), now.tzinfo)
+    expires = min(
+        now + timedelta(seconds=config["REFRESH_TOKEN_IDLE_LIFETIME"]),
+        auth_time + timedelta(seconds=config["REFRESH_TOKEN_ABSOLUTE_LIFETIME"]),
+    )
+    db.session.add(
+        RefreshToken(
+            token_hash=digest(value),
+            family_id=principal.family_id or uuid.uuid4().hex,
+            client_id=client_pk,
+            user_id=principal.user_id,
+            account_id=principal.home_account_id,
+            scope=" ".join(s for s in scope.split() if not s.startswith("aid:")),
+            amr=list(principal.amr),
+            auth_time=auth_time,
+            issued_at=now,
+            expires_at=expires,
+        )
+    )
+    db.session.commit()
+
+
+def find_refresh_token(value: object) -> RefreshToken | None:
+    if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
+        return None
+    return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(value)))
+
+
+def consume_refresh_token(token: RefreshToken) -> bool:
+    """Mark the token used, once. A second use (replay or race) revokes the family."""
+    if token.revoked_at is not None:
+        return False
+    result = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == token.id,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(rotated_at=utcnow())
+    )
+    db.session.commit()
+    if result.rowcount == 1:  # type: ignore[attr-defined]
+        return True
+    current_app.logger.warning(
+        "refresh token reused; revoking its family",
+        extra={"fields": {"family": token.family_id, "user_id": token.user_id or "-"}},
+    )
+    revoke_family(token.family_id)
+    return False
+
+
+def revoke_family(family_id: str) -> None:
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    db.session.commit()
+
+
+def revoke_user_tokens(user: User) -> None:
+    """Void every token of the user: refresh tokens now, access tokens by `iat`.
+
+    Part of the caller's transaction: the caller commits.
+    """
+    now = utcnow()
+    user.tokens_valid_after = now
+    db.session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+def is_publishable(value: object) -> bool:
+    return isinstance(value, str) and value.startswith(PUBLISHABLE_PREFIXES)
