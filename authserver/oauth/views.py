@@ -69,7 +69,8 @@ def _endpoint(handler: Any) -> Response:
         response: Response = handler()
     except ServiceUnavailable:
         return _error(TemporarilyUnavailableError())
-    if response.status_code in (400, 401) and (response.json or {}).get("error") == "invalid_client":
+    failed = response.status_code in (400, 401) and response.is_json
+    if failed and (response.get_json(silent=True) or {}).get("error") == "invalid_client":
         # RFC 6749 5.2: a failed client authentication is 401 with a challenge, however
         # the client tried (Authlib answers 400 for an unknown client_id).
         response.status_code = 401
