@@ -16,7 +16,8 @@ from . import rules
 from .errors import Conflict, NotFound, ValidationFailed
 from .events import emit
 from .extensions import db, passwords
-from .models import Account, AccountMembership, User, utcnow
+from .models import USER_STATUSES, Account, AccountMembership, User, utcnow
+from .tokens import revoke_user_tokens
 
 
 @dataclass(frozen=True)
@@ -149,3 +150,25 @@ def regenerate_publishable_token(account: Account) -> Account:
     account.publishable_token = new_publishable_token(account.mode)
     _commit()
     return account
+
+
+def set_password(user: User, new_password: object) -> User:
+    """Give the user a new password and void every token issued before now."""
+    rules.check_password(new_password, username=user.username, email=user.email, field="value")
+    user.password_hash = passwords().hash(str(new_password))
+    user.password_updated_at = utcnow()
+    revoke_user_tokens(user)
+    _commit()
+    emit("identity.password.update.success", user=user, account=user.account)
+    return user
+
+
+def set_status(user: User, status: str) -> User:
+    """Change a user's status; leaving `active` voids every token of the user."""
+    rules.check_choice(status, USER_STATUSES, "status")
+    user.status = status
+    if status != "active":
+        revoke_user_tokens(user)
+    _commit()
+    emit("identity.user.update.success", user=user, account=user.account)
+    return user

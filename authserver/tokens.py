@@ -120,13 +120,13 @@ def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime
 def validate_access_token(value: object) -> AccessClaims:
     """Signature, type, issuer, audience, expiry and revocation. Raises Unauthenticated."""
     if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
-        raise Unauthenticated("The access token is malformed.")
+        raise Unauthenticated("The access token is malformed.", code="invalid_token")
     try:
         decoded = jwt.decode(value, keyring().verification_keys(), algorithms=[ACCESS_TOKEN_ALG])
     except (JoseError, ValueError, TypeError):
-        raise Unauthenticated("The access token is invalid.") from None
+        raise Unauthenticated("The access token is invalid.", code="invalid_token") from None
     if decoded.header.get("typ") != "at+jwt":
-        raise Unauthenticated("The token is not an access token.")
+        raise Unauthenticated("The token is not an access token.", code="invalid_token")
     c = dict(decoded.claims)
     now = time.time()
     try:
@@ -142,9 +142,11 @@ def validate_access_token(value: object) -> AccessClaims:
     except (KeyError, TypeError, ValueError):
         ok = False
     if not ok:
-        raise Unauthenticated("The access token is expired or not for this server.")
+        raise Unauthenticated(
+            "The access token is expired or not for this server.", code="invalid_token"
+        )
     if store().get(f"revoked-jti:{c['jti']}") is not None:
-        raise Unauthenticated("The access token was revoked.")
+        raise Unauthenticated("The access token was revoked.", code="invalid_token")
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
     _check_still_valid(user_id, c.get("aid"), iat)
     return AccessClaims(
@@ -166,14 +168,14 @@ def _check_still_valid(user_id: str | None, account_id: str | None, iat: int) ->
     if account_id is not None:
         status = db.session.scalar(select(Account.status).where(Account.id == account_id))
         if status != "active":
-            raise Unauthenticated("The account is no longer active.")
+            raise Unauthenticated("The account is no longer active.", code="invalid_token")
     if user_id is None:
         return
     user = db.session.get(User, user_id)
     if user is None or user.status != "active":
-        raise Unauthenticated("The user is no longer active.")
+        raise Unauthenticated("The user is no longer active.", code="invalid_token")
     if user.tokens_valid_after is not None and iat < user.tokens_valid_after.timestamp():
-        raise Unauthenticated("The access token was revoked.")
+        raise Unauthenticated("The access token was revoked.", code="invalid_token")
 
 
 def revoke_access_token(claims: AccessClaims) -> None:

@@ -749,9 +749,9 @@ def test_domain_error_table(
 
 
 def test_unauthenticated_sends_bearer_challenge(api: FlaskClient) -> None:
-    """401 carries `WWW-Authenticate: Bearer`."""
+    """401 carries a Bearer challenge (RFC 6750 3), without error= when no token was refused."""
     response = api.get("/v1/_test/raise/unauthenticated")
-    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="authserver"'
 
 
 def test_throttled_sends_retry_after(api: FlaskClient) -> None:

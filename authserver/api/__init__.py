@@ -14,6 +14,9 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 jsonapi.install(bp)
 
 
+from . import users  # noqa: E402, F401 - registers its routes on bp
+
+
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     # Callers authenticate with bearer tokens, not cookies, and bodies must be declared

@@ -148,7 +148,10 @@ def domain_error_response(error: DomainError) -> Response:
     status = status_for(error)
     headers: dict[str, str] = {}
     if isinstance(error, Unauthenticated):
-        headers["WWW-Authenticate"] = "Bearer"
+        # RFC 6750 3: say invalid_token when a token was given but refused.
+        invalid = ', error="invalid_token"' if error.code == "invalid_token" else ""
+        headers["WWW-Authenticate"] = f'Bearer realm="authserver"{invalid}'
+
     if isinstance(error, Throttled):
         headers["Retry-After"] = str(error.retry_after)
     detail = error.detail

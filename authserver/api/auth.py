@@ -1,0 +1,43 @@
+"""Bearer-token guard for /v1: every protected view runs `tokens.validate_access_token`.
+
+Tokens are read from the Authorization header only (RFC 6750 2.1); a token in the query
+string or body is ignored, so it is never logged or cached with a URL.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any, TypeVar, cast
+
+from flask import g, request
+
+from .. import tokens
+from ..errors import Forbidden, Unauthenticated
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_token() -> tokens.AccessClaims:
+    """The validated token of this request (inside a guarded view)."""
+    return cast(tokens.AccessClaims, g.access_token)
+
+
+def require_token(*roles: str) -> Callable[[F], F]:
+    """Refuse with 401 unless a valid access token is given, 403 unless its role is listed."""
+
+    def decorate(view: F) -> F:
+        @wraps(view)
+        def guarded(*args: Any, **kwargs: Any) -> Any:
+            scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+            if scheme.lower() != "bearer" or not value.strip():
+                raise Unauthenticated("A bearer access token is required.")
+            claims = tokens.validate_access_token(value.strip())
+            if roles and claims.role not in roles:
+                raise Forbidden("Your role may not do this.")
+            g.access_token = claims
+            return view(*args, **kwargs)
+
+        return cast(F, guarded)
+
+    return decorate
