@@ -167,6 +167,15 @@ def describe(summary: dict[str, Any]) -> str:
             f"  secret {client['clientSecret']}" if client.get("clientSecret") else "  (public)"
         )
         lines.append(f"  client     {client['name']}: {client['clientId']}{secret}")
+    web = summary["clients"][0]
+    admin, demo_user = summary["users"][0], summary["users"][1]
+    lines += [
+        "",
+        "  For the README's examples, paste:",
+        f"    export CLIENT_ID={web['clientId']} CLIENT_SECRET={web['clientSecret']}",
+        f"    export AID={account['id']} TEST_AID={account['testAccountId']}",
+        f"    export ADMIN_PASSWORD='{admin['password']}' DEMO_PASSWORD='{demo_user['password']}'",
+    ]
     if "curl" in summary:
         lines += ["", "  Password grant:", f"    {summary['curl']}"]
     lines += [
