@@ -65,8 +65,11 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
         _record(attempt, user, "password", False, "bad_credentials")
         raise InvalidCredentials()
-    if user.status != "active" or (account is not None and account.status != "active"):
+    if user.status != "active":
         _record(attempt, user, "password", False, f"user_{user.status}")
+        raise InvalidCredentials()
+    if account is not None and account.status != "active":
+        _record(attempt, user, "password", False, f"account_{account.status}")
         raise InvalidCredentials()
     amr = ["pwd"]
     if user.auth_method != "simple":

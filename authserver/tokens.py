@@ -218,6 +218,14 @@ def save_refresh_token(value: str, client_pk: str, principal: Principal, scope: 
     db.session.commit()
 
 
+def refresh_token_expired(token: RefreshToken) -> bool:
+    """Past its idle expiry, or past the absolute lifetime counted from the family's login
+    (checked here too, so a shortened REFRESH_TOKEN_ABSOLUTE_LIFETIME applies at once)."""
+    now = utcnow()
+    lifetime = timedelta(seconds=current_app.config["REFRESH_TOKEN_ABSOLUTE_LIFETIME"])
+    return token.expires_at <= now or token.auth_time + lifetime <= now
+
+
 def find_refresh_token(value: object) -> RefreshToken | None:
     if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
         return None

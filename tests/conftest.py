@@ -10,18 +10,25 @@ with empty tables and no keys under that prefix.
 
 from __future__ import annotations
 
+import email
+import email.policy
 import io
+import json
 import logging
 import os
 import shutil
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.message import EmailMessage
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
@@ -222,3 +229,85 @@ def log_stream(app: Flask) -> Iterator[io.StringIO]:
     old = handler.setStream(stream)
     yield stream
     handler.setStream(old)
+
+
+# ---------------------------------------------------------------- outside-world sinks
+# A real local SMTP server (aiosmtpd) and an HTTP webhook standing in for the SMS gateway.
+# tests/test_notifications.py still defines its own copies of these two fixtures, which
+# take precedence there.
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class SmtpSink:
+    """An aiosmtpd handler keeping every message it accepted."""
+
+    def __init__(self) -> None:
+        self.envelopes: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        self.envelopes.append(envelope)
+        return "250 OK"
+
+    def messages(self) -> list[EmailMessage]:
+        return [
+            email.message_from_bytes(e.original_content, policy=email.policy.default)
+            for e in self.envelopes
+        ]
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[SmtpSink, int]]:
+    """A real SMTP server on 127.0.0.1: (sink, port)."""
+    sink = SmtpSink()
+    port = free_port()
+    controller = Controller(sink, hostname="127.0.0.1", port=port)
+    controller.start()
+    yield sink, port
+    controller.stop()
+
+
+class WebhookSink:
+    """What a local SMS gateway received, and how it should answer."""
+
+    def __init__(self) -> None:
+        self.requests: list[dict[str, Any]] = []
+        self.status = 200
+        self.delay = 0.0
+        self.release = threading.Event()
+        self.url = ""
+
+
+@pytest.fixture
+def webhook() -> Iterator[WebhookSink]:
+    """A real HTTP server on 127.0.0.1 recording JSON POSTs; `sink.url` is its address."""
+    sink = WebhookSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            sink.requests.append({"headers": dict(self.headers), "json": json.loads(raw)})
+            sink.release.wait(sink.delay)
+            try:
+                self.send_response(sink.status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass  # the client gave up waiting
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sink.url = f"http://127.0.0.1:{server.server_port}/sms"
+    yield sink
+    sink.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()

@@ -93,6 +93,8 @@ class ClientCache:
     def get(self, client_id: object) -> ClientInfo | None:
         if not isinstance(client_id, str) or not 0 < len(client_id) <= CLIENT_ID_MAX:
             return None
+        if "\x00" in client_id:  # from a Basic header; PostgreSQL text cannot hold NUL
+            return None
         now = time.monotonic()
         entry = self._entries.get(client_id)
         if entry and entry[0] > now:

@@ -18,7 +18,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from .. import tokens
 from ..errors import Unauthenticated
 from ..extensions import db
-from ..models import Account, RefreshToken, User, utcnow
+from ..models import Account, RefreshToken, User
 from .clients import ClientInfo
 
 
@@ -114,7 +114,7 @@ def _access_payload(claims: tokens.AccessClaims) -> dict[str, Any]:
 def _refresh_payload(token: RefreshToken | None) -> dict[str, Any]:
     if token is None or token.revoked_at is not None or token.rotated_at is not None:
         return {"active": False}
-    if token.expires_at <= utcnow():
+    if tokens.refresh_token_expired(token):
         return {"active": False}
     user = db.session.get(User, token.user_id) if token.user_id else None
     if user is None or user.status != "active":

@@ -34,7 +34,7 @@ from .. import tokens
 from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, ServiceUnavailable, Throttled
 from ..extensions import db
 from ..login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
-from ..models import Account, AccountMembership, User, utcnow
+from ..models import Account, AccountMembership, User
 from .clients import ClientInfo
 from .errors import (
     InvalidOtpError,
@@ -165,13 +165,16 @@ class RefreshGrant(grants.RefreshTokenGrant):
         token = tokens.find_refresh_token(value)
         if token is None or token.client_id != client.pk:
             raise InvalidGrantError("The refresh token is invalid.")
+        requested = " ".join(s for s in scope.split() if not s.startswith("aid:"))
+        wider = bool(requested) and not set(requested.split()) <= set(token.scope.split())
         with domain_errors():
             principal = self._principal(token, aid)
+            if wider and token.rotated_at is None:
+                # Refused before consuming: a bad request must not burn a good token (a
+                # rotated one goes on to consume, so its reuse still revokes the family).
+                raise InvalidScopeError("The scope is wider than the original grant.")
             if not tokens.consume_refresh_token(token):
                 raise InvalidGrantError("The refresh token is invalid.")
-        requested = " ".join(s for s in scope.split() if not s.startswith("aid:"))
-        if requested and not set(requested.split()) <= set(token.scope.split()):
-            raise InvalidScopeError("The scope is wider than the original grant.")
         self.request.client = client
         self.request.user = principal
         self.request.scope = " ".join(
@@ -180,8 +183,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         self.request.rotate = True
 
     def _principal(self, token: Any, aid: str | None) -> tokens.Principal:
-        now = utcnow()
-        if token.revoked_at is not None or token.expires_at <= now:
+        if token.revoked_at is not None or tokens.refresh_token_expired(token):
             raise InvalidGrantError("The refresh token is invalid.")
         user = db.session.get(User, token.user_id) if token.user_id else None
         home = db.session.get(Account, token.account_id) if token.account_id else None

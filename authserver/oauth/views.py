@@ -7,10 +7,12 @@ of the token, revocation and introspection endpoints carries `Cache-Control: no-
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from authlib.oauth2.rfc6749.errors import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -56,25 +58,54 @@ def _framing_error() -> OAuth2Error | None:
     for key in request.form:
         if len(request.form.getlist(key)) > 1 or key in request.args:
             return InvalidRequestError("A parameter was repeated.")
+    if any("\x00" in "".join([k, *vs]) for k, vs in request.values.lists()):
+        # PostgreSQL text cannot hold NUL: refuse it here instead of failing in a query.
+        return InvalidRequestError("A parameter holds a NUL character.")
     if len(request.args.getlist("grant_type")) > 1:
         return InvalidRequestError("A parameter was repeated.")
     return None
 
 
-def _endpoint(handler: Any) -> Response:
-    error = _framing_error()
-    if error is not None:
-        return _error(error)
+def _basic_auth_error() -> OAuth2Error | None:
+    """A Basic header that is not base64 of UTF-8 `id:secret` fails client authentication
+    (Authlib would raise on some of them, e.g. `Basic ` alone or non-UTF-8 bytes)."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
     try:
-        response: Response = handler()
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        decoded = ""
+    if ":" not in decoded or "\x00" in decoded:
+        return InvalidClientError(description="The Basic authorization header is malformed.")
+    return None
+
+
+def _endpoint(handler: Any) -> Response:
+    error = _framing_error() or _basic_auth_error()
+    try:
+        response: Response = _error(error) if error is not None else handler()
     except ServiceUnavailable:
         return _error(TemporarilyUnavailableError())
     failed = response.status_code in (400, 401) and response.is_json
-    if failed and (response.get_json(silent=True) or {}).get("error") == "invalid_client":
+    code = (response.get_json(silent=True) or {}).get("error") if failed else None
+    if code == "invalid_client":
         # RFC 6749 5.2: a failed client authentication is 401 with a challenge, however
         # the client tried (Authlib answers 400 for an unknown client_id).
         response.status_code = 401
         response.headers.setdefault("WWW-Authenticate", 'Basic realm="authserver"')
+    elif code == "unsupported_token_type":
+        # RFC 7009 2.2.1 uses RFC 6749 5.2 errors: 400 (Authlib says 401, with no challenge).
+        response.status_code = 400
+    return response
+
+
+def _token_response() -> Response:
+    # RFC 6749 5.2: a missing parameter is invalid_request (Authlib says
+    # unsupported_grant_type); the grant type belongs in the body (RFC 6749 4.3.2).
+    if not request.form.get("grant_type"):
+        return _error(InvalidRequestError("Missing 'grant_type' in the request body."))
+    response: Response = _server().create_token_response()
     return response
 
 
@@ -82,7 +113,7 @@ def _endpoint(handler: Any) -> Response:
 @bp.route("/v1/token", methods=["POST"], endpoint="token_v1")
 def token() -> Response:
     """RFC 6749 token endpoint (also at /v1/token, where Freshcom clients look for it)."""
-    response = _endpoint(_server().create_token_response)
+    response = _endpoint(_token_response)
     response.headers.update(CORS)
     return response
 

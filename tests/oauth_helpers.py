@@ -1,0 +1,206 @@
+"""Helpers for OAuth tests: a small world of accounts, users and clients, and token calls.
+
+Data is created with the domain functions; requests go through the Flask test client.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from flask import Flask
+from flask.testing import FlaskClient
+from joserfc import jwt
+
+from authserver import accounts, clients
+from authserver.extensions import db
+from authserver.models import LoginRecord, RefreshToken
+
+PASSWORD = "correct-horse-battery"
+SCOPE = "openid profile email"
+TOKEN_GRANTS = ["password", "refresh_token"]
+
+
+@dataclass(frozen=True)
+class World:
+    """Ids and secrets of the fixtures every OAuth test starts from."""
+
+    live_id: str
+    test_id: str
+    other_id: str
+    live_prt: str
+    test_prt: str
+    other_prt: str
+    alice_id: str  # simple user of the live account (owner)
+    tess_id: str  # simple user of the test account (owner)
+    public_id: str  # public client of the live account (password, refresh_token)
+    conf_id: str  # confidential client of the live account (all three grants)
+    conf_secret: str
+    test_public_id: str  # public client of the test account
+    other_id_client: str  # confidential client of another account
+    other_secret: str
+    other_public_id: str  # public client of another account
+
+
+def make_world(app: Flask) -> World:
+    """Two account pairs, two simple users, and public and confidential clients."""
+    with app.app_context():
+        acme = accounts.create_account("Acme")
+        other = accounts.create_account("Other")
+        alice = accounts.create_user(
+            account=acme.live, username="alice", password=PASSWORD, role="owner"
+        )
+        tess = accounts.create_user(
+            account=acme.test, username="tess", password=PASSWORD, role="owner"
+        )
+        public = clients.create_client(acme.live, "Native", public=True, grant_types=TOKEN_GRANTS)
+        conf = clients.create_client(
+            acme.live, "Backend", grant_types=[*TOKEN_GRANTS, "client_credentials"]
+        )
+        test_public = clients.create_client(
+            acme.test, "Native test", public=True, grant_types=TOKEN_GRANTS
+        )
+        other_conf = clients.create_client(
+            other.live, "Other backend", grant_types=[*TOKEN_GRANTS, "client_credentials"]
+        )
+        other_public = clients.create_client(
+            other.live, "Other native", public=True, grant_types=TOKEN_GRANTS
+        )
+        assert conf.secret and other_conf.secret
+        return World(
+            live_id=acme.live.id,
+            test_id=acme.test.id,
+            other_id=other.live.id,
+            live_prt=acme.live.publishable_token,
+            test_prt=acme.test.publishable_token,
+            other_prt=other.live.publishable_token,
+            alice_id=alice.id,
+            tess_id=tess.id,
+            public_id=public.client.client_id,
+            conf_id=conf.client.client_id,
+            conf_secret=conf.secret,
+            test_public_id=test_public.client.client_id,
+            other_id_client=other_conf.client.client_id,
+            other_secret=other_conf.secret,
+            other_public_id=other_public.client.client_id,
+        )
+
+
+def basic(client_id: str, secret: str) -> dict[str, str]:
+    """An HTTP Basic Authorization header (RFC 6749 2.3.1)."""
+    raw = f"{client_id}:{secret}".encode()
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def post_form(
+    client: FlaskClient,
+    path: str,
+    data: dict[str, Any] | list[tuple[str, str]],
+    headers: dict[str, str] | None = None,
+) -> Any:
+    return client.post(path, data=data, headers=headers or {})
+
+
+def login(
+    client: FlaskClient,
+    world: World,
+    *,
+    username: str = "alice",
+    password: str = PASSWORD,
+    client_id: str | None = None,
+    aid: str | None = None,
+    scope: str = SCOPE,
+) -> dict[str, Any]:
+    """Password grant for a simple user; asserts success and returns the token response."""
+    aid = aid or (world.test_id if username == "tess" else world.live_id)
+    client_id = client_id or (world.test_public_id if username == "tess" else world.public_id)
+    response = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": username,
+            "password": password,
+            "client_id": client_id,
+            "scope": f"{scope} aid:{aid}".strip(),
+        },
+    )
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return response.get_json()
+
+
+def refresh(client: FlaskClient, refresh_token: str, client_id: str | None, **extra: str) -> Any:
+    """A refresh_token grant by a public client (or none when client_id is None)."""
+    data = {"grant_type": "refresh_token", "refresh_token": refresh_token, **extra}
+    if client_id is not None:
+        data["client_id"] = client_id
+    return client.post("/oauth/token", data=data)
+
+
+def introspect(client: FlaskClient, world: World, token: str, **extra: str) -> Any:
+    """Introspection by the live account's confidential client."""
+    return client.post(
+        "/oauth/introspect",
+        data={"token": token, **extra},
+        headers=basic(world.conf_id, world.conf_secret),
+    )
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def jwt_parts(token: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Header and claims of a JWT, unverified."""
+    head, body, _ = token.split(".")
+    return json.loads(unb64url(head)), json.loads(unb64url(body))
+
+
+def access_claims(app: Flask, **overrides: Any) -> dict[str, Any]:
+    """Claims of a well-formed access token for nobody in particular; override any."""
+    now = int(time.time())
+    issuer = app.config["ISSUER"]
+    claims = {
+        "iss": issuer,
+        "sub": str(uuid.uuid4()),
+        "aud": issuer + "/v1",
+        "exp": now + 300,
+        "iat": now,
+        "jti": uuid.uuid4().hex,
+        "client_id": "someone",
+        "scope": "",
+        "aid": None,
+        "mode": "live",
+        "role": "owner",
+    }
+    claims.update(overrides)
+    return claims
+
+
+def sign_with_app_key(
+    app: Flask, claims: dict[str, Any], *, alg: str = "ES256", typ: str = "at+jwt"
+) -> str:
+    """A JWT signed by the app's own current key of `alg`."""
+    key = app.extensions["authserver.keys"].signing_key(alg)
+    header = {"alg": alg, "typ": typ, "kid": key.kid}
+    return jwt.encode(header, claims, key, algorithms=[alg])
+
+
+def row_counts(app: Flask) -> tuple[int, int]:
+    """(LoginRecord rows, RefreshToken rows)."""
+    with app.app_context():
+        return (
+            db.session.scalar(db.select(db.func.count()).select_from(LoginRecord)) or 0,
+            db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)) or 0,
+        )
