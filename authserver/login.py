@@ -9,8 +9,9 @@ The one login policy behind the password grant and the hosted login page:
 - Throttle: every attempt is counted *before* any password is checked, so concurrent
   guesses cannot slip past. A username gets FAILURES_PER_IP attempts per client IP and
   FAILURES_PER_USER attempts from all IPs within the window; past either, the answer is
-  Throttled (429, Retry-After) until the window ends. A successful login clears both.
-  Unknown usernames are counted the same way, so the throttle reveals nothing.
+  Throttled (429, Retry-After) until the window ends. A successful login clears both; a
+  right password that only asks for the second factor gives its attempt back. Unknown
+  usernames are counted the same way, so the throttle reveals nothing.
 - Every outcome is written to the login history (LoginRecord).
 """
 
@@ -27,7 +28,7 @@ from .extensions import db, passwords, store
 from .models import Account, AccountMembership, LoginRecord, User
 
 THROTTLE_WINDOW = 15 * 60  # seconds
-FAILURES_PER_IP = 5  # per username and client IP in the window
+FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
 FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100)
 USERNAME_MAX = 255
 PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
@@ -73,13 +74,15 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
         raise InvalidCredentials()
     amr = ["pwd"]
     if user.auth_method != "simple":
-        amr += _second_factor(attempt, user, account)
+        amr += _second_factor(attempt, user, account, keys)
     store().delete(*keys)
     _record(attempt, user, "+".join(amr), True, None)
     return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
 
 
-def _second_factor(attempt: LoginAttempt, user: User, account: Account | None) -> list[str]:
+def _second_factor(
+    attempt: LoginAttempt, user: User, account: Account | None, keys: tuple[str, str]
+) -> list[str]:
     try:
         if attempt.recovery_code:
             twofactor.use_recovery_code(user, attempt.recovery_code)
@@ -90,6 +93,9 @@ def _second_factor(attempt: LoginAttempt, user: User, account: Account | None) -
         _record(attempt, user, "otp", False, "bad_otp")
         raise
     challenge = twofactor.start_challenge(user, account)
+    # The password was right and no code was tried: this attempt failed nothing, so it
+    # gives its count back (the code tries that follow are counted as usual).
+    _refund_attempt(keys)
     raise OtpRequired(challenge.method, challenge.destination, challenge.resend_after)
 
 
@@ -104,6 +110,12 @@ def _count_attempt(keys: tuple[str, str]) -> None:
     per_ip = kv.hit(keys[1], FAILURES_PER_IP, THROTTLE_WINDOW)
     if not (per_user.allowed and per_ip.allowed):
         raise Throttled(max(per_user.retry_after, per_ip.retry_after))
+
+
+def _refund_attempt(keys: tuple[str, str]) -> None:
+    kv = store()
+    kv.incr(keys[0], THROTTLE_WINDOW, amount=-1)
+    kv.incr(keys[1], THROTTLE_WINDOW, amount=-1)
 
 
 def _find(account_id: str | None, username: str) -> tuple[User, Account | None, str] | None:
@@ -149,8 +161,9 @@ def _record(
             account_id=account_id,
             user_id=user.id if user else None,
             client_id=(attempt.client_id or "")[:64] or None,
-            ip=(attempt.ip or "")[:45] or None,
-            user_agent=(attempt.user_agent or "")[:512] or None,
+            ip=(attempt.ip or "").replace("\x00", "")[:45] or None,
+            # PostgreSQL text cannot hold NUL; headers are whatever the client sent.
+            user_agent=(attempt.user_agent or "").replace("\x00", "")[:512] or None,
             method=method,
             success=success,
             reason=reason,

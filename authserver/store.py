@@ -130,11 +130,11 @@ class Store:
         return _seconds(left) if left >= 0 else None
 
     # --- counters and throttles -------------------------------------------------------
-    def incr(self, name: str, ttl: int) -> int:
-        """Add one to a counter; the first increment starts its `ttl`, later ones keep it."""
+    def incr(self, name: str, ttl: int, amount: int = 1) -> int:
+        """Add `amount` to a counter; the first change starts its `ttl`, later ones keep it."""
         with self._redis() as r:
             pipe = r.pipeline(transaction=True)
-            pipe.incr(self.key(name))
+            pipe.incrby(self.key(name), amount)
             pipe.expire(self.key(name), _ttl(ttl), nx=True)
             count, _ = pipe.execute()
         return int(count)

@@ -3,7 +3,8 @@
 `start_challenge` and `complete_challenge` are the one OTP policy behind the password
 grant and the hosted login page. Emailed/texted codes are 6 CSPRNG digits kept in Redis
 as an HMAC for OTP_LIFETIME seconds; each code allows OTP_MAX_ATTEMPTS wrong tries and is
-consumed atomically. TOTP (RFC 6238) accepts +-1 step and refuses a step used before.
+consumed atomically. TOTP (RFC 6238) accepts +-1 step and refuses a step used before, or
+older than one used.
 Recovery codes are single use, stored as digests, consumed by a conditional UPDATE.
 """
 
@@ -118,9 +119,12 @@ def _check_totp(user: User, otp: str) -> None:
             matched = step
     if matched is None:
         raise InvalidOtp()
-    # A step may be used once: a watched or replayed code is refused.
-    if not store().mark_once(f"totp-used:{user.id}:{matched}", TOTP_STEP * 4):
+    # A step may be used once: a watched or replayed code is refused. Using step N also
+    # spends N-1, so an older code cannot follow a newer one (the last-used-step rule).
+    kv = store()
+    if not kv.mark_once(f"totp-used:{user.id}:{matched}", TOTP_STEP * 4):
         raise InvalidOtp()
+    kv.put(f"totp-used:{user.id}:{matched - 1}", "1", TOTP_STEP * 4)
 
 
 def regenerate_recovery_codes(user: User) -> list[str]:

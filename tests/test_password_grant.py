@@ -26,6 +26,7 @@ from werkzeug.test import TestResponse
 from authserver import accounts, clients, twofactor
 from authserver.config import Defaults
 from authserver.extensions import db, passwords
+from authserver.login import FAILURES_PER_IP, FAILURES_PER_USER
 from authserver.models import Account, LoginRecord, User
 
 TOKEN = "/oauth/token"
@@ -446,7 +447,7 @@ def test_unknown_user_takes_as_long_as_a_wrong_password(real_argon2):
 def test_throttled_attempt_costs_no_password_check(real_argon2):
     """Attempts are counted before the password check: a 429 costs no argon2 verify."""
     http, cred, verify = real_argon2
-    checked = [timed_login(http, cred, "tim", "10.0.1.1") for _ in range(5)]
+    checked = [timed_login(http, cred, "tim", "10.0.1.1") for _ in range(FAILURES_PER_IP)]
     throttled = [timed_login(http, cred, "tim", "10.0.1.1") for _ in range(6)]
     assert {status for _, status in checked} == {400}
     assert {status for _, status in throttled} == {429}
@@ -645,6 +646,17 @@ def test_totp_accepts_the_previous_step_but_not_two_steps_ago(app, client, world
     assert_tokens(login(client, world.public, "tom", aid=world.live, otp=previous))
 
 
+def test_totp_older_step_is_refused_after_a_newer_one(app, client, world):
+    """After the current step's code is used, the previous step's code is refused too."""
+    _, totp = totp_user(app, world.live, "tom")
+    settle_totp_step()
+    now = time.time()
+    current, previous = totp.at(now), totp.at(now - 30)
+    assert_tokens(login(client, world.public, "tom", aid=world.live, otp=current))
+    if previous != current:  # 1 in a million the two steps share a code
+        assert_invalid_otp(login(client, world.public, "tom", aid=world.live, otp=previous))
+
+
 def test_wrong_totp_code_is_invalid_otp(app, client, world):
     """A TOTP code that matches no step of the window gets invalid_otp."""
     _, totp = totp_user(app, world.live, "tom")
@@ -694,18 +706,18 @@ def assert_throttled(response: TestResponse) -> None:
     assert "access_token" not in response.json
 
 
-def test_sixth_attempt_is_throttled_even_with_the_right_password(client, world):
-    """5 wrong passwords, then the right one: 429 too_many_attempts with Retry-After."""
-    for _ in range(5):
+def test_attempt_past_the_limit_is_throttled_even_with_the_right_password(client, world):
+    """FAILURES_PER_IP wrong passwords, then the right one: 429 too_many_attempts."""
+    for _ in range(FAILURES_PER_IP):
         assert login(client, world.public, "gina", WRONG).json == BAD_CREDENTIALS
     assert_throttled(login(client, world.public, "gina"))
 
 
 def test_unknown_username_is_throttled_the_same_way(client, world):
-    """An unknown username gets the same 5 invalid_grant answers and then the same 429."""
+    """An unknown username gets the same invalid_grant answers and then the same 429."""
     answers = {}
     for username in ("gina", "ghost"):
-        for _ in range(5):
+        for _ in range(FAILURES_PER_IP):
             assert login(client, world.public, username, WRONG).json == BAD_CREDENTIALS
         answers[username] = login(client, world.public, username, WRONG)
         assert_throttled(answers[username])
@@ -713,48 +725,49 @@ def test_unknown_username_is_throttled_the_same_way(client, world):
 
 
 def test_otp_failures_count_towards_the_throttle(app, client, world):
-    """otp_required plus 4 wrong codes use up the 5 attempts: the right code then gets 429."""
+    """Wrong codes use up the attempts (otp_required does not): the right code then gets 429."""
     _, totp = totp_user(app, world.live, "tom")
-    assert login(client, world.public, "tom", aid=world.live).json["error"] == "otp_required"
-    for _ in range(4):
+    for _ in range(3):  # asking for the second factor costs nothing
+        assert login(client, world.public, "tom", aid=world.live).json["error"] == "otp_required"
+    for _ in range(FAILURES_PER_IP):
         assert_invalid_otp(login(client, world.public, "tom", aid=world.live, otp=wrong_totp(totp)))
     assert_throttled(login(client, world.public, "tom", aid=world.live, otp=totp.now()))
 
 
 def test_another_ip_is_not_blocked_by_the_per_ip_limit(client, world):
-    """After 5 failures from one IP, that IP gets 429 while another IP logs in."""
-    for _ in range(5):
+    """After FAILURES_PER_IP failures from one IP, that IP gets 429 while another logs in."""
+    for _ in range(FAILURES_PER_IP):
         login(client, world.public, "gina", WRONG, ip="198.51.100.1")
     assert_throttled(login(client, world.public, "gina", ip="198.51.100.1"))
     assert_tokens(login(client, world.public, "gina", ip="198.51.100.2"))
 
 
 def test_success_clears_the_counters(client, world):
-    """4 failures + success, twice over: never throttled, since a success resets the count."""
+    """Failures up to the limit + success, twice over: never throttled (success resets)."""
     for _ in range(2):
-        for _ in range(4):
+        for _ in range(FAILURES_PER_IP - 1):
             assert login(client, world.public, "gina", WRONG).status_code == 400
         assert_tokens(login(client, world.public, "gina"))
 
 
-def test_fifty_failures_from_many_ips_lock_the_username(client, world):
-    """50 failures for one username from 50 IPs: the 51st attempt from a new IP gets 429."""
-    for i in range(50):
+def test_failures_from_many_ips_lock_the_username(client, world):
+    """FAILURES_PER_USER failures from as many IPs: the next attempt from a new IP gets 429."""
+    for i in range(FAILURES_PER_USER):
         assert login(client, world.public, "gina", WRONG, ip=f"10.5.0.{i}").status_code == 400
     assert_throttled(login(client, world.public, "gina", ip="10.5.1.1"))
 
 
 def test_concurrent_guesses_do_not_slip_past_the_throttle(app, world):
-    """20 concurrent wrong passwords from one IP: exactly 5 reach the password check, 15 get 429."""
+    """30 concurrent wrong passwords from one IP: exactly FAILURES_PER_IP reach the check."""
 
     def attempt(i: int) -> TestResponse:
         return login(app.test_client(), world.public, "gina", WRONG)
 
-    responses = run_together(20, attempt)
+    responses = run_together(30, attempt)
     statuses = sorted(r.status_code for r in responses)
-    assert statuses == [400] * 5 + [429] * 15
+    assert statuses == [400] * FAILURES_PER_IP + [429] * (30 - FAILURES_PER_IP)
     checked = [r for r in records(app) if r.reason == "bad_credentials"]
-    assert len(checked) == 5
+    assert len(checked) == FAILURES_PER_IP
 
 
 # ---------------------------------------------------------------- login records
@@ -899,7 +912,7 @@ def test_every_token_response_is_no_store(app, client, world):
         "invalid_request": login(client, world.public, "glen", ""),
         "invalid_client": login(client, Cred(world.confidential.client_id), "glen"),
     }
-    for _ in range(5):
+    for _ in range(FAILURES_PER_IP):
         login(client, world.public, "gina", WRONG)
     responses["too_many_attempts"] = login(client, world.public, "gina")
     for expected, response in responses.items():
