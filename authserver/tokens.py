@@ -233,7 +233,13 @@ def find_refresh_token(value: object) -> RefreshToken | None:
 
 
 def consume_refresh_token(token: RefreshToken) -> bool:
-    """Mark the token used, once. A second use (replay or race) revokes the family."""
+    """Mark the token used, once. A second use (replay or race) revokes the family.
+
+    On success the change is left in the session's transaction, so it commits together
+    with the successor token (`save_refresh_token`): one commit per refresh, and a
+    failure in between rolls back and leaves the token usable. The row lock the UPDATE
+    takes makes a concurrent use of the same token wait and then find it used.
+    """
     if token.revoked_at is not None:
         return False
     result = db.session.execute(
@@ -245,9 +251,9 @@ def consume_refresh_token(token: RefreshToken) -> bool:
         )
         .values(rotated_at=utcnow())
     )
-    db.session.commit()
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
+    db.session.rollback()
     current_app.logger.warning(
         "refresh token reused; revoking its family",
         extra={"fields": {"family": token.family_id, "user_id": token.user_id or "-"}},
