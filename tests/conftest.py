@@ -233,14 +233,18 @@ def log_stream(app: Flask) -> Iterator[io.StringIO]:
 
 # ---------------------------------------------------------------- outside-world sinks
 # A real local SMTP server (aiosmtpd) and an HTTP webhook standing in for the SMS gateway.
-# tests/test_notifications.py still defines its own copies of these two fixtures, which
-# take precedence there.
 
 
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def unused_port() -> int:
+    """A loopback port nobody listens on (a refused connection)."""
+    return free_port()
 
 
 class SmtpSink:

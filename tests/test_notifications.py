@@ -8,16 +8,12 @@ import email.policy
 import json
 import logging
 import os
-import socket
-import threading
 import time
 from collections.abc import Iterator
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
 from flask import Flask
 from jinja2 import ChoiceLoader, DictLoader
 
@@ -35,80 +31,6 @@ PHONE = "+15551234567"
 
 
 # ---------------------------------------------------------------- fixtures and helpers
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class SmtpSink:
-    """An aiosmtpd handler keeping every message it accepted."""
-
-    def __init__(self) -> None:
-        self.envelopes: list[Any] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.envelopes.append(envelope)
-        return "250 OK"
-
-    def messages(self) -> list[EmailMessage]:
-        return [
-            email.message_from_bytes(e.original_content, policy=email.policy.default)
-            for e in self.envelopes
-        ]
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[SmtpSink, int]]:
-    sink = SmtpSink()
-    port = free_port()
-    controller = Controller(sink, hostname="127.0.0.1", port=port)
-    controller.start()
-    yield sink, port
-    controller.stop()
-
-
-class WebhookSink:
-    """What a local SMS gateway received, and how it should answer."""
-
-    def __init__(self) -> None:
-        self.requests: list[dict[str, Any]] = []
-        self.status = 200
-        self.delay = 0.0
-        self.release = threading.Event()
-        self.url = ""
-
-
-@pytest.fixture
-def webhook() -> Iterator[WebhookSink]:
-    sink = WebhookSink()
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            raw = self.rfile.read(int(self.headers["Content-Length"]))
-            sink.requests.append({"headers": dict(self.headers), "json": json.loads(raw)})
-            sink.release.wait(sink.delay)
-            try:
-                self.send_response(sink.status)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-            except OSError:
-                pass  # the client gave up waiting (the timeout test)
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sink.url = f"http://127.0.0.1:{server.server_port}/sms"
-    yield sink
-    sink.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
 
 
 @pytest.fixture
@@ -254,9 +176,9 @@ def test_starttls_refused_by_server_is_a_logged_failure(make_app, smtp, logs):
     assert warning.fields["sender"] == "smtp"  # type: ignore[attr-defined]
 
 
-def test_smtp_down_does_not_break_the_use_case(make_app, logs):
+def test_smtp_down_does_not_break_the_use_case(make_app, logs, unused_port):
     """With no SMTP server the emit returns, and the WARNING names event and channel only."""
-    app = make_app(MAIL_URL=f"smtp://mailer:S3cretPass@127.0.0.1:{free_port()}")
+    app = make_app(MAIL_URL=f"smtp://mailer:S3cretPass@127.0.0.1:{unused_port}")
     send(
         app, "identity.otp.create.success", user=user(), account=None, code=CODE, method="tfa_email"
     )

@@ -6,21 +6,12 @@ from flask import Response
 
 from ..errors import NotFound
 from ..extensions import db
-from ..models import User
+from ..models import ROLES, User
 from . import bp, jsonapi
 from .auth import current_token, require_token
 
-USER_ROLES = (
-    "owner",
-    "administrator",
-    "developer",
-    "manager",
-    "support_specialist",
-    "marketing_specialist",
-    "goods_specialist",
-    "read_only",
-    "customer",
-)
+# Guests (publishable tokens) and client tokens have no user.
+USER_ROLES = ROLES
 
 
 def user_resource(user: User) -> dict[str, object]:
