@@ -3,7 +3,8 @@
 The one login policy behind the password grant and the hosted login page:
 
 - `aid` picks the account: its account users, and global users who are its members, may
-  log in; without `aid` only global users may.
+  log in; without `aid` only global users may. An account the front door may not serve
+  (another client's) is treated exactly like an account that does not exist.
 - An unknown user or account, a wrong password and a user who is not active all give the
   same InvalidCredentials, after the same argon2 work (a dummy hash stands in).
 - Throttle: every attempt is counted *before* any password is checked, so concurrent
@@ -44,6 +45,9 @@ class LoginAttempt:
     ip: str | None = None
     user_agent: str | None = None
     client_id: str | None = None
+    # The accounts this front door may log into (a client's account and its test twin);
+    # any other `account_id` is treated exactly like an unknown account.
+    allowed_account_ids: frozenset[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -60,7 +64,11 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     username = attempt.username.strip().lower()
     keys = _throttle_keys(attempt.account_id, username, attempt.ip)
     _count_attempt(keys)
-    found = _find(attempt.account_id, username)
+    allowed = attempt.allowed_account_ids
+    if allowed is not None and attempt.account_id is not None and attempt.account_id not in allowed:
+        found = None
+    else:
+        found = _find(attempt.account_id, username)
     user, account, role = found if found else (None, None, "")
     valid = passwords().verify(user.password_hash if user else None, attempt.password)
     if len(attempt.password) > PASSWORD_MAX or not valid or user is None:

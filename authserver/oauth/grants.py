@@ -104,8 +104,6 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         otp = _field(form, "otp", 16, required=False)
         recovery_code = _field(form, "recovery_code", 64, required=False)
         aid, scope = split_scope(client, self.request.payload.scope)
-        if aid is not None and not client.owns_account(aid):
-            raise InvalidScopeError("The aid is not an account of this client.")
         attempt = LoginAttempt(
             username=username or "",
             password=password or "",
@@ -115,6 +113,9 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
             ip=flask_request.remote_addr,
             user_agent=self.request.headers.get("User-Agent"),
             client_id=client.client_id,
+            allowed_account_ids=frozenset(
+                a for a in (client.account_id, client.twin_account_id) if a
+            ),
         )
         with domain_errors():
             result = password_login(attempt)
