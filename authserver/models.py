@@ -145,6 +145,9 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
     custom_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Every token issued before this instant is void (password change, "sign out everywhere").
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Raised by one at each such revocation; a token carries the value it was issued
+    # under and is refused once they differ (exact, where a time comparison is not).
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     account: Mapped[Account | None] = relationship()
 
@@ -210,6 +213,7 @@ class RefreshToken(db.Model):  # type: ignore[name-defined]
     account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(String(1024), default="")
     amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    user_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)  # the login this family began with
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

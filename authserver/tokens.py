@@ -2,8 +2,8 @@
 
 Access tokens are self-contained ES256 JWTs, so issuing one writes nothing. They are still
 recalled on time: a token is refused when its `jti` was revoked (a Redis deny-list entry
-that lives until the token expires), when its user's `tokens_valid_after` is later than
-its `iat` (password change, reset, disable, "sign out everywhere"), or when the user or
+that lives until the token expires), when its user's `token_generation` moved on since it
+was issued (password change, reset, disable, "sign out everywhere"), or when the user or
 account is no longer active. `validate_access_token` is the one check behind the /v1
 bearer guard, userinfo and introspection.
 
@@ -13,10 +13,9 @@ token; a token used twice (a replay, or two racing requests) revokes its whole f
 
 from __future__ import annotations
 
-import math
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -48,7 +47,7 @@ class Principal:
     auth_time: int | None = None
     family_id: str | None = None  # refresh-token family this login began
     home_account_id: str | None = None  # the account a refresh token stays bound to
-    tokens_valid_after: datetime | None = field(default=None, compare=False)
+    token_generation: int = 0  # the user's generation when this login was checked
 
     def get_user_id(self) -> str | None:  # Authlib calls this
         return self.user_id
@@ -86,17 +85,13 @@ def user_principal(
         amr=tuple(amr),
         auth_time=int(time.time()),
         home_account_id=account.id if account else None,
-        tokens_valid_after=user.tokens_valid_after,
+        token_generation=user.token_generation or 0,
     )
 
 
 def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime: int) -> str:
     """An RFC 9068 JWT for `principal`, issued to `client_id`, signed ES256."""
-    now = int(time.time())
-    iat = now
-    if principal.tokens_valid_after is not None:
-        # A token minted in the same second as a revocation must not look older than it.
-        iat = max(now, math.ceil(principal.tokens_valid_after.timestamp()))
+    iat = int(time.time())
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
         "sub": principal.user_id or client_id,
@@ -112,6 +107,8 @@ def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime
     }
     if principal.auth_time:
         claims["auth_time"] = principal.auth_time
+    if principal.user_id:
+        claims["gen"] = principal.token_generation
     key = keyring().signing_key(ACCESS_TOKEN_ALG)
     header = {"alg": ACCESS_TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
     return jwt.encode(header, claims, key, algorithms=[ACCESS_TOKEN_ALG])
@@ -148,7 +145,7 @@ def validate_access_token(value: object) -> AccessClaims:
     if store().get(f"revoked-jti:{c['jti']}") is not None:
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
-    _check_still_valid(user_id, c.get("aid"), iat)
+    _check_still_valid(user_id, c.get("aid"), c.get("gen"))
     return AccessClaims(
         sub=c["sub"],
         client_id=str(c.get("client_id", "")),
@@ -164,7 +161,7 @@ def validate_access_token(value: object) -> AccessClaims:
     )
 
 
-def _check_still_valid(user_id: str | None, account_id: str | None, iat: int) -> None:
+def _check_still_valid(user_id: str | None, account_id: str | None, generation: object) -> None:
     if account_id is not None:
         status = db.session.scalar(select(Account.status).where(Account.id == account_id))
         if status != "active":
@@ -174,7 +171,7 @@ def _check_still_valid(user_id: str | None, account_id: str | None, iat: int) ->
     user = db.session.get(User, user_id)
     if user is None or user.status != "active":
         raise Unauthenticated("The user is no longer active.", code="invalid_token")
-    if user.tokens_valid_after is not None and iat < user.tokens_valid_after.timestamp():
+    if generation != (user.token_generation or 0):
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
 
 
@@ -210,6 +207,7 @@ def save_refresh_token(value: str, client_pk: str, principal: Principal, scope: 
             account_id=principal.home_account_id,
             scope=" ".join(s for s in scope.split() if not s.startswith("aid:")),
             amr=list(principal.amr),
+            user_generation=principal.token_generation,
             auth_time=auth_time,
             issued_at=now,
             expires_at=expires,
@@ -272,12 +270,19 @@ def revoke_family(family_id: str) -> None:
 
 
 def revoke_user_tokens(user: User) -> None:
-    """Void every token of the user: refresh tokens now, access tokens by `iat`.
+    """Void every token of the user: refresh tokens now, access tokens by generation.
 
-    Part of the caller's transaction: the caller commits.
+    The increment happens in SQL, so two revocations at once both count. Part of the
+    caller's transaction: the caller commits.
     """
     now = utcnow()
-    user.tokens_valid_after = now
+    db.session.execute(
+        update(User)
+        .where(User.id == user.id)
+        .values(token_generation=User.token_generation + 1, tokens_valid_after=now)
+        .execution_options(synchronize_session=False)
+    )
+    db.session.expire(user, ["token_generation", "tokens_valid_after"])
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))

@@ -485,7 +485,7 @@ def test_old_tokens_survive_key_rotation_and_new_ones_use_the_new_key(client, ru
 
 
 def _alice_claims(app: Any, world: World, **overrides: Any) -> dict[str, Any]:
-    base = {"sub": world.alice_id, "aid": world.live_id, "client_id": world.public_id}
+    base = {"sub": world.alice_id, "aid": world.live_id, "client_id": world.public_id, "gen": 0}
     return access_claims(app, **(base | overrides))
 
 
@@ -635,6 +635,20 @@ def test_password_change_revokes_earlier_tokens_at_once(app, client, world):
     assert _user_status(client, new["access_token"]) == 200
     assert _active(client, world, new["access_token"])
     assert refresh(client, new["refresh_token"], world.public_id).status_code == 200
+
+
+def test_second_revocation_in_the_same_second_voids_the_token_between(app, client, world):
+    """Revoke, log in, revoke again within one second: the token in between is refused."""
+    left = 1 - time.time() % 1
+    if left < 0.6:  # start early in a second, so all three steps share it
+        time.sleep(left + 0.01)
+    _change(app, world, "password")
+    middle = login(client, world, password=NEW_PASSWORD)
+    with app.app_context():
+        accounts.set_password(db.session.get(User, world.alice_id), PASSWORD)
+    _assert_invalid_token(client.get("/v1/user", headers=bearer(middle["access_token"])))
+    assert not _active(client, world, middle["access_token"])
+    assert _error(refresh(client, middle["refresh_token"], world.public_id)) == "invalid_grant"
 
 
 def _login_response(client: Any, world: World, password: str) -> Any:

@@ -119,7 +119,7 @@ def _refresh_payload(token: RefreshToken | None) -> dict[str, Any]:
     user = db.session.get(User, token.user_id) if token.user_id else None
     if user is None or user.status != "active":
         return {"active": False}
-    if user.tokens_valid_after and token.issued_at < user.tokens_valid_after:
+    if token.user_generation != (user.token_generation or 0):
         return {"active": False}
     account = db.session.get(Account, token.account_id) if token.account_id else None
     if account is not None and account.status != "active":

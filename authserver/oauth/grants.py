@@ -190,7 +190,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         home = db.session.get(Account, token.account_id) if token.account_id else None
         if user is None or user.status != "active" or (home and home.status != "active"):
             raise InvalidGrantError("The refresh token is invalid.")
-        if user.tokens_valid_after and token.issued_at < user.tokens_valid_after:
+        if token.user_generation != (user.token_generation or 0):
             raise InvalidGrantError("The refresh token is invalid.")
         account = home
         if aid is not None and (home is None or aid != home.id):
