@@ -9,10 +9,12 @@ The one login policy behind the password grant and the hosted login page:
   same InvalidCredentials, after the same argon2 work (a dummy hash stands in).
 - Throttle: every attempt is counted *before* any password is checked, so concurrent
   guesses cannot slip past. A username gets FAILURES_PER_IP attempts per client IP and
-  FAILURES_PER_USER attempts from all IPs within the window; past either, the answer is
-  Throttled (429, Retry-After) until the window ends. A successful login clears both; a
-  right password that only asks for the second factor gives its attempt back. Unknown
-  usernames are counted the same way, so the throttle reveals nothing.
+  FAILURES_PER_USER attempts from all IPs within the window, and one IP gets
+  FAILURES_FROM_IP failed attempts over all usernames (password spraying); past any of
+  them, the answer is Throttled (429, Retry-After) until the window ends. A successful
+  login clears the username's counters and gives the IP's attempt back; a right password
+  that only asks for the second factor gives its attempts back. Unknown usernames are
+  counted the same way, so the throttle reveals nothing.
 - Every outcome is written to the login history (LoginRecord).
 """
 
@@ -31,6 +33,7 @@ from .models import Account, AccountMembership, LoginRecord, User
 THROTTLE_WINDOW = 15 * 60  # seconds
 FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
 FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100)
+FAILURES_FROM_IP = 100  # for all usernames together from one IP in the window
 USERNAME_MAX = 255
 PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
 
@@ -83,13 +86,13 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     amr = ["pwd"]
     if user.auth_method != "simple":
         amr += _second_factor(attempt, user, account, keys)
-    store().delete(*keys)
+    _clear_after_success(keys)
     _record(attempt, user, "+".join(amr), True, None)
     return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
 
 
 def _second_factor(
-    attempt: LoginAttempt, user: User, account: Account | None, keys: tuple[str, str]
+    attempt: LoginAttempt, user: User, account: Account | None, keys: ThrottleKeys
 ) -> list[str]:
     try:
         if attempt.recovery_code:
@@ -107,23 +110,44 @@ def _second_factor(
     raise OtpRequired(challenge.method, challenge.destination, challenge.resend_after)
 
 
-def _throttle_keys(account_id: str | None, username: str, ip: str | None) -> tuple[str, str]:
+@dataclass(frozen=True)
+class ThrottleKeys:
+    user: str  # this username (in this account), from every IP
+    user_ip: str  # this username from this IP
+    ip: str  # every username from this IP (password spraying)
+
+    def all(self) -> tuple[str, str, str]:
+        return self.user, self.user_ip, self.ip
+
+
+def _throttle_keys(account_id: str | None, username: str, ip: str | None) -> ThrottleKeys:
     who = f"{account_id or 'global'}:{username}"
-    return f"login-fail:{who}", f"login-fail-ip:{who}:{ip or '-'}"
+    return ThrottleKeys(f"login-fail:{who}", f"login-fail-ip:{who}:{ip or '-'}", f"login-ip:{ip}")
 
 
-def _count_attempt(keys: tuple[str, str]) -> None:
+def _count_attempt(keys: ThrottleKeys) -> None:
     kv = store()
-    per_user = kv.hit(keys[0], FAILURES_PER_USER, THROTTLE_WINDOW)
-    per_ip = kv.hit(keys[1], FAILURES_PER_IP, THROTTLE_WINDOW)
-    if not (per_user.allowed and per_ip.allowed):
-        raise Throttled(max(per_user.retry_after, per_ip.retry_after))
+    hits = [
+        kv.hit(keys.user, FAILURES_PER_USER, THROTTLE_WINDOW),
+        kv.hit(keys.user_ip, FAILURES_PER_IP, THROTTLE_WINDOW),
+        kv.hit(keys.ip, FAILURES_FROM_IP, THROTTLE_WINDOW),
+    ]
+    if not all(h.allowed for h in hits):
+        raise Throttled(max(h.retry_after for h in hits))
 
 
-def _refund_attempt(keys: tuple[str, str]) -> None:
+def _refund_attempt(keys: ThrottleKeys, *names: str) -> None:
+    """Give an attempt back on the given counters (all three when none are named)."""
     kv = store()
-    kv.incr(keys[0], THROTTLE_WINDOW, amount=-1)
-    kv.incr(keys[1], THROTTLE_WINDOW, amount=-1)
+    for name in names or keys.all():
+        kv.incr(name, THROTTLE_WINDOW, amount=-1)
+
+
+def _clear_after_success(keys: ThrottleKeys) -> None:
+    # The username's counters start over; the IP's counter only gets this attempt back,
+    # so one good login cannot reset a spraying budget shared with other usernames.
+    store().delete(keys.user, keys.user_ip)
+    _refund_attempt(keys, keys.ip)
 
 
 def _find(account_id: str | None, username: str) -> tuple[User, Account | None, str] | None:

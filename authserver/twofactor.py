@@ -91,10 +91,14 @@ def _consume_sent_code(user: User, otp: str) -> None:
     stored = kv.get(key)
     if stored is None:
         raise InvalidOtp()
+    # Count the try before comparing, so parallel guesses cannot all be checked.
+    tries = kv.incr(f"otp-tries:{user.id}", current_app.config["OTP_LIFETIME"])
+    if tries > current_app.config["OTP_MAX_ATTEMPTS"]:
+        kv.delete(key)  # void: a new code must be requested
+        raise InvalidOtp()
     if not same(json.loads(stored)["h"], _code_hash(otp)):
-        tries = kv.incr(f"otp-tries:{user.id}", current_app.config["OTP_LIFETIME"])
-        if tries >= current_app.config["OTP_MAX_ATTEMPTS"]:
-            kv.delete(key)  # void: a new code must be requested
+        if tries == current_app.config["OTP_MAX_ATTEMPTS"]:
+            kv.delete(key)
         raise InvalidOtp()
     # Of concurrent right answers only the one that takes the stored value wins.
     if kv.take(key) != stored:
@@ -120,11 +124,13 @@ def _check_totp(user: User, otp: str) -> None:
     if matched is None:
         raise InvalidOtp()
     # A step may be used once: a watched or replayed code is refused. Using step N also
-    # spends N-1, so an older code cannot follow a newer one (the last-used-step rule).
+    # spends N-1 and N-2 (all older steps the +-1 window can still reach), so an older
+    # code cannot follow a newer one (the last-used-step rule).
     kv = store()
     if not kv.mark_once(f"totp-used:{user.id}:{matched}", TOTP_STEP * 4):
         raise InvalidOtp()
-    kv.put(f"totp-used:{user.id}:{matched - 1}", "1", TOTP_STEP * 4)
+    for older in (matched - 1, matched - 2):
+        kv.put(f"totp-used:{user.id}:{older}", "1", TOTP_STEP * 4)
 
 
 def regenerate_recovery_codes(user: User) -> list[str]:
