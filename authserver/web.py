@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
-from flask import Blueprint, Flask, Response, jsonify
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .errors import ServiceUnavailable
@@ -43,7 +45,31 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
 
 
+ErrorRenderer = Callable[[HTTPException], Response]
+PathTest = Callable[[str], bool]
+
+
+def add_error_renderer(app: Flask, matches: PathTest, render: ErrorRenderer) -> None:
+    """Let a front door render HTTP errors (404, 405, 413...) for the paths it owns.
+
+    Unmatched URLs never reach a blueprint, so Flask would not call a blueprint's error
+    handlers for them; one app-level handler dispatches on the path instead.
+    """
+    app.extensions.setdefault("authserver.error_renderers", []).append((matches, render))
+
+
+def _render_http_error(error: HTTPException) -> HTTPException | Response:
+    renderers: list[tuple[PathTest, ErrorRenderer]] = current_app.extensions.get(
+        "authserver.error_renderers", []
+    )
+    for matches, render in renderers:
+        if matches(request.path):
+            return render(error)
+    return error  # Flask's default (the pages layer will render HTML errors)
+
+
 def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _render_http_error)
     if app.config["PROXY_FIX"]:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]

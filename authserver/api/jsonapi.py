@@ -28,6 +28,7 @@ from ..errors import (
     Unauthenticated,
     ValidationFailed,
 )
+from ..web import add_error_renderer
 from . import strictjson
 
 MEDIA_TYPE = "application/vnd.api+json"
@@ -579,14 +580,8 @@ def install(bp: Blueprint) -> None:
 def init_app(app: Flask) -> None:
     """App-level: unmatched /v1 URLs, 405s, 413s and crashes never happen inside the
     blueprint, so Flask would not call its handlers; these check the path instead."""
-    app.register_error_handler(HTTPException, _render_http_error)
+    add_error_renderer(app, under_prefix, http_error_response)
     app.after_request(_no_html_under_prefix)
-
-
-def _render_http_error(error: HTTPException) -> HTTPException | Response:
-    if not under_prefix(request.path):
-        return error  # other front doors render their own errors
-    return http_error_response(error)
 
 
 def _no_html_under_prefix(response: Response) -> Response:

@@ -12,6 +12,7 @@ from flask import Flask
 
 from .. import tokens
 from ..extensions import csrf
+from ..web import add_error_renderer
 from . import views
 from .clients import ClientCache, ClientInfo
 from .endpoints import Introspection, Revocation
@@ -71,3 +72,4 @@ def init_app(app: Flask) -> None:
     app.extensions["authserver.clients"] = cache
     csrf.exempt(views.bp)
     app.register_blueprint(views.bp)
+    add_error_renderer(app, views.owns_path, views.http_error)

@@ -14,7 +14,7 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestError, OAuth2Error
 from flask import Blueprint, Response, current_app, jsonify, request
-from werkzeug.exceptions import RequestEntityTooLarge
+from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from ..errors import ServiceUnavailable
 from ..extensions import keyring
@@ -109,8 +109,9 @@ def _token_response() -> Response:
     return response
 
 
-@bp.route("/oauth/token", methods=["POST"])
-@bp.route("/v1/token", methods=["POST"], endpoint="token_v1")
+# provide_automatic_options=False: the CORS preflight view below answers OPTIONS.
+@bp.route("/oauth/token", methods=["POST"], provide_automatic_options=False)
+@bp.route("/v1/token", methods=["POST"], endpoint="token_v1", provide_automatic_options=False)
 def token() -> Response:
     """RFC 6749 token endpoint (also at /v1/token, where Freshcom clients look for it)."""
     response = _endpoint(_token_response)
@@ -118,7 +119,7 @@ def token() -> Response:
     return response
 
 
-@bp.route("/oauth/revoke", methods=["POST"])
+@bp.route("/oauth/revoke", methods=["POST"], provide_automatic_options=False)
 def revoke() -> Response:
     """RFC 7009 token revocation."""
     response = _endpoint(lambda: _server().create_endpoint_response("revocation"))
@@ -132,10 +133,23 @@ def introspect() -> Response:
     return _endpoint(lambda: _server().create_endpoint_response("introspection"))
 
 
-@bp.route("/oauth/token", methods=["GET", "PUT", "PATCH", "DELETE"], endpoint="token_wrong_method")
-@bp.route("/v1/token", methods=["GET", "PUT", "PATCH", "DELETE"], endpoint="token_v1_wrong_method")
 @bp.route(
-    "/oauth/revoke", methods=["GET", "PUT", "PATCH", "DELETE"], endpoint="revoke_wrong_method"
+    "/oauth/token",
+    methods=["GET", "PUT", "PATCH", "DELETE"],
+    endpoint="token_wrong_method",
+    provide_automatic_options=False,
+)
+@bp.route(
+    "/v1/token",
+    methods=["GET", "PUT", "PATCH", "DELETE"],
+    endpoint="token_v1_wrong_method",
+    provide_automatic_options=False,
+)
+@bp.route(
+    "/oauth/revoke",
+    methods=["GET", "PUT", "PATCH", "DELETE"],
+    endpoint="revoke_wrong_method",
+    provide_automatic_options=False,
 )
 @bp.route(
     "/oauth/introspect",
@@ -240,3 +254,24 @@ def metadata() -> Response:
 def openid_configuration() -> Response:
     """OpenID Connect discovery (the same facts; the authorization endpoint comes later)."""
     return metadata()
+
+
+def owns_path(path: str) -> bool:
+    return path.startswith(("/oauth/", "/.well-known/")) or path in ("/oauth", "/v1/token")
+
+
+def http_error(error: HTTPException) -> Response:
+    """404/405/413... on OAuth paths as RFC 6749-style JSON, never an HTML page."""
+    status = error.code or 500
+    description = {404: "Not found.", 405: "Method not allowed."}.get(status, "Bad request.")
+    if status >= 500:
+        description = "The server could not handle the request."
+    response = jsonify(
+        error="invalid_request" if status < 500 else "server_error", error_description=description
+    )
+    response.status_code = status
+    for name, value in error.get_headers():
+        if name.lower() == "allow":
+            response.headers["Allow"] = value
+    response.headers.update(NO_STORE)
+    return response
