@@ -19,7 +19,7 @@ from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from . import accounts, clients, demo, keys
 from .config import ConfigError
-from .errors import DomainError
+from .errors import DomainError, ServiceUnavailable
 from .models import AUTH_METHODS, ROLES
 
 
@@ -39,6 +39,8 @@ def main() -> None:
         cli.main(prog_name="authserver")
     except ConfigError as exc:
         _fail(f"configuration: {exc}", 2)
+    except ServiceUnavailable as exc:
+        _fail(exc.detail, 4)
     except (OperationalError, ProgrammingError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
         _fail(

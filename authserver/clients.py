@@ -42,7 +42,9 @@ def create_client(
         rules.check_redirect_uri(u, "postLogoutRedirectUris")
         for u in (post_logout_redirect_uris or [])
     ]
-    grants = list(dict.fromkeys(grant_types or DEFAULT_GRANTS[public]))
+    # By default the browser flow only when there is somewhere to send the browser back to.
+    default = [g for g in DEFAULT_GRANTS[public] if g != "authorization_code" or uris]
+    grants = list(dict.fromkeys(grant_types or default))
     for grant in grants:
         rules.check_choice(grant, GRANT_TYPES, "grantTypes")
     if public and "client_credentials" in grants:

@@ -103,6 +103,11 @@ class Store:
         with self._redis() as r:
             return _str(r.get(self.key(name)))
 
+    def get_many(self, *names: str) -> list[str | None]:
+        """Several values in one round trip (MGET)."""
+        with self._redis() as r:
+            return [_str(v) for v in r.mget([self.key(n) for n in names])]
+
     def take(self, name: str) -> str | None:
         """Return the value and delete it in one step: of concurrent takers exactly one gets it."""
         with self._redis() as r:

@@ -84,6 +84,7 @@ def user_principal(
         role=role,
         amr=tuple(amr),
         auth_time=int(time.time()),
+        family_id=uuid.uuid4().hex,  # this login; its refresh tokens and access tokens share it
         home_account_id=account.id if account else None,
         token_generation=user.token_generation or 0,
     )
@@ -109,6 +110,8 @@ def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime
         claims["auth_time"] = principal.auth_time
     if principal.user_id:
         claims["gen"] = principal.token_generation
+    if principal.family_id:
+        claims["fid"] = principal.family_id
     key = keyring().signing_key(ACCESS_TOKEN_ALG)
     header = {"alg": ACCESS_TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
     return jwt.encode(header, claims, key, algorithms=[ACCESS_TOKEN_ALG])
@@ -142,7 +145,8 @@ def validate_access_token(value: object) -> AccessClaims:
         raise Unauthenticated(
             "The access token is expired or not for this server.", code="invalid_token"
         )
-    if store().get(f"revoked-jti:{c['jti']}") is not None:
+    fid = c.get("fid") if isinstance(c.get("fid"), str) else "-"
+    if any(store().get_many(f"revoked-jti:{c['jti']}", f"revoked-fid:{fid}")):
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
     _check_still_valid(user_id, c.get("aid"), c.get("gen"))
@@ -261,12 +265,16 @@ def consume_refresh_token(token: RefreshToken) -> bool:
 
 
 def revoke_family(family_id: str) -> None:
+    """End a login: its refresh tokens now, its access tokens through a Redis deny-list
+    entry that outlives the longest access token."""
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
     db.session.commit()
+    ttl = current_app.config["ACCESS_TOKEN_LIFETIME"] + LEEWAY
+    store().put(f"revoked-fid:{family_id}", "1", ttl)
 
 
 def revoke_user_tokens(user: User) -> None:

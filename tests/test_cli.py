@@ -336,6 +336,14 @@ def test_clients_create_confidential_secret_shown_once_and_stored_hashed(app, in
         assert "client_credentials" in client.grant_types
 
 
+def test_clients_create_without_redirect_uri_leaves_out_the_browser_flow(invoke, account):
+    """With only the required options a client is made, without authorization_code."""
+    result = invoke("clients", "create", "--account", account["id"], "--name", "Backend", "--json")
+    assert result.exit_code == 0, result.output
+    grants = json.loads(result.output)["grantTypes"]
+    assert "authorization_code" not in grants and "client_credentials" in grants
+
+
 def test_clients_create_public_client(app, invoke, account):
     """`--public` registers a client without a secret, for PKCE and native apps."""
     result = invoke(
@@ -364,7 +372,7 @@ def test_clients_create_public_client(app, invoke, account):
         (["--redirect-uri", "https://app.example.com/cb#frag"], "redirectUris"),
         (["--redirect-uri", "https://user@app.example.com/cb"], "redirectUris"),
         (["--redirect-uri", "myapp:/cb"], "redirectUris"),
-        ([], "redirectUris"),  # authorization_code needs a redirect URI
+        (["--grant-type", "authorization_code"], "redirectUris"),  # needs a redirect URI
         (["--public", "--grant-type", "client_credentials"], "grantTypes"),
         (["--redirect-uri", "https://a.example/cb", "--scope", "openid admin"], "scope"),
     ],

@@ -26,7 +26,7 @@ from werkzeug.test import TestResponse
 from authserver import accounts, clients, twofactor
 from authserver.config import Defaults
 from authserver.extensions import db, passwords
-from authserver.login import FAILURES_PER_IP, FAILURES_PER_USER
+from authserver.login import FAILURES_FROM_IP, FAILURES_PER_IP, FAILURES_PER_USER
 from authserver.models import Account, LoginRecord, User
 
 TOKEN = "/oauth/token"
@@ -657,6 +657,17 @@ def test_totp_older_step_is_refused_after_a_newer_one(app, client, world):
         assert_invalid_otp(login(client, world.public, "tom", aid=world.live, otp=previous))
 
 
+def test_totp_step_before_a_used_later_step_is_refused(app, client, world):
+    """After the code of step T+1 is used, the code of step T-1 (still in the window) fails."""
+    _, totp = totp_user(app, world.live, "tom")
+    settle_totp_step()
+    now = time.time()
+    later, earlier = totp.at(now + 30), totp.at(now - 30)
+    assert_tokens(login(client, world.public, "tom", aid=world.live, otp=later))
+    if earlier != later:
+        assert_invalid_otp(login(client, world.public, "tom", aid=world.live, otp=earlier))
+
+
 def test_wrong_totp_code_is_invalid_otp(app, client, world):
     """A TOTP code that matches no step of the window gets invalid_otp."""
     _, totp = totp_user(app, world.live, "tom")
@@ -740,6 +751,14 @@ def test_another_ip_is_not_blocked_by_the_per_ip_limit(client, world):
         login(client, world.public, "gina", WRONG, ip="198.51.100.1")
     assert_throttled(login(client, world.public, "gina", ip="198.51.100.1"))
     assert_tokens(login(client, world.public, "gina", ip="198.51.100.2"))
+
+
+def test_one_ip_spraying_many_usernames_is_throttled(client, world):
+    """FAILURES_FROM_IP wrong passwords over as many usernames from one IP: then 429."""
+    for i in range(FAILURES_FROM_IP):
+        assert login(client, world.public, f"spray{i}", WRONG, ip="192.0.2.9").status_code == 400
+    assert_throttled(login(client, world.public, "gina", ip="192.0.2.9"))
+    assert_tokens(login(client, world.public, "gina", ip="192.0.2.10"))
 
 
 def test_success_clears_the_counters(client, world):

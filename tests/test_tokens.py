@@ -686,6 +686,25 @@ def test_reactivated_user_keeps_old_tokens_dead_and_can_log_in_again(app, client
     assert _user_status(client, new["access_token"]) == 200
 
 
+def test_refresh_token_reuse_kills_the_access_tokens_of_that_login(client, world):
+    """Replaying a rotated refresh token revokes every access token of that login too."""
+    first = login(client, world)
+    second = refresh(client, first["refresh_token"], world.public_id).get_json()
+    other_login = login(client, world)  # a separate login of the same user stays alive
+    assert refresh(client, first["refresh_token"], world.public_id).status_code == 400
+    for token in (first["access_token"], second["access_token"]):
+        _assert_invalid_token(client.get("/v1/user", headers=bearer(token)))
+        assert not _active(client, world, token)
+    assert _user_status(client, other_login["access_token"]) == 200
+
+
+def test_revoking_a_refresh_token_kills_the_access_tokens_of_that_login(client, world):
+    """/oauth/revoke on a refresh token ends its login: its access tokens get 401 too."""
+    tokens = login(client, world)
+    assert _revoke(client, tokens["refresh_token"], world.public_id).status_code == 200
+    _assert_invalid_token(client.get("/v1/user", headers=bearer(tokens["access_token"])))
+
+
 # --- /oauth/revoke (RFC 7009) ---------------------------------------------------------
 
 

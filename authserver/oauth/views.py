@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import json
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
@@ -32,6 +33,7 @@ CORS = {
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
 GRANTS = ["password", "refresh_token", "client_credentials"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+CLIENT_AUTH_FAILED = "Client authentication failed (unknown client, wrong secret or method)."
 
 
 def _server() -> AuthorizationServer:
@@ -94,6 +96,19 @@ def _endpoint(handler: Any) -> Response:
         # the client tried (Authlib answers 400 for an unknown client_id).
         response.status_code = 401
         response.headers.setdefault("WWW-Authenticate", 'Basic realm="authserver"')
+        # Authlib's text lists its internal method names; say what a client needs to know.
+        response.set_data(
+            json.dumps({"error": "invalid_client", "error_description": CLIENT_AUTH_FAILED})
+        )
+    elif (response.get_json(silent=True) or {}) == {"error": "unsupported_grant_type"}:
+        response.set_data(
+            json.dumps(
+                {
+                    "error": "unsupported_grant_type",
+                    "error_description": f"Supported grant types: {', '.join(GRANTS)}.",
+                }
+            )
+        )
     elif code == "unsupported_token_type":
         # RFC 7009 2.2.1 uses RFC 6749 5.2 errors: 400 (Authlib says 401, with no challenge).
         response.status_code = 400
