@@ -2,10 +2,10 @@
 
 `start_challenge` and `complete_challenge` are the one OTP policy behind the password
 grant and the hosted login page. Emailed/texted codes are 6 CSPRNG digits kept in Redis
-as an HMAC for OTP_LIFETIME seconds; each code allows OTP_MAX_ATTEMPTS wrong tries and is
-consumed atomically. TOTP (RFC 6238) accepts +-1 step and refuses a step used before, or
-older than one used.
-Recovery codes are single use, stored as digests, consumed by a conditional UPDATE.
+as an HMAC for OTP_LIFETIME seconds, at most SENDS_PER_HOUR a user; each code allows
+OTP_MAX_ATTEMPTS tries and is consumed atomically. TOTP (RFC 6238) accepts +-1 step and
+refuses a step used before, or older than one used. Recovery codes are single use,
+stored as digests, consumed by a conditional UPDATE.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from .security import digest, keyed_digest, mask_address, random_digits, same
 
 TOTP_STEP = 30
 RECOVERY_CODE_COUNT = 10
+SENDS_PER_HOUR = 10  # emailed/texted login codes per user
 SENT_METHODS = ("tfa_email", "tfa_sms")
 
 
@@ -64,6 +65,10 @@ def start_challenge(user: User, account: Account | None) -> Challenge:
     kv = store()
     if cooldown and not kv.mark_once(f"otp-sent:{user.id}", cooldown):
         return Challenge(method, destination(user), False, kv.ttl(f"otp-sent:{user.id}") or 1)
+    # Someone who knows the password must not be able to flood the user's inbox or phone.
+    sends = kv.hit(f"otp-sends:{user.id}", SENDS_PER_HOUR, 3600)
+    if not sends.allowed:
+        return Challenge(method, destination(user), False, sends.retry_after)
     code = random_digits(6)
     kv.put(_otp_key(user), json.dumps({"h": _code_hash(code)}), config["OTP_LIFETIME"])
     kv.delete(f"otp-tries:{user.id}")

@@ -28,6 +28,7 @@ from authserver.config import Defaults
 from authserver.extensions import db, passwords
 from authserver.login import FAILURES_FROM_IP, FAILURES_PER_IP, FAILURES_PER_USER
 from authserver.models import Account, LoginRecord, User
+from authserver.twofactor import SENDS_PER_HOUR
 
 TOKEN = "/oauth/token"
 PASSWORD = "correct horse battery"
@@ -580,6 +581,17 @@ def test_after_the_cooldown_a_new_code_replaces_the_old(app, world, mail_app):
     if old != new:  # one chance in a million that both draws are equal
         assert_invalid_otp(login(http, world.public, "erin", aid=world.live, otp=old))
     assert_tokens(login(http, world.public, "erin", aid=world.live, otp=new))
+
+
+def test_codes_sent_per_hour_are_capped(app, make_app, world):
+    """Even without a cooldown, at most SENDS_PER_HOUR codes a user go out in an hour."""
+    http_app = make_app(OTP_RESEND_COOLDOWN=0)
+    http = http_app.test_client()
+    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    answers = [login(http, world.public, "erin", aid=world.live) for _ in range(SENDS_PER_HOUR + 2)]
+    assert {a.json["error"] for a in answers} == {"otp_required"}
+    assert len(http_app.extensions["authserver.outbox"]) == SENDS_PER_HOUR
+    assert answers[-1].json["otp_resend_after"] > 30  # told to wait for the hour to pass
 
 
 # ---------------------------------------------------------------- OTP by SMS (webhook)
