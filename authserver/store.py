@@ -15,7 +15,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import fakeredis
 import redis
@@ -53,7 +53,7 @@ class Store:
     def from_url(cls, url: str, prefix: str, instance_path: str) -> Store:
         if url.startswith("memory://"):
             fake = fakeredis.FakeRedis(server=fakeredis.FakeServer(), decode_responses=True)
-            claim = ProcessClaim(os.path.join(instance_path, ".memory-store.lock"))
+            claim = ProcessClaim.for_path(os.path.join(instance_path, ".memory-store.lock"))
             return cls(fake, prefix, claim)
         # Short timeouts and few retries: a request must not hang when Redis is down.
         # Only a refused/reset connection is retried (once: it heals a pooled connection
@@ -181,6 +181,20 @@ class ProcessClaim:
     (so CLI commands that never touch the store do not collide with a running server) and
     checked again after a fork, because a forked worker would hold a diverging copy.
     """
+
+    _by_path: ClassVar[dict[str, ProcessClaim]] = {}
+    _by_path_lock: ClassVar[threading.Lock] = threading.Lock()
+
+    @classmethod
+    def for_path(cls, path: str) -> ProcessClaim:
+        """One claim per lock file in a process: several apps of one process (as in tests)
+        share it instead of refusing each other; other processes are still refused."""
+        path = os.path.abspath(path)
+        with cls._by_path_lock:
+            claim = cls._by_path.get(path)
+            if claim is None:
+                claim = cls._by_path[path] = cls(path)
+            return claim
 
     def __init__(self, path: str):
         self.path = path

@@ -502,9 +502,10 @@ def test_otp_step_is_only_revealed_after_the_right_password(app, world, mail_app
     assert sink.envelopes == []
 
 
-def test_expired_email_code_is_refused(app, world, mail_app, store):
+def test_expired_email_code_is_refused(app, world, mail_app):
     """The code lives OTP_LIFETIME (300 s) in Redis; once its key expires it is invalid_otp."""
     http_app, sink = mail_app()
+    store = http_app.extensions["authserver.store"]  # memory:// is per app
     http = http_app.test_client()
     user_id = new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
     assert login(http, world.public, "erin", aid=world.live).json["error"] == "otp_required"
