@@ -6,6 +6,8 @@ is left half-written (an account is never created without its test account).
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -172,3 +174,79 @@ def set_status(user: User, status: str) -> User:
     _commit()
     emit("identity.user.update.success", user=user, account=user.account)
     return user
+
+
+# --- account settings ---------------------------------------------------------------
+
+ACCOUNT_AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
+LOCALIZABLE = ("name", "company_name", "caption", "description", "custom_data")
+CUSTOM_DATA_MAX = 16 * 1024  # bytes of JSON
+API_VERSION_RE = re.compile(r"^[0-9]{8}$")
+
+
+def localized(account: Account, locale: str | None) -> dict[str, Any]:
+    """The localizable fields in `locale`, falling back to the default-locale values."""
+    values = {field: getattr(account, field) for field in LOCALIZABLE}
+    if locale and locale != account.default_locale:
+        values.update((account.translations or {}).get(locale, {}))
+    return values
+
+
+def update_account(
+    account: Account, changes: dict[str, Any], *, locale: str | None = None, by: User | None = None
+) -> Account:
+    """Change a live account's settings and copy them to its test account, in one commit.
+
+    Localizable fields given with a `locale` other than the account's default are stored
+    as translations. A test account cannot be changed directly (it follows its live one).
+    """
+    if account.mode == "test":
+        raise ValidationFailed(
+            "A test account follows its live account: change the live account instead.",
+            code="unprocessable_for_test_account",
+        )
+    clean = {field: _check_account_field(field, value) for field, value in changes.items()}
+    for target in filter(None, (account, account.test_account)):
+        for field, value in clean.items():
+            if locale and locale != target.default_locale and field in LOCALIZABLE:
+                translations = dict(target.translations or {})
+                translations[locale] = {**translations.get(locale, {}), field: value}
+                target.translations = translations  # a new dict, so the JSON change is seen
+            else:
+                setattr(target, field, value)
+    _commit()
+    emit("identity.account.update.success", account=account, user=by)
+    return account
+
+
+def _check_account_field(field: str, value: Any) -> Any:
+    camel = "".join(p if i == 0 else p.capitalize() for i, p in enumerate(field.split("_")))
+    if field == "name":
+        return rules.check_name(value, camel)
+    if value is None:
+        if field in ("default_auth_method", "custom_data"):
+            raise ValidationFailed("Must not be null.", field=camel, code="required")
+        return None
+    if field in ("company_name", "caption"):
+        return rules.check_name(value, camel)
+    if field == "description":
+        return rules.check_name(value, camel, max_len=10_000)
+    if field == "default_auth_method":
+        return rules.check_choice(value, ACCOUNT_AUTH_METHODS, camel)
+    if field in ("support_email", "tech_email"):
+        return rules.check_email(value, camel)
+    if field == "website_url":
+        return rules.check_web_url(value, camel)
+    if field == "api_version":
+        if not isinstance(value, str) or not API_VERSION_RE.match(value):
+            raise ValidationFailed("Must be a date like 20180331.", field=camel, code="invalid")
+        return value
+    if field == "custom_data":
+        if not isinstance(value, dict) or len(json.dumps(value)) > CUSTOM_DATA_MAX:
+            raise ValidationFailed(
+                f"Must be an object of at most {CUSTOM_DATA_MAX} bytes of JSON.",
+                field=camel,
+                code="invalid",
+            )
+        return value
+    raise ValidationFailed("Unknown attribute.", field=camel, code="unknown_attribute")

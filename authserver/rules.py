@@ -143,3 +143,13 @@ def check_redirect_uri(value: object, field: str = "redirectUris") -> str:
             code="invalid_uri",
         )
     return value
+
+
+def check_web_url(value: object, field: str) -> str:
+    """An absolute http(s) URL with a host, at most 2048 characters."""
+    if not isinstance(value, str) or len(value) > 2048 or any(ord(c) <= 32 for c in value):
+        raise ValidationFailed("Must be an http(s) URL.", field=field, code="invalid_uri")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        raise ValidationFailed("Must be an http(s) URL.", field=field, code="invalid_uri")
+    return value

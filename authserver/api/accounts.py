@@ -1,0 +1,109 @@
+"""Account resource: `GET /v1/account` (every role) and `PATCH /v1/account` (owner,
+administrator, developer). Localizable attributes follow `?locale=xx`; `meta.locale` says
+which locale a document is in.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from .. import accounts
+from ..config import SUPPORTED_LOCALES
+from ..errors import NotFound
+from ..extensions import db
+from ..models import Account, User
+from . import bp, jsonapi
+from .auth import current_token, require_token
+
+EDITORS = ("owner", "administrator", "developer")
+WRITABLE = {
+    "name": 255,
+    "companyName": 255,
+    "defaultAuthMethod": 16,
+    "websiteUrl": 2048,
+    "supportEmail": 254,
+    "techEmail": 254,
+    "apiVersion": 16,
+    "caption": 255,
+    "description": 10_000,
+}
+
+
+def _account() -> Account:
+    account_id = current_token().account_id
+    account = db.session.get(Account, account_id) if account_id else None
+    if account is None:
+        raise NotFound("This token is not for an account.")
+    return account
+
+
+def _locale(account: Account) -> str:
+    locale = request.args.get("locale")
+    if locale is None:
+        return account.default_locale
+    if locale not in SUPPORTED_LOCALES:
+        jsonapi.fail(
+            400,
+            "invalid_locale",
+            "Unsupported locale",
+            f"locale must be one of {', '.join(SUPPORTED_LOCALES)}.",
+        )
+    return locale
+
+
+def account_resource(account: Account, locale: str) -> dict[str, Any]:
+    text = accounts.localized(account, locale)
+    return jsonapi.resource(
+        "Account",
+        account.id,
+        {
+            "status": account.status,
+            "name": text["name"],
+            "companyName": text["company_name"],
+            "mode": account.mode,
+            "defaultLocale": account.default_locale,
+            "defaultAuthMethod": account.default_auth_method,
+            "websiteUrl": account.website_url,
+            "supportEmail": account.support_email,
+            "techEmail": account.tech_email,
+            "testAccountId": account.test_account_id,
+            "apiVersion": account.api_version,
+            "caption": text["caption"],
+            "description": text["description"],
+            "customData": text["custom_data"] or {},
+        },
+    )
+
+
+@bp.get("/account")
+@require_token()
+def get_account() -> Response:
+    """The account of the token (any role, guests included)."""
+    account = _account()
+    locale = _locale(account)
+    return jsonapi.document(account_resource(account, locale), meta={"locale": locale})
+
+
+@bp.patch("/account")
+@require_token(*EDITORS)
+def patch_account() -> Response:
+    """Change the live account; the test account follows in the same transaction."""
+    account = _account()
+    locale = _locale(account)
+    attrs = jsonapi.parse_document(
+        type_="Account", require_id=account.id, allowed={*WRITABLE, "customData"}
+    )
+    changes: dict[str, Any] = {}
+    for name, max_len in WRITABLE.items():
+        if name in attrs:
+            changes[jsonapi.to_snake(name)] = jsonapi.expect_str(
+                attrs, name, max_len=max_len, nullable=name != "name"
+            )
+    if "customData" in attrs:
+        changes["custom_data"] = jsonapi.expect_object(attrs, "customData")
+    token = current_token()
+    by = db.session.get(User, token.user_id) if token.user_id else None
+    accounts.update_account(account, changes, locale=locale, by=by)
+    return jsonapi.document(account_resource(account, locale), meta={"locale": locale})
