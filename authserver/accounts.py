@@ -18,7 +18,7 @@ from . import rules
 from .errors import Conflict, NotFound, ValidationFailed
 from .events import emit
 from .extensions import db, passwords
-from .models import USER_STATUSES, Account, AccountMembership, User, utcnow
+from .models import USER_STATUSES, Account, AccountMembership, RefreshToken, User, utcnow
 from .tokens import revoke_user_tokens
 
 
@@ -250,3 +250,27 @@ def _check_account_field(field: str, value: Any) -> Any:
             )
         return value
     raise ValidationFailed("Unknown attribute.", field=camel, code="unknown_attribute")
+
+
+def delete_account(account: Account, *, by: User | None = None) -> None:
+    """Put a live account and its test account in `deleted`, and end every login of both.
+
+    Access tokens stop at once because the bearer guard checks the account's status;
+    refresh tokens are revoked here.
+    """
+    if account.mode == "test":
+        raise ValidationFailed(
+            "A test account goes with its live account: delete the live account instead.",
+            code="unprocessable_for_test_account",
+        )
+    pair = [a for a in (account, account.test_account) if a is not None]
+    now = utcnow()
+    for target in pair:
+        target.status = "deleted"
+    db.session.execute(
+        db.update(RefreshToken)
+        .where(RefreshToken.account_id.in_([a.id for a in pair]), RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+    _commit()
+    emit("identity.account.delete.success", account=account)

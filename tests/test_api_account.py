@@ -207,3 +207,91 @@ def test_patch_emits_the_update_event_after_commit(app, client, world):
     finally:
         signal("identity.account.update.success").disconnect(record, sender=app)
     assert seen == [("Evented", "alice")]
+
+
+def _guest(client: Any, prt: str) -> Any:
+    return client.post("/oauth/token", data={"grant_type": "refresh_token", "refresh_token": prt})
+
+
+def test_publishable_token_read_and_regenerated_by_an_administrator(app, client, world):
+    """GET shows the account's prt; POST makes a new one; the old one stops giving tokens."""
+    token = _token(app, client, world, "administrator")
+    shown = client.get("/v1/account/publishable_token", headers=bearer(token)).get_json()
+    assert shown["data"]["attributes"] == {"value": world.live_prt, "mode": "live"}
+    response = client.post("/v1/account/publishable_token", headers=bearer(token))
+    assert response.status_code == 201
+    new = response.get_json()["data"]["attributes"]["value"]
+    assert new.startswith("prt-live-") and new != world.live_prt
+    assert _guest(client, world.live_prt).status_code == 400
+    assert _guest(client, new).status_code == 200
+    assert _guest(client, world.test_prt).status_code == 200  # the test account's is untouched
+
+
+@pytest.mark.parametrize("role", ["developer", "customer", "read_only"])
+def test_publishable_token_is_for_administrators_only(app, client, world, role):
+    """Other roles get 403 on both GET and POST, and the token stays the same."""
+    token = _token(app, client, world, role)
+    assert client.get("/v1/account/publishable_token", headers=bearer(token)).status_code == 403
+    assert client.post("/v1/account/publishable_token", headers=bearer(token)).status_code == 403
+    assert _guest(client, world.live_prt).status_code == 200
+
+
+def test_owner_deletes_the_account_and_every_token_stops(app, client, world):
+    """DELETE by the owner: 204; both accounts deleted; old access, refresh and guest tokens
+    of both accounts answer 401 / invalid_grant; logins are refused."""
+    owner = login(client, world)  # alice owns the live account
+    tester = login(client, world, username="tess")
+    guest = _guest(client, world.live_prt).get_json()["access_token"]
+    response = client.delete("/v1/account", headers=bearer(owner["access_token"]))
+    assert response.status_code == 204
+    with app.app_context():
+        statuses = {db.session.get(Account, i).status for i in (world.live_id, world.test_id)}
+        assert statuses == {"deleted"}
+    for token in (owner["access_token"], tester["access_token"], guest):
+        assert client.get("/v1/account", headers=bearer(token)).status_code == 401
+    for refresh_token, client_id in (
+        (owner["refresh_token"], world.public_id),
+        (tester["refresh_token"], world.test_public_id),
+    ):
+        again = client.post(
+            "/oauth/token",
+            data={
+                "grant_type": "refresh_token",
+                "refresh_token": refresh_token,
+                "client_id": client_id,
+            },
+        )
+        assert again.status_code in (400, 401)
+    assert _guest(client, world.live_prt).status_code == 400
+    assert _guest(client, world.other_prt).status_code == 200  # another account is untouched
+    relogin = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": "alice",
+            "password": PASSWORD,
+            "client_id": world.public_id,
+            "scope": f"aid:{world.live_id}",
+        },
+    )
+    assert relogin.status_code in (400, 401) and "access_token" not in relogin.get_json()
+    with app.app_context():
+        assert db.session.get(Account, world.other_id).status == "active"
+
+
+@pytest.mark.parametrize("role", ["administrator", "developer", "customer"])
+def test_only_the_owner_deletes_the_account(app, client, world, role):
+    """Any other role gets 403 and the account stays active."""
+    token = _token(app, client, world, role)
+    assert client.delete("/v1/account", headers=bearer(token)).status_code == 403
+    with app.app_context():
+        assert db.session.get(Account, world.live_id).status == "active"
+
+
+def test_deleting_from_a_test_account_token_is_422(app, client, world):
+    """The owner of the test account cannot delete it alone (it goes with the live one)."""
+    token = login(client, world, username="tess")["access_token"]
+    response = client.delete("/v1/account", headers=bearer(token))
+    assert response.status_code == 422
+    with app.app_context():
+        assert db.session.get(Account, world.test_id).status == "active"

@@ -107,3 +107,35 @@ def patch_account() -> Response:
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.update_account(account, changes, locale=locale, by=by)
     return jsonapi.document(account_resource(account, locale), meta={"locale": locale})
+
+
+@bp.delete("/account")
+@require_token("owner")
+def delete_account() -> Response:
+    """The owner deletes the account and its test account; every token of both stops."""
+    account = _account()
+    token = current_token()
+    by = db.session.get(User, token.user_id) if token.user_id else None
+    accounts.delete_account(account, by=by)
+    return jsonapi.no_content()
+
+
+def _publishable_token_resource(account: Account) -> dict[str, Any]:
+    return jsonapi.resource(
+        "PublishableToken", account.id, {"value": account.publishable_token, "mode": account.mode}
+    )
+
+
+@bp.get("/account/publishable_token")
+@require_token("owner", "administrator")
+def get_publishable_token() -> Response:
+    """The account's publishable refresh token (public by design; it ships inside apps)."""
+    return jsonapi.document(_publishable_token_resource(_account()))
+
+
+@bp.post("/account/publishable_token")
+@require_token("owner", "administrator")
+def regenerate_publishable_token() -> Response:
+    """A new publishable token for this account (this mode); the old one stops at once."""
+    account = accounts.regenerate_publishable_token(_account())
+    return jsonapi.document(_publishable_token_resource(account), status=201)
