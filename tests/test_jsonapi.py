@@ -13,7 +13,7 @@ import json
 import socket
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,7 +22,6 @@ from flask import Flask, Response, current_app
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from authserver import create_app
 from authserver.api import jsonapi
 from authserver.api.jsonapi import MEDIA_TYPE
 from authserver.errors import (
@@ -35,7 +34,6 @@ from authserver.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from authserver.extensions import db
 from authserver.store import StoreUnavailable
 
 WIDGETS = "/v1/_test/widgets"
@@ -122,23 +120,15 @@ def api(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
-def make_api(
-    make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[Callable[..., Flask]]:
+def make_api(make_app: Callable[..., Flask]) -> Callable[..., Flask]:
     """Builds an app with config overrides and the test routes (no tables needed)."""
-    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
-    apps: list[Flask] = []
 
     def make(**overrides: Any) -> Flask:
-        app = create_app(make_config(**overrides))
+        app = make_app(**overrides)
         add_test_routes(app)
-        apps.append(app)
         return app
 
-    yield make
-    for app in apps:
-        with app.app_context():
-            db.engine.dispose()
+    return make
 
 
 # --- helpers ------------------------------------------------------------------------------
