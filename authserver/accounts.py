@@ -18,7 +18,15 @@ from . import rules
 from .errors import Conflict, NotFound, ValidationFailed
 from .events import emit
 from .extensions import db, passwords
-from .models import USER_STATUSES, Account, AccountMembership, RefreshToken, User, utcnow
+from .models import (
+    USER_STATUSES,
+    Account,
+    AccountMembership,
+    LoginRecord,
+    RefreshToken,
+    User,
+    utcnow,
+)
 from .tokens import revoke_user_tokens
 
 
@@ -274,3 +282,21 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
     )
     _commit()
     emit("identity.account.delete.success", account=account)
+
+
+def login_history(
+    *, user_id: str | None = None, account_id: str | None = None, page: int = 1, size: int = 25
+) -> tuple[list[LoginRecord], int]:
+    """Login records of one user or one account, newest first: (one page, total count)."""
+    if (user_id is None) == (account_id is None):
+        raise ValueError("give exactly one of user_id or account_id")
+    where = LoginRecord.user_id == user_id if user_id else LoginRecord.account_id == account_id
+    total = db.session.scalar(db.select(db.func.count()).select_from(LoginRecord).where(where))
+    rows = db.session.scalars(
+        db.select(LoginRecord)
+        .where(where)
+        .order_by(LoginRecord.created_at.desc(), LoginRecord.id.desc())
+        .limit(size)
+        .offset((page - 1) * size)
+    ).all()
+    return list(rows), int(total or 0)

@@ -35,6 +35,8 @@ FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
 FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100)
 FAILURES_FROM_IP = 100  # for all usernames together from one IP in the window
 USERNAME_MAX = 255
+# How login history names the factors (RFC 8176 amr values -> words people read).
+METHOD_NAMES = {"pwd": "password", "otp": "otp", "sms": "sms", "rc": "recovery_code"}
 PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
 
 
@@ -87,7 +89,7 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     if user.auth_method != "simple":
         amr += _second_factor(attempt, user, account, keys)
     _clear_after_success(keys)
-    _record(attempt, user, "+".join(amr), True, None)
+    _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
     return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
 
 

@@ -486,7 +486,7 @@ def test_email_otp_dance_over_smtp(app, world, mail_app):
     assert_invalid_otp(login(http, world.public, "erin", aid=world.live, otp=code))
     assert len(sink.envelopes) == 1
     success = [r for r in records(app) if r.success]
-    assert [r.method for r in success] == ["pwd+otp"]
+    assert [r.method for r in success] == ["password+otp"]
 
 
 def test_otp_step_is_only_revealed_after_the_right_password(app, world, mail_app):
@@ -618,7 +618,7 @@ def test_sms_otp_dance_over_a_webhook(app, make_app, world, webhook):
     assert_tokens(login(http, world.public, "sam", aid=world.live, otp=found.group(1)))
     assert_invalid_otp(login(http, world.public, "sam", aid=world.live, otp=found.group(1)))
     assert len(webhook.requests) == 1
-    assert [r.method for r in records(app) if r.success] == ["pwd+sms"]
+    assert [r.method for r in records(app) if r.success] == ["password+sms"]
 
 
 # ---------------------------------------------------------------- TOTP
@@ -645,7 +645,7 @@ def test_totp_code_works_once(app, client, world):
     code = totp.now()
     assert_tokens(login(client, world.public, "tom", aid=world.live, otp=code))
     assert_invalid_otp(login(client, world.public, "tom", aid=world.live, otp=code))
-    assert [r.method for r in records(app) if r.success] == ["pwd+otp"]
+    assert [r.method for r in records(app) if r.success] == ["password+otp"]
 
 
 def test_totp_accepts_the_previous_step_but_not_two_steps_ago(app, client, world):
@@ -698,7 +698,10 @@ def test_recovery_code_works_once(app, client, world):
     assert_tokens(login(client, world.public, "tom", aid=world.live, recovery_code=codes[0]))
     assert_invalid_otp(login(client, world.public, "tom", aid=world.live, recovery_code=codes[0]))
     assert_tokens(login(client, world.public, "tom", aid=world.live, recovery_code=codes[1]))
-    assert [r.method for r in records(app) if r.success] == ["pwd+rc", "pwd+rc"]
+    assert [r.method for r in records(app) if r.success] == [
+        "password+recovery_code",
+        "password+recovery_code",
+    ]
 
 
 def test_recovery_code_used_concurrently_succeeds_once(app, world):
@@ -806,7 +809,7 @@ def test_concurrent_guesses_do_not_slip_past_the_throttle(app, world):
 
 
 def test_success_writes_a_login_record(app, client, world):
-    """A login writes one record: user, account, client, IP, user agent, method pwd, success."""
+    """A login writes one record: user, account, client, IP, user agent, method, success."""
     assert_tokens(
         login(
             client,
@@ -820,7 +823,7 @@ def test_success_writes_a_login_record(app, client, world):
     [record] = records(app)
     assert record.success is True
     assert record.reason is None
-    assert record.method == "pwd"
+    assert record.method == "password"
     assert record.ip == "203.0.113.7"
     assert record.user_agent == "AcmeShop-iOS/2.1"
     assert record.user_id == world.users["gina"]

@@ -1,0 +1,86 @@
+"""Login history: `GET /v1/user/logins` (one's own) and `GET /v1/logins` (owner and
+administrators: the whole account). Newest first, paginated with `page[number]` and
+`page[size]` (at most 100).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from .. import accounts
+from ..errors import NotFound
+from ..models import ROLES, LoginRecord
+from . import bp, jsonapi
+from .auth import current_token, require_token
+
+PAGE_SIZE = 25
+PAGE_SIZE_MAX = 100
+
+
+def _page_param(name: str, default: int, maximum: int) -> int:
+    raw = request.args.get(f"page[{name}]")
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 7 or not 1 <= int(raw) <= maximum:
+        jsonapi.fail(
+            400,
+            "invalid_parameter",
+            "Invalid page parameter",
+            f"page[{name}] must be a whole number from 1 to {maximum}.",
+        )
+    return int(raw)
+
+
+def _login_resource(record: LoginRecord) -> dict[str, Any]:
+    return jsonapi.resource(
+        "Login",
+        str(record.id),
+        {
+            "time": record.created_at,
+            "ip": record.ip,
+            "userAgent": record.user_agent,
+            "method": record.method,
+            "success": record.success,
+            "reason": record.reason,
+            "clientId": record.client_id,
+            "userId": record.user_id,
+        },
+    )
+
+
+def _page(**who: str) -> Response:
+    number = _page_param("number", 1, 1_000_000)
+    size = _page_param("size", PAGE_SIZE, PAGE_SIZE_MAX)
+    rows, total = accounts.login_history(page=number, size=size, **who)
+    last = max(1, -(-total // size))
+    base = f"{request.path}?page[size]={size}&page[number]="
+    links = {"self": f"{base}{number}", "first": f"{base}1", "last": f"{base}{last}"}
+    if number > 1:
+        links["prev"] = f"{base}{number - 1}"
+    if number < last:
+        links["next"] = f"{base}{number + 1}"
+    return jsonapi.document(
+        [_login_resource(r) for r in rows], meta={"totalCount": total}, links=links
+    )
+
+
+@bp.get("/user/logins")
+@require_token(*ROLES)
+def my_logins() -> Response:
+    """The current user's own logins, successful and not."""
+    token = current_token()
+    if token.user_id is None:
+        raise NotFound("This token has no user.")
+    return _page(user_id=token.user_id)
+
+
+@bp.get("/logins")
+@require_token("owner", "administrator")
+def account_logins() -> Response:
+    """Every login into the token's account (its test account has its own history)."""
+    token = current_token()
+    if token.account_id is None:
+        raise NotFound("This token is not for an account.")
+    return _page(account_id=token.account_id)
