@@ -5,6 +5,9 @@ Each `check_*` returns the normalised value or raises ValidationFailed naming th
 
 from __future__ import annotations
 
+import functools
+import gzip
+import os
 import re
 from urllib.parse import urlsplit
 
@@ -60,8 +63,17 @@ def check_phone(value: object, field: str = "phoneNumber") -> str:
     return phone
 
 
+@functools.cache
+def common_passwords() -> frozenset[str]:
+    """The shipped list of common passwords (loaded once, on first use)."""
+    path = os.path.join(os.path.dirname(__file__), "data", "common-passwords.txt.gz")
+    with gzip.open(path, "rt", encoding="utf-8") as fh:
+        return frozenset(line.strip() for line in fh if line.strip())
+
+
 def check_password(value: object, *, username: str | None, email: str | None, field: str) -> str:
-    """NIST 800-63B: length 8..128, no composition rules, not the username or email."""
+    """NIST 800-63B: length 8..128, no composition rules, not a common password, not the
+    username or email."""
     if not isinstance(value, str):
         raise ValidationFailed("Password must be a string.", field=field, code="invalid_type")
     if len(value) < PASSWORD_MIN:
@@ -75,6 +87,10 @@ def check_password(value: object, *, username: str | None, email: str | None, fi
     if "\x00" in value:
         raise ValidationFailed("Password must not contain NUL.", field=field, code="invalid")
     lowered = value.strip().lower()
+    if lowered in common_passwords():
+        raise ValidationFailed(
+            "This password is too common: choose another.", field=field, code="too_common"
+        )
     if lowered in {x.lower() for x in (username, email) if x}:
         raise ValidationFailed(
             "Password must differ from the username and email.", field=field, code="too_common"

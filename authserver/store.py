@@ -165,6 +165,10 @@ class Store:
         with self._redis() as r:
             return bool(r.ping())
 
+    def close(self) -> None:
+        """Close the pooled connections (tests build many apps in one process)."""
+        self._client.close()
+
     def flush_prefix(self) -> int:
         """Delete every key under this store's prefix (tests and test-account resets)."""
         with self._redis() as r:

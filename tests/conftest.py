@@ -173,6 +173,7 @@ def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -
         _empty(app)
         db.session.remove()
         db.engine.dispose()
+    app.extensions["authserver.store"].close()
 
 
 def _empty(app: Flask) -> None:
@@ -216,6 +217,7 @@ def make_app(
     for app in apps:
         with app.app_context():
             db.engine.dispose()
+        app.extensions["authserver.store"].close()
 
 
 @pytest.fixture

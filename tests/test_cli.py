@@ -167,6 +167,8 @@ def test_users_create_with_a_second_factor(app, invoke, account):
         (["--username", "carol", "--password", "short", "--role", "customer"], "password"),
         (["--username", "carol", "--password", "x" * 129, "--role", "customer"], "password"),
         (["--username", "carol", "--password", "carol", "--role", "customer"], "password"),
+        (["--username", "carol", "--password", "password1", "--role", "customer"], "common"),
+        (["--username", "carol", "--password", "Iloveyou ", "--role", "customer"], "common"),
         (
             [
                 "--username",
