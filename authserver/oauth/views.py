@@ -89,6 +89,7 @@ def _endpoint(handler: Any) -> Response:
         response: Response = _error(error) if error is not None else handler()
     except ServiceUnavailable:
         return _error(TemporarilyUnavailableError())
+    # Only error answers are looked at: a success is never parsed again (hot path).
     failed = response.status_code in (400, 401) and response.is_json
     code = (response.get_json(silent=True) or {}).get("error") if failed else None
     if code == "invalid_client":
@@ -100,7 +101,7 @@ def _endpoint(handler: Any) -> Response:
         response.set_data(
             json.dumps({"error": "invalid_client", "error_description": CLIENT_AUTH_FAILED})
         )
-    elif (response.get_json(silent=True) or {}) == {"error": "unsupported_grant_type"}:
+    elif code == "unsupported_grant_type":
         response.set_data(
             json.dumps(
                 {
