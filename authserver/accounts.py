@@ -23,6 +23,7 @@ from .models import (
     Account,
     AccountMembership,
     LoginRecord,
+    RecoveryCode,
     RefreshToken,
     User,
     utcnow,
@@ -300,3 +301,32 @@ def login_history(
         .offset((page - 1) * size)
     ).all()
     return list(rows), int(total or 0)
+
+
+def reset_test_account(account: Account, *, by: User | None = None) -> int:
+    """Wipe a test account's users (and with them their tokens, codes and history), all
+    but `by`, the user asking, who keeps working.
+
+    Only test accounts: a live account answers ValidationFailed. Returns how many users
+    were removed. Redis codes of removed users are left to expire: nothing can use them.
+    """
+    if account.mode != "test":
+        raise ValidationFailed(
+            "Only a test account can be reset.", code="unprocessable_for_live_account"
+        )
+    keep = by.id if by is not None else ""
+    user_ids = list(
+        db.session.scalars(db.select(User.id).where(User.account_id == account.id, User.id != keep))
+    )
+    if user_ids:
+        # Children first, so the wipe works whether or not the database cascades deletes.
+        for model in (RefreshToken, LoginRecord):
+            db.session.execute(db.delete(model).where(model.user_id.in_(user_ids)))
+        db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id.in_(user_ids)))
+        db.session.execute(db.delete(User).where(User.id.in_(user_ids)))
+    db.session.execute(
+        db.delete(AccountMembership).where(AccountMembership.account_id == account.id)
+    )
+    _commit()
+    emit("identity.account_reset.create.success", account=account, user=by)
+    return len(user_ids)

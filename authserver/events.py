@@ -6,6 +6,7 @@ notifications, the audit log) get the app as sender. Payloads, by event:
 - identity.account.create.success: account (live Account)
 - identity.account.update.success: account, user (or None)
 - identity.account.delete.success: account
+- identity.account_reset.create.success: account (a test account), user (or None)
 - identity.user.create.success: user, account (or None for a global user)
 - identity.user.update.success / identity.current_user.update.success: user, account
 - identity.user.delete.success: user, account
@@ -31,6 +32,7 @@ EVENTS = (
     "identity.account.create.success",
     "identity.account.update.success",
     "identity.account.delete.success",
+    "identity.account_reset.create.success",
     "identity.user.create.success",
     "identity.user.update.success",
     "identity.current_user.update.success",

@@ -11,7 +11,7 @@ from oauth_helpers import PASSWORD, World, bearer, login, make_world
 from authserver import accounts
 from authserver.events import signal
 from authserver.extensions import db
-from authserver.models import Account
+from authserver.models import Account, LoginRecord, User
 
 MEDIA = "application/vnd.api+json"
 
@@ -295,3 +295,52 @@ def test_deleting_from_a_test_account_token_is_422(app, client, world):
     assert response.status_code == 422
     with app.app_context():
         assert db.session.get(Account, world.test_id).status == "active"
+
+
+def _count_users(app: Any, account_id: str) -> int:
+    with app.app_context():
+        return len(
+            db.session.scalars(db.select(User.id).where(User.account_id == account_id)).all()
+        )
+
+
+def test_reset_wipes_the_test_accounts_users_but_the_caller(app, client, world):
+    """POST /v1/account_resets with a test token: other test users go (with their logins),
+    the caller stays, and the live account's users are untouched."""
+    _token(app, client, world, "customer", account_id=world.test_id)  # logs in: has history
+    with app.app_context():
+        accounts.create_user(
+            account=db.session.get(Account, world.test_id),
+            username="t-two",
+            password=PASSWORD,
+            role="customer",
+        )
+    live_before = _count_users(app, world.live_id)
+    token = login(client, world, username="tess")["access_token"]
+    response = client.post("/v1/account_resets", headers=bearer(token))
+    assert response.status_code == 204
+    with app.app_context():
+        left = db.session.scalars(db.select(User.username).where(User.account_id == world.test_id))
+        assert list(left) == ["tess"]
+        records = db.session.scalars(db.select(LoginRecord.user_id)).all()
+        assert set(records) <= {world.tess_id, world.alice_id, None}
+    assert _count_users(app, world.live_id) == live_before
+    assert client.get("/v1/account", headers=bearer(token)).status_code == 200
+
+
+def test_reset_of_a_live_account_is_422(app, client, world):
+    """A live account is never wiped: 422 unprocessable_for_live_account, nothing removed."""
+    before = _count_users(app, world.live_id)
+    token = login(client, world)["access_token"]
+    response = client.post("/v1/account_resets", headers=bearer(token))
+    assert response.status_code == 422
+    assert response.get_json()["errors"][0]["code"] == "unprocessable_for_live_account"
+    assert _count_users(app, world.live_id) == before
+
+
+def test_reset_is_refused_to_customers(app, client, world):
+    """A customer of the test account gets 403 and nobody is removed."""
+    token = _token(app, client, world, "customer", account_id=world.test_id)
+    before = _count_users(app, world.test_id)
+    assert client.post("/v1/account_resets", headers=bearer(token)).status_code == 403
+    assert _count_users(app, world.test_id) == before

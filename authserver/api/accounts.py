@@ -139,3 +139,16 @@ def regenerate_publishable_token() -> Response:
     """A new publishable token for this account (this mode); the old one stops at once."""
     account = accounts.regenerate_publishable_token(_account())
     return jsonapi.document(_publishable_token_resource(account), status=201)
+
+
+@bp.post("/account_resets")
+@require_token("owner", "administrator", "developer")
+def reset_account() -> Response:
+    """Wipe the test account's users but the caller (test accounts only; live: 422)."""
+    account = _account()
+    if request.content_length:  # a body is optional; if sent, it must be an AccountReset
+        jsonapi.parse_document(type_="AccountReset", allowed=set())
+    token = current_token()
+    by = db.session.get(User, token.user_id) if token.user_id else None
+    accounts.reset_test_account(account, by=by)
+    return jsonapi.no_content()
