@@ -228,6 +228,27 @@ def refresh_token_expired(token: RefreshToken) -> bool:
     return token.expires_at <= now or token.auth_time + lifetime <= now
 
 
+def refresh_token_holder(token: RefreshToken) -> tuple[User, Account | None] | None:
+    """(user, account) a refresh token still speaks for, or None when it is revoked,
+    expired, its user or account is no longer active, or the user's tokens were voided.
+
+    The one validity rule for the refresh grant and introspection. Whether it was already
+    rotated is left to the caller: the grant must still see a reused token to revoke its
+    family.
+    """
+    if token.revoked_at is not None or refresh_token_expired(token) or token.user_id is None:
+        return None
+    user = db.session.get(User, token.user_id)
+    if user is None or user.status != "active":
+        return None
+    if token.user_generation != (user.token_generation or 0):
+        return None
+    home = db.session.get(Account, token.account_id) if token.account_id else None
+    if home is not None and home.status != "active":
+        return None
+    return user, home
+
+
 def find_refresh_token(value: object) -> RefreshToken | None:
     if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
         return None

@@ -18,7 +18,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 from .. import tokens
 from ..errors import Unauthenticated
 from ..extensions import db
-from ..models import Account, RefreshToken, User
+from ..models import RefreshToken, User
 from .clients import ClientInfo
 
 
@@ -112,18 +112,10 @@ def _access_payload(claims: tokens.AccessClaims) -> dict[str, Any]:
 
 
 def _refresh_payload(token: RefreshToken | None) -> dict[str, Any]:
-    if token is None or token.revoked_at is not None or token.rotated_at is not None:
+    holder = tokens.refresh_token_holder(token) if token and token.rotated_at is None else None
+    if token is None or holder is None:
         return {"active": False}
-    if tokens.refresh_token_expired(token):
-        return {"active": False}
-    user = db.session.get(User, token.user_id) if token.user_id else None
-    if user is None or user.status != "active":
-        return {"active": False}
-    if token.user_generation != (user.token_generation or 0):
-        return {"active": False}
-    account = db.session.get(Account, token.account_id) if token.account_id else None
-    if account is not None and account.status != "active":
-        return {"active": False}
+    user = holder[0]
     return {
         "active": True,
         "token_type": "refresh_token",

@@ -184,14 +184,10 @@ class RefreshGrant(grants.RefreshTokenGrant):
         self.request.rotate = True
 
     def _principal(self, token: Any, aid: str | None) -> tokens.Principal:
-        if token.revoked_at is not None or tokens.refresh_token_expired(token):
+        holder = tokens.refresh_token_holder(token)
+        if holder is None:
             raise InvalidGrantError("The refresh token is invalid.")
-        user = db.session.get(User, token.user_id) if token.user_id else None
-        home = db.session.get(Account, token.account_id) if token.account_id else None
-        if user is None or user.status != "active" or (home and home.status != "active"):
-            raise InvalidGrantError("The refresh token is invalid.")
-        if token.user_generation != (user.token_generation or 0):
-            raise InvalidGrantError("The refresh token is invalid.")
+        user, home = holder
         account = home
         if aid is not None and (home is None or aid != home.id):
             # Only live -> its own test account; never test -> live or elsewhere.
