@@ -149,36 +149,6 @@ def introspect() -> Response:
     return _endpoint(lambda: _server().create_endpoint_response("introspection"))
 
 
-@bp.route(
-    "/oauth/token",
-    methods=["GET", "PUT", "PATCH", "DELETE"],
-    endpoint="token_wrong_method",
-    provide_automatic_options=False,
-)
-@bp.route(
-    "/v1/token",
-    methods=["GET", "PUT", "PATCH", "DELETE"],
-    endpoint="token_v1_wrong_method",
-    provide_automatic_options=False,
-)
-@bp.route(
-    "/oauth/revoke",
-    methods=["GET", "PUT", "PATCH", "DELETE"],
-    endpoint="revoke_wrong_method",
-    provide_automatic_options=False,
-)
-@bp.route(
-    "/oauth/introspect",
-    methods=["GET", "PUT", "PATCH", "DELETE"],
-    endpoint="introspect_wrong_method",
-)
-def wrong_method() -> Response:
-    """Only POST: an RFC 6749 error with 405 and Allow."""
-    response = _error(InvalidRequestError("Use POST."), {"Allow": "POST, OPTIONS"})
-    response.status_code = 405
-    return response
-
-
 @bp.route("/oauth/token", methods=["OPTIONS"], endpoint="token_preflight")
 @bp.route("/v1/token", methods=["OPTIONS"], endpoint="token_v1_preflight")
 @bp.route("/oauth/revoke", methods=["OPTIONS"], endpoint="revoke_preflight")
