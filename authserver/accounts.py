@@ -36,6 +36,18 @@ class NewAccount:
     live: Account
     test: Account
 
+    def summary(self) -> dict[str, Any]:
+        """What a newly made account pair is known by (CLI output, demo data)."""
+        return {
+            "id": self.live.id,
+            "testAccountId": self.test.id,
+            "name": self.live.name,
+            "publishableTokens": {
+                "live": self.live.publishable_token,
+                "test": self.test.publishable_token,
+            },
+        }
+
 
 def new_publishable_token(mode: str) -> str:
     """`prt-live-<uuid>` / `prt-test-<uuid>` as in the seed; public by design."""

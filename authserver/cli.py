@@ -130,15 +130,7 @@ def accounts_create(
     pair = accounts.create_account(
         name, default_locale=default_locale, default_auth_method=default_auth_method
     )
-    data = {
-        "id": pair.live.id,
-        "testAccountId": pair.test.id,
-        "name": pair.live.name,
-        "publishableTokens": {
-            "live": pair.live.publishable_token,
-            "test": pair.test.publishable_token,
-        },
-    }
+    data = pair.summary()
     _emit(
         data,
         as_json,

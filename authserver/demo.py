@@ -77,15 +77,7 @@ def _create(app: Flask) -> dict[str, Any]:
         redirect_uris=[DEMO_APP_REDIRECT, DEMO_REDIRECT],
     )
     return {
-        "account": {
-            "id": pair.live.id,
-            "testAccountId": pair.test.id,
-            "name": pair.live.name,
-            "publishableTokens": {
-                "live": pair.live.publishable_token,
-                "test": pair.test.publishable_token,
-            },
-        },
+        "account": pair.summary(),
         "users": [
             {
                 "id": admin.id,

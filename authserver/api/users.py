@@ -10,9 +10,6 @@ from ..models import ROLES, User
 from . import bp, jsonapi
 from .auth import current_token, require_token
 
-# Guests (publishable tokens) and client tokens have no user.
-USER_ROLES = ROLES
-
 
 def user_resource(user: User) -> dict[str, object]:
     return jsonapi.resource(
@@ -37,7 +34,7 @@ def user_resource(user: User) -> dict[str, object]:
 
 
 @bp.get("/user")
-@require_token(*USER_ROLES)
+@require_token(*ROLES)  # not guests; client tokens have no user (404)
 def current_user() -> Response:
     """The user the access token speaks for (not for guests or client tokens)."""
     token = current_token()

@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
-from flask import Flask
+from flask import Flask, current_app
 
 from .. import tokens
 from ..extensions import csrf
@@ -31,8 +31,6 @@ class TokenGenerator:
         expires_in: int | None = None,
         include_refresh_token: bool = True,
     ) -> dict[str, Any]:
-        from flask import current_app
-
         principal = user or tokens.Principal(
             user_id=None, account_id=client.account_id, mode=client.account_mode, role=client.role
         )
