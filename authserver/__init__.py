@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, i18n, logs, notifications, oauth, web
+from . import api, background, i18n, logs, notifications, oauth, web
 from . import models as _models  # noqa: F401 - registers the tables on db.metadata
 from .config import ConfigError, load_config
 from .extensions import csrf, db, migrate
@@ -73,6 +73,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
             raise ConfigError(str(exc)) from None
     i18n.init_app(app)
     notifications.init_app(app)
+    background.init_app(app)
     web.init_app(app)
     oauth.init_app(app)
     api.init_app(app)

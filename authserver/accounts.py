@@ -75,9 +75,40 @@ def create_account(
     live = Account(mode="live", publishable_token=new_publishable_token("live"), **common)
     live.test_account = test
     db.session.add_all([test, live])
-    _commit()
+    commit()
     emit("identity.account.create.success", account=live)
     return NewAccount(live, test)
+
+
+def find_member(account_id: str | None, username: str) -> tuple[User, Account | None, str] | None:
+    """The user with this (normalised) username in the account, as (user, account, role):
+    its own users first, then global users who are members. `account_id` None: global users.
+    """
+    if len(username) > rules.NAME_MAX:
+        return None
+    if account_id is None:
+        user = db.session.scalar(
+            db.select(User).where(User.account_id.is_(None), User.username == username)
+        )
+        return (user, None, user.role) if user else None
+    account = db.session.get(Account, account_id)
+    if account is None:
+        return None
+    user = db.session.scalar(
+        db.select(User).where(User.account_id == account.id, User.username == username)
+    )
+    if user:
+        return user, account, user.role
+    row = db.session.execute(
+        db.select(User, AccountMembership.role)
+        .join(AccountMembership, AccountMembership.user_id == User.id)
+        .where(
+            User.account_id.is_(None),
+            User.username == username,
+            AccountMembership.account_id == account.id,
+        )
+    ).first()
+    return (row[0], account, row[1]) if row else None
 
 
 def get_account(account_id: str) -> Account:
@@ -136,7 +167,7 @@ def create_user(
         user.password_hash = passwords().hash(str(password))
         user.password_updated_at = now
     db.session.add(user)
-    _commit(conflict=Conflict("Username is already taken.", field="username", code="taken"))
+    commit(conflict=Conflict("Username is already taken.", field="username", code="taken"))
     emit("identity.user.create.success", user=user, account=account)
     return user
 
@@ -153,11 +184,11 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
         raise Conflict("An account user already has this username.", field="username", code="taken")
     membership = AccountMembership(account_id=account.id, user_id=user.id, role=role)
     db.session.add(membership)
-    _commit(conflict=Conflict("Already a member.", field="user", code="taken"))
+    commit(conflict=Conflict("Already a member.", field="user", code="taken"))
     return membership
 
 
-def _commit(conflict: Conflict | None = None) -> None:
+def commit(conflict: Conflict | None = None) -> None:
     try:
         db.session.commit()
     except IntegrityError:
@@ -171,7 +202,7 @@ def _commit(conflict: Conflict | None = None) -> None:
 def regenerate_publishable_token(account: Account) -> Account:
     """Give the account a new publishable refresh token; the old one stops working at once."""
     account.publishable_token = new_publishable_token(account.mode)
-    _commit()
+    commit()
     return account
 
 
@@ -181,7 +212,7 @@ def set_password(user: User, new_password: object) -> User:
     user.password_hash = passwords().hash(str(new_password))
     user.password_updated_at = utcnow()
     revoke_user_tokens(user)
-    _commit()
+    commit()
     emit("identity.password.update.success", user=user, account=user.account)
     return user
 
@@ -192,7 +223,7 @@ def set_status(user: User, status: str) -> User:
     user.status = status
     if status != "active":
         revoke_user_tokens(user)
-    _commit()
+    commit()
     emit("identity.user.update.success", user=user, account=user.account)
     return user
 
@@ -235,7 +266,7 @@ def update_account(
                 target.translations = translations  # a new dict, so the JSON change is seen
             else:
                 setattr(target, field, value)
-    _commit()
+    commit()
     emit("identity.account.update.success", account=account, user=by)
     return account
 
@@ -293,7 +324,7 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
         .where(RefreshToken.account_id.in_([a.id for a in pair]), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
-    _commit()
+    commit()
     emit("identity.account.delete.success", account=account)
 
 
@@ -339,6 +370,6 @@ def reset_test_account(account: Account, *, by: User | None = None) -> int:
     db.session.execute(
         db.delete(AccountMembership).where(AccountMembership.account_id == account.id)
     )
-    _commit()
+    commit()
     emit("identity.account_reset.create.success", account=account, user=by)
     return len(user_ids)

@@ -23,12 +23,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import current_app
-from sqlalchemy import select
 
 from . import twofactor
+from .accounts import find_member
 from .errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from .extensions import db, passwords, store
-from .models import Account, AccountMembership, LoginRecord, User
+from .models import Account, LoginRecord, User
 
 THROTTLE_WINDOW = 15 * 60  # seconds
 FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
@@ -73,7 +73,7 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     if allowed is not None and attempt.account_id is not None and attempt.account_id not in allowed:
         found = None
     else:
-        found = _find(attempt.account_id, username)
+        found = find_member(attempt.account_id, username)
     user, account, role = found if found else (None, None, "")
     valid = passwords().verify(user.password_hash if user else None, attempt.password)
     if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
@@ -150,34 +150,6 @@ def _clear_after_success(keys: ThrottleKeys) -> None:
     # so one good login cannot reset a spraying budget shared with other usernames.
     store().delete(keys.user, keys.user_ip)
     _refund_attempt(keys, keys.ip)
-
-
-def _find(account_id: str | None, username: str) -> tuple[User, Account | None, str] | None:
-    if len(username) > USERNAME_MAX:
-        return None
-    if account_id is None:
-        user = db.session.scalar(
-            select(User).where(User.account_id.is_(None), User.username == username)
-        )
-        return (user, None, user.role) if user else None
-    account = db.session.get(Account, account_id)
-    if account is None:
-        return None
-    user = db.session.scalar(
-        select(User).where(User.account_id == account.id, User.username == username)
-    )
-    if user:
-        return user, account, user.role
-    row = db.session.execute(
-        select(User, AccountMembership.role)
-        .join(AccountMembership, AccountMembership.user_id == User.id)
-        .where(
-            User.account_id.is_(None),
-            User.username == username,
-            AccountMembership.account_id == account.id,
-        )
-    ).first()
-    return (row[0], account, row[1]) if row else None
 
 
 def _record(

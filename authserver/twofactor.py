@@ -76,6 +76,16 @@ def start_challenge(user: User, account: Account | None) -> Challenge:
     return Challenge(method, destination(user), True, cooldown)
 
 
+def prime_challenge(user: User, code: str) -> None:
+    """Make `code`, just proven to reach the user's phone, their pending login code.
+
+    Seed 003: at sign-up the phone verification code doubles as the first login's OTP.
+    """
+    config = current_app.config
+    store().put(_otp_key(user), json.dumps({"h": _code_hash(code)}), config["OTP_LIFETIME"])
+    store().delete(f"otp-tries:{user.id}")
+
+
 def complete_challenge(user: User, otp: str) -> str:
     """Check the code for the user's method; returns the `amr` value. Raises InvalidOtp."""
     if not isinstance(otp, str) or not otp.isascii() or not otp.strip().isdigit():

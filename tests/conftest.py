@@ -32,7 +32,7 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from authserver import create_app
+from authserver import background, create_app
 from authserver.extensions import db
 from authserver.keys import rotate
 
@@ -169,6 +169,7 @@ def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -
         db.create_all()
         _empty(app)
     yield app
+    background.jobs(app).close()  # no job may outlive its test's tables
     with app.app_context():
         _empty(app)
         db.session.remove()
@@ -215,6 +216,7 @@ def make_app(
 
     yield make
     for app in apps:
+        background.jobs(app).close()
         with app.app_context():
             db.engine.dispose()
         app.extensions["authserver.store"].close()
