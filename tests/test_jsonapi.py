@@ -37,6 +37,7 @@ from authserver.errors import (
 from authserver.store import StoreUnavailable
 
 WIDGETS = "/v1/_test/widgets"
+BADGES = "/v1/_test/badges"
 ALLOWED = {"name", "nickname", "enabled", "count", "settings"}
 CAP = 64 * 1024
 
@@ -65,6 +66,20 @@ def create_widget() -> Response:
 def update_widget(widget_id: str) -> Response:
     attrs = jsonapi.parse_document(type_="Widget", require_id=widget_id, allowed=ALLOWED)
     return jsonapi.document(jsonapi.resource("Widget", widget_id, attrs))
+
+
+def create_badge() -> Response:
+    """A create with a required `owner` (User) and an optional `issuer` (Account) to-one."""
+    parsed = jsonapi.parse_resource(
+        type_="Badge",
+        allowed={"label"},
+        relationships={"owner": "User", "issuer": "Account"},
+        required_relationships={"owner"},
+    )
+    return jsonapi.document(
+        jsonapi.resource("Badge", "b1", parsed.attributes, meta=parsed.relationships),
+        status=201,
+    )
 
 
 def list_widgets() -> Response:
@@ -105,6 +120,7 @@ def add_test_routes(app: Flask) -> None:
         (WIDGETS, "create", create_widget, ["POST"]),
         (WIDGETS, "list", list_widgets, ["GET"]),
         (f"{WIDGETS}/<widget_id>", "update", update_widget, ["PATCH"]),
+        (BADGES, "create_badge", create_badge, ["POST"]),
         (f"{WIDGETS}/<widget_id>", "delete", delete_widget, ["DELETE"]),
         ("/v1/_test/raise/<kind>", "raise", raise_domain, ["GET"]),
         ("/v1/_test/crash", "crash", crash, ["GET"]),
@@ -413,6 +429,124 @@ def test_pointer_escapes_slash_and_tilde(api: FlaskClient) -> None:
 def test_relationships_are_refused(api: FlaskClient) -> None:
     """Relationships the endpoint does not take are 422 with their pointer."""
     body = {"data": {**widget()["data"], "relationships": {"owner": {"data": None}}}}
+    one_error(post(api, body), 422, "unknown_relationship", "/data/relationships/owner")
+
+
+# --- declared to-one relationships ---------------------------------------------------------
+
+OWNER_ID = "e407d0dc-58d4-48ff-a70f-c6e022e028f1"
+
+
+def badge(owner: Any = None, **relationships: Any) -> dict[str, Any]:
+    rels = {"owner": {"data": {"type": "User", "id": OWNER_ID}}} if owner is None else owner
+    return {"data": {"type": "Badge", "relationships": {**rels, **relationships}}}
+
+
+def test_declared_relationship_gives_the_linked_id(api: FlaskClient) -> None:
+    """A declared to-one linkage comes back as its id; an optional null one as None."""
+    body = badge(issuer={"data": None})
+    body["data"]["attributes"] = {"label": "gold"}
+    response = post(api, body, path=BADGES)
+    assert response.status_code == 201, response.get_data(as_text=True)
+    data = response.json["data"]
+    assert data["attributes"] == {"label": "gold"}
+    assert data["meta"] == {"owner": OWNER_ID, "issuer": None}
+
+
+def test_relationship_links_and_meta_members_are_accepted(api: FlaskClient) -> None:
+    """`links` and `meta` beside `data` (and `meta` in the identifier) are allowed."""
+    owner = {"data": {"type": "User", "id": OWNER_ID, "meta": {}}, "links": {}, "meta": {}}
+    response = post(api, badge({"owner": owner}), path=BADGES)
+    assert response.status_code == 201
+    assert response.json["data"]["meta"] == {"owner": OWNER_ID}
+
+
+OWNER = "/data/relationships/owner"
+RELATIONSHIP_ERRORS: list[tuple[str, Any, int, str, str]] = [
+    ("not an object", {"owner": []}, 400, "invalid_document", OWNER),
+    ("no data", {"owner": {"links": {}}}, 400, "invalid_document", f"{OWNER}/data"),
+    ("data array", {"owner": {"data": []}}, 400, "invalid_document", f"{OWNER}/data"),
+    ("data string", {"owner": {"data": OWNER_ID}}, 400, "invalid_document", f"{OWNER}/data"),
+    (
+        "unknown member",
+        {"owner": {"data": {"type": "User", "id": "x"}, "self": "x"}},
+        400,
+        "invalid_document",
+        f"{OWNER}/self",
+    ),
+    (
+        "lid",
+        {"owner": {"data": {"type": "User", "lid": "x"}}},
+        400,
+        "invalid_document",
+        f"{OWNER}/data/lid",
+    ),
+    ("no type", {"owner": {"data": {"id": "x"}}}, 400, "invalid_document", f"{OWNER}/data/type"),
+    (
+        "wrong type",
+        {"owner": {"data": {"type": "Account", "id": "x"}}},
+        409,
+        "type_mismatch",
+        f"{OWNER}/data/type",
+    ),
+    (
+        "no id",
+        {"owner": {"data": {"type": "User"}}},
+        400,
+        "invalid_document",
+        f"{OWNER}/data/id",
+    ),
+    (
+        "id number",
+        {"owner": {"data": {"type": "User", "id": 7}}},
+        400,
+        "invalid_document",
+        f"{OWNER}/data/id",
+    ),
+    (
+        "id empty",
+        {"owner": {"data": {"type": "User", "id": ""}}},
+        400,
+        "invalid_document",
+        f"{OWNER}/data/id",
+    ),
+    ("required null", {"owner": {"data": None}}, 422, "required", OWNER),
+]
+
+
+@pytest.mark.parametrize(
+    ("relationships", "status", "code", "pointer"),
+    [e[1:] for e in RELATIONSHIP_ERRORS],
+    ids=[e[0] for e in RELATIONSHIP_ERRORS],
+)
+def test_relationship_shape_errors(
+    api: FlaskClient, relationships: Any, status: int, code: str, pointer: str
+) -> None:
+    """A malformed linkage is 400, a wrong type 409, a null required one 422, each pointed at."""
+    one_error(post(api, badge(relationships), path=BADGES), status, code, pointer)
+
+
+def test_missing_required_relationship_is_422(api: FlaskClient) -> None:
+    """Leaving out a required relationship is 422 `required` at its pointer."""
+    response = post(api, {"data": {"type": "Badge"}}, path=BADGES)
+    one_error(response, 422, "required", OWNER)
+
+
+def test_undeclared_relationship_stays_422(api: FlaskClient) -> None:
+    """A relationship the endpoint does not declare is 422 unknown_relationship, together
+    with an unknown attribute."""
+    body = badge(editor={"data": {"type": "User", "id": OWNER_ID}})
+    body["data"]["attributes"] = {"colour": "red"}
+    errors = errors_of(post(api, body, path=BADGES), 422)
+    assert [(e["code"], e["source"]["pointer"]) for e in errors] == [
+        ("unknown_attribute", "/data/attributes/colour"),
+        ("unknown_relationship", "/data/relationships/editor"),
+    ]
+
+
+def test_parse_document_still_refuses_every_relationship(api: FlaskClient) -> None:
+    """parse_document callers (no declared relationships) refuse even a well-formed one."""
+    body = {"data": {**widget()["data"], "relationships": badge()["data"]["relationships"]}}
     one_error(post(api, body), 422, "unknown_relationship", "/data/relationships/owner")
 
 

@@ -287,6 +287,10 @@ def attribute_pointer(name: str) -> str:
     return f"/data/attributes/{escape_pointer(name)}"
 
 
+def relationship_pointer(name: str) -> str:
+    return f"/data/relationships/{escape_pointer(name)}"
+
+
 def under_prefix(path: str) -> bool:
     return path == PREFIX or path.startswith(PREFIX + "/")
 
@@ -398,6 +402,15 @@ def _invalid_document(detail: str, pointer: str) -> NoReturn:
     fail(400, "invalid_document", "Invalid document", detail, pointer)
 
 
+@dataclass(frozen=True)
+class ParsedResource:
+    """A request's resource object: its attributes (camelCase, as sent) and the ids of its
+    to-one relationships (name -> id, or None for an explicit `{"data": null}`)."""
+
+    attributes: dict[str, Any]
+    relationships: dict[str, str | None]
+
+
 def parse_document(
     *,
     type_: str,
@@ -409,8 +422,30 @@ def parse_document(
 
     `require_id` is the id from the URL on update (PATCH); on create it is None and a
     client-generated id is refused. Attribute names stay camelCase as sent; any name
-    outside `allowed` is refused, so nothing is mass-assigned.
+    outside `allowed` is refused, so nothing is mass-assigned. Every relationship is
+    refused (422); `parse_resource` takes declared ones.
     """
+    return parse_resource(
+        type_=type_, require_id=require_id, allowed=allowed, required=required
+    ).attributes
+
+
+def parse_resource(
+    *,
+    type_: str,
+    require_id: str | None = None,
+    allowed: Set[str] = frozenset(),
+    required: Set[str] = frozenset(),
+    relationships: Mapping[str, str] | None = None,
+    required_relationships: Set[str] = frozenset(),
+) -> ParsedResource:
+    """`parse_document`, plus the declared to-one `relationships` (name -> resource type).
+
+    Each declared relationship must be `{"data": {"type": <its type>, "id": "..."}}` or
+    `{"data": null}`: a malformed one is 400, a linkage of another type 409, a name not
+    declared 422 `unknown_relationship`, a missing `required_relationships` 422 `required`.
+    """
+    declared = dict(relationships or {})
     check_content_type()  # also when the body is empty: a write needs a declared JSON body
     doc = load_json(read_body())
     if not isinstance(doc, dict):
@@ -438,11 +473,14 @@ def parse_document(
     attrs = data.get("attributes", {})
     if not isinstance(attrs, dict):
         _invalid_document("attributes must be an object.", "/data/attributes")
-    relationships = data.get("relationships", {})
-    if not isinstance(relationships, dict):
+    rels = data.get("relationships", {})
+    if not isinstance(rels, dict):
         _invalid_document("relationships must be an object.", "/data/relationships")
     if "meta" in data and not isinstance(data["meta"], dict):
         _invalid_document("meta must be an object.", "/data/meta")
+    linked = {
+        name: _to_one(name, rels[name], declared[name]) for name in sorted(rels) if name in declared
+    }
     errors = [
         ErrorObject(422, "unknown_attribute", "Unknown attribute", None, attribute_pointer(name))
         for name in attrs
@@ -450,22 +488,63 @@ def parse_document(
     ]
     errors += [
         ErrorObject(
-            422,
-            "unknown_relationship",
-            "Unknown relationship",
-            None,
-            f"/data/relationships/{escape_pointer(name)}",
+            422, "unknown_relationship", "Unknown relationship", None, relationship_pointer(name)
         )
-        for name in relationships
+        for name in rels
+        if name not in declared
     ]
     errors += [
         ErrorObject(422, "required", "Required attribute missing", None, attribute_pointer(name))
         for name in sorted(required)
         if name not in attrs
     ]
+    errors += [
+        ErrorObject(
+            422, "required", "Required relationship missing", None, relationship_pointer(name)
+        )
+        for name in sorted(required_relationships)
+        if linked.get(name) is None
+    ]
     if errors:
         raise ApiError(errors)
-    return dict(attrs)
+    return ParsedResource(dict(attrs), linked)
+
+
+IDENTIFIER_MEMBERS = frozenset({"type", "id", "meta"})
+RELATIONSHIP_MEMBERS = frozenset({"data", "links", "meta"})
+
+
+def _to_one(name: str, value: Any, type_: str) -> str | None:
+    """The id a to-one relationship object links to (None for `"data": null`)."""
+    base = relationship_pointer(name)
+    if not isinstance(value, dict):
+        _invalid_document("A relationship must be an object.", base)
+    for member in sorted(value):
+        if member not in RELATIONSHIP_MEMBERS:
+            _invalid_document(
+                "Unsupported relationship member.", f"{base}/{escape_pointer(member)}"
+            )
+    if "data" not in value:
+        _invalid_document("The relationship must have data.", f"{base}/data")
+    data = value["data"]
+    if data is None:
+        return None
+    if not isinstance(data, dict):
+        _invalid_document(f"{name} takes one resource identifier or null.", f"{base}/data")
+    for member in sorted(data):
+        if member not in IDENTIFIER_MEMBERS:
+            _invalid_document(
+                "Unsupported resource identifier member.", f"{base}/data/{escape_pointer(member)}"
+            )
+    kind = data.get("type")
+    if not isinstance(kind, str) or not kind:
+        _invalid_document("type must be a non-empty string.", f"{base}/data/type")
+    if kind != type_:
+        fail(409, "type_mismatch", "Wrong resource type", f"Expected {type_}.", f"{base}/data/type")
+    id_ = data.get("id")
+    if not isinstance(id_, str) or not id_:
+        _invalid_document("id must be a non-empty string.", f"{base}/data/id")
+    return id_
 
 
 def _check_id(data: Mapping[str, Any], require_id: str | None) -> None:
