@@ -13,7 +13,7 @@ notifications, the audit log) get the app as sender. Payloads, by event:
 - identity.email_verification_token.create.success: user, account, token
 - identity.email_verification.create.success: user, account
 - identity.password_reset_token.create.success: user, account, token, locale (or None)
-- identity.activation_token.create.success: user, account, token
+- identity.activation_token.create.success: user, account, token, locale (or None)
 - identity.password.update.success: user, account
 - identity.phone_verification_code.create.success: phone_number, code, locale, account
 - identity.otp.create.success: user, account, code, method ("tfa_email" or "tfa_sms")

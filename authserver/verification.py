@@ -29,6 +29,7 @@ PHONE_CODE_LIFETIME = 30 * 60
 PHONE_CODE_SENDS = (5, 3600)  # per phone number and account: SMS cost and harassment
 PHONE_CODE_SENDS_PER_IP = (20, 3600)  # per IP over all numbers (SMS pumping)
 PHONE_CODE_FAILURES = (10, PHONE_CODE_LIFETIME)  # wrong codes per phone number and account
+EMAIL_VERIFICATION_SENDS = (5, 3600)  # verification emails per user an hour (inbox flooding)
 RESET_REQUESTS = (5, 3600)  # emails per user an hour (silently capped: the answer is 204)
 RESET_REQUESTS_PER_IP = (30, 3600)
 PASSWORD_CHANGE_FAILURES = (10, 900)  # wrong current passwords per user
@@ -82,17 +83,33 @@ def _redeem(kind: TokenKind, token: object) -> tuple[User, str]:
     if stored is None:
         raise invalid
     data = json.loads(stored)
-    kv.delete(f"{kind.name}-user:{data['u']}")
+    # Only the user's latest token counts. `_issue` voids the previous one, but two issues
+    # racing can both read the same "previous" and leave two tokens; this catches that.
+    pointer = f"{kind.name}-user:{data['u']}"
+    if kv.get(pointer) != key:
+        raise invalid
+    kv.delete(pointer)
     user = db.session.get(User, data["u"])
     if user is None or user.status in ("deleted", "disabled"):
+        raise invalid
+    if user.account is not None and user.account.status != "active":
         raise invalid
     return user, str(data["v"])
 
 
 def send_email_verification(user: User) -> None:
-    """Email the user a link that verifies their current address (one valid link a user)."""
+    """Email the user a link that verifies their current address (one valid link a user).
+
+    At most EMAIL_VERIFICATION_SENDS an hour per user (429): whoever may ask for one must
+    not be able to flood the user's inbox.
+    """
     if not user.email:
         raise ValidationFailed("The user has no email address.", field="user", code="no_email")
+    if user.status not in ("active", "pending"):
+        raise ValidationFailed("The user is not active.", field="user", code="inactive_user")
+    hit = store().hit(f"evt-sends:{user.id}", *EMAIL_VERIFICATION_SENDS)
+    if not hit.allowed:
+        raise Throttled(hit.retry_after)
     token = _issue(EMAIL_VERIFICATION, user, user.email)
     emit(EMAIL_VERIFICATION.event, user=user, account=user.account, token=token)
 
@@ -111,10 +128,16 @@ def verify_email(token: object) -> User:
     return user
 
 
-def send_activation(user: User) -> None:
-    """Email an invited (pending) user the link that lets them choose a password."""
+def send_activation(user: User, *, locale: str | None = None) -> None:
+    """Email an invited (pending) user the link that lets them choose a password.
+
+    Only for pending users: for anyone else the link would be a password reset that
+    nobody asked for (and that skips the reset's throttle).
+    """
+    if user.status != "pending":
+        raise ValidationFailed("Only a pending user can be activated.", code="not_pending")
     token = _issue(ACTIVATION, user, _password_stamp(user))
-    emit(ACTIVATION.event, user=user, account=user.account, token=token)
+    emit(ACTIVATION.event, user=user, account=user.account, token=token, locale=locale)
 
 
 def _password_stamp(user: User) -> str:
@@ -152,7 +175,7 @@ def _send_reset(account_id: str, username: str, locale: str | None) -> None:
     if not store().hit(f"reset-user:{user.id}", limit, window).allowed:
         return
     if user.status == "pending":  # never activated: the invitation again, not a reset
-        send_activation(user)
+        send_activation(user, locale=locale)
         return
     token = _issue(PASSWORD_RESET, user, _password_stamp(user))
     emit(PASSWORD_RESET.event, user=user, account=account, token=token, locale=locale)
@@ -262,7 +285,11 @@ def send_phone_code(
 def use_phone_code(
     phone: str, code: object, *, account: Account | None, field: str = "phoneVerificationCode"
 ) -> str:
-    """Spend a phone verification code for `phone`; returns the code. Raises ValidationFailed."""
+    """Spend a phone verification code for `phone`; returns the code.
+
+    Raises ValidationFailed for a wrong or spent code, Throttled (429) once PHONE_CODE_FAILURES
+    tries were made for the number: a limit someone can act on, not a 422 that looks like a typo.
+    """
     invalid = ValidationFailed(
         "The phone verification code is wrong or expired.",
         field=field,
@@ -275,8 +302,9 @@ def use_phone_code(
     scope = account.id if account else "global"
     limit, window = PHONE_CODE_FAILURES
     # Count before comparing, so parallel guesses cannot all be checked.
-    if not kv.hit(f"pvc-tries:{scope}:{phone}", limit, window).allowed:
-        raise invalid
+    tries = kv.hit(f"pvc-tries:{scope}:{phone}", limit, window)
+    if not tries.allowed:
+        raise Throttled(tries.retry_after)
     if kv.take(_phone_key(account, phone, code)) is None:
         raise invalid
     kv.incr(f"pvc-tries:{scope}:{phone}", window, amount=-1)  # a right code costs no try
