@@ -1,0 +1,347 @@
+"""Mailed tokens and texted codes over /v1: email verification (`email_verification_tokens`,
+`email_verifications`), forgotten passwords (`password_reset_tokens`), the password itself
+(`PATCH /v1/password`: reset, activation or change) and `phone_verification_codes`.
+The rules live in `authserver.verification`; this module parses, authorizes and renders.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Response, request
+
+from .. import accounts, verification
+from ..config import SUPPORTED_LOCALES
+from ..errors import Forbidden, NotFound, ValidationFailed
+from ..extensions import db
+from ..models import ROLES, Account, User
+from . import bp, jsonapi
+from .auth import current_token, require_token
+
+MANAGERS = ("owner", "administrator")  # may have a verification email sent to others
+SECRET_MAX = 1024  # longer than any token or password we take; the use cases say the rest
+USER_POINTER = jsonapi.relationship_pointer("user")
+
+
+def _account() -> Account:
+    account_id = current_token().account_id
+    account = db.session.get(Account, account_id) if account_id else None
+    if account is None:
+        raise NotFound("This token is not for an account.")
+    return account
+
+
+# --- email verification -------------------------------------------------------------------
+
+
+@bp.post("/email_verification_tokens")
+@require_token(*ROLES)  # all but guests; a client token has no user, so only as a manager
+def create_email_verification_token() -> Response:
+    """Email the linked user a link that verifies their address (204)."""
+    parsed = jsonapi.parse_resource(
+        type_="EmailVerificationToken",
+        relationships={"user": "User"},
+        required_relationships={"user"},
+    )
+    user = _verification_target(str(parsed.relationships["user"]))
+    try:
+        verification.send_email_verification(user)
+    except ValidationFailed as exc:  # about the linked user: point at the relationship
+        jsonapi.fail(422, exc.code, exc.title, exc.detail, USER_POINTER)
+    return jsonapi.no_content()
+
+
+def _verification_target(user_id: str) -> User:
+    """The user an EVT may be made for: oneself, or (managers) a user of one's account.
+
+    A non-manager asking for anyone else is refused before any lookup, so that 403 says
+    nothing about whether the id exists; a manager gets 404 for ids outside the token's
+    account (another account, or live versus test).
+    """
+    token = current_token()
+    if user_id != token.user_id and token.role not in MANAGERS:
+        raise Forbidden("You may ask for a verification email for yourself only.")
+    if user_id == token.user_id:
+        user = db.session.get(User, user_id)  # the bearer guard checked it is active
+    else:
+        user = accounts.user_in_account(token.account_id, user_id)
+    if user is None:
+        jsonapi.fail(404, "not_found", "Not found", "No such user.", f"{USER_POINTER}/data/id")
+    return user
+
+
+@bp.post("/email_verifications")
+@require_token()
+def create_email_verification() -> Response:
+    """Spend an email verification token: the user's email becomes verified (204)."""
+    attrs = jsonapi.parse_document(type_="EmailVerification", allowed={"token"}, required={"token"})
+    verification.verify_email(jsonapi.expect_str(attrs, "token", max_len=SECRET_MAX))
+    return jsonapi.no_content()
+
+
+# --- passwords ----------------------------------------------------------------------------
+
+
+@bp.post("/password_reset_tokens")
+@require_token("guest")  # seed 000: made with a publishable (guest) token of the account
+def create_password_reset_token() -> Response:
+    """Email a reset link to the account's user with this username, if any; always 204."""
+    attrs = jsonapi.parse_document(
+        type_="PasswordResetToken", allowed={"username", "locale"}, required={"username"}
+    )
+    username = jsonapi.expect_str(attrs, "username", max_len=255, min_len=1)
+    verification.request_password_reset(
+        _account(), username, locale=_locale(attrs), ip=request.remote_addr
+    )
+    return jsonapi.no_content()
+
+
+def _locale(attrs: dict[str, Any]) -> str | None:
+    locale = jsonapi.expect_str(attrs, "locale", max_len=8, nullable=True)
+    if locale is not None and locale not in SUPPORTED_LOCALES:
+        jsonapi.fail(
+            422,
+            "invalid_choice",
+            "Unsupported locale",
+            f"locale must be one of {', '.join(SUPPORTED_LOCALES)}.",
+            jsonapi.attribute_pointer("locale"),
+        )
+    return locale
+
+
+PASSWORD_ATTRIBUTES = {"currentPassword", "resetToken", "value", "valueConfirmation"}
+
+
+@bp.patch("/password")
+@require_token()  # any token for a reset; the user's own token for a change (checked below)
+def update_password() -> Response:
+    """Set a password with `resetToken` (reset or activation) or `currentPassword` (change).
+
+    Either way every token of the user stops working and the user is emailed; the answer
+    is 204 and logs nobody in.
+    """
+    attrs = jsonapi.parse_document(
+        type_="Password", allowed=PASSWORD_ATTRIBUTES, required={"value"}
+    )
+    values = {name: jsonapi.expect_str(attrs, name, max_len=SECRET_MAX) for name in attrs}
+    reset_token, current = values.get("resetToken"), values.get("currentPassword")
+    if (reset_token is None) == (current is None):
+        code, title = (
+            ("required", "Required attribute missing")
+            if reset_token is None
+            else ("conflicting_attributes", "Give only one of these")
+        )
+        raise jsonapi.ApiError(
+            [
+                jsonapi.ErrorObject(
+                    422,
+                    code,
+                    title,
+                    "Give either resetToken or currentPassword.",
+                    jsonapi.attribute_pointer(name),
+                )
+                for name in ("currentPassword", "resetToken")
+            ]
+        )
+    if reset_token is not None:
+        verification.reset_password(reset_token, values["value"], values.get("valueConfirmation"))
+        return jsonapi.no_content()
+    token = current_token()
+    user = db.session.get(User, token.user_id) if token.user_id else None
+    if user is None:  # a guest or client token: there is no "own" password to change
+        raise Forbidden("Only a user can change their own password.")
+    verification.change_password(user, current, values["value"], values.get("valueConfirmation"))
+    return jsonapi.no_content()
+
+
+# --- phone verification -------------------------------------------------------------------
+
+
+@bp.post("/phone_verification_codes")
+@require_token()  # guests too: a number is verified before its user exists (sign-up)
+def create_phone_verification_code() -> Response:
+    """Text a 6-digit code to a phone number (204); throttled per number and per IP."""
+    attrs = jsonapi.parse_document(
+        type_="PhoneVerificationCode", allowed={"phoneNumber"}, required={"phoneNumber"}
+    )
+    phone = jsonapi.expect_str(attrs, "phoneNumber", max_len=32)
+    token = current_token()
+    user = db.session.get(User, token.user_id) if token.user_id else None
+    verification.send_phone_code(
+        phone,
+        account=_account() if token.account_id else None,
+        locale=user.locale if user else None,
+        ip=request.remote_addr,
+    )
+    return jsonapi.no_content()
+
+
+# --- OpenAPI ------------------------------------------------------------------------------
+
+_ERROR_TEXT = {
+    "400": "Malformed JSON or document.",
+    "401": "No valid access token.",
+    "403": "The token's role (or kind) may not do this.",
+    "404": "No such user in the token's account.",
+    "409": "Wrong resource type.",
+    "415": "Body not declared as JSON:API or JSON.",
+    "422": "Invalid, missing or expired value; source.pointer says which.",
+    "429": "Too many requests; see Retry-After.",
+    "503": "Redis unavailable.",
+}
+
+
+def _responses(*statuses: str) -> dict[str, Any]:
+    error = {"$ref": "#/components/schemas/Error"}
+    out: dict[str, Any] = {"204": {"description": "Done; no body."}}
+    for status in ("400", "401", *statuses, "409", "415", "422", "503"):
+        out[status] = {
+            "description": _ERROR_TEXT[status],
+            "content": {jsonapi.MEDIA_TYPE: {"schema": error}},
+        }
+    return dict(sorted(out.items()))
+
+
+def _operation(operation_id: str, summary: str, description: str, *statuses: str) -> Any:
+    schema = {"$ref": f"#/components/schemas/{operation_id[0].upper()}{operation_id[1:]}"}
+    return {
+        "summary": summary,
+        "description": description,
+        "operationId": operation_id,
+        "requestBody": {"required": True, "content": {jsonapi.MEDIA_TYPE: {"schema": schema}}},
+        "responses": _responses(*statuses),
+    }
+
+
+def _request(type_: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A request document whose data holds `type` and the given attributes."""
+    attributes = {
+        "type": "object",
+        "properties": properties,
+        "required": required,
+        "additionalProperties": False,
+    }
+    data = {
+        "type": "object",
+        "required": ["type", "attributes"],
+        "properties": {"type": {"const": type_}, "attributes": attributes},
+    }
+    return {"type": "object", "required": ["data"], "properties": {"data": data}}
+
+
+_STRING = {"type": "string"}
+
+OPENAPI: dict[str, Any] = {
+    "paths": {
+        "/email_verification_tokens": {
+            "post": _operation(
+                "createEmailVerificationToken",
+                "Email a user a link that verifies their address",
+                "One valid token per user (a new one voids the old), valid 24 hours, sent "
+                "by email. Anyone may ask for themselves; owners and administrators for any "
+                "user of their account. At most 5 an hour per user.",
+                "403",
+                "404",
+                "429",
+            )
+        },
+        "/email_verifications": {
+            "post": _operation(
+                "createEmailVerification",
+                "Verify an email address with the emailed token",
+                "Sets emailVerified and emailVerifiedAt. The token works once, and only while "
+                "the user's email is still the address it was sent to.",
+            )
+        },
+        "/password_reset_tokens": {
+            "post": _operation(
+                "createPasswordResetToken",
+                "Email a password-reset link (publishable token)",
+                "Always 204, whether or not the username exists: the lookup and the email "
+                "happen in the background. The link (valid 24 hours, one per user) goes to "
+                "the user's stored email, in `locale` if given. A pending user gets their "
+                "activation link again.",
+                "403",
+                "429",
+            )
+        },
+        "/password": {
+            "patch": _operation(
+                "updatePassword",
+                "Reset, activate or change a password",
+                "Give exactly one of resetToken (from a reset or activation email; any "
+                "token) or currentPassword (the user's own token). Every token of the user "
+                "is revoked and the user is emailed; two-step login stays as it was and "
+                "nobody is logged in. An activation makes a pending user active.",
+                "403",
+                "429",
+            )
+        },
+        "/phone_verification_codes": {
+            "post": _operation(
+                "createPhoneVerificationCode",
+                "Text a 6-digit verification code to a phone number",
+                "Valid 30 minutes; earlier codes stay valid until used. At most 5 an hour "
+                "per number and account, 20 an hour per IP.",
+                "429",
+            )
+        },
+    },
+    "schemas": {
+        "CreateEmailVerificationToken": {
+            "type": "object",
+            "required": ["data"],
+            "properties": {
+                "data": {
+                    "type": "object",
+                    "required": ["type", "relationships"],
+                    "properties": {
+                        "type": {"const": "EmailVerificationToken"},
+                        "relationships": {
+                            "type": "object",
+                            "required": ["user"],
+                            "additionalProperties": False,
+                            "properties": {
+                                "user": {
+                                    "type": "object",
+                                    "required": ["data"],
+                                    "properties": {
+                                        "data": {
+                                            "type": "object",
+                                            "required": ["type", "id"],
+                                            "properties": {
+                                                "type": {"const": "User"},
+                                                "id": {"type": "string", "format": "uuid"},
+                                            },
+                                        }
+                                    },
+                                }
+                            },
+                        },
+                    },
+                }
+            },
+        },
+        "CreateEmailVerification": _request("EmailVerification", {"token": _STRING}, ["token"]),
+        "CreatePasswordResetToken": _request(
+            "PasswordResetToken",
+            {"username": _STRING, "locale": {"enum": list(SUPPORTED_LOCALES)}},
+            ["username"],
+        ),
+        "UpdatePassword": _request(
+            "Password",
+            {
+                "resetToken": _STRING,
+                "currentPassword": _STRING,
+                "value": {"type": "string", "minLength": 8, "maxLength": 128},
+                "valueConfirmation": _STRING,
+            },
+            ["value"],
+        ),
+        "CreatePhoneVerificationCode": _request(
+            "PhoneVerificationCode",
+            {"phoneNumber": {"type": "string", "pattern": r"^\+[1-9][0-9]{1,14}$"}},
+            ["phoneNumber"],
+        ),
+    },
+}
