@@ -372,6 +372,18 @@ def test_reset_token_dies_when_the_password_changes(app, client, world):
     assert password_is(app, me.id, NEW_PASSWORD)
 
 
+def test_reset_token_dies_with_the_account(app, client, world):
+    """Once the user's account is deleted, a reset link mailed before sets nothing."""
+    user_id = carol(app, world)
+    token = requested_reset(app, client, world)
+    with app.app_context():
+        accounts.delete_account(db.session.get(Account, world.live_id))
+    guest = guest_token(client, world.other_prt)
+    response = set_password(client, guest, resetToken=token, value=NEW_PASSWORD)
+    one_error(response, 422, "invalid_token")
+    assert password_is(app, user_id, PASSWORD)
+
+
 def test_concurrent_resets_succeed_once(app, client, world):
     """The same token in two requests at once: one 204, one 422; the winner's password holds."""
     user_id = carol(app, world)
@@ -720,16 +732,7 @@ def test_forgotten_password_end_to_end_over_smtp(app, world, make_app, smtp):
 def test_activation_end_to_end_over_smtp(app, world, make_app, smtp):
     """Done means: an invited (pending) user activates from the emailed link and logs in."""
     smtp_app, sink = smtp_client(make_app, smtp)
-    with smtp_app.app_context():
-        user = accounts.create_user(
-            account=db.session.get(Account, world.live_id),
-            username="penny",
-            password=None,
-            role="customer",
-            email="penny@example.com",
-            status="pending",
-        )
-        verification.send_activation(user)
+    pending_user(smtp_app, world)
     token = mail_link(sink, "/activate")
     http = smtp_app.test_client()
     guest = guest_token(http, world.live_prt)

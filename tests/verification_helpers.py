@@ -19,18 +19,10 @@ from oauth_helpers import PASSWORD, World, basic, bearer, login
 from authserver import accounts, background
 from authserver.events import signal
 from authserver.extensions import db
-from authserver.models import Account, User
+from authserver.models import ROLES, Account, User
 
 MEDIA = "application/vnd.api+json"
-OTHER_ROLES = (  # every role but owner and administrator
-    "developer",
-    "manager",
-    "support_specialist",
-    "marketing_specialist",
-    "goods_specialist",
-    "read_only",
-    "customer",
-)
+OTHER_ROLES = tuple(r for r in ROLES if r not in ("owner", "administrator"))
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,8 @@ WRITABLE = {
 }
 
 
-def _account() -> Account:
+def token_account() -> Account:
+    """The account of the request's access token (404 for a token without one)."""
     account_id = current_token().account_id
     account = db.session.get(Account, account_id) if account_id else None
     if account is None:
@@ -81,7 +82,7 @@ def account_resource(account: Account, locale: str) -> dict[str, Any]:
 @require_token()
 def get_account() -> Response:
     """The account of the token (any role, guests included)."""
-    account = _account()
+    account = token_account()
     locale = _locale(account)
     return jsonapi.document(account_resource(account, locale), meta={"locale": locale})
 
@@ -90,7 +91,7 @@ def get_account() -> Response:
 @require_token(*EDITORS)
 def patch_account() -> Response:
     """Change the live account; the test account follows in the same transaction."""
-    account = _account()
+    account = token_account()
     locale = _locale(account)
     attrs = jsonapi.parse_document(
         type_="Account", require_id=account.id, allowed={*WRITABLE, "customData"}
@@ -113,7 +114,7 @@ def patch_account() -> Response:
 @require_token("owner")
 def delete_account() -> Response:
     """The owner deletes the account and its test account; every token of both stops."""
-    account = _account()
+    account = token_account()
     token = current_token()
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.delete_account(account, by=by)
@@ -130,14 +131,14 @@ def _publishable_token_resource(account: Account) -> dict[str, Any]:
 @require_token("owner", "administrator")
 def get_publishable_token() -> Response:
     """The account's publishable refresh token (public by design; it ships inside apps)."""
-    return jsonapi.document(_publishable_token_resource(_account()))
+    return jsonapi.document(_publishable_token_resource(token_account()))
 
 
 @bp.post("/account/publishable_token")
 @require_token("owner", "administrator")
 def regenerate_publishable_token() -> Response:
     """A new publishable token for this account (this mode); the old one stops at once."""
-    account = accounts.regenerate_publishable_token(_account())
+    account = accounts.regenerate_publishable_token(token_account())
     return jsonapi.document(_publishable_token_resource(account), status=201)
 
 
@@ -145,7 +146,7 @@ def regenerate_publishable_token() -> Response:
 @require_token("owner", "administrator", "developer")
 def reset_account() -> Response:
     """Wipe the test account's users but the caller (test accounts only; live: 422)."""
-    account = _account()
+    account = token_account()
     if request.content_length:  # a body is optional; if sent, it must be an AccountReset
         jsonapi.parse_document(type_="AccountReset", allowed=set())
     token = current_token()

@@ -12,23 +12,16 @@ from flask import Response, request
 
 from .. import accounts, verification
 from ..config import SUPPORTED_LOCALES
-from ..errors import Forbidden, NotFound, ValidationFailed
+from ..errors import Forbidden, ValidationFailed
 from ..extensions import db
-from ..models import ROLES, Account, User
+from ..models import ROLES, User
 from . import bp, jsonapi
+from .accounts import token_account
 from .auth import current_token, require_token
 
 MANAGERS = ("owner", "administrator")  # may have a verification email sent to others
 SECRET_MAX = 1024  # longer than any token or password we take; the use cases say the rest
 USER_POINTER = jsonapi.relationship_pointer("user")
-
-
-def _account() -> Account:
-    account_id = current_token().account_id
-    account = db.session.get(Account, account_id) if account_id else None
-    if account is None:
-        raise NotFound("This token is not for an account.")
-    return account
 
 
 # --- email verification -------------------------------------------------------------------
@@ -91,7 +84,7 @@ def create_password_reset_token() -> Response:
     )
     username = jsonapi.expect_str(attrs, "username", max_len=255, min_len=1)
     verification.request_password_reset(
-        _account(), username, locale=_locale(attrs), ip=request.remote_addr
+        token_account(), username, locale=_locale(attrs), ip=request.remote_addr
     )
     return jsonapi.no_content()
 
@@ -169,7 +162,7 @@ def create_phone_verification_code() -> Response:
     user = db.session.get(User, token.user_id) if token.user_id else None
     verification.send_phone_code(
         phone,
-        account=_account() if token.account_id else None,
+        account=token_account() if token.account_id else None,
         locale=user.locale if user else None,
         ip=request.remote_addr,
     )
