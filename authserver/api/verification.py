@@ -222,7 +222,9 @@ def _request(type_: str, properties: dict[str, Any], required: list[str]) -> dic
     return {"type": "object", "required": ["data"], "properties": {"data": data}}
 
 
-_STRING = {"type": "string"}
+def _text(description: str) -> dict[str, str]:
+    return {"type": "string", "description": description}
+
 
 OPENAPI: dict[str, Any] = {
     "paths": {
@@ -315,25 +317,45 @@ OPENAPI: dict[str, Any] = {
                 }
             },
         },
-        "CreateEmailVerification": _request("EmailVerification", {"token": _STRING}, ["token"]),
+        "CreateEmailVerification": _request(
+            "EmailVerification", {"token": _text("The token from the email link.")}, ["token"]
+        ),
         "CreatePasswordResetToken": _request(
             "PasswordResetToken",
-            {"username": _STRING, "locale": {"enum": list(SUPPORTED_LOCALES)}},
+            {
+                "username": _text("The username (compared trimmed and lower-cased)."),
+                "locale": {
+                    "enum": list(SUPPORTED_LOCALES),
+                    "description": "Language of the email (default: the user's, else the "
+                    "account's).",
+                },
+            },
             ["username"],
         ),
         "UpdatePassword": _request(
             "Password",
             {
-                "resetToken": _STRING,
-                "currentPassword": _STRING,
-                "value": {"type": "string", "minLength": 8, "maxLength": 128},
-                "valueConfirmation": _STRING,
+                "resetToken": _text("From a reset or activation email (not with currentPassword)."),
+                "currentPassword": _text("The user's password now (not with resetToken)."),
+                "value": {
+                    "type": "string",
+                    "minLength": 8,
+                    "maxLength": 128,
+                    "description": "The new password: not common, not the username or email.",
+                },
+                "valueConfirmation": _text("Optional; must equal value when given."),
             },
             ["value"],
         ),
         "CreatePhoneVerificationCode": _request(
             "PhoneVerificationCode",
-            {"phoneNumber": {"type": "string", "pattern": r"^\+[1-9][0-9]{1,14}$"}},
+            {
+                "phoneNumber": {
+                    "type": "string",
+                    "pattern": r"^\+[1-9][0-9]{1,14}$",
+                    "description": "E.164, e.g. +15551234567.",
+                }
+            },
             ["phoneNumber"],
         ),
     },
