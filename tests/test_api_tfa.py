@@ -126,17 +126,21 @@ def client_token(client: Any, world: World) -> str:
     return str(response.get_json()["access_token"])
 
 
-def user_with_email(app: Any, world: World, username: str, locale: str) -> str:
+def new_user(app: Any, account_id: str, username: str, **attributes: Any) -> str:
+    """A customer of `account_id` with the test password; returns its id."""
     with app.app_context():
         user = accounts.create_user(
-            account=db.session.get(Account, world.live_id),
+            account=db.session.get(Account, account_id),
             username=username,
             password=PASSWORD,
             role="customer",
-            email=f"{username}@example.com",
-            locale=locale,
+            **attributes,
         )
         return user.id
+
+
+def user_with_email(app: Any, world: World, username: str, locale: str) -> str:
+    return new_user(app, world.live_id, username, email=f"{username}@example.com", locale=locale)
 
 
 # ---------------------------------------------------------------- end to end
@@ -503,24 +507,13 @@ def test_client_credentials_token_is_404(client, world, path):
 
 
 def test_customer_of_the_test_account_can_enrol(app, client, world):
-    """Any role but guest may enrol, in the test account too (its own user, its own secret)."""
-    with app.app_context():
-        accounts.create_user(
-            account=db.session.get(Account, world.test_id),
-            username="cora",
-            password=PASSWORD,
-            role="customer",
-        )
-    token = login(client, world, username="cora", aid=world.test_id, client_id=world.test_public_id)
-    setup = ok(post(client, SETUPS, token["access_token"], {"password": PASSWORD}))
-    ok(
-        post(
-            client,
-            CONFIRMATIONS,
-            token["access_token"],
-            {"code": now_code(pyotp.TOTP(setup["secret"]))},
-        )
-    )
+    """Any role but guest may enrol, in the test account too; only that user changes."""
+    cora = new_user(app, world.test_id, "cora")
+    token = login(
+        client, world, username="cora", aid=world.test_id, client_id=world.test_public_id
+    )["access_token"]
+    totp, _ = enrol(client, token)
+    assert state(app, cora) == ("tfa_totp", totp.secret, 10)
     assert state(app, world.alice_id) == ("simple", None, 0)
 
 

@@ -35,6 +35,12 @@ def _strings(attrs: dict[str, Any], caps: dict[str, int]) -> dict[str, str | Non
     return {name: jsonapi.expect_str(attrs, name, max_len=cap) for name, cap in caps.items()}
 
 
+def _one_code(type_: str, name: str) -> str | None:
+    """The body is a `type_` whose one (required) attribute is the code `name`."""
+    attrs = jsonapi.parse_document(type_=type_, allowed={name}, required={name})
+    return jsonapi.expect_str(attrs, name, max_len=OTP_MAX)
+
+
 PROOF = {"password": PASSWORD_MAX, "otp": OTP_MAX, "recoveryCode": RECOVERY_CODE_MAX}
 
 
@@ -66,9 +72,7 @@ def start_totp_setup() -> Response:
 def confirm_totp_setup() -> Response:
     """Switch the user to tfa_totp with a current code; answers the recovery codes once."""
     user = _user()
-    attrs = jsonapi.parse_document(type_="TotpConfirmation", allowed={"code"}, required={"code"})
-    code = jsonapi.expect_str(attrs, "code", max_len=OTP_MAX)
-    codes = twofactor.confirm_totp_setup(user, code)
+    codes = twofactor.confirm_totp_setup(user, _one_code("TotpConfirmation", "code"))
     resource = jsonapi.resource(
         "TotpConfirmation",
         new_id(),
@@ -82,9 +86,7 @@ def confirm_totp_setup() -> Response:
 def renew_recovery_codes() -> Response:
     """A new set of recovery codes (the old set stops working); needs a current code."""
     user = _user()
-    attrs = jsonapi.parse_document(type_="RecoveryCodeSet", allowed={"otp"}, required={"otp"})
-    otp = jsonapi.expect_str(attrs, "otp", max_len=OTP_MAX)
-    codes = twofactor.renew_recovery_codes(user, otp=otp)
+    codes = twofactor.renew_recovery_codes(user, otp=_one_code("RecoveryCodeSet", "otp"))
     resource = jsonapi.resource(
         "RecoveryCodeSet", new_id(), {"codes": codes, "createdAt": utcnow()}
     )
