@@ -218,6 +218,17 @@ def test_start_returns_secret_uri_and_qr_code_and_keeps_it_pending(app, client, 
     assert state(app, world.alice_id) == ("simple", None, 0)
 
 
+def test_a_global_users_setup_is_issued_by_this_server(app, client, world):
+    """A global user (member of Acme) sees the server's host name as the issuer."""
+    with app.app_context():
+        gina = accounts.create_user(account=None, username="gina", password=PASSWORD, role="owner")
+        accounts.add_member(db.session.get(Account, world.live_id), gina, "administrator")
+    token = login(client, world, username="gina")["access_token"]
+    uri = urlsplit(ok(post(client, SETUPS, token, {"password": PASSWORD}))["otpauthUri"])
+    host = urlsplit(app.config["ISSUER"]).hostname
+    assert unquote(uri.path) == f"/{host}:gina" and parse_qs(uri.query)["issuer"] == [host]
+
+
 def test_start_needs_the_right_password(app, client, world, store):
     """No password: 422 required; a wrong one: 422 invalid_password; no setup is kept."""
     token = login(client, world)["access_token"]
