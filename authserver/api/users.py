@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask import Response
 
 from ..errors import NotFound
 from ..extensions import db
 from ..models import ROLES, User
-from . import bp, jsonapi
+from . import bp, jsonapi, openapi
 from .auth import current_token, require_token
 
 
@@ -42,3 +44,19 @@ def current_user() -> Response:
     if user is None:
         raise NotFound("This token has no user.")
     return jsonapi.document(user_resource(user))
+
+
+OPENAPI: dict[str, Any] = {
+    "paths": {
+        "/user": {
+            "get": {
+                "summary": "The user the access token speaks for",
+                "operationId": "getCurrentUser",
+                "responses": {
+                    "200": openapi.body({"type": "object"}, "The user"),
+                    **openapi.error_responses(404),
+                },
+            }
+        }
+    }
+}

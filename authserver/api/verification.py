@@ -15,7 +15,7 @@ from ..config import SUPPORTED_LOCALES
 from ..errors import Forbidden, ValidationFailed
 from ..extensions import db
 from ..models import ROLES, User
-from . import bp, jsonapi
+from . import bp, jsonapi, openapi
 from .accounts import token_account
 from .auth import current_token, require_token
 
@@ -171,60 +171,50 @@ def create_phone_verification_code() -> Response:
 
 # --- OpenAPI ------------------------------------------------------------------------------
 
-_ERROR_TEXT = {
-    "400": "Malformed JSON or document.",
-    "401": "No valid access token.",
-    "403": "The token's role (or kind) may not do this.",
-    "404": "No such user in the token's account.",
-    "409": "Wrong resource type.",
-    "415": "Body not declared as JSON:API or JSON.",
-    "422": "Invalid, missing or expired value; source.pointer says which.",
-    "429": "Too many requests; see Retry-After.",
-    "503": "Redis unavailable.",
-}
 
-
-def _responses(*statuses: str) -> dict[str, Any]:
-    error = {"$ref": "#/components/schemas/Error"}
-    out: dict[str, Any] = {"204": {"description": "Done; no body."}}
-    for status in ("400", "401", *statuses, "409", "415", "422", "503"):
-        out[status] = {
-            "description": _ERROR_TEXT[status],
-            "content": {jsonapi.MEDIA_TYPE: {"schema": error}},
-        }
-    return dict(sorted(out.items()))
-
-
-def _operation(operation_id: str, summary: str, description: str, *statuses: str) -> Any:
-    schema = {"$ref": f"#/components/schemas/{operation_id[0].upper()}{operation_id[1:]}"}
+def _operation(
+    operation_id: str, summary: str, description: str, schema: str, *statuses: int
+) -> dict[str, Any]:
+    """A body-taking operation that answers 204, with its request schema and error statuses."""
     return {
         "summary": summary,
         "description": description,
         "operationId": operation_id,
-        "requestBody": {"required": True, "content": {jsonapi.MEDIA_TYPE: {"schema": schema}}},
-        "responses": _responses(*statuses),
+        "requestBody": {
+            "required": True,
+            **openapi.body({"$ref": f"#/components/schemas/{schema}"}),
+        },
+        "responses": {
+            "204": {"description": "Done; no body."},
+            **openapi.error_responses(400, *statuses, 409, 415, 422, 503),
+        },
     }
-
-
-def _request(type_: str, properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    """A request document whose data holds `type` and the given attributes."""
-    attributes = {
-        "type": "object",
-        "properties": properties,
-        "required": required,
-        "additionalProperties": False,
-    }
-    data = {
-        "type": "object",
-        "required": ["type", "attributes"],
-        "properties": {"type": {"const": type_}, "attributes": attributes},
-    }
-    return {"type": "object", "required": ["data"], "properties": {"data": data}}
 
 
 def _text(description: str) -> dict[str, str]:
     return {"type": "string", "description": description}
 
+
+def _request(type_: str, attributes: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    """A create/update document of `type_` with these attributes (and no id)."""
+    document = openapi.resource_document(type_, attributes, with_id=False)
+    data = document["properties"]["data"]
+    data["required"].append("attributes")
+    data["properties"]["attributes"] |= {"required": required, "additionalProperties": False}
+    return document
+
+
+_USER_LINKAGE = {
+    "type": "object",
+    "required": ["data"],
+    "properties": {
+        "data": {
+            "type": "object",
+            "required": ["type", "id"],
+            "properties": {"type": {"const": "User"}, "id": {"type": "string"}},
+        }
+    },
+}
 
 OPENAPI: dict[str, Any] = {
     "paths": {
@@ -234,10 +224,10 @@ OPENAPI: dict[str, Any] = {
                 "Email a user a link that verifies their address",
                 "One valid token per user (a new one voids the old), valid 24 hours, sent "
                 "by email. Anyone may ask for themselves; owners and administrators for any "
-                "user of their account. At most 5 an hour per user.",
-                "403",
-                "404",
-                "429",
+                "user of their account (404 for others). At most 5 an hour per user.",
+                "EmailVerificationTokenRequest",
+                404,
+                429,
             )
         },
         "/email_verifications": {
@@ -246,6 +236,7 @@ OPENAPI: dict[str, Any] = {
                 "Verify an email address with the emailed token",
                 "Sets emailVerified and emailVerifiedAt. The token works once, and only while "
                 "the user's email is still the address it was sent to.",
+                "EmailVerificationRequest",
             )
         },
         "/password_reset_tokens": {
@@ -255,9 +246,9 @@ OPENAPI: dict[str, Any] = {
                 "Always 204, whether or not the username exists: the lookup and the email "
                 "happen in the background. The link (valid 24 hours, one per user) goes to "
                 "the user's stored email, in `locale` if given. A pending user gets their "
-                "activation link again.",
-                "403",
-                "429",
+                "activation link again. At most 30 requests an hour per IP.",
+                "PasswordResetTokenRequest",
+                429,
             )
         },
         "/password": {
@@ -265,11 +256,13 @@ OPENAPI: dict[str, Any] = {
                 "updatePassword",
                 "Reset, activate or change a password",
                 "Give exactly one of resetToken (from a reset or activation email; any "
-                "token) or currentPassword (the user's own token). Every token of the user "
-                "is revoked and the user is emailed; two-step login stays as it was and "
-                "nobody is logged in. An activation makes a pending user active.",
-                "403",
-                "429",
+                "token) or currentPassword (the user's own token; 403 for guest and client "
+                "tokens). Every token of the user is revoked and the user is emailed; "
+                "two-step login stays as it was and nobody is logged in. An activation makes "
+                "a pending user active.",
+                "PasswordRequest",
+                403,
+                429,
             )
         },
         "/phone_verification_codes": {
@@ -278,12 +271,13 @@ OPENAPI: dict[str, Any] = {
                 "Text a 6-digit verification code to a phone number",
                 "Valid 30 minutes; earlier codes stay valid until used. At most 5 an hour "
                 "per number and account, 20 an hour per IP.",
-                "429",
+                "PhoneVerificationCodeRequest",
+                429,
             )
         },
     },
     "schemas": {
-        "CreateEmailVerificationToken": {
+        "EmailVerificationTokenRequest": {
             "type": "object",
             "required": ["data"],
             "properties": {
@@ -296,31 +290,16 @@ OPENAPI: dict[str, Any] = {
                             "type": "object",
                             "required": ["user"],
                             "additionalProperties": False,
-                            "properties": {
-                                "user": {
-                                    "type": "object",
-                                    "required": ["data"],
-                                    "properties": {
-                                        "data": {
-                                            "type": "object",
-                                            "required": ["type", "id"],
-                                            "properties": {
-                                                "type": {"const": "User"},
-                                                "id": {"type": "string", "format": "uuid"},
-                                            },
-                                        }
-                                    },
-                                }
-                            },
+                            "properties": {"user": _USER_LINKAGE},
                         },
                     },
                 }
             },
         },
-        "CreateEmailVerification": _request(
+        "EmailVerificationRequest": _request(
             "EmailVerification", {"token": _text("The token from the email link.")}, ["token"]
         ),
-        "CreatePasswordResetToken": _request(
+        "PasswordResetTokenRequest": _request(
             "PasswordResetToken",
             {
                 "username": _text("The username (compared trimmed and lower-cased)."),
@@ -332,7 +311,7 @@ OPENAPI: dict[str, Any] = {
             },
             ["username"],
         ),
-        "UpdatePassword": _request(
+        "PasswordRequest": _request(
             "Password",
             {
                 "resetToken": _text("From a reset or activation email (not with currentPassword)."),
@@ -347,7 +326,7 @@ OPENAPI: dict[str, Any] = {
             },
             ["value"],
         ),
-        "CreatePhoneVerificationCode": _request(
+        "PhoneVerificationCodeRequest": _request(
             "PhoneVerificationCode",
             {
                 "phoneNumber": {
