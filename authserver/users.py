@@ -335,16 +335,16 @@ def _check_profile_name(name: str, value: object) -> str | None:
 # --- reading --------------------------------------------------------------------------
 
 
-def role_in(user: User, account: Account | None) -> str:
-    """The user's role in `account`: its own, or its membership's for a global user."""
+def role_in(user: User, account: Account | None) -> str | None:
+    """The user's role in `account`: its own, or its membership's for a global user;
+    None when a global user is not a member of `account`."""
     if account is None or user.account_id == account.id:
         return user.role
-    role = db.session.scalar(
+    return db.session.scalar(
         select(AccountMembership.role).where(
             AccountMembership.account_id == account.id, AccountMembership.user_id == user.id
         )
     )
-    return role or user.role
 
 
 def get_member(account: Account, user_id: object) -> Member:
@@ -513,7 +513,7 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
         raise ValidationFailed(
             "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
         )
-    member = Member(user, role_in(user, account))
+    member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False)
     except DomainError:

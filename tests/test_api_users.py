@@ -293,25 +293,30 @@ def test_guest_may_not_choose_role_status_or_email_verified(
     assert "sneaky" not in _usernames(app, world.live_id)
 
 
+def _phone_code(app: Any, world: World, phone: str) -> str:
+    """Text a phone verification code (as POST /v1/phone_verification_codes would) and
+    read it from the memory: SMS outbox."""
+    with app.test_request_context():
+        verification.send_phone_code(phone, account=db.session.get(Account, world.live_id))
+    match = re.search(r"\b(\d{6})\b", _outbox(app).of("sms")[-1].text)
+    assert match is not None
+    return match.group(1)
+
+
+def _sms_sign_up(client: Any, guest: str, username: str, phone: str, code: str | None) -> Any:
+    attributes = {"username": username, "password": PASSWORD, "phoneNumber": phone}
+    attributes["authMethod"] = "tfa_sms"
+    if code is not None:
+        attributes["phoneVerificationCode"] = code
+    return _create(client, guest, attributes)
+
+
 def test_seed_003_sign_up_with_sms_two_step_login(app, client, world):
     """A guest signs up with phoneNumber, the texted phoneVerificationCode and tfa_sms: the
     phone is verified, the code is spent, and it answers the first login's OTP."""
-    with app.test_request_context():
-        verification.send_phone_code("+15550001111", account=db.session.get(Account, world.live_id))
-    texts = _outbox(app).of("sms")
-    code = re.search(r"\b(\d{6})\b", texts[-1].text).group(1)
+    code = _phone_code(app, world, "+15550001111")
     guest = _guest(client, world.live_prt)
-    response = _create(
-        client,
-        guest,
-        {
-            "username": "smsy",
-            "password": PASSWORD,
-            "phoneNumber": "+15550001111",
-            "phoneVerificationCode": code,
-            "authMethod": "tfa_sms",
-        },
-    )
+    response = _sms_sign_up(client, guest, "smsy", "+15550001111", code)
     assert response.status_code == 201, response.get_data(as_text=True)
     row = _row(app, response.get_json()["data"]["id"])
     assert (row["auth_method"], row["phone_verified"]) == ("tfa_sms", True)
@@ -327,17 +332,7 @@ def test_seed_003_sign_up_with_sms_two_step_login(app, client, world):
         },
     )
     assert token.status_code == 200, token.get_data(as_text=True)
-    again = _create(
-        client,
-        guest,
-        {
-            "username": "smsy2",
-            "password": PASSWORD,
-            "phoneNumber": "+15550001111",
-            "phoneVerificationCode": code,
-            "authMethod": "tfa_sms",
-        },
-    )
+    again = _sms_sign_up(client, guest, "smsy2", "+15550001111", code)
     assert again.status_code == 422  # the code was spent
     assert _errors(again) == [
         ("invalid_phone_verification_code", "/data/attributes/phoneVerificationCode")
@@ -348,16 +343,7 @@ def test_seed_003_sign_up_with_sms_two_step_login(app, client, world):
 def test_tfa_sms_sign_up_without_a_code_is_refused(app, client, world):
     """tfa_sms without phoneVerificationCode: 422 required, nobody created."""
     guest = _guest(client, world.live_prt)
-    response = _create(
-        client,
-        guest,
-        {
-            "username": "nocode",
-            "password": PASSWORD,
-            "phoneNumber": "+15550002222",
-            "authMethod": "tfa_sms",
-        },
-    )
+    response = _sms_sign_up(client, guest, "nocode", "+15550002222", None)
     assert response.status_code == 422
     assert _errors(response) == [("required", "/data/attributes/phoneVerificationCode")]
     assert "nocode" not in _usernames(app, world.live_id)
@@ -686,6 +672,12 @@ def test_long_passphrase_without_composition_rules_is_fine(client, world, admin)
     assert response.status_code == 201
 
 
+def _doc(**attributes: Any) -> dict[str, Any]:
+    """A create document for user x with a good password and role, plus `attributes`."""
+    base = {"username": "x", "role": "customer", "password": PASSWORD}
+    return {"data": {"type": "User", "attributes": {**base, **attributes}}}
+
+
 @pytest.mark.parametrize(
     ("body", "content_type", "status", "code"),
     [
@@ -702,194 +694,19 @@ def test_long_passphrase_without_composition_rules_is_fine(client, world, admin)
             409,
             "type_mismatch",
         ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "isAdmin": True,
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "unknown_attribute",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "passwordUpdatedAt": "2020-01-01",
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "unknown_attribute",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "emailVerifiedAt": "2020-01-01",
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "unknown_attribute",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {"username": 5, "role": "customer", "password": PASSWORD},
-                }
-            },
-            MEDIA,
-            422,
-            "invalid_type",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {"username": "x", "role": "emperor", "password": PASSWORD},
-                }
-            },
-            MEDIA,
-            422,
-            "invalid_choice",
-        ),
-        (
-            {"data": {"type": "User", "attributes": {"username": "x", "password": PASSWORD}}},
-            MEDIA,
-            422,
-            "required",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "email": "nope",
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "invalid_email",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "phoneNumber": "555",
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "invalid_phone_number",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "name": "n" * 300,
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "too_long",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "customData": [1],
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "invalid_type",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "customData": {"k": "v" * 17000},
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "invalid",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "emailVerified": "yes",
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "invalid_type",
-        ),
-        (
-            {
-                "data": {
-                    "type": "User",
-                    "attributes": {
-                        "username": "x",
-                        "role": "customer",
-                        "password": PASSWORD,
-                        "authMethod": "tfa_totp",
-                    },
-                }
-            },
-            MEDIA,
-            422,
-            "totp_not_enrolled",
-        ),
+        (_doc(isAdmin=True), MEDIA, 422, "unknown_attribute"),
+        (_doc(passwordUpdatedAt="2020-01-01"), MEDIA, 422, "unknown_attribute"),
+        (_doc(emailVerifiedAt="2020-01-01"), MEDIA, 422, "unknown_attribute"),
+        (_doc(username=5), MEDIA, 422, "invalid_type"),
+        (_doc(role="emperor"), MEDIA, 422, "invalid_choice"),
+        ({"data": {"type": "User", "attributes": {"username": "x"}}}, MEDIA, 422, "required"),
+        (_doc(email="nope"), MEDIA, 422, "invalid_email"),
+        (_doc(phoneNumber="555"), MEDIA, 422, "invalid_phone_number"),
+        (_doc(name="n" * 300), MEDIA, 422, "too_long"),
+        (_doc(customData=[1]), MEDIA, 422, "invalid_type"),
+        (_doc(customData={"k": "v" * 17000}), MEDIA, 422, "invalid"),
+        (_doc(emailVerified="yes"), MEDIA, 422, "invalid_type"),
+        (_doc(authMethod="tfa_totp"), MEDIA, 422, "totp_not_enrolled"),
         (
             {"data": {"type": "User", "id": "abc", "attributes": {"username": "x"}}},
             MEDIA,
@@ -1226,9 +1043,7 @@ def test_current_user_switches_to_sms_with_a_phone_code(app, client, world, carl
     response = _patch(client, token, carl, change, path="/v1/user")
     assert _errors(response) == [("required", "/data/attributes/phoneVerificationCode")]
     assert _row(app, carl) == before
-    with app.test_request_context():
-        verification.send_phone_code("+15550004444", account=db.session.get(Account, world.live_id))
-    code = re.search(r"\b(\d{6})\b", _outbox(app).of("sms")[-1].text).group(1)
+    code = _phone_code(app, world, "+15550004444")
     response = _patch(
         client, token, carl, {**change, "phoneVerificationCode": code}, path="/v1/user"
     )

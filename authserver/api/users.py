@@ -208,8 +208,10 @@ def delete_user(user_id: str) -> Response:
 def current_user() -> Response:
     """The user the access token speaks for (not for guests or client tokens)."""
     user, account = _current()
-    member = users.Member(user, users.role_in(user, account))
-    return _member_document(member, _locale_of(user, account))
+    role = users.role_in(user, account)
+    if role is None:
+        raise NotFound("This token's user is not a member of the account.")
+    return _member_document(users.Member(user, role), _locale_of(user, account))
 
 
 @bp.patch("/user")
