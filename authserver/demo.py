@@ -165,7 +165,8 @@ def describe(summary: dict[str, Any]) -> str:
         "",
         "  For the README's examples, paste:",
         f"    export CLIENT_ID={web['clientId']} CLIENT_SECRET={web['clientSecret']}",
-        f"    export AID={account['id']} TEST_AID={account['testAccountId']}",
+        f"    export AID={account['id']} TEST_AID={account['testAccountId']}"
+        f" PRT={account['publishableTokens']['live']}",
         f"    export ADMIN_PASSWORD='{admin['password']}' DEMO_PASSWORD='{demo_user['password']}'",
     ]
     if "curl" in summary:

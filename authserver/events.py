@@ -17,7 +17,11 @@ notifications, the audit log) get the app as sender. Payloads, by event:
 - identity.password.update.success: user, account
 - identity.phone_verification_code.create.success: phone_number, code, locale, account
 - identity.otp.create.success: user, account, code, method ("tfa_email" or "tfa_sms")
-- identity.tfa.update.success: user, account (TOTP set up or removed, recovery codes renewed)
+- identity.tfa.update.success: user, account (the second factor changed in another way)
+- identity.tfa.enable.success: user, account, method ("tfa_totp"; a TOTP enrolment was
+  confirmed, first or replacing an authenticator; its new recovery codes come with it)
+- identity.tfa.disable.success: user, account, method (the method switched off; now simple)
+- identity.recovery_codes.create.success: user, account, count (a new set; the old died)
 - identity.login.failure: user (or None), account, reason
 """
 
@@ -45,6 +49,9 @@ EVENTS = (
     "identity.phone_verification_code.create.success",
     "identity.otp.create.success",
     "identity.tfa.update.success",
+    "identity.tfa.enable.success",
+    "identity.tfa.disable.success",
+    "identity.recovery_codes.create.success",
     "identity.login.failure",
 )
 

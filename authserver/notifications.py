@@ -52,6 +52,9 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.activation_token.create.success": "/activate",
     "identity.password.update.success": None,
     "identity.tfa.update.success": None,
+    "identity.tfa.enable.success": None,
+    "identity.tfa.disable.success": None,
+    "identity.recovery_codes.create.success": None,
 }
 SCHEMES = {
     "mail": ("smtp", "smtps", "file", "console", "memory"),

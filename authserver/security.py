@@ -1,4 +1,5 @@
-"""Pure security helpers: password hashing (argon2id), random tokens and codes, digests.
+"""Pure security helpers: password hashing (argon2id), random tokens and codes, digests,
+TOTP (RFC 6238) matching, otpauth:// URIs and their QR codes.
 
 Nothing here touches the app, the database or Redis; callers pass in what is needed.
 """
@@ -11,8 +12,14 @@ import ipaddress
 import secrets
 from dataclasses import dataclass
 
+import pyotp
+import qrcode
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from qrcode.image.svg import SvgPathImage
+
+TOTP_STEP = 30  # seconds (RFC 6238 5.2 default)
+OTPAUTH_NAME_MAX = 64  # characters of issuer and account name in an otpauth:// label
 
 
 @dataclass(frozen=True)
@@ -90,3 +97,40 @@ def mask_address(address: str) -> str:
         local, _, domain = address.rpartition("@")
         return f"{local[:1]}***@{domain}"
     return f"{address[:2]}***{address[-2:]}" if len(address) > 6 else "***"
+
+
+def totp_step_matching(secret: str, otp: str, now: float) -> int | None:
+    """The time step (T-1, T or T+1, RFC 6238 5.2) whose 6-digit code is `otp`, or None."""
+    totp = pyotp.TOTP(secret, interval=TOTP_STEP)
+    current = int(now // TOTP_STEP)
+    matched = None
+    for step in (current - 1, current, current + 1):
+        # Check every candidate: the time taken does not depend on which one matched.
+        if same(totp.at(step * TOTP_STEP), otp):
+            matched = step
+    return matched
+
+
+def otpauth_uri(secret: str, account_name: str, issuer: str) -> str:
+    """The Key URI authenticator apps scan: otpauth://totp/<issuer>:<name>?secret=...&issuer=...
+
+    The label may hold no colon (it separates issuer from name) and a slash would end the
+    path, so both become spaces; long names are cut so the QR code stays easy to scan.
+    """
+
+    def clean(text: str) -> str:
+        text = " ".join(text.replace(":", " ").replace("/", " ").split())
+        return text[:OTPAUTH_NAME_MAX] or "-"
+
+    return pyotp.TOTP(secret, interval=TOTP_STEP).provisioning_uri(
+        name=clean(account_name), issuer_name=clean(issuer)
+    )
+
+
+def qr_svg(text: str) -> str:
+    """`text` as a QR code in a standalone SVG document (one path; medium error correction)."""
+    code = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, border=4)
+    code.add_data(text)
+    code.make(fit=True)
+    image = code.make_image(image_factory=SvgPathImage)
+    return str(image.to_string(encoding="unicode"))

@@ -1084,7 +1084,7 @@ def test_global_member_sees_its_membership_role(app, client, world):
 def test_openapi_describes_every_user_route(app):
     """Every route of api/users.py is in its OPENAPI paths, and the User schema exists."""
     operations = {
-        (rule.rule.removeprefix("/v1").replace("<user_id>", "{id}"), method.lower())
+        (rule.rule.removeprefix("/v1").replace("<user_id>", "{user_id}"), method.lower())
         for rule in app.url_map.iter_rules()
         if rule.endpoint
         in {

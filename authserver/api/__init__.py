@@ -14,7 +14,7 @@ bp = Blueprint("api", __name__, url_prefix="/v1")
 jsonapi.install(bp)
 
 
-from . import accounts, logins, users  # noqa: E402, F401 - register their routes on bp
+from . import accounts, logins, openapi, tfa, users  # noqa: E402, F401 - register their routes on bp
 
 
 def init_app(app: Flask) -> None:

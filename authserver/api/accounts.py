@@ -14,7 +14,7 @@ from ..config import SUPPORTED_LOCALES
 from ..errors import NotFound
 from ..extensions import db
 from ..models import Account, User
-from . import bp, jsonapi
+from . import bp, jsonapi, openapi
 from .auth import current_token, require_token
 
 EDITORS = ("owner", "administrator", "developer")
@@ -152,3 +152,96 @@ def reset_account() -> Response:
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.reset_test_account(account, by=by)
     return jsonapi.no_content()
+
+
+_ACCOUNT_ATTRIBUTES: dict[str, Any] = {
+    "status": {"type": "string", "enum": ["active", "deleted"], "readOnly": True},
+    "name": {"type": "string", "maxLength": 255},
+    "companyName": {"type": ["string", "null"], "maxLength": 255},
+    "mode": {"type": "string", "enum": ["live", "test"], "readOnly": True},
+    "defaultLocale": {"type": "string", "readOnly": True},
+    "defaultAuthMethod": {"type": "string", "enum": list(accounts.ACCOUNT_AUTH_METHODS)},
+    "websiteUrl": {"type": ["string", "null"], "format": "uri"},
+    "supportEmail": {"type": ["string", "null"], "format": "email"},
+    "techEmail": {"type": ["string", "null"], "format": "email"},
+    "testAccountId": {"type": ["string", "null"], "readOnly": True},
+    "apiVersion": {"type": ["string", "null"], "pattern": "^[0-9]{8}$"},
+    "caption": {"type": ["string", "null"], "maxLength": 255},
+    "description": {"type": ["string", "null"], "maxLength": 10000},
+    "customData": {"type": "object"},
+}
+_ACCOUNT_DOC = {"$ref": "#/components/schemas/AccountDocument"}
+_LOCALE = {"$ref": "#/components/parameters/locale"}
+
+OPENAPI: dict[str, Any] = {
+    "schemas": {
+        "AccountDocument": openapi.resource_document("Account", _ACCOUNT_ATTRIBUTES, with_id=True),
+        "PublishableTokenDocument": openapi.resource_document(
+            "PublishableToken",
+            {"value": {"type": "string"}, "mode": {"type": "string"}},
+            with_id=True,
+        ),
+    },
+    "paths": {
+        "/account": {
+            "get": {
+                "summary": "The token's account",
+                "operationId": "getAccount",
+                "parameters": [_LOCALE],
+                "responses": {
+                    "200": openapi.body(_ACCOUNT_DOC, "The account; meta.locale says the locale"),
+                    **openapi.error_responses(400, 404),
+                },
+            },
+            "patch": {
+                "summary": "Change the live account (its test account follows)",
+                "operationId": "updateAccount",
+                "parameters": [_LOCALE],
+                "requestBody": openapi.body(_ACCOUNT_DOC),
+                "responses": {
+                    "200": openapi.body(_ACCOUNT_DOC, "The changed account"),
+                    **openapi.error_responses(400, 404, 409, 413, 415, 422),
+                },
+            },
+            "delete": {
+                "summary": "Delete the account and its test account; every token stops",
+                "operationId": "deleteAccount",
+                "responses": {"204": {"description": "Deleted"}, **openapi.error_responses(422)},
+            },
+        },
+        "/account/publishable_token": {
+            "get": {
+                "summary": "The account's publishable refresh token",
+                "operationId": "getPublishableToken",
+                "responses": {
+                    "200": openapi.body(
+                        {"$ref": "#/components/schemas/PublishableTokenDocument"}, "The token"
+                    )
+                },
+            },
+            "post": {
+                "summary": "A new publishable token; the old one stops at once",
+                "operationId": "regeneratePublishableToken",
+                "responses": {
+                    "201": openapi.body(
+                        {"$ref": "#/components/schemas/PublishableTokenDocument"}, "The new token"
+                    )
+                },
+            },
+        },
+        "/account_resets": {
+            "post": {
+                "summary": "Wipe a test account's users but the caller (test accounts only)",
+                "operationId": "resetTestAccount",
+                "requestBody": {
+                    "required": False,
+                    **openapi.body(openapi.resource_document("AccountReset", {}, with_id=False)),
+                },
+                "responses": {
+                    "204": {"description": "The test account was reset"},
+                    **openapi.error_responses(422),
+                },
+            }
+        },
+    },
+}

@@ -12,7 +12,7 @@ from flask import Response
 from .. import accounts
 from ..errors import NotFound
 from ..models import ROLES, LoginRecord
-from . import bp, jsonapi
+from . import bp, jsonapi, openapi
 from .auth import current_token, require_token
 
 PAGE_SIZE = 25
@@ -65,3 +65,65 @@ def account_logins() -> Response:
     if token.account_id is None:
         raise NotFound("This token is not for an account.")
     return _page(account_id=token.account_id)
+
+
+_LOGIN_LIST = {
+    "type": "object",
+    "properties": {
+        "data": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {
+                    "type": {"const": "Login"},
+                    "id": {"type": "string"},
+                    "attributes": {
+                        "type": "object",
+                        "properties": {
+                            "time": {"type": "string", "format": "date-time"},
+                            "ip": {"type": ["string", "null"]},
+                            "userAgent": {"type": ["string", "null"]},
+                            "method": {
+                                "type": "string",
+                                "description": "password, password+otp, password+sms, "
+                                "password+recovery_code, otp, ...",
+                            },
+                            "success": {"type": "boolean"},
+                            "reason": {"type": ["string", "null"]},
+                            "clientId": {"type": ["string", "null"]},
+                            "userId": {"type": ["string", "null"]},
+                        },
+                    },
+                },
+            },
+        },
+        "meta": {"type": "object", "properties": {"totalCount": {"type": "integer"}}},
+        "links": {"type": "object"},
+    },
+}
+_PAGING = [
+    {"$ref": "#/components/parameters/pageNumber"},
+    {"$ref": "#/components/parameters/pageSize"},
+]
+
+
+def _logins_operation(summary: str, operation_id: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "operationId": operation_id,
+            "parameters": _PAGING,
+            "responses": {
+                "200": openapi.body(_LOGIN_LIST, "Logins, newest first"),
+                **openapi.error_responses(400, 404),
+            },
+        }
+    }
+
+
+OPENAPI: dict[str, Any] = {
+    "paths": {
+        "/user/logins": _logins_operation("The current user's logins", "listMyLogins"),
+        "/logins": _logins_operation("Every login into the token's account", "listLogins"),
+    }
+}

@@ -15,7 +15,7 @@ from .. import users
 from ..errors import NotFound
 from ..extensions import db
 from ..models import ROLES, Account, User
-from . import bp, jsonapi
+from . import bp, jsonapi, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token
 
@@ -233,19 +233,7 @@ def _ref(name: str) -> dict[str, str]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    words = {
-        400: "Malformed body or bad query parameter",
-        401: "No valid access token",
-        403: "The role (or the owner and self rules) forbids this",
-        404: "No such user in the token's account",
-        409: "Username taken, or wrong data.type / data.id",
-        415: "Body is not JSON:API",
-        422: "Invalid, unknown or read-only attribute",
-        429: "Too many phone-code tries",
-        503: "Redis unavailable",
-    }
-    doc = {"content": {jsonapi.MEDIA_TYPE: {"schema": _ref("Error")}}}
-    return {str(s): {"description": words[s], **doc} for s in statuses}
+    return openapi.error_responses(*statuses)
 
 
 def _one(description: str) -> dict[str, Any]:
@@ -301,8 +289,8 @@ def _input(name: str, attributes: frozenset[str], required: list[str]) -> dict[s
     }
 
 
-_ID = {"name": "id", "in": "path", "required": True, "schema": {**_STR, "format": "uuid"}}
-_LOCALE = {"name": "locale", "in": "query", "schema": {"enum": ["en", "es", "fr"]}}
+_ID = {"name": "user_id", "in": "path", "required": True, "schema": {**_STR, "format": "uuid"}}
+_LOCALE = {"$ref": "#/components/parameters/locale"}
 
 OPENAPI: dict[str, Any] = {
     "paths": {
@@ -324,12 +312,8 @@ OPENAPI: dict[str, Any] = {
                 "summary": "List the account's users",
                 "operationId": "listUsers",
                 "parameters": [
-                    {"name": "page[number]", "in": "query", "schema": {"type": "integer"}},
-                    {
-                        "name": "page[size]",
-                        "in": "query",
-                        "schema": {"type": "integer", "minimum": 1, "maximum": PAGE_SIZE_MAX},
-                    },
+                    {"$ref": "#/components/parameters/pageNumber"},
+                    {"$ref": "#/components/parameters/pageSize"},
                     {"name": "filter[status]", "in": "query", "schema": _WRITABLE["status"]},
                     {"name": "filter[role]", "in": "query", "schema": _WRITABLE["role"]},
                     {
@@ -349,7 +333,7 @@ OPENAPI: dict[str, Any] = {
                 },
             },
         },
-        "/users/{id}": {
+        "/users/{user_id}": {
             "parameters": [_ID],
             "get": {
                 "summary": "Retrieve a user",
