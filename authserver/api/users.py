@@ -334,11 +334,10 @@ OPENAPI: dict[str, Any] = {
             },
         },
         "/users/{user_id}": {
-            "parameters": [_ID],
             "get": {
                 "summary": "Retrieve a user",
                 "operationId": "getUser",
-                "parameters": [_LOCALE],
+                "parameters": [_ID, _LOCALE],
                 "responses": {"200": _one("The user"), **_errors(401, 403, 404)},
             },
             "patch": {
@@ -347,6 +346,7 @@ OPENAPI: dict[str, Any] = {
                 "changes the owner or makes an owner; a global member's role only. A new "
                 "password, role or a status other than active voids the user's tokens.",
                 "operationId": "updateUser",
+                "parameters": [_ID, _LOCALE],
                 "requestBody": _body("UserUpdate"),
                 "responses": {
                     "200": _one("The updated user"),
@@ -358,6 +358,7 @@ OPENAPI: dict[str, Any] = {
                 "description": "Soft delete: status deleted, personal data wiped, username "
                 "freed, every token stopped. A global member loses only its membership.",
                 "operationId": "deleteUser",
+                "parameters": [_ID],
                 "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
             },
         },
