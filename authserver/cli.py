@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import accounts, clients, demo, keys
+from . import accounts, clients, demo, keys, users
 from .config import ConfigError
 from .errors import DomainError, ServiceUnavailable
 from .models import AUTH_METHODS, ROLES
@@ -189,7 +189,7 @@ def users_create(
     if password == "-":  # noqa: S105 - the stdin marker, not a password
         password = sys.stdin.readline().rstrip("\n")
     account = accounts.get_account(account_id) if account_id else None
-    user = accounts.create_user(account=account, password=password, **fields)
+    user = users.create_user(account=account, password=password, **fields)
     _emit(
         {"id": user.id, "username": user.username, "accountId": user.account_id},
         as_json,

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Flask
 from flask_migrate import upgrade
 
-from . import accounts, clients, keys
+from . import accounts, clients, keys, users
 from .extensions import db
 from .models import Account
 from .security import random_token
@@ -45,7 +45,7 @@ def _create(app: Flask) -> dict[str, Any]:
     pair = accounts.create_account("Demo Store", company_name="Demo Store Inc.")
     admin_password = random_token(12)
     user_password = random_token(12)
-    admin = accounts.create_user(
+    admin = users.create_user(
         account=pair.live,
         username="admin",
         password=admin_password,
@@ -54,7 +54,7 @@ def _create(app: Flask) -> dict[str, Any]:
         email_verified=True,
         name="Demo Administrator",
     )
-    user = accounts.create_user(
+    user = users.create_user(
         account=pair.live,
         username="demo",
         password=user_password,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import json
 import os
 import re
 from urllib.parse import urlsplit
@@ -21,6 +22,7 @@ PHONE_RE = re.compile(r"^\+[1-9][0-9]{1,14}$")  # E.164
 PASSWORD_MIN = 8
 PASSWORD_MAX = 128
 NAME_MAX = 255
+CUSTOM_DATA_MAX = 16 * 1024  # bytes of JSON
 
 
 def check_username(value: object, field: str = "username") -> str:
@@ -125,6 +127,17 @@ def check_name(value: object, field: str, max_len: int = NAME_MAX) -> str:
             f"Must be at most {max_len} printable characters.", field=field, code="invalid"
         )
     return text
+
+
+def check_custom_data(value: object, field: str = "customData") -> dict[str, object]:
+    """A JSON object of at most CUSTOM_DATA_MAX bytes (user-defined data)."""
+    if not isinstance(value, dict) or len(json.dumps(value)) > CUSTOM_DATA_MAX:
+        raise ValidationFailed(
+            f"Must be an object of at most {CUSTOM_DATA_MAX} bytes of JSON.",
+            field=field,
+            code="invalid",
+        )
+    return value
 
 
 def check_redirect_uri(value: object, field: str = "redirectUris") -> str:

@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 
-from authserver import accounts, clients
+from authserver import accounts, clients, users
 from authserver.extensions import db
 from authserver.models import LoginRecord, RefreshToken
 
@@ -51,10 +51,10 @@ def make_world(app: Flask) -> World:
     with app.app_context():
         acme = accounts.create_account("Acme")
         other = accounts.create_account("Other")
-        alice = accounts.create_user(
+        alice = users.create_user(
             account=acme.live, username="alice", password=PASSWORD, role="owner"
         )
-        tess = accounts.create_user(
+        tess = users.create_user(
             account=acme.test, username="tess", password=PASSWORD, role="owner"
         )
         public = clients.create_client(acme.live, "Native", public=True, grant_types=TOKEN_GRANTS)

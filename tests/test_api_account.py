@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from oauth_helpers import PASSWORD, World, bearer, login, make_world
 
-from authserver import accounts
+from authserver import users
 from authserver.events import signal
 from authserver.extensions import db
 from authserver.models import Account, LoginRecord, User
@@ -27,7 +27,7 @@ def _token(app: Any, client: Any, world: World, role: str, account_id: str | Non
     username = f"{role}-{account_id[:8]}"
     with app.app_context():
         account = db.session.get(Account, account_id)
-        accounts.create_user(account=account, username=username, password=PASSWORD, role=role)
+        users.create_user(account=account, username=username, password=PASSWORD, role=role)
     public = world.public_id if account_id == world.live_id else world.test_public_id
     body = login(client, world, username=username, aid=account_id, client_id=public)
     return str(body["access_token"])
@@ -309,7 +309,7 @@ def test_reset_wipes_the_test_accounts_users_but_the_caller(app, client, world):
     the caller stays, and the live account's users are untouched."""
     _token(app, client, world, "customer", account_id=world.test_id)  # logs in: has history
     with app.app_context():
-        accounts.create_user(
+        users.create_user(
             account=db.session.get(Account, world.test_id),
             username="t-two",
             password=PASSWORD,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from oauth_helpers import PASSWORD, World, bearer, login, make_world
 
-from authserver import accounts
+from authserver import users
 from authserver.extensions import db
 from authserver.models import Account, User
 
@@ -20,7 +20,7 @@ def world(app: Any) -> World:
 def _user(app: Any, world: World, username: str, role: str) -> None:
     with app.app_context():
         account = db.session.get(Account, world.live_id)
-        accounts.create_user(account=account, username=username, password=PASSWORD, role=role)
+        users.create_user(account=account, username=username, password=PASSWORD, role=role)
 
 
 def _failed_login(client: Any, world: World, username: str, ip: str) -> None:

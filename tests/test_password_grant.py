@@ -23,7 +23,7 @@ from joserfc.jwk import KeySet
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from authserver import accounts, clients, twofactor
+from authserver import accounts, clients, twofactor, users
 from authserver.config import Defaults
 from authserver.extensions import db, passwords
 from authserver.login import FAILURES_FROM_IP, FAILURES_PER_IP, FAILURES_PER_USER
@@ -73,7 +73,7 @@ def new_user(
 ) -> str:
     with app.app_context():
         account = db.session.get(Account, account_id) if account_id else None
-        user = accounts.create_user(
+        user = users.create_user(
             account=account, username=username, password=password, role=role, **attrs
         )
         return user.id
@@ -107,7 +107,7 @@ def world(app: Flask) -> World:
             Cred(other_public.client.client_id),
         )
     live, test, other = ids
-    users = {
+    user_ids = {
         "alice@a": new_user(app, live, "alice", "alice-in-acme"),
         "alice@b": new_user(app, other, "alice", "alice-in-beta"),
         "tess@test": new_user(app, test, "tess"),
@@ -117,11 +117,11 @@ def world(app: Flask) -> World:
         "dave": new_user(app, live, "dave"),
     }
     with app.app_context():
-        accounts.add_member(db.session.get(Account, live), _user("gina"), "administrator")
-        accounts.add_member(db.session.get(Account, other), _user("glen"), "customer")
+        users.add_member(db.session.get(Account, live), _user("gina"), "administrator")
+        users.add_member(db.session.get(Account, other), _user("glen"), "customer")
         accounts.set_status(_user("dora"), "disabled")
         accounts.set_status(_user("dave"), "deleted")
-    return World(live, test, other, *creds, users)
+    return World(live, test, other, *creds, user_ids)
 
 
 def _user(username: str) -> User:
@@ -411,7 +411,7 @@ def real_argon2(app: Flask, make_app: Any) -> tuple[FlaskClient, Cred, float]:
         account = accounts.create_account("Timing")
         new = clients.create_client(account.live, "t", public=True, grant_types=GRANTS)
         cred = Cred(new.client.client_id)
-        accounts.create_user(account=None, username="tim", password=PASSWORD, role="customer")
+        users.create_user(account=None, username="tim", password=PASSWORD, role="customer")
         hasher = passwords()
         stored = hasher.hash(PASSWORD)
         samples = []

@@ -40,7 +40,7 @@ def token_account() -> Account:
     return account
 
 
-def _locale(account: Account) -> str:
+def request_locale(account: Account) -> str:
     locale = request.args.get("locale")
     if locale is None:
         return account.default_locale
@@ -83,7 +83,7 @@ def account_resource(account: Account, locale: str) -> dict[str, Any]:
 def get_account() -> Response:
     """The account of the token (any role, guests included)."""
     account = token_account()
-    locale = _locale(account)
+    locale = request_locale(account)
     return jsonapi.document(account_resource(account, locale), meta={"locale": locale})
 
 
@@ -92,7 +92,7 @@ def get_account() -> Response:
 def patch_account() -> Response:
     """Change the live account; the test account follows in the same transaction."""
     account = token_account()
-    locale = _locale(account)
+    locale = request_locale(account)
     attrs = jsonapi.parse_document(
         type_="Account", require_id=account.id, allowed={*WRITABLE, "customData"}
     )

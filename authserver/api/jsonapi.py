@@ -52,6 +52,7 @@ class ErrorObject:
     title: str
     detail: str | None = None
     pointer: str | None = None  # JSON Pointer into the request document; "" is the root
+    parameter: str | None = None  # the query parameter at fault
 
     def as_json(self) -> dict[str, Any]:
         obj: dict[str, Any] = {"status": str(self.status), "code": self.code, "title": self.title}
@@ -59,6 +60,8 @@ class ErrorObject:
             obj["detail"] = self.detail
         if self.pointer is not None:
             obj["source"] = {"pointer": self.pointer}
+        elif self.parameter is not None:
+            obj["source"] = {"parameter": self.parameter}
         return obj
 
 
@@ -84,10 +87,20 @@ class ApiError(HTTPException):
 
 
 def fail(
-    status: int, code: str, title: str, detail: str | None = None, pointer: str | None = None
+    status: int,
+    code: str,
+    title: str,
+    detail: str | None = None,
+    pointer: str | None = None,
+    parameter: str | None = None,
 ) -> NoReturn:
     """Stop handling the request with one JSON:API error."""
-    raise ApiError([ErrorObject(status, code, title, detail, pointer)])
+    raise ApiError([ErrorObject(status, code, title, detail, pointer, parameter)])
+
+
+def fail_parameter(name: str, detail: str) -> NoReturn:
+    """400 for a bad query parameter, with `source.parameter` naming it."""
+    fail(400, "invalid_parameter", "Invalid query parameter", detail, parameter=name)
 
 
 def overall_status(errors: Sequence[ErrorObject]) -> int:
@@ -261,6 +274,33 @@ def _response(body: Mapping[str, Any], status: int, headers: Mapping[str, str] |
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response
+
+
+# --- pagination ---------------------------------------------------------------------
+
+
+def page_param(name: str, default: int, maximum: int) -> int:
+    """`page[name]` from the query string: a whole number from 1 to `maximum`, else 400."""
+    key = f"page[{name}]"
+    raw = request.args.get(key)
+    if raw is None:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 7 or not 1 <= int(raw) <= maximum:
+        fail_parameter(key, f"{key} must be a whole number from 1 to {maximum}.")
+    return int(raw)
+
+
+def page_links(number: int, size: int, total: int, query: str = "") -> dict[str, str]:
+    """self/first/last and, where they exist, prev/next links of a paginated list;
+    `query` is the rest of the query string (filters), already encoded, ending with &."""
+    last = max(1, -(-total // size))
+    base = f"{request.path}?{query}page[size]={size}&page[number]="
+    links = {"self": f"{base}{number}", "first": f"{base}1", "last": f"{base}{last}"}
+    if number > 1:
+        links["prev"] = f"{base}{number - 1}"
+    if number < last:
+        links["next"] = f"{base}{number + 1}"
+    return links
 
 
 # --- names and pointers -----------------------------------------------------------------

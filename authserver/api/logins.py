@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response, request
+from flask import Response
 
 from .. import accounts
 from ..errors import NotFound
@@ -17,20 +17,7 @@ from .auth import current_token, require_token
 
 PAGE_SIZE = 25
 PAGE_SIZE_MAX = 100
-
-
-def _page_param(name: str, default: int, maximum: int) -> int:
-    raw = request.args.get(f"page[{name}]")
-    if raw is None:
-        return default
-    if not raw.isascii() or not raw.isdigit() or len(raw) > 7 or not 1 <= int(raw) <= maximum:
-        jsonapi.fail(
-            400,
-            "invalid_parameter",
-            "Invalid page parameter",
-            f"page[{name}] must be a whole number from 1 to {maximum}.",
-        )
-    return int(raw)
+PAGE_NUMBER_MAX = 1_000_000
 
 
 def _login_resource(record: LoginRecord) -> dict[str, Any]:
@@ -51,16 +38,10 @@ def _login_resource(record: LoginRecord) -> dict[str, Any]:
 
 
 def _page(**who: str) -> Response:
-    number = _page_param("number", 1, 1_000_000)
-    size = _page_param("size", PAGE_SIZE, PAGE_SIZE_MAX)
+    number = jsonapi.page_param("number", 1, PAGE_NUMBER_MAX)
+    size = jsonapi.page_param("size", PAGE_SIZE, PAGE_SIZE_MAX)
     rows, total = accounts.login_history(page=number, size=size, **who)
-    last = max(1, -(-total // size))
-    base = f"{request.path}?page[size]={size}&page[number]="
-    links = {"self": f"{base}{number}", "first": f"{base}1", "last": f"{base}{last}"}
-    if number > 1:
-        links["prev"] = f"{base}{number - 1}"
-    if number < last:
-        links["next"] = f"{base}{number + 1}"
+    links = jsonapi.page_links(number, size, total)
     return jsonapi.document(
         [_login_resource(r) for r in rows], meta={"totalCount": total}, links=links
     )

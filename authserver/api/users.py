@@ -1,19 +1,53 @@
-"""User resources: `GET /v1/user` (the current user). The rest arrives with the identity API."""
+"""User resource: `/v1/users` (owner and administrators; guests may sign up a customer),
+`/v1/users/{id}`, and `/v1/user`, the current user (every role but guest).
+
+Parses and type-checks the wire attributes, calls one `users` use case, renders.
+"""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlencode
 
-from flask import Response
+from flask import Response, request
 
+from .. import users
 from ..errors import NotFound
 from ..extensions import db
-from ..models import ROLES, User
+from ..models import ROLES, Account, User
 from . import bp, jsonapi, openapi
+from .accounts import request_locale
 from .auth import current_token, require_token
 
+PAGE_SIZE = 25
+PAGE_SIZE_MAX = 100
+PAGE_NUMBER_MAX = 1_000_000
 
-def user_resource(user: User) -> dict[str, object]:
+# camelCase attribute -> (kind, max length, nullable). Lengths are wire caps; the domain
+# rules say what a valid value is (a password, say, is 8 to 128 characters).
+WIRE: dict[str, tuple[str, int, bool]] = {
+    "username": ("str", 255, False),
+    "password": ("str", 1024, False),
+    "email": ("str", 254, True),
+    "phoneNumber": ("str", 32, True),
+    "phoneVerificationCode": ("str", 16, False),
+    "name": ("str", 255, True),
+    "firstName": ("str", 255, True),
+    "lastName": ("str", 255, True),
+    "authMethod": ("str", 16, False),
+    "role": ("str", 32, False),
+    "status": ("str", 16, False),
+    "emailVerified": ("bool", 0, False),
+    "customData": ("object", 0, False),
+}
+ADMIN_ATTRIBUTES = frozenset(WIRE)
+GUEST_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified"}
+SELF_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}
+
+
+def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
+    """The wire shape of a user; `role` is its role in the account asked about."""
+    account = {"type": "Account", "id": user.account_id} if user.account_id else None
     return jsonapi.resource(
         "User",
         user.id,
@@ -26,37 +60,381 @@ def user_resource(user: User) -> dict[str, object]:
             "firstName": user.first_name,
             "lastName": user.last_name,
             "authMethod": user.auth_method,
-            "role": user.role,
+            "role": role or user.role,
             "emailVerified": user.email_verified,
             "emailVerifiedAt": user.email_verified_at,
             "passwordUpdatedAt": user.password_updated_at,
             "customData": user.custom_data or {},
         },
+        relationships={"account": {"data": account}},
     )
+
+
+def _member_document(member: users.Member, locale: str, status: int = 200) -> Response:
+    headers = {"Location": f"/v1/users/{member.user.id}"} if status == 201 else None
+    return jsonapi.document(
+        user_resource(member.user, member.role),
+        meta={"locale": locale},
+        status=status,
+        headers=headers,
+    )
+
+
+def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
+    """Type-checked attributes, snake_case; a null stays (it clears the attribute)."""
+    fields: dict[str, Any] = {}
+    for name in attrs:
+        kind, max_len, nullable = WIRE[name]
+        if kind == "str":
+            value: Any = jsonapi.expect_str(attrs, name, max_len=max_len, nullable=nullable)
+        elif kind == "bool":
+            value = jsonapi.expect_bool(attrs, name)
+        else:
+            value = jsonapi.expect_object(attrs, name)
+        fields[jsonapi.to_snake(name)] = value
+    return fields
+
+
+def _actor() -> users.Actor:
+    token = current_token()
+    account = db.session.get(Account, token.account_id) if token.account_id else None
+    if account is None:
+        raise NotFound("This token is not for an account.")
+    return users.Actor(role=token.role, user_id=token.user_id, account=account)
+
+
+def _current() -> tuple[User, Account | None]:
+    token = current_token()
+    user = db.session.get(User, token.user_id) if token.user_id else None
+    if user is None:
+        raise NotFound("This token has no user.")
+    account = db.session.get(Account, token.account_id) if token.account_id else None
+    return user, account
+
+
+def _locale_of(user: User, account: Account | None) -> str:
+    return request_locale(account) if account is not None else (user.locale or "en")
+
+
+# --- /v1/users ------------------------------------------------------------------------
+
+
+@bp.post("/users")
+@require_token(*users.MANAGERS, users.GUEST)
+def create_user() -> Response:
+    """An administrator creates a user; a guest (publishable token) signs up a customer."""
+    actor = _actor()
+    allowed = GUEST_ATTRIBUTES if actor.role == users.GUEST else ADMIN_ATTRIBUTES
+    required = {"username"} if actor.role == users.GUEST else {"username", "role"}
+    attrs = jsonapi.parse_document(type_="User", allowed=allowed, required=required)
+    member = users.register_user(actor, _fields(attrs))
+    return _member_document(member, request_locale(actor.account), status=201)
+
+
+def _filter(name: str, choices: tuple[str, ...]) -> str | None:
+    key = f"filter[{name}]"
+    value = request.args.get(key)
+    if value is not None and value not in choices:
+        jsonapi.fail_parameter(key, f"{key} must be one of: {', '.join(choices)}.")
+    return value
+
+
+@bp.get("/users")
+@require_token(*users.MANAGERS)
+def list_users() -> Response:
+    """The account's users (its own and the global users who joined it), by username;
+    `filter[status]`, `filter[role]`, `search` (part of a username or email)."""
+    actor = _actor()
+    locale = request_locale(actor.account)
+    status = _filter("status", users.LISTED_STATUSES)
+    role = _filter("role", ROLES)
+    search = request.args.get("search")
+    if search is not None and (
+        len(search) > users.SEARCH_MAX or any(ord(c) < 32 or c == "\x7f" for c in search)
+    ):
+        jsonapi.fail_parameter(
+            "search", f"search must be at most {users.SEARCH_MAX} printable characters."
+        )
+    number = jsonapi.page_param("number", 1, PAGE_NUMBER_MAX)
+    size = jsonapi.page_param("size", PAGE_SIZE, PAGE_SIZE_MAX)
+    members, total = users.list_members(
+        actor.account, status=status, role=role, search=search, page=number, size=size
+    )
+    kept = {
+        k: v for k in ("filter[status]", "filter[role]", "search") if (v := request.args.get(k))
+    }
+    query = urlencode(kept) + "&" if kept else ""
+    return jsonapi.document(
+        [user_resource(m.user, m.role) for m in members],
+        meta={"locale": locale, "totalCount": total},
+        links=jsonapi.page_links(number, size, total, query),
+    )
+
+
+@bp.get("/users/<user_id>")
+@require_token(*users.MANAGERS)
+def get_user(user_id: str) -> Response:
+    """One user of the token's account (404 for any other, the test twin's included)."""
+    actor = _actor()
+    return _member_document(users.get_member(actor.account, user_id), request_locale(actor.account))
+
+
+@bp.patch("/users/<user_id>")
+@require_token(*users.MANAGERS)
+def update_user(user_id: str) -> Response:
+    """An administrator changes a user; a new password, role or status voids its tokens."""
+    actor = _actor()
+    member = users.get_member(actor.account, user_id)  # 404 before any body error
+    attrs = jsonapi.parse_document(
+        type_="User", require_id=member.user.id, allowed=ADMIN_ATTRIBUTES
+    )
+    member = users.update_user(actor, user_id, _fields(attrs))
+    return _member_document(member, request_locale(actor.account))
+
+
+@bp.delete("/users/<user_id>")
+@require_token(*users.MANAGERS)
+def delete_user(user_id: str) -> Response:
+    """Remove a user from the account; every token of the user stops at once."""
+    users.delete_user(_actor(), user_id)
+    return jsonapi.no_content()
+
+
+# --- /v1/user -------------------------------------------------------------------------
 
 
 @bp.get("/user")
 @require_token(*ROLES)  # not guests; client tokens have no user (404)
 def current_user() -> Response:
     """The user the access token speaks for (not for guests or client tokens)."""
-    token = current_token()
-    user = db.session.get(User, token.user_id) if token.user_id else None
-    if user is None:
-        raise NotFound("This token has no user.")
-    return jsonapi.document(user_resource(user))
+    user, account = _current()
+    role = users.role_in(user, account)
+    if role is None:
+        raise NotFound("This token's user is not a member of the account.")
+    return _member_document(users.Member(user, role), _locale_of(user, account))
 
+
+@bp.patch("/user")
+@require_token(*ROLES)
+def update_current_user() -> Response:
+    """The current user changes their own profile (not role, status, password or
+    emailVerified); a new email is unverified and gets a verification link."""
+    user, account = _current()
+    attrs = jsonapi.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
+    member = users.update_current_user(user, account, _fields(attrs))
+    return _member_document(member, _locale_of(user, account))
+
+
+# --- OpenAPI --------------------------------------------------------------------------
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    return openapi.error_responses(*statuses)
+
+
+def _one(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {jsonapi.MEDIA_TYPE: {"schema": _ref("UserDocument")}},
+    }
+
+
+def _body(schema: str) -> dict[str, Any]:
+    return {"required": True, "content": {jsonapi.MEDIA_TYPE: {"schema": _ref(schema)}}}
+
+
+_STR = {"type": "string"}
+_NSTR = {"type": ["string", "null"]}
+_WRITABLE: dict[str, Any] = {
+    "username": {**_STR, "maxLength": 255, "description": "a-z 0-9 - @ . + _; lower-cased"},
+    "password": {**_STR, "minLength": 8, "maxLength": 128},
+    "email": {**_NSTR, "format": "email"},
+    "phoneNumber": {**_NSTR, "description": "E.164, e.g. +15551234567"},
+    "phoneVerificationCode": {**_STR, "description": "Proves phoneNumber (tfa_sms)"},
+    "name": _NSTR,
+    "firstName": _NSTR,
+    "lastName": _NSTR,
+    "authMethod": {"enum": ["simple", "tfa_email", "tfa_sms", "tfa_totp"]},
+    "role": {"enum": list(ROLES)},
+    "status": {"enum": ["active", "pending", "disabled"]},
+    "emailVerified": {"type": "boolean"},
+    "customData": {"type": "object"},
+}
+
+
+def _input(name: str, attributes: frozenset[str], required: list[str]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["data"],
+        "properties": {
+            "data": {
+                "type": "object",
+                "required": ["type"] + (["id"] if name.startswith("Update") else []),
+                "properties": {
+                    "type": {"const": "User"},
+                    "id": _STR,
+                    "attributes": {
+                        "type": "object",
+                        "additionalProperties": False,
+                        "required": required,
+                        "properties": {k: v for k, v in _WRITABLE.items() if k in attributes},
+                    },
+                },
+            }
+        },
+    }
+
+
+_ID = {"name": "user_id", "in": "path", "required": True, "schema": {**_STR, "format": "uuid"}}
+_LOCALE = {"$ref": "#/components/parameters/locale"}
 
 OPENAPI: dict[str, Any] = {
     "paths": {
+        "/users": {
+            "post": {
+                "summary": "Create a user (a guest token signs up a customer)",
+                "description": "Guests may not set status, emailVerified or a role other than "
+                "customer. status pending (no password) emails an activation link; an "
+                "unverified email gets a verification link; phoneVerificationCode with "
+                "authMethod tfa_sms becomes the first login's OTP.",
+                "operationId": "createUser",
+                "requestBody": _body("UserCreate"),
+                "responses": {
+                    "201": _one("The created user"),
+                    **_errors(400, 401, 403, 409, 415, 422, 503),
+                },
+            },
+            "get": {
+                "summary": "List the account's users",
+                "operationId": "listUsers",
+                "parameters": [
+                    {"$ref": "#/components/parameters/pageNumber"},
+                    {"$ref": "#/components/parameters/pageSize"},
+                    {"name": "filter[status]", "in": "query", "schema": _WRITABLE["status"]},
+                    {"name": "filter[role]", "in": "query", "schema": _WRITABLE["role"]},
+                    {
+                        "name": "search",
+                        "in": "query",
+                        "description": "Part of a username or email (literal, case-insensitive)",
+                        "schema": {**_STR, "maxLength": 255},
+                    },
+                    _LOCALE,
+                ],
+                "responses": {
+                    "200": {
+                        "description": "One page of users, meta.totalCount, pagination links",
+                        "content": {jsonapi.MEDIA_TYPE: {"schema": _ref("UserList")}},
+                    },
+                    **_errors(400, 401, 403),
+                },
+            },
+        },
+        "/users/{user_id}": {
+            "get": {
+                "summary": "Retrieve a user",
+                "operationId": "getUser",
+                "parameters": [_ID, _LOCALE],
+                "responses": {"200": _one("The user"), **_errors(401, 403, 404)},
+            },
+            "patch": {
+                "summary": "Update a user",
+                "description": "Nobody changes their own role or status; only the owner "
+                "changes the owner or makes an owner; a global member's role only. A new "
+                "password, role or a status other than active voids the user's tokens.",
+                "operationId": "updateUser",
+                "parameters": [_ID, _LOCALE],
+                "requestBody": _body("UserUpdate"),
+                "responses": {
+                    "200": _one("The updated user"),
+                    **_errors(400, 401, 403, 404, 409, 415, 422, 429, 503),
+                },
+            },
+            "delete": {
+                "summary": "Delete a user",
+                "description": "Soft delete: status deleted, personal data wiped, username "
+                "freed, every token stopped. A global member loses only its membership.",
+                "operationId": "deleteUser",
+                "parameters": [_ID],
+                "responses": {"204": {"description": "Deleted"}, **_errors(401, 403, 404)},
+            },
+        },
         "/user": {
             "get": {
-                "summary": "The user the access token speaks for",
+                "summary": "Retrieve the current user",
                 "operationId": "getCurrentUser",
+                "parameters": [_LOCALE],
+                "responses": {"200": _one("The current user"), **_errors(401, 403, 404)},
+            },
+            "patch": {
+                "summary": "Update the current user",
+                "description": "A new email is unverified and gets a verification link; "
+                "tfa_sms or a new phone of a tfa_sms user needs phoneVerificationCode; "
+                "tfa_email needs a verified email.",
+                "operationId": "updateCurrentUser",
+                "requestBody": _body("CurrentUserUpdate"),
                 "responses": {
-                    "200": openapi.body({"type": "object"}, "The user"),
-                    **openapi.error_responses(404),
+                    "200": _one("The updated user"),
+                    **_errors(400, 401, 403, 404, 409, 415, 422, 429, 503),
                 },
-            }
-        }
-    }
+            },
+        },
+    },
+    "schemas": {
+        "User": {
+            "type": "object",
+            "required": ["type", "id", "attributes"],
+            "properties": {
+                "type": {"const": "User"},
+                "id": {**_STR, "format": "uuid"},
+                "attributes": {
+                    "type": "object",
+                    "properties": {
+                        "status": {"enum": ["active", "pending", "disabled"]},
+                        **{
+                            k: v
+                            for k, v in _WRITABLE.items()
+                            if k not in ("password", "phoneVerificationCode", "status")
+                        },
+                        "emailVerifiedAt": {**_NSTR, "format": "date-time", "readOnly": True},
+                        "passwordUpdatedAt": {**_NSTR, "format": "date-time", "readOnly": True},
+                    },
+                },
+                "relationships": {
+                    "type": "object",
+                    "properties": {
+                        "account": {
+                            "type": "object",
+                            "description": "null for a global user",
+                            "properties": {"data": {"type": ["object", "null"]}},
+                        }
+                    },
+                },
+            },
+        },
+        "UserDocument": {
+            "type": "object",
+            "properties": {
+                "data": _ref("User"),
+                "meta": {"type": "object", "properties": {"locale": _STR}},
+            },
+        },
+        "UserList": {
+            "type": "object",
+            "properties": {
+                "data": {"type": "array", "items": _ref("User")},
+                "meta": {
+                    "type": "object",
+                    "properties": {"locale": _STR, "totalCount": {"type": "integer"}},
+                },
+                "links": {"type": "object"},
+            },
+        },
+        "UserCreate": _input("UserCreate", ADMIN_ATTRIBUTES, ["username"]),
+        "UserUpdate": _input("UpdateUser", ADMIN_ATTRIBUTES, []),
+        "CurrentUserUpdate": _input("UpdateCurrentUser", SELF_ATTRIBUTES, []),
+    },
 }

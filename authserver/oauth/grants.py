@@ -30,11 +30,11 @@ from authlib.oauth2.rfc6749.hooks import hooked
 from flask import request as flask_request
 from sqlalchemy import select
 
-from .. import tokens
+from .. import tokens, users
 from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, ServiceUnavailable, Throttled
 from ..extensions import db
 from ..login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
-from ..models import Account, AccountMembership, User
+from ..models import Account, User
 from .clients import ClientInfo
 from .errors import (
     InvalidOtpError,
@@ -205,14 +205,8 @@ class RefreshGrant(grants.RefreshTokenGrant):
 
     @staticmethod
     def _role(user: User, home: Account | None) -> str:
-        if home is None or user.account_id == home.id:
-            return user.role
-        role = db.session.scalar(
-            select(AccountMembership.role).where(
-                AccountMembership.user_id == user.id, AccountMembership.account_id == home.id
-            )
-        )
-        if role is None:
+        role = users.role_in(user, home)
+        if role is None:  # a global user no longer a member of the account
             raise InvalidGrantError("The refresh token is invalid.")
         return role
 
