@@ -110,27 +110,6 @@ def find_member(account_id: str | None, username: str) -> tuple[User, Account | 
     return (row[0], account, row[1]) if row else None
 
 
-def user_in_account(account_id: str | None, user_id: object) -> User | None:
-    """The user with this id if the account may see them: one of its own users, or a
-    global user who is a member. Deleted users and anything of another account: None.
-    """
-    if account_id is None or not isinstance(user_id, str) or len(user_id) > 36:
-        return None
-    user = db.session.get(User, user_id)
-    if user is None or user.status == "deleted":
-        return None
-    if user.account_id == account_id:
-        return user
-    if user.account_id is None:
-        member = db.session.scalar(
-            db.select(AccountMembership.id).where(
-                AccountMembership.account_id == account_id, AccountMembership.user_id == user.id
-            )
-        )
-        return user if member else None
-    return None
-
-
 def get_account(account_id: str) -> Account:
     account = db.session.get(Account, account_id) if isinstance(account_id, str) else None
     if account is None or account.status == "deleted":

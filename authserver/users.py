@@ -219,8 +219,9 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
 
 def register_user(actor: Actor, fields: dict[str, Any]) -> Member:
     """POST /v1/users: an administrator creates a user of its account, or a guest signs up
-    a customer. Sends the verification email (an unverified email), the activation email
-    (a pending user), and makes a spent phone code the first login's OTP (seed 003).
+    a customer. Sends the activation email (a pending user; using it verifies the address)
+    or else the verification email (an active user with an unverified email), and makes a
+    spent phone code the first login's OTP (seed 003).
 
     `fields` holds snake_case attributes as sent; `phone_verification_code` proves the phone.
     """
@@ -234,10 +235,10 @@ def register_user(actor: Actor, fields: dict[str, Any]) -> Member:
     user = member.user
     accounts.commit(conflict=_taken())
     emit("identity.user.create.success", user=user, account=actor.account)
-    if user.email and not user.email_verified:
-        verification.send_email_verification(user)
-    if user.status == "pending":
+    if user.status == "pending":  # the activation link verifies the address too
         verification.send_activation(user)
+    elif user.email and not user.email_verified and user.status == "active":
+        verification.send_email_verification(user)
     if code is not None and user.auth_method == "tfa_sms":
         twofactor.prime_challenge(user, str(code).strip())
     return member
@@ -513,6 +514,7 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
         raise ValidationFailed(
             "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
         )
+    _check_no_downgrade(user, changes.get("auth_method"))
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False)
@@ -522,6 +524,22 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     accounts.commit(conflict=_taken())
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
+
+
+def _check_no_downgrade(user: User, method: object) -> None:
+    """A bearer token alone must not switch a second factor off: leaving two-step login,
+    or leaving TOTP, needs the password and a code (POST /v1/tfa_disablements) or an
+    administrator. Moving between email and SMS codes keeps a second factor (and needs
+    the new channel's proof)."""
+    if method is None or method == user.auth_method or user.auth_method == "simple":
+        return
+    if method == "simple" or user.auth_method == "tfa_totp":
+        raise ValidationFailed(
+            "Switching two-step login off needs your password and a code: use "
+            "POST /v1/tfa_disablements (or ask an administrator).",
+            field="authMethod",
+            code="tfa_disablement_required",
+        )
 
 
 def _apply_profile(

@@ -141,8 +141,9 @@ def send_activation(user: User, *, locale: str | None = None) -> None:
 
 
 def _password_stamp(user: User) -> str:
-    """Changes whenever the password does, so a reset token dies with a password change."""
-    return digest(f"{user.token_generation}:{user.password_hash or '-'}")
+    """Changes whenever the password or the email does: a reset or activation link dies
+    with a password change, and one mailed to a former address dies with the address."""
+    return digest(f"{user.token_generation}:{user.password_hash or '-'}:{user.email or '-'}")
 
 
 def request_password_reset(
@@ -185,7 +186,8 @@ def reset_password(token: object, new_password: object, confirmation: object = N
     """Set a new password with a reset or activation token.
 
     Does not log the user in and leaves two-step login as it was; an invited user becomes
-    active. Every token the user had stops working (set_password).
+    active. Every token the user had stops working (set_password). The link reached the
+    user's current address (the stamp holds it), so that address counts as verified.
     """
     _check_confirmation(new_password, confirmation)
     # Validate the password before spending the token, so a refused password keeps the link.
@@ -205,7 +207,14 @@ def reset_password(token: object, new_password: object, confirmation: object = N
         )
     if user.status == "pending":
         user.status = "active"
-    return accounts.set_password(user, new_password)
+    newly_verified = bool(user.email) and not user.email_verified
+    if newly_verified:
+        user.email_verified = True
+        user.email_verified_at = utcnow()
+    accounts.set_password(user, new_password)
+    if newly_verified:
+        emit("identity.email_verification.create.success", user=user, account=user.account)
+    return user
 
 
 def _peek(kind: TokenKind, token: object) -> str | None:

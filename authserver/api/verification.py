@@ -10,11 +10,11 @@ from typing import Any
 
 from flask import Response, request
 
-from .. import accounts, verification
+from .. import users, verification
 from ..config import SUPPORTED_LOCALES
-from ..errors import Forbidden, ValidationFailed
+from ..errors import Forbidden, NotFound, ValidationFailed
 from ..extensions import db
-from ..models import ROLES, User
+from ..models import ROLES, Account, User
 from . import bp, jsonapi, openapi
 from .accounts import token_account
 from .auth import current_token, require_token
@@ -57,7 +57,11 @@ def _verification_target(user_id: str) -> User:
     if user_id == token.user_id:
         user = db.session.get(User, user_id)  # the bearer guard checked it is active
     else:
-        user = accounts.user_in_account(token.account_id, user_id)
+        account = db.session.get(Account, token.account_id) if token.account_id else None
+        try:
+            user = users.get_member(account, user_id).user if account else None
+        except NotFound:
+            user = None
     if user is None:
         jsonapi.fail(404, "not_found", "Not found", "No such user.", f"{USER_POINTER}/data/id")
     return user
