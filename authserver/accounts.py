@@ -117,21 +117,6 @@ def get_account(account_id: str) -> Account:
     return account
 
 
-def create_user(**fields: Any) -> User:
-    """Forwarder kept while other branches still call `accounts.create_user`; the use
-    case lives in `users.create_user`."""
-    from . import users  # users builds on this module: import at call time
-
-    return users.create_user(**fields)
-
-
-def add_member(account: Account, user: User, role: object) -> AccountMembership:
-    """Forwarder to `users.add_member` (see create_user)."""
-    from . import users
-
-    return users.add_member(account, user, role)
-
-
 def commit(conflict: Conflict | None = None) -> None:
     try:
         db.session.commit()

@@ -44,7 +44,7 @@ def free_port() -> int:
 def seed(env: dict[str, str], refresh_tokens: int, token_file: str) -> dict[str, str]:
     """Create the data in-process with the product's own functions."""
     os.environ.update(env)
-    from authserver import accounts, clients, create_app, tokens
+    from authserver import accounts, clients, create_app, tokens, users
     from authserver.extensions import db
     from authserver.models import RefreshToken, utcnow
     from authserver.security import digest
@@ -55,7 +55,7 @@ def seed(env: dict[str, str], refresh_tokens: int, token_file: str) -> dict[str,
         # Many users, as in real traffic: one user logging in 64 times at once would
         # (rightly) hit the per-user throttle, which counts attempts before checking.
         users = [
-            accounts.create_user(
+            users.create_user(
                 account=pair.live, username=f"bench{i}", password=PASSWORD, role="customer"
             )
             for i in range(USERS)

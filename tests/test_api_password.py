@@ -30,7 +30,7 @@ from verification_helpers import (
     user_row,
 )
 
-from authserver import accounts, background, twofactor, verification
+from authserver import accounts, background, twofactor, users, verification
 from authserver.errors import ValidationFailed
 from authserver.extensions import db, passwords
 from authserver.models import Account, User
@@ -214,7 +214,7 @@ def test_global_member_can_reset_through_the_account(app, client, world):
     """A global user who is a member of the account gets the mail through its guest token."""
     gail = new_user(app, None, "gail", email="gail@example.com")
     with app.app_context():
-        accounts.add_member(
+        users.add_member(
             db.session.get(Account, world.live_id), db.session.get(User, gail), "customer"
         )
     assert_no_content(ask_reset(client, guest_token(client, world.live_prt), "gail"))
@@ -652,7 +652,7 @@ def test_guests_and_clients_have_no_own_password(app, client, world):
 def pending_user(app: Any, world: World, **kw: Any) -> str:
     """An invited user (no password, status pending) who has been sent the activation email."""
     with app.app_context():
-        user = accounts.create_user(
+        user = users.create_user(
             account=db.session.get(Account, world.live_id),
             username="penny",
             password=None,

@@ -15,7 +15,7 @@ import pytest
 from oauth_helpers import PASSWORD, World, basic, bearer, login, make_world
 from test_password_grant import run_together, settle_totp_step, wrong_totp
 
-from authserver import accounts
+from authserver import users
 from authserver.api.tfa import OPENAPI
 from authserver.events import signal
 from authserver.extensions import db
@@ -129,7 +129,7 @@ def client_token(client: Any, world: World) -> str:
 def new_user(app: Any, account_id: str, username: str, **attributes: Any) -> str:
     """A customer of `account_id` with the test password; returns its id."""
     with app.app_context():
-        user = accounts.create_user(
+        user = users.create_user(
             account=db.session.get(Account, account_id),
             username=username,
             password=PASSWORD,
@@ -221,8 +221,8 @@ def test_start_returns_secret_uri_and_qr_code_and_keeps_it_pending(app, client, 
 def test_a_global_users_setup_is_issued_by_this_server(app, client, world):
     """A global user (member of Acme) sees the server's host name as the issuer."""
     with app.app_context():
-        gina = accounts.create_user(account=None, username="gina", password=PASSWORD, role="owner")
-        accounts.add_member(db.session.get(Account, world.live_id), gina, "administrator")
+        gina = users.create_user(account=None, username="gina", password=PASSWORD, role="owner")
+        users.add_member(db.session.get(Account, world.live_id), gina, "administrator")
     token = login(client, world, username="gina")["access_token"]
     uri = urlsplit(ok(post(client, SETUPS, token, {"password": PASSWORD}))["otpauthUri"])
     host = urlsplit(app.config["ISSUER"]).hostname

@@ -27,7 +27,7 @@ from verification_helpers import (
     user_row,
 )
 
-from authserver import accounts, verification
+from authserver import accounts, users, verification
 from authserver.errors import Throttled, ValidationFailed
 from authserver.extensions import db
 from authserver.models import Account, User
@@ -101,7 +101,7 @@ def test_managers_ask_for_users_of_their_account(app, client, world, role):
     target = new_user(app, world.live_id, "carol", email="carol@example.com")
     member = new_user(app, None, "gail", email="gail@example.com")
     with app.app_context():
-        accounts.add_member(
+        users.add_member(
             db.session.get(Account, world.live_id), db.session.get(User, member), "customer"
         )
     assert_no_content(request_evt(client, manager.access, target))

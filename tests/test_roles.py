@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from oauth_helpers import PASSWORD, World, bearer, login, make_world
 
-from authserver import accounts
+from authserver import users
 from authserver.api.openapi import ANY_TOKEN, openapi_path
 from authserver.extensions import db
 from authserver.models import ROLES, Account, RecoveryCode, RefreshToken, User
@@ -92,7 +92,7 @@ def _tokens(app: Any, client: Any, world: World) -> dict[str, str]:
     with app.app_context():
         account = db.session.get(Account, world.live_id)
         for role in ROLES:
-            accounts.create_user(
+            users.create_user(
                 account=account, username=f"role-{role}", password=PASSWORD, role=role
             )
     for role in ROLES:

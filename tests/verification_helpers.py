@@ -16,7 +16,7 @@ from flask import Flask
 from flask.testing import FlaskClient
 from oauth_helpers import PASSWORD, World, basic, bearer, login
 
-from authserver import accounts, background
+from authserver import background, users
 from authserver.events import signal
 from authserver.extensions import db
 from authserver.models import ROLES, Account, User
@@ -42,7 +42,7 @@ def new_user(app: Flask, account_id: str | None, username: str, **attrs: Any) ->
     attrs.setdefault("role", "customer")
     with app.app_context():
         account = db.session.get(Account, account_id) if account_id else None
-        return accounts.create_user(account=account, username=username, **attrs).id
+        return users.create_user(account=account, username=username, **attrs).id
 
 
 def person(
