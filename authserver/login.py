@@ -28,7 +28,7 @@ from . import twofactor
 from .accounts import find_member
 from .errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from .extensions import db, passwords, store
-from .models import Account, LoginRecord, User
+from .models import Account, LoginRecord, RefreshToken, User
 
 THROTTLE_WINDOW = 15 * 60  # seconds
 FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
@@ -163,16 +163,15 @@ def _record(
     if account_id and db.session.get(Account, account_id) is None:
         account_id = None
     db.session.add(
-        LoginRecord(
-            account_id=account_id,
-            user_id=user.id if user else None,
-            client_id=(attempt.client_id or "")[:64] or None,
-            ip=(attempt.ip or "").replace("\x00", "")[:45] or None,
-            # PostgreSQL text cannot hold NUL; headers are whatever the client sent.
-            user_agent=(attempt.user_agent or "").replace("\x00", "")[:512] or None,
-            method=method,
-            success=success,
-            reason=reason,
+        _login_record(
+            account_id,
+            user.id if user else None,
+            attempt.client_id,
+            attempt.ip,
+            attempt.user_agent,
+            method,
+            success,
+            reason,
         )
     )
     db.session.commit()
@@ -181,3 +180,48 @@ def _record(
             "login failed",
             extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},
         )
+
+
+def record_refresh(
+    token: RefreshToken,
+    *,
+    client_id: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    success: bool,
+    commit: bool = False,
+) -> None:
+    """Write a refresh-grant use to the login history (method `refresh`). A success rides
+    on the rotation's own commit; a refused reuse (the login was just ended) is committed
+    with `commit`."""
+    reason = None if success else "refresh_token_reused"
+    db.session.add(
+        _login_record(
+            token.account_id, token.user_id, client_id, ip, user_agent, "refresh", success, reason
+        )
+    )
+    if commit:
+        db.session.commit()
+
+
+def _login_record(
+    account_id: str | None,
+    user_id: str | None,
+    client_id: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    method: str,
+    success: bool,
+    reason: str | None,
+) -> LoginRecord:
+    return LoginRecord(
+        account_id=account_id,
+        user_id=user_id,
+        client_id=(client_id or "")[:64] or None,
+        ip=(ip or "").replace("\x00", "")[:45] or None,
+        # PostgreSQL text cannot hold NUL; headers are whatever the client sent.
+        user_agent=(user_agent or "").replace("\x00", "")[:512] or None,
+        method=method,
+        success=success,
+        reason=reason,
+    )

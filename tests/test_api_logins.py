@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oauth_helpers import PASSWORD, World, bearer, login, make_world
+from oauth_helpers import PASSWORD, World, bearer, login, make_world, refresh
 
 from authserver import users
 from authserver.extensions import db
@@ -120,3 +120,25 @@ def test_guest_and_client_tokens_have_no_own_history(client, world):
         "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": world.live_prt}
     ).get_json()["access_token"]
     assert client.get("/v1/user/logins", headers=bearer(guest)).status_code == 403
+
+
+def test_refreshes_and_a_refused_reuse_are_in_the_history(client, world):
+    """A refresh is recorded as method `refresh`; replaying a rotated refresh token is
+    recorded as a failed `refresh` with reason refresh_token_reused."""
+    first = login(client, world)
+    second = refresh(client, first["refresh_token"], world.public_id)
+    assert second.status_code == 200
+    replay = refresh(client, first["refresh_token"], world.public_id)
+    assert replay.status_code == 400
+    fresh = login(client, world)["access_token"]
+    rows = client.get("/v1/user/logins", headers=bearer(fresh)).get_json()["data"]
+    seen = [
+        (r["attributes"]["method"], r["attributes"]["success"], r["attributes"]["reason"])
+        for r in rows
+    ]
+    assert seen[:4] == [
+        ("password", True, None),
+        ("refresh", False, "refresh_token_reused"),
+        ("refresh", True, None),
+        ("password", True, None),
+    ]

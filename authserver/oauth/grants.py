@@ -30,7 +30,7 @@ from authlib.oauth2.rfc6749.hooks import hooked
 from flask import request as flask_request
 from sqlalchemy import select
 
-from .. import tokens, users
+from .. import login, tokens, users
 from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, ServiceUnavailable, Throttled
 from ..extensions import db
 from ..login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
@@ -174,7 +174,16 @@ class RefreshGrant(grants.RefreshTokenGrant):
                 # Refused before consuming: a bad request must not burn a good token (a
                 # rotated one goes on to consume, so its reuse still revokes the family).
                 raise InvalidScopeError("The scope is wider than the original grant.")
-            if not tokens.consume_refresh_token(token):
+            used = tokens.consume_refresh_token(token)
+            login.record_refresh(
+                token,
+                client_id=client.client_id,
+                ip=flask_request.remote_addr,
+                user_agent=self.request.headers.get("User-Agent"),
+                success=used,
+                commit=not used,
+            )
+            if not used:
                 raise InvalidGrantError("The refresh token is invalid.")
         self.request.client = client
         self.request.user = principal
