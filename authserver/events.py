@@ -17,12 +17,14 @@ notifications, the audit log) get the app as sender. Payloads, by event:
 - identity.password.update.success: user, account
 - identity.phone_verification_code.create.success: phone_number, code, locale, account
 - identity.otp.create.success: user, account, code, method ("tfa_email" or "tfa_sms")
-- identity.tfa.update.success: user, account (the second factor changed in another way)
+- identity.tfa.update.success: user, account (the two-step method, or the phone of an SMS
+  user, was changed through PATCH /v1/user or /v1/users/{id})
 - identity.tfa.enable.success: user, account, method ("tfa_totp"; a TOTP enrolment was
   confirmed, first or replacing an authenticator; its new recovery codes come with it)
 - identity.tfa.disable.success: user, account, method (the method switched off; now simple)
 - identity.recovery_codes.create.success: user, account, count (a new set; the old died)
-- identity.login.failure: user (or None), account, reason
+- identity.login.failure: user (or None), account (or None), reason (after the record commits;
+  throttled attempts write no record and send no event)
 """
 
 from __future__ import annotations

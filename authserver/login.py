@@ -27,6 +27,7 @@ from flask import current_app
 from . import twofactor
 from .accounts import find_member
 from .errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from .events import emit
 from .extensions import db, passwords, store
 from .models import Account, LoginRecord, RefreshToken, User
 
@@ -160,7 +161,8 @@ def _record(
     )
     if user is not None:
         account_id = user.account_id or account_id
-    if account_id and db.session.get(Account, account_id) is None:
+    account = db.session.get(Account, account_id) if account_id else None
+    if account is None:
         account_id = None
     db.session.add(
         _login_record(
@@ -176,6 +178,7 @@ def _record(
     )
     db.session.commit()
     if not success:
+        emit("identity.login.failure", user=user, account=account, reason=reason)
         current_app.logger.info(
             "login failed",
             extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},

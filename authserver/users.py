@@ -444,6 +444,7 @@ def _is_self(actor: Actor, member: Member) -> bool:
 @dataclass
 class _Applied:
     email_changed: bool = False
+    tfa_changed: bool = False  # another method, or another phone for SMS codes
     password_changed: bool = False
     code: str | None = None
 
@@ -578,6 +579,9 @@ def _apply_profile(
             user.auth_method = rules.check_auth_method(changes["auth_method"])
         code = changes.get("phone_verification_code")
         _check_second_factor(user, (old_method, old_phone, old_email), code is not None)
+        applied.tfa_changed = user.auth_method != old_method or (
+            user.auth_method == "tfa_sms" and user.phone_number != old_phone
+        )
         if by_admin and changes.get("password") is not None:
             accounts.apply_password(user, changes["password"], field="password")
             applied.password_changed = True
@@ -638,6 +642,8 @@ def _check_second_factor(
 
 def _after_update(user: User, account: Account | None, applied: _Applied, event: str) -> None:
     emit(event, user=user, account=account)
+    if applied.tfa_changed:  # the person hears of it, whoever made the change
+        emit("identity.tfa.update.success", user=user, account=user.account)
     if applied.password_changed:
         emit("identity.password.update.success", user=user, account=user.account)
     if applied.email_changed and user.email and not user.email_verified:
