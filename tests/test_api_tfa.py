@@ -12,8 +12,9 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
-from oauth_helpers import PASSWORD, World, basic, bearer, login, make_world
+from oauth_helpers import PASSWORD, World, bearer, login, make_world
 from test_password_grant import run_together, settle_totp_step, wrong_totp
+from verification_helpers import client_token, guest_token
 
 from authserver import users
 from authserver.api.tfa import OPENAPI
@@ -107,23 +108,6 @@ def grant(client: Any, world: World, **extra: str) -> Any:
         **extra,
     }
     return client.post("/oauth/token", data=data)
-
-
-def guest_token(client: Any, world: World) -> str:
-    response = client.post(
-        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": world.live_prt}
-    )
-    return str(response.get_json()["access_token"])
-
-
-def client_token(client: Any, world: World) -> str:
-    response = client.post(
-        "/oauth/token",
-        data={"grant_type": "client_credentials"},
-        headers=basic(world.conf_id, world.conf_secret),
-    )
-    assert response.status_code == 200, response.get_data(as_text=True)
-    return str(response.get_json()["access_token"])
 
 
 def new_user(app: Any, account_id: str, username: str, **attributes: Any) -> str:
@@ -505,7 +489,7 @@ def test_anonymous_is_401(client, world, path):
 @pytest.mark.parametrize("path", ALL)
 def test_guest_is_403(app, client, world, path, store):
     """A guest (publishable-token) token: 403, and no setup is started."""
-    response = post(client, path, guest_token(client, world), {"password": PASSWORD})
+    response = post(client, path, guest_token(client, world.live_prt), {"password": PASSWORD})
     assert error(response, 403)[0] == "forbidden"
     assert not store.get(f"totp-setup:{world.alice_id}")
 
