@@ -104,7 +104,8 @@ def _second_factor(
         if attempt.otp:
             return [twofactor.complete_challenge(user, attempt.otp)]
     except InvalidOtp:
-        _record(attempt, user, "otp", False, "bad_otp")
+        tried = "recovery_code" if attempt.recovery_code else "otp"
+        _record(attempt, user, tried, False, f"bad_{tried}")
         raise
     challenge = twofactor.start_challenge(user, account)
     # The password was right and no code was tried: this attempt failed nothing, so it

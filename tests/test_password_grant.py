@@ -832,18 +832,21 @@ def test_success_writes_a_login_record(app, client, world):
 
 
 def test_failures_write_login_records_with_a_reason(app, client, world):
-    """Wrong password, unknown user, disabled user and wrong otp each write a failed record."""
+    """Wrong password, unknown user, disabled user, wrong otp and wrong recovery code each
+    write a failed record naming the method tried."""
     _, totp = totp_user(app, world.live, "tom")
     login(client, world.public, "gina", WRONG, ip="203.0.113.1")
     login(client, world.public, "nobody", WRONG, ip="203.0.113.2")
     login(client, world.public, "dora", aid=world.live, ip="203.0.113.3")
     login(client, world.public, "tom", aid=world.live, otp=wrong_totp(totp), ip="203.0.113.4")
-    got = [(r.ip, r.user_id, r.success, r.reason) for r in records(app)]
+    login(client, world.public, "tom", aid=world.live, recovery_code="nope-nope", ip="203.0.113.5")
+    got = [(r.ip, r.user_id, r.method, r.success, r.reason) for r in records(app)]
     assert got == [
-        ("203.0.113.1", world.users["gina"], False, "bad_credentials"),
-        ("203.0.113.2", None, False, "bad_credentials"),
-        ("203.0.113.3", world.users["dora"], False, "user_disabled"),
-        ("203.0.113.4", got[3][1], False, "bad_otp"),
+        ("203.0.113.1", world.users["gina"], "password", False, "bad_credentials"),
+        ("203.0.113.2", None, "password", False, "bad_credentials"),
+        ("203.0.113.3", world.users["dora"], "password", False, "user_disabled"),
+        ("203.0.113.4", got[3][1], "otp", False, "bad_otp"),
+        ("203.0.113.5", got[3][1], "recovery_code", False, "bad_recovery_code"),
     ]
     assert got[3][1] is not None
 

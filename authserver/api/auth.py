@@ -37,7 +37,10 @@ def require_token(*roles: str) -> Callable[[F], F]:
                 raise Unauthenticated("A bearer access token is required.")
             claims = tokens.validate_access_token(value.strip())
             if roles and claims.role not in roles:
-                raise Forbidden("Your role may not do this.")
+                raise Forbidden(
+                    f"A {claims.role or 'roleless'} token may not do this; it needs one of: "
+                    f"{', '.join(roles)}."
+                )
             g.access_token = claims
             return view(*args, **kwargs)
 

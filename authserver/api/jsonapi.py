@@ -522,7 +522,13 @@ def parse_resource(
         name: _to_one(name, rels[name], declared[name]) for name in sorted(rels) if name in declared
     }
     errors = [
-        ErrorObject(422, "unknown_attribute", "Unknown attribute", None, attribute_pointer(name))
+        ErrorObject(
+            422,
+            "unknown_attribute",
+            "Unknown attribute",
+            f"{name} is not an attribute this request may set.",
+            attribute_pointer(name),
+        )
         for name in attrs
         if name not in allowed
     ]

@@ -305,7 +305,7 @@ OPENAPI: dict[str, Any] = {
                 "requestBody": _body("UserCreate"),
                 "responses": {
                     "201": _one("The created user"),
-                    **_errors(400, 401, 403, 409, 415, 422, 503),
+                    **_errors(400, 401, 403, 409, 413, 415, 422, 429, 503),
                 },
             },
             "get": {
@@ -350,7 +350,7 @@ OPENAPI: dict[str, Any] = {
                 "requestBody": _body("UserUpdate"),
                 "responses": {
                     "200": _one("The updated user"),
-                    **_errors(400, 401, 403, 404, 409, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
                 },
             },
             "delete": {
@@ -378,7 +378,7 @@ OPENAPI: dict[str, Any] = {
                 "requestBody": _body("CurrentUserUpdate"),
                 "responses": {
                     "200": _one("The updated user"),
-                    **_errors(400, 401, 403, 404, 409, 415, 422, 429, 503),
+                    **_errors(400, 401, 403, 404, 409, 413, 415, 422, 429, 503),
                 },
             },
         },

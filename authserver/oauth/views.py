@@ -96,7 +96,8 @@ def _endpoint(handler: Any) -> Response:
         # RFC 6749 5.2: a failed client authentication is 401 with a challenge, however
         # the client tried (Authlib answers 400 for an unknown client_id).
         response.status_code = 401
-        response.headers.setdefault("WWW-Authenticate", 'Basic realm="authserver"')
+        # Replaced, not kept: Authlib's challenge quotes its internal method list.
+        response.headers["WWW-Authenticate"] = 'Basic realm="authserver", error="invalid_client"'
         # Authlib's text lists its internal method names; say what a client needs to know.
         response.set_data(
             json.dumps({"error": "invalid_client", "error_description": CLIENT_AUTH_FAILED})
