@@ -725,6 +725,21 @@ def test_bad_create_input(app, client, world, admin, body, content_type, status,
     assert _usernames(app, world.live_id) == before
 
 
+def test_email_that_grows_when_lower_cased_is_422_not_500(app, client, world, admin, carl):
+    """An email whose domain lengthens past 254 characters when lower-cased (U+0130 becomes
+    two code points) is invalid_email on create and update, never a database error."""
+    grows = "a@" + "\u0130" * 200 + ".com"  # 206 characters as sent, 406 lower-cased
+    before = _usernames(app, world.live_id)
+    attributes = {"username": "x", "role": "customer", "password": PASSWORD, "email": grows}
+    response = _create(client, admin, attributes)
+    assert _errors(response) == [("invalid_email", "/data/attributes/email")]
+    assert _usernames(app, world.live_id) == before
+    row = _row(app, carl)
+    response = _patch(client, admin, carl, {"email": grows})
+    assert _errors(response) == [("invalid_email", "/data/attributes/email")]
+    assert _row(app, carl) == row
+
+
 # --- list -----------------------------------------------------------------------------
 
 
