@@ -671,7 +671,9 @@ def delete_user(actor: Actor, user_id: object) -> None:
 
 def _erase(user: User) -> None:
     user.status = "deleted"
-    user.username = f"deleted-{user.id}"  # frees the name; ids, not names, identify people
+    # Frees the name; ids, not names, identify people. The ":" is outside the username
+    # alphabet, so no live user can already hold the tombstone and block the delete.
+    user.username = f"deleted:{user.id}"
     for name in ("email", "phone_number", "name", "first_name", "last_name"):
         setattr(user, name, None)
     user.email_verified, user.email_verified_at = False, None

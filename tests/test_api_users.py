@@ -974,8 +974,20 @@ def test_delete_is_soft_frees_the_username_keeps_history_and_stops_tokens(
         ).status_code
         == 201
     )
-    assert events[0] == ("identity.user.delete.success", carl, world.live_id, f"deleted-{carl}")
+    assert events[0] == ("identity.user.delete.success", carl, world.live_id, f"deleted:{carl}")
     assert _send(client, "DELETE", f"/v1/users/{carl}", admin).status_code == 404
+
+
+def test_a_squatted_tombstone_username_does_not_block_deletion(app, client, world, admin):
+    """A customer who signs up again as `deleted-<own id>` cannot make their first user
+    undeletable (it was an IntegrityError, 500): the delete still answers 204."""
+    guest = _guest(client, world.live_prt)
+    bob = _create(client, guest, {"username": "bob", "password": PASSWORD}).get_json()["data"]
+    squat = _create(client, guest, {"username": f"deleted-{bob['id']}", "password": PASSWORD})
+    assert squat.status_code == 201
+    assert _send(client, "DELETE", f"/v1/users/{bob['id']}", admin).status_code == 204
+    assert _row(app, bob["id"])["status"] == "deleted"
+    assert f"deleted-{bob['id']}" in _usernames(app, world.live_id)  # the squatter is intact
 
 
 def test_deleting_a_global_member_removes_only_the_membership(app, client, world, admin):
