@@ -451,7 +451,8 @@ class _Applied:
 def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Member:
     """PATCH /v1/users/{id}: an administrator changes an account member.
 
-    Nobody changes their own role or status; only an owner touches an owner or makes one.
+    Nobody changes their own role or status, or does here for themselves what PATCH
+    /v1/user refuses; only an owner touches an owner or makes one.
     A global member is the person's own across accounts: here only its role in this
     account (the membership) may change. A new role, a new password or leaving `active`
     voids every token of the user at once.
@@ -463,6 +464,8 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
     unknown = set(changes) - ADMIN_FIELDS
     if unknown:
         raise ValueError(f"unexpected user fields: {sorted(unknown)}")
+    if _is_self(actor, member):
+        _check_self_changes(user, changes)
     try:
         role_changed = _apply_role(actor, member, changes)
         if member.membership is not None and set(changes) - {"role"}:
@@ -487,6 +490,20 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
     return Member(
         user, member.membership.role if member.membership else user.role, member.membership
     )
+
+
+def _check_self_changes(user: User, changes: dict[str, Any]) -> None:
+    """A manager editing themselves here keeps the rules of PATCH /v1/user: otherwise a
+    bearer token alone could set the password without the current one, vouch for a new
+    email, or switch the second factor off."""
+    for name, camel in (("password", "password"), ("email_verified", "emailVerified")):
+        if name in changes:
+            raise Forbidden(
+                "Not for yourself here: use PATCH /v1/password, or the emailed link.",
+                field=camel,
+                code="self_not_allowed",
+            )
+    _check_no_downgrade(user, changes.get("auth_method"))
 
 
 def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:

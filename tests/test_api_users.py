@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pyotp
 import pytest
 from oauth_helpers import PASSWORD, World, basic, bearer, login, make_world
 
@@ -480,6 +481,40 @@ def test_nobody_deletes_themselves_or_changes_their_own_role(app, client, world,
         assert _patch(client, token, user_id, {"status": "disabled"}).status_code == 403
         assert _row(app, user_id) == before
         assert client.get("/v1/user", headers=bearer(token)).status_code == 200
+
+
+def test_managers_editing_themselves_keep_the_self_rules(app, client, world, admin):
+    """PATCH /v1/users/{own id} is no way around PATCH /v1/user: an owner with TOTP cannot
+    switch it off with a bearer token alone (422 tfa_disablement_required), and an
+    administrator cannot set their own password without the current one or mark their
+    own email verified (403); nothing changes and the token still works."""
+    owner = login(client, world)["access_token"]
+    setup = _send(
+        client,
+        "POST",
+        "/v1/totp_setups",
+        owner,
+        {"data": {"type": "TotpSetup", "attributes": {"password": PASSWORD}}},
+    )
+    code = pyotp.TOTP(setup.get_json()["data"]["attributes"]["secret"]).now()
+    body = {"data": {"type": "TotpConfirmation", "attributes": {"code": code}}}
+    assert _send(client, "POST", "/v1/totp_confirmations", owner, body).status_code == 201
+    before = _row(app, world.alice_id)
+    response = _patch(client, owner, world.alice_id, {"authMethod": "simple"})
+    assert _errors(response) == [("tfa_disablement_required", "/data/attributes/authMethod")]
+    assert _row(app, world.alice_id) == before
+
+    admin_id = _id_of(app, world, "administrator-" + world.live_id[:8])
+    before = _row(app, admin_id)
+    for attributes, pointer in (
+        ({"password": "a brand new long password"}, "/data/attributes/password"),
+        ({"email": "adm@example.com", "emailVerified": True}, "/data/attributes/emailVerified"),
+    ):
+        response = _patch(client, admin, admin_id, attributes)
+        assert response.status_code == 403, response.get_data(as_text=True)
+        assert _errors(response) == [("self_not_allowed", pointer)]
+        assert _row(app, admin_id) == before
+    assert client.get("/v1/user", headers=bearer(admin)).status_code == 200
 
 
 def _id_of(app: Any, world: World, username: str, account_id: str | None = None) -> str:

@@ -342,7 +342,8 @@ OPENAPI: dict[str, Any] = {
             },
             "patch": {
                 "summary": "Update a user",
-                "description": "Nobody changes their own role or status; only the owner "
+                "description": "Nobody changes their own role, status, password or "
+                "emailVerified here, or switches their own two-step login off; only the owner "
                 "changes the owner or makes an owner; a global member's role only. A new "
                 "password, role or a status other than active voids the user's tokens.",
                 "operationId": "updateUser",
