@@ -38,9 +38,15 @@ SELF_FIELDS = frozenset(
         "last_name",
         "auth_method",
         "custom_data",
+        "current_password",
     }
 )
-ADMIN_FIELDS = SELF_FIELDS | {"status", "password", "role", "email_verified"}
+ADMIN_FIELDS = (SELF_FIELDS - {"current_password"}) | {
+    "status",
+    "password",
+    "role",
+    "email_verified",
+}
 SEARCH_MAX = 255
 
 
@@ -531,7 +537,11 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
         raise ValidationFailed(
             "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
         )
+    changes = dict(changes)
+    current_password = changes.pop("current_password", None)
     _check_no_downgrade(user, changes.get("auth_method"))
+    if _moves_second_factor(user, changes):
+        twofactor.prove_password(user, current_password, field="currentPassword")
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False)
@@ -541,6 +551,20 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     accounts.commit(conflict=_taken())
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
+
+
+def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:
+    """Whether the change points a user's second factor somewhere else: another method,
+    or another phone for SMS codes. A bearer token alone must not do that (it would hand
+    the factor to whoever holds the token), so it needs the current password too."""
+    if user.auth_method == "simple":
+        return False
+    method = changes.get("auth_method")
+    if method is not None and method != user.auth_method:
+        return True
+    return user.auth_method == "tfa_sms" and changes.get("phone_number", user.phone_number) != (
+        user.phone_number
+    )
 
 
 def _check_no_downgrade(user: User, method: object) -> None:

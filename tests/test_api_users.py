@@ -1116,9 +1116,37 @@ def test_current_user_switches_to_sms_with_a_phone_code(app, client, world, carl
         "+15550004444",
         True,
     )
-    response = _patch(client, token, carl, {"phoneNumber": "+15550005555"}, path="/v1/user")
+    change = {"phoneNumber": "+15550005555", "currentPassword": PASSWORD}
+    response = _patch(client, token, carl, change, path="/v1/user")
     assert _errors(response) == [("required", "/data/attributes/phoneVerificationCode")]
     assert _row(app, carl)["phone_number"] == "+15550004444"
+
+
+def test_a_bearer_token_alone_cannot_move_a_second_factor(app, client, world, carl):
+    """A tfa_sms user's phone, or the method itself, moves only with currentPassword: a
+    token holder with a code texted to their own phone gets 422 (required, then
+    invalid_password) and nothing changes; with the password the move goes through."""
+    code = _phone_code(app, world, "+15550004444")
+    token = login(client, world, username="carl")["access_token"]
+    first = {"authMethod": "tfa_sms", "phoneNumber": "+15550004444", "phoneVerificationCode": code}
+    assert _patch(client, token, carl, first, path="/v1/user").status_code == 200
+    with app.app_context():
+        db.session.get(User, carl).email_verified = True
+        db.session.commit()
+    before = _row(app, carl)
+    theirs = _phone_code(app, world, "+15550009999")
+    swap = {"phoneNumber": "+15550009999", "phoneVerificationCode": theirs}
+    for attributes, code in (
+        (swap, "required"),
+        ({**swap, "currentPassword": "not the password"}, "invalid_password"),
+        ({"authMethod": "tfa_email"}, "required"),
+    ):
+        response = _patch(client, token, carl, attributes, path="/v1/user")
+        assert _errors(response) == [(code, "/data/attributes/currentPassword")]
+        assert _row(app, carl) == before
+    response = _patch(client, token, carl, {**swap, "currentPassword": PASSWORD}, path="/v1/user")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert _row(app, carl)["phone_number"] == "+15550009999"
 
 
 def test_current_user_needs_a_verified_email_for_email_codes(app, client, world, carl):

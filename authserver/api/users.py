@@ -39,10 +39,13 @@ WIRE: dict[str, tuple[str, int, bool]] = {
     "status": ("str", 16, False),
     "emailVerified": ("bool", 0, False),
     "customData": ("object", 0, False),
+    "currentPassword": ("str", 1024, False),  # PATCH /v1/user: proof for moving a factor
 }
-ADMIN_ATTRIBUTES = frozenset(WIRE)
+ADMIN_ATTRIBUTES = frozenset(WIRE) - {"currentPassword"}
 GUEST_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified"}
-SELF_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}
+SELF_ATTRIBUTES = (ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}) | {
+    "currentPassword"
+}
 
 
 def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
@@ -263,6 +266,11 @@ _WRITABLE: dict[str, Any] = {
     "status": {"enum": ["active", "pending", "disabled"]},
     "emailVerified": {"type": "boolean"},
     "customData": {"type": "object"},
+    "currentPassword": {
+        **_STR,
+        "description": "PATCH /v1/user only: needed when a two-step user changes "
+        "authMethod, or the phoneNumber of tfa_sms",
+    },
 }
 
 
@@ -374,7 +382,8 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Update the current user",
                 "description": "A new email is unverified and gets a verification link; "
                 "tfa_sms or a new phone of a tfa_sms user needs phoneVerificationCode; "
-                "tfa_email needs a verified email.",
+                "tfa_email needs a verified email. A user with two-step login also gives "
+                "currentPassword to change authMethod or (tfa_sms) phoneNumber.",
                 "operationId": "updateCurrentUser",
                 "requestBody": _body("CurrentUserUpdate"),
                 "responses": {
@@ -398,7 +407,13 @@ OPENAPI: dict[str, Any] = {
                         **{
                             k: v
                             for k, v in _WRITABLE.items()
-                            if k not in ("password", "phoneVerificationCode", "status")
+                            if k
+                            not in (
+                                "password",
+                                "phoneVerificationCode",
+                                "status",
+                                "currentPassword",
+                            )
                         },
                         "emailVerifiedAt": {**_NSTR, "format": "date-time", "readOnly": True},
                         "passwordUpdatedAt": {**_NSTR, "format": "date-time", "readOnly": True},
