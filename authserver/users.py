@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import func, or_, select, true
 
 from . import accounts, rules, twofactor, verification
-from .errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from .errors import Conflict, DomainError, Forbidden, NotFound, Throttled, ValidationFailed
 from .events import emit
-from .extensions import db, passwords
+from .extensions import db, passwords, store
 from .models import Account, AccountMembership, RecoveryCode, User, utcnow
 from .tokens import revoke_user_tokens
 
@@ -48,6 +48,9 @@ ADMIN_FIELDS = (SELF_FIELDS - {"current_password"}) | {
     "email_verified",
 }
 SEARCH_MAX = 255
+# Guest sign-ups per client IP an hour: each costs a password hash and may send a
+# verification email to any address it names (inbox flooding, mass sign-ups).
+SIGN_UPS_PER_IP = (20, 3600)
 
 
 @dataclass(frozen=True)
@@ -223,14 +226,19 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
     return membership
 
 
-def register_user(actor: Actor, fields: dict[str, Any]) -> Member:
+def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None) -> Member:
     """POST /v1/users: an administrator creates a user of its account, or a guest signs up
     a customer. Sends the activation email (a pending user; using it verifies the address)
     or else the verification email (an active user with an unverified email), and makes a
     spent phone code the first login's OTP (seed 003).
 
     `fields` holds snake_case attributes as sent; `phone_verification_code` proves the phone.
+    A guest's sign-ups are throttled per `ip` (429), before anything is checked.
     """
+    if actor.role == GUEST and ip:
+        hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
+        if not hit.allowed:
+            raise Throttled(hit.retry_after)
     fields = dict(fields)
     code = fields.pop("phone_verification_code", None)
     try:

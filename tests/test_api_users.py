@@ -274,6 +274,33 @@ def test_guest_signs_up_a_customer(app, client, world):
     login(client, world, username="newbie")
 
 
+def test_guest_sign_ups_are_throttled_per_ip(app, client, world):
+    """A guest signs up at most SIGN_UPS_PER_IP users an hour from one IP (each sends a
+    verification email to any address it names): then 429 with Retry-After, nobody more
+    is created and no more mail goes out; another IP is unaffected."""
+    guest = _guest(client, world.live_prt)
+    limit = users.SIGN_UPS_PER_IP[0]
+
+    def sign_up(name: str, ip: str) -> Any:
+        body = {"username": name, "password": PASSWORD, "email": "victim@example.com"}
+        return client.post(
+            "/v1/users",
+            data=json.dumps({"data": {"type": "User", "attributes": body}}),
+            content_type=MEDIA,
+            headers=bearer(guest),
+            environ_base={"REMOTE_ADDR": "203.0.113.9" if ip == "a" else "203.0.113.10"},
+        )
+
+    assert [sign_up(f"u{i}", "a").status_code for i in range(limit)] == [201] * limit
+    mails = len(_outbox(app).of("email"))
+    refused = sign_up("one-more", "a")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "one-more" not in _usernames(app, world.live_id)
+    assert len(_outbox(app).of("email")) == mails
+    assert sign_up("elsewhere", "b").status_code == 201
+
+
 @pytest.mark.parametrize(
     ("attributes", "status", "pointer"),
     [

@@ -130,7 +130,7 @@ def create_user() -> Response:
     allowed = GUEST_ATTRIBUTES if actor.role == users.GUEST else ADMIN_ATTRIBUTES
     required = {"username"} if actor.role == users.GUEST else {"username", "role"}
     attrs = jsonapi.parse_document(type_="User", allowed=allowed, required=required)
-    member = users.register_user(actor, _fields(attrs))
+    member = users.register_user(actor, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, request_locale(actor.account), status=201)
 
 
@@ -308,12 +308,13 @@ OPENAPI: dict[str, Any] = {
                 "description": "Guests may not set status, emailVerified or a role other than "
                 "customer. status pending (no password) emails an activation link; an "
                 "unverified email gets a verification link; phoneVerificationCode with "
-                "authMethod tfa_sms becomes the first login's OTP.",
+                "authMethod tfa_sms becomes the first login's OTP. A guest signs up at "
+                "most 20 users an hour from one IP (429).",
                 "operationId": "createUser",
                 "requestBody": _body("UserCreate"),
                 "responses": {
                     "201": _one("The created user"),
-                    **_errors(400, 401, 403, 409, 415, 422, 503),
+                    **_errors(400, 401, 403, 409, 415, 422, 429, 503),
                 },
             },
             "get": {
