@@ -47,9 +47,12 @@ def check_email(value: object, field: str = "email") -> str:
         raise ValidationFailed("Email must be a string.", field=field, code="invalid_type")
     email = value.strip()
     local, _, domain = email.rpartition("@")
-    if len(email) > 254 or len(local) > 64 or not EMAIL_RE.match(email):
+    # Lengths are checked on the stored form: lower-casing may lengthen the domain
+    # (U+0130 becomes two code points), and the column holds 254.
+    normalised = f"{local}@{domain.lower()}"
+    if len(normalised) > 254 or len(local) > 64 or not EMAIL_RE.match(email):
         raise ValidationFailed("Email is not a valid address.", field=field, code="invalid_email")
-    return f"{local}@{domain.lower()}"
+    return normalised
 
 
 def check_phone(value: object, field: str = "phoneNumber") -> str:

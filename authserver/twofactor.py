@@ -326,12 +326,13 @@ def _check_proof(
     recovery_code: object | None,
     need_password: bool,
     second_factor: bool,
+    proof_field: str = "password",
 ) -> None:
     """Fresh authentication before the second factor changes: the password (when
     `need_password`) and a current code or recovery code (when `second_factor`).
     Raises ValidationFailed naming the attribute, or Throttled."""
     if need_password and password is None:
-        raise ValidationFailed("The password is required.", field="password", code="required")
+        raise ValidationFailed("The password is required.", field=proof_field, code="required")
     if otp is not None and recovery_code is not None:
         raise ValidationFailed(
             "Give otp or recoveryCode, not both.", field="recoveryCode", code="conflicting"
@@ -344,14 +345,14 @@ def _check_proof(
         )
     typed_otp = _otp_format(otp, "otp") if second_factor and otp is not None else None
     typed_recovery = _text(recovery_code, "recoveryCode", RECOVERY_CODE_MAX)
-    typed_password = _text(password, "password", PASSWORD_MAX) if need_password else None
+    typed_password = _text(password, proof_field, PASSWORD_MAX) if need_password else None
     # Counted before anything is compared, so parallel guesses share one budget.
     kv = store()
     hit = kv.hit(f"tfa-proof:{user.id}", PROOF_ATTEMPTS, PROOF_WINDOW)
     if not hit.allowed:
         raise Throttled(hit.retry_after, "Too many wrong passwords or codes; try again later.")
     if typed_password is not None and not passwords().verify(user.password_hash, typed_password):
-        raise ValidationFailed("The password is wrong.", field="password", code="invalid_password")
+        raise ValidationFailed("The password is wrong.", field=proof_field, code="invalid_password")
     try:
         if typed_otp is not None:
             _check_totp(user, typed_otp)
@@ -360,6 +361,20 @@ def _check_proof(
     except InvalidOtp:
         raise _wrong_code("otp" if typed_otp is not None else "recoveryCode") from None
     kv.delete(f"tfa-proof:{user.id}")
+
+
+def prove_password(user: User, password: object | None, *, field: str) -> None:
+    """Fresh proof before a sent-code factor moves (another method, another phone): the
+    password, counted in the same per-user budget as the other proofs."""
+    _check_proof(
+        user,
+        password=password,
+        otp=None,
+        recovery_code=None,
+        need_password=True,
+        second_factor=False,
+        proof_field=field,
+    )
 
 
 def _text(value: object | None, field: str, max_len: int) -> str | None:

@@ -15,9 +15,9 @@ from typing import Any
 from sqlalchemy import func, or_, select, true
 
 from . import accounts, rules, twofactor, verification
-from .errors import Conflict, DomainError, Forbidden, NotFound, ValidationFailed
+from .errors import Conflict, DomainError, Forbidden, NotFound, Throttled, ValidationFailed
 from .events import emit
-from .extensions import db, passwords
+from .extensions import db, passwords, store
 from .models import Account, AccountMembership, RecoveryCode, User, utcnow
 from .tokens import revoke_user_tokens
 
@@ -38,10 +38,19 @@ SELF_FIELDS = frozenset(
         "last_name",
         "auth_method",
         "custom_data",
+        "current_password",
     }
 )
-ADMIN_FIELDS = SELF_FIELDS | {"status", "password", "role", "email_verified"}
+ADMIN_FIELDS = (SELF_FIELDS - {"current_password"}) | {
+    "status",
+    "password",
+    "role",
+    "email_verified",
+}
 SEARCH_MAX = 255
+# Guest sign-ups per client IP an hour: each costs a password hash and may send a
+# verification email to any address it names (inbox flooding, mass sign-ups).
+SIGN_UPS_PER_IP = (20, 3600)
 
 
 @dataclass(frozen=True)
@@ -217,14 +226,19 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
     return membership
 
 
-def register_user(actor: Actor, fields: dict[str, Any]) -> Member:
+def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None) -> Member:
     """POST /v1/users: an administrator creates a user of its account, or a guest signs up
     a customer. Sends the activation email (a pending user; using it verifies the address)
     or else the verification email (an active user with an unverified email), and makes a
     spent phone code the first login's OTP (seed 003).
 
     `fields` holds snake_case attributes as sent; `phone_verification_code` proves the phone.
+    A guest's sign-ups are throttled per `ip` (429), before anything is checked.
     """
+    if actor.role == GUEST and ip:
+        hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
+        if not hit.allowed:
+            raise Throttled(hit.retry_after)
     fields = dict(fields)
     code = fields.pop("phone_verification_code", None)
     try:
@@ -452,7 +466,8 @@ class _Applied:
 def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Member:
     """PATCH /v1/users/{id}: an administrator changes an account member.
 
-    Nobody changes their own role or status; only an owner touches an owner or makes one.
+    Nobody changes their own role or status, or does here for themselves what PATCH
+    /v1/user refuses; only an owner touches an owner or makes one.
     A global member is the person's own across accounts: here only its role in this
     account (the membership) may change. A new role, a new password or leaving `active`
     voids every token of the user at once.
@@ -464,6 +479,8 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
     unknown = set(changes) - ADMIN_FIELDS
     if unknown:
         raise ValueError(f"unexpected user fields: {sorted(unknown)}")
+    if _is_self(actor, member):
+        _check_self_changes(user, changes)
     try:
         role_changed = _apply_role(actor, member, changes)
         if member.membership is not None and set(changes) - {"role"}:
@@ -488,6 +505,20 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
     return Member(
         user, member.membership.role if member.membership else user.role, member.membership
     )
+
+
+def _check_self_changes(user: User, changes: dict[str, Any]) -> None:
+    """A manager editing themselves here keeps the rules of PATCH /v1/user: otherwise a
+    bearer token alone could set the password without the current one, vouch for a new
+    email, or switch the second factor off."""
+    for name, camel in (("password", "password"), ("email_verified", "emailVerified")):
+        if name in changes:
+            raise Forbidden(
+                "Not for yourself here: use PATCH /v1/password, or the emailed link.",
+                field=camel,
+                code="self_not_allowed",
+            )
+    _check_no_downgrade(user, changes.get("auth_method"))
 
 
 def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
@@ -515,7 +546,11 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
         raise ValidationFailed(
             "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
         )
+    changes = dict(changes)
+    current_password = changes.pop("current_password", None)
     _check_no_downgrade(user, changes.get("auth_method"))
+    if _moves_second_factor(user, changes):
+        twofactor.prove_password(user, current_password, field="currentPassword")
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False)
@@ -525,6 +560,20 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     accounts.commit(conflict=_taken())
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
+
+
+def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:
+    """Whether the change points a user's second factor somewhere else: another method,
+    or another phone for SMS codes. A bearer token alone must not do that (it would hand
+    the factor to whoever holds the token), so it needs the current password too."""
+    if user.auth_method == "simple":
+        return False
+    method = changes.get("auth_method")
+    if method is not None and method != user.auth_method:
+        return True
+    return user.auth_method == "tfa_sms" and changes.get("phone_number", user.phone_number) != (
+        user.phone_number
+    )
 
 
 def _check_no_downgrade(user: User, method: object) -> None:
@@ -677,7 +726,9 @@ def delete_user(actor: Actor, user_id: object) -> None:
 
 def _erase(user: User) -> None:
     user.status = "deleted"
-    user.username = f"deleted-{user.id}"  # frees the name; ids, not names, identify people
+    # Frees the name; ids, not names, identify people. The ":" is outside the username
+    # alphabet, so no live user can already hold the tombstone and block the delete.
+    user.username = f"deleted:{user.id}"
     for name in ("email", "phone_number", "name", "first_name", "last_name"):
         setattr(user, name, None)
     user.email_verified, user.email_verified_at = False, None

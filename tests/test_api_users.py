@@ -13,6 +13,7 @@ import threading
 from collections.abc import Iterator
 from typing import Any
 
+import pyotp
 import pytest
 from oauth_helpers import PASSWORD, World, basic, bearer, login, make_world
 
@@ -273,6 +274,33 @@ def test_guest_signs_up_a_customer(app, client, world):
     login(client, world, username="newbie")
 
 
+def test_guest_sign_ups_are_throttled_per_ip(app, client, world):
+    """A guest signs up at most SIGN_UPS_PER_IP users an hour from one IP (each sends a
+    verification email to any address it names): then 429 with Retry-After, nobody more
+    is created and no more mail goes out; another IP is unaffected."""
+    guest = _guest(client, world.live_prt)
+    limit = users.SIGN_UPS_PER_IP[0]
+
+    def sign_up(name: str, ip: str) -> Any:
+        body = {"username": name, "password": PASSWORD, "email": "victim@example.com"}
+        return client.post(
+            "/v1/users",
+            data=json.dumps({"data": {"type": "User", "attributes": body}}),
+            content_type=MEDIA,
+            headers=bearer(guest),
+            environ_base={"REMOTE_ADDR": "203.0.113.9" if ip == "a" else "203.0.113.10"},
+        )
+
+    assert [sign_up(f"u{i}", "a").status_code for i in range(limit)] == [201] * limit
+    mails = len(_outbox(app).of("email"))
+    refused = sign_up("one-more", "a")
+    assert refused.status_code == 429
+    assert int(refused.headers["Retry-After"]) > 0
+    assert "one-more" not in _usernames(app, world.live_id)
+    assert len(_outbox(app).of("email")) == mails
+    assert sign_up("elsewhere", "b").status_code == 201
+
+
 @pytest.mark.parametrize(
     ("attributes", "status", "pointer"),
     [
@@ -480,6 +508,40 @@ def test_nobody_deletes_themselves_or_changes_their_own_role(app, client, world,
         assert _patch(client, token, user_id, {"status": "disabled"}).status_code == 403
         assert _row(app, user_id) == before
         assert client.get("/v1/user", headers=bearer(token)).status_code == 200
+
+
+def test_managers_editing_themselves_keep_the_self_rules(app, client, world, admin):
+    """PATCH /v1/users/{own id} is no way around PATCH /v1/user: an owner with TOTP cannot
+    switch it off with a bearer token alone (422 tfa_disablement_required), and an
+    administrator cannot set their own password without the current one or mark their
+    own email verified (403); nothing changes and the token still works."""
+    owner = login(client, world)["access_token"]
+    setup = _send(
+        client,
+        "POST",
+        "/v1/totp_setups",
+        owner,
+        {"data": {"type": "TotpSetup", "attributes": {"password": PASSWORD}}},
+    )
+    code = pyotp.TOTP(setup.get_json()["data"]["attributes"]["secret"]).now()
+    body = {"data": {"type": "TotpConfirmation", "attributes": {"code": code}}}
+    assert _send(client, "POST", "/v1/totp_confirmations", owner, body).status_code == 201
+    before = _row(app, world.alice_id)
+    response = _patch(client, owner, world.alice_id, {"authMethod": "simple"})
+    assert _errors(response) == [("tfa_disablement_required", "/data/attributes/authMethod")]
+    assert _row(app, world.alice_id) == before
+
+    admin_id = _id_of(app, world, "administrator-" + world.live_id[:8])
+    before = _row(app, admin_id)
+    for attributes, pointer in (
+        ({"password": "a brand new long password"}, "/data/attributes/password"),
+        ({"email": "adm@example.com", "emailVerified": True}, "/data/attributes/emailVerified"),
+    ):
+        response = _patch(client, admin, admin_id, attributes)
+        assert response.status_code == 403, response.get_data(as_text=True)
+        assert _errors(response) == [("self_not_allowed", pointer)]
+        assert _row(app, admin_id) == before
+    assert client.get("/v1/user", headers=bearer(admin)).status_code == 200
 
 
 def _id_of(app: Any, world: World, username: str, account_id: str | None = None) -> str:
@@ -725,6 +787,21 @@ def test_bad_create_input(app, client, world, admin, body, content_type, status,
     assert _usernames(app, world.live_id) == before
 
 
+def test_email_that_grows_when_lower_cased_is_422_not_500(app, client, world, admin, carl):
+    """An email whose domain lengthens past 254 characters when lower-cased (U+0130 becomes
+    two code points) is invalid_email on create and update, never a database error."""
+    grows = "a@" + "\u0130" * 200 + ".com"  # 206 characters as sent, 406 lower-cased
+    before = _usernames(app, world.live_id)
+    attributes = {"username": "x", "role": "customer", "password": PASSWORD, "email": grows}
+    response = _create(client, admin, attributes)
+    assert _errors(response) == [("invalid_email", "/data/attributes/email")]
+    assert _usernames(app, world.live_id) == before
+    row = _row(app, carl)
+    response = _patch(client, admin, carl, {"email": grows})
+    assert _errors(response) == [("invalid_email", "/data/attributes/email")]
+    assert _row(app, carl) == row
+
+
 # --- list -----------------------------------------------------------------------------
 
 
@@ -959,8 +1036,20 @@ def test_delete_is_soft_frees_the_username_keeps_history_and_stops_tokens(
         ).status_code
         == 201
     )
-    assert events[0] == ("identity.user.delete.success", carl, world.live_id, f"deleted-{carl}")
+    assert events[0] == ("identity.user.delete.success", carl, world.live_id, f"deleted:{carl}")
     assert _send(client, "DELETE", f"/v1/users/{carl}", admin).status_code == 404
+
+
+def test_a_squatted_tombstone_username_does_not_block_deletion(app, client, world, admin):
+    """A customer who signs up again as `deleted-<own id>` cannot make their first user
+    undeletable (it was an IntegrityError, 500): the delete still answers 204."""
+    guest = _guest(client, world.live_prt)
+    bob = _create(client, guest, {"username": "bob", "password": PASSWORD}).get_json()["data"]
+    squat = _create(client, guest, {"username": f"deleted-{bob['id']}", "password": PASSWORD})
+    assert squat.status_code == 201
+    assert _send(client, "DELETE", f"/v1/users/{bob['id']}", admin).status_code == 204
+    assert _row(app, bob["id"])["status"] == "deleted"
+    assert f"deleted-{bob['id']}" in _usernames(app, world.live_id)  # the squatter is intact
 
 
 def test_deleting_a_global_member_removes_only_the_membership(app, client, world, admin):
@@ -1054,9 +1143,37 @@ def test_current_user_switches_to_sms_with_a_phone_code(app, client, world, carl
         "+15550004444",
         True,
     )
-    response = _patch(client, token, carl, {"phoneNumber": "+15550005555"}, path="/v1/user")
+    change = {"phoneNumber": "+15550005555", "currentPassword": PASSWORD}
+    response = _patch(client, token, carl, change, path="/v1/user")
     assert _errors(response) == [("required", "/data/attributes/phoneVerificationCode")]
     assert _row(app, carl)["phone_number"] == "+15550004444"
+
+
+def test_a_bearer_token_alone_cannot_move_a_second_factor(app, client, world, carl):
+    """A tfa_sms user's phone, or the method itself, moves only with currentPassword: a
+    token holder with a code texted to their own phone gets 422 (required, then
+    invalid_password) and nothing changes; with the password the move goes through."""
+    code = _phone_code(app, world, "+15550004444")
+    token = login(client, world, username="carl")["access_token"]
+    first = {"authMethod": "tfa_sms", "phoneNumber": "+15550004444", "phoneVerificationCode": code}
+    assert _patch(client, token, carl, first, path="/v1/user").status_code == 200
+    with app.app_context():
+        db.session.get(User, carl).email_verified = True
+        db.session.commit()
+    before = _row(app, carl)
+    theirs = _phone_code(app, world, "+15550009999")
+    swap = {"phoneNumber": "+15550009999", "phoneVerificationCode": theirs}
+    for attributes, code in (
+        (swap, "required"),
+        ({**swap, "currentPassword": "not the password"}, "invalid_password"),
+        ({"authMethod": "tfa_email"}, "required"),
+    ):
+        response = _patch(client, token, carl, attributes, path="/v1/user")
+        assert _errors(response) == [(code, "/data/attributes/currentPassword")]
+        assert _row(app, carl) == before
+    response = _patch(client, token, carl, {**swap, "currentPassword": PASSWORD}, path="/v1/user")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    assert _row(app, carl)["phone_number"] == "+15550009999"
 
 
 def test_current_user_needs_a_verified_email_for_email_codes(app, client, world, carl):

@@ -39,10 +39,13 @@ WIRE: dict[str, tuple[str, int, bool]] = {
     "status": ("str", 16, False),
     "emailVerified": ("bool", 0, False),
     "customData": ("object", 0, False),
+    "currentPassword": ("str", 1024, False),  # PATCH /v1/user: proof for moving a factor
 }
-ADMIN_ATTRIBUTES = frozenset(WIRE)
+ADMIN_ATTRIBUTES = frozenset(WIRE) - {"currentPassword"}
 GUEST_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified"}
-SELF_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}
+SELF_ATTRIBUTES = (ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}) | {
+    "currentPassword"
+}
 
 
 def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
@@ -127,7 +130,7 @@ def create_user() -> Response:
     allowed = GUEST_ATTRIBUTES if actor.role == users.GUEST else ADMIN_ATTRIBUTES
     required = {"username"} if actor.role == users.GUEST else {"username", "role"}
     attrs = jsonapi.parse_document(type_="User", allowed=allowed, required=required)
-    member = users.register_user(actor, _fields(attrs))
+    member = users.register_user(actor, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, request_locale(actor.account), status=201)
 
 
@@ -263,6 +266,11 @@ _WRITABLE: dict[str, Any] = {
     "status": {"enum": ["active", "pending", "disabled"]},
     "emailVerified": {"type": "boolean"},
     "customData": {"type": "object"},
+    "currentPassword": {
+        **_STR,
+        "description": "PATCH /v1/user only: needed when a two-step user changes "
+        "authMethod, or the phoneNumber of tfa_sms",
+    },
 }
 
 
@@ -300,7 +308,8 @@ OPENAPI: dict[str, Any] = {
                 "description": "Guests may not set status, emailVerified or a role other than "
                 "customer. status pending (no password) emails an activation link; an "
                 "unverified email gets a verification link; phoneVerificationCode with "
-                "authMethod tfa_sms becomes the first login's OTP.",
+                "authMethod tfa_sms becomes the first login's OTP. A guest signs up at "
+                "most 20 users an hour from one IP (429).",
                 "operationId": "createUser",
                 "requestBody": _body("UserCreate"),
                 "responses": {
@@ -342,7 +351,8 @@ OPENAPI: dict[str, Any] = {
             },
             "patch": {
                 "summary": "Update a user",
-                "description": "Nobody changes their own role or status; only the owner "
+                "description": "Nobody changes their own role, status, password or "
+                "emailVerified here, or switches their own two-step login off; only the owner "
                 "changes the owner or makes an owner; a global member's role only. A new "
                 "password, role or a status other than active voids the user's tokens.",
                 "operationId": "updateUser",
@@ -373,7 +383,8 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Update the current user",
                 "description": "A new email is unverified and gets a verification link; "
                 "tfa_sms or a new phone of a tfa_sms user needs phoneVerificationCode; "
-                "tfa_email needs a verified email.",
+                "tfa_email needs a verified email. A user with two-step login also gives "
+                "currentPassword to change authMethod or (tfa_sms) phoneNumber.",
                 "operationId": "updateCurrentUser",
                 "requestBody": _body("CurrentUserUpdate"),
                 "responses": {
@@ -397,7 +408,13 @@ OPENAPI: dict[str, Any] = {
                         **{
                             k: v
                             for k, v in _WRITABLE.items()
-                            if k not in ("password", "phoneVerificationCode", "status")
+                            if k
+                            not in (
+                                "password",
+                                "phoneVerificationCode",
+                                "status",
+                                "currentPassword",
+                            )
                         },
                         "emailVerifiedAt": {**_NSTR, "format": "date-time", "readOnly": True},
                         "passwordUpdatedAt": {**_NSTR, "format": "date-time", "readOnly": True},
