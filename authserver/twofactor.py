@@ -293,12 +293,18 @@ def disable_tfa(
         second_factor=True,
     )
     method = user.auth_method
-    user.totp_secret = None
     user.auth_method = "simple"
-    db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    drop_totp(user)
     _commit()
-    store().delete(_setup_key(user), _setup_tries_key(user))
     emit("identity.tfa.disable.success", user=user, account=user.account, method=method)
+
+
+def drop_totp(user: User) -> None:
+    """Forget the user's authenticator app: the secret, every recovery code and any
+    pending setup (the caller commits)."""
+    user.totp_secret = None
+    db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+    store().delete(_setup_key(user), _setup_tries_key(user))
 
 
 def renew_recovery_codes(user: User, *, otp: object) -> list[str]:

@@ -494,7 +494,7 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
             user.status = rules.check_choice(changes["status"], UPDATE_STATUSES, "status")
             if user.status != "active":
                 revoke_user_tokens(user)
-        applied = _apply_profile(user, member, changes, by_admin=True)
+        applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
         if role_changed:
             revoke_user_tokens(user)  # a token carries its role: old ones must stop
     except DomainError:
@@ -519,6 +519,19 @@ def _check_self_changes(user: User, changes: dict[str, Any]) -> None:
                 code="self_not_allowed",
             )
     _check_no_downgrade(user, changes.get("auth_method"))
+    for name, camel in (("email", "email"), ("phone_number", "phoneNumber")):
+        if name in changes and changes[name] != getattr(user, name):
+            raise Forbidden(
+                "Change your own email or phone with PATCH /v1/user (it asks for your password).",
+                field=camel,
+                code="self_not_allowed",
+            )
+    if _moves_second_factor(user, changes):
+        raise Forbidden(
+            "Change your own two-step login with PATCH /v1/user (it asks for your password).",
+            field="authMethod",
+            code="self_not_allowed",
+        )
 
 
 def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
@@ -549,11 +562,11 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     changes = dict(changes)
     current_password = changes.pop("current_password", None)
     _check_no_downgrade(user, changes.get("auth_method"))
-    if _moves_second_factor(user, changes):
+    if _moves_second_factor(user, changes) or _moves_email(user, changes):
         twofactor.prove_password(user, current_password, field="currentPassword")
     member = Member(user, role_in(user, account) or user.role)
     try:
-        applied = _apply_profile(user, member, changes, by_admin=False)
+        applied = _apply_profile(user, member, changes, by_admin=False, account=account)
     except DomainError:
         db.session.rollback()
         raise
@@ -576,6 +589,20 @@ def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:
     )
 
 
+def _moves_email(user: User, changes: dict[str, Any]) -> bool:
+    """Whether the change gives the user another email: password resets go there, so a
+    bearer token alone changing it would be an account takeover (it needs the password)."""
+    if "email" not in changes:
+        return False
+    new = changes["email"]
+    if isinstance(new, str):
+        try:
+            new = rules.check_email(new)
+        except ValidationFailed:
+            return False  # refused later with its own pointer
+    return bool(new != user.email)
+
+
 def _check_no_downgrade(user: User, method: object) -> None:
     """A bearer token alone must not switch a second factor off: leaving two-step login,
     or leaving TOTP, needs the password and a code (POST /v1/tfa_disablements) or an
@@ -593,7 +620,12 @@ def _check_no_downgrade(user: User, method: object) -> None:
 
 
 def _apply_profile(
-    user: User, member: Member, changes: dict[str, Any], *, by_admin: bool
+    user: User,
+    member: Member,
+    changes: dict[str, Any],
+    *,
+    by_admin: bool,
+    account: Account | None,
 ) -> _Applied:
     """Apply profile changes to `user` (no commit); the phone code is spent last."""
     applied = _Applied()
@@ -628,6 +660,8 @@ def _apply_profile(
             user.auth_method = rules.check_auth_method(changes["auth_method"])
         code = changes.get("phone_verification_code")
         _check_second_factor(user, (old_method, old_phone, old_email), code is not None)
+        if old_method == "tfa_totp" and user.auth_method != "tfa_totp":
+            twofactor.drop_totp(user)  # back to TOTP later means a new, confirmed setup
         applied.tfa_changed = user.auth_method != old_method or (
             user.auth_method == "tfa_sms" and user.phone_number != old_phone
         )
@@ -635,7 +669,7 @@ def _apply_profile(
             accounts.apply_password(user, changes["password"], field="password")
             applied.password_changed = True
         if code is not None:
-            applied.code = verification.verify_phone_for(user, code)
+            applied.code = verification.verify_phone_for(user, code, account=account)
     return applied
 
 

@@ -320,15 +320,18 @@ def use_phone_code(
     return code
 
 
-def verify_phone_for(user: User, code: object) -> str:
+def verify_phone_for(user: User, code: object, *, account: Account | None = None) -> str:
     """Spend a code for the user's phone and mark the phone verified (the caller commits).
+
+    `account` is the account the code was asked for (the token's); by default the user's
+    own, which differs for a global member acting in an account.
 
     Returns the code: at sign-up it may also answer the first two-step login (seed 003,
     `twofactor.prime_challenge`).
     """
     if not user.phone_number:
         raise ValidationFailed("A phone number is required.", field="phoneNumber", code="required")
-    used = use_phone_code(user.phone_number, code, account=user.account)
+    used = use_phone_code(user.phone_number, code, account=account or user.account)
     user.phone_verified = True
     user.phone_verified_at = utcnow()
     return used

@@ -513,8 +513,9 @@ def test_nobody_deletes_themselves_or_changes_their_own_role(app, client, world,
 def test_managers_editing_themselves_keep_the_self_rules(app, client, world, admin):
     """PATCH /v1/users/{own id} is no way around PATCH /v1/user: an owner with TOTP cannot
     switch it off with a bearer token alone (422 tfa_disablement_required), and an
-    administrator cannot set their own password without the current one or mark their
-    own email verified (403); nothing changes and the token still works."""
+    administrator cannot set their own password without the current one, mark their own
+    email verified, or move their own email or phone (403: PATCH /v1/user asks for the
+    password); nothing changes and the token still works."""
     owner = login(client, world)["access_token"]
     setup = _send(
         client,
@@ -536,6 +537,8 @@ def test_managers_editing_themselves_keep_the_self_rules(app, client, world, adm
     for attributes, pointer in (
         ({"password": "a brand new long password"}, "/data/attributes/password"),
         ({"email": "adm@example.com", "emailVerified": True}, "/data/attributes/emailVerified"),
+        ({"email": "adm@example.com"}, "/data/attributes/email"),
+        ({"phoneNumber": "+15550007777"}, "/data/attributes/phoneNumber"),
     ):
         response = _patch(client, admin, admin_id, attributes)
         assert response.status_code == 403, response.get_data(as_text=True)
@@ -1109,13 +1112,29 @@ def test_current_user_cannot_set_read_only_attributes(app, client, world, carl, 
 
 
 def test_current_user_email_change_is_unverified_and_mailed(app, client, world, carl):
-    """A new email resets emailVerified and a verification link goes to the new address."""
+    """A new email needs the current password; it resets emailVerified and a verification
+    link goes to the new address."""
     with app.app_context():
         user = db.session.get(User, carl)
         user.email_verified = True
         db.session.commit()
     token = login(client, world, username="carl")["access_token"]
-    response = _patch(client, token, carl, {"email": "carl2@example.com"}, path="/v1/user")
+    before = _row(app, carl)
+    # The email is where resets go: a bearer token alone may not move it.
+    for attempt in ({}, {"currentPassword": "not the password"}):
+        refused = _patch(
+            client, token, carl, {"email": "carl2@example.com", **attempt}, path="/v1/user"
+        )
+        assert refused.status_code == 422, refused.get_data(as_text=True)
+        assert _errors(refused)[0][1] == "/data/attributes/currentPassword"
+        assert _row(app, carl) == before
+    response = _patch(
+        client,
+        token,
+        carl,
+        {"email": "carl2@example.com", "currentPassword": PASSWORD},
+        path="/v1/user",
+    )
     assert response.get_json()["data"]["attributes"]["emailVerified"] is False
     assert [(m.event, m.to) for m in _outbox(app).of("email")] == [
         ("identity.email_verification_token.create.success", "carl2@example.com")

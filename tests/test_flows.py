@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pyotp
 import pytest
 from oauth_helpers import PASSWORD, World, login, make_world
 from verification_helpers import (
@@ -19,6 +20,10 @@ from verification_helpers import (
     outbox,
     user_row,
 )
+
+from authserver import users
+from authserver.extensions import db
+from authserver.models import Account, RecoveryCode
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 
@@ -227,3 +232,87 @@ def test_a_bearer_token_alone_cannot_switch_two_step_login_off(app, client, worl
     allowed = call(client, "PATCH", f"/v1/users/{user_id}", body, owner)
     assert allowed.status_code == 200, allowed.get_data(as_text=True)
     assert user_row(app, user_id).auth_method == target
+
+
+def test_admin_moving_a_user_off_totp_forgets_the_app(app, client, world):
+    """An administrator switching a TOTP user to email codes drops the secret and the
+    recovery codes, so going back to TOTP needs a new, confirmed setup."""
+    owner = _owner(client, world)
+    created = call(
+        client,
+        "POST",
+        "/v1/users",
+        document(
+            "User",
+            username="tim",
+            role="customer",
+            password=PASSWORD,
+            email="tim@example.com",
+            emailVerified=True,
+        ),
+        owner,
+    )
+    user_id = created.get_json()["data"]["id"]
+    me = login(client, world, username="tim")["access_token"]
+    setup = call(client, "POST", "/v1/totp_setups", document("TotpSetup", password=PASSWORD), me)
+    code = pyotp.TOTP(setup.get_json()["data"]["attributes"]["secret"]).now()
+    confirmed = call(
+        client, "POST", "/v1/totp_confirmations", document("TotpConfirmation", code=code), me
+    )
+    assert confirmed.status_code == 201, confirmed.get_data(as_text=True)
+    assert user_row(app, user_id).totp_secret
+
+    def switch(method: str) -> Any:
+        body = {"data": {"type": "User", "id": user_id, "attributes": {"authMethod": method}}}
+        return call(client, "PATCH", f"/v1/users/{user_id}", body, owner)
+
+    assert switch("tfa_email").status_code == 200
+    row = user_row(app, user_id)
+    assert (row.auth_method, row.totp_secret) == ("tfa_email", None)
+    with app.app_context():
+        left = db.session.scalar(
+            db.select(db.func.count())
+            .select_from(RecoveryCode)
+            .where(RecoveryCode.user_id == user_id)
+        )
+    assert left == 0
+    one_error(switch("tfa_totp"), 422, "totp_not_enrolled", "/data/attributes/authMethod")
+    assert user_row(app, user_id).auth_method == "tfa_email"
+
+
+def test_global_member_verifies_a_phone_with_a_code_sent_in_the_account(app, client, world):
+    """A global user acting in an account spends a phone code asked for in that account."""
+    with app.app_context():
+        account = db.session.get(Account, world.live_id)
+        gus = users.create_user(
+            account=None, username="gus@example.com", password=PASSWORD, role="customer"
+        )
+        users.add_member(account, gus, "customer")
+        gus_id = gus.id
+    token = login(client, world, username="gus@example.com")["access_token"]
+    phone = "+15551237777"
+    sent = call(
+        client,
+        "POST",
+        "/v1/phone_verification_codes",
+        document("PhoneVerificationCode", phoneNumber=phone),
+        token,
+    )
+    assert sent.status_code == 204
+    [sms] = outbox(app).of("sms")
+    code = next(word for word in sms.text.replace(".", " ").split() if word.isdigit())
+    body = {
+        "data": {
+            "type": "User",
+            "id": gus_id,
+            "attributes": {
+                "authMethod": "tfa_sms",
+                "phoneNumber": phone,
+                "phoneVerificationCode": code,
+            },
+        }
+    }
+    response = call(client, "PATCH", "/v1/user", body, token)
+    assert response.status_code == 200, response.get_data(as_text=True)
+    row = user_row(app, gus_id)
+    assert (row.auth_method, row.phone_number, row.phone_verified) == ("tfa_sms", phone, True)
