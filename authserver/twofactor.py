@@ -278,12 +278,16 @@ def disable_tfa(
     otp: object | None = None,
     recovery_code: object | None = None,
 ) -> None:
-    """Turn TOTP off: needs the password and a current `otp` or a `recovery_code`.
+    """Turn two-step login off: needs the password and a current `otp` (the app's code,
+    or for email/SMS users a code a login attempt sent) or a `recovery_code`.
 
     The secret and every recovery code go, `authMethod` becomes `simple`, and a pending
     setup is dropped; the old codes stop working at once (logins read the user row).
     """
-    _require_totp(user)
+    if user.auth_method == "simple":
+        raise ValidationFailed("Two-step login is not on for this user.", code="tfa_not_enabled")
+    if user.auth_method == "tfa_totp":
+        _require_totp(user)
     _check_proof(
         user,
         password=password,
@@ -361,7 +365,7 @@ def _check_proof(
         raise ValidationFailed("The password is wrong.", field=proof_field, code="invalid_password")
     try:
         if typed_otp is not None:
-            _check_totp(user, typed_otp)
+            complete_challenge(user, typed_otp)  # the app's code, or a sent one
         elif second_factor and typed_recovery is not None:
             use_recovery_code(user, typed_recovery)
     except InvalidOtp:

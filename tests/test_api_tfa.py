@@ -465,11 +465,11 @@ def test_parallel_wrong_proofs_share_one_budget(app, client, world):
     assert statuses == [422] * 5 + [429] * 5
 
 
-def test_disable_without_totp_is_422(app, client, world):
-    """A simple user has nothing to disable: 422 totp_not_enabled."""
+def test_disable_without_two_step_login_is_422(app, client, world):
+    """A simple user has nothing to disable: 422 tfa_not_enabled."""
     token = login(client, world)["access_token"]
     response = post(client, DISABLEMENTS, token, {"password": PASSWORD, "otp": "123456"})
-    assert error(response, 422)[0] == "totp_not_enabled"
+    assert error(response, 422)[0] == "tfa_not_enabled"
 
 
 # ---------------------------------------------------------------- who may call

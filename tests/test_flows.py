@@ -316,3 +316,57 @@ def test_global_member_verifies_a_phone_with_a_code_sent_in_the_account(app, cli
     assert response.status_code == 200, response.get_data(as_text=True)
     row = user_row(app, gus_id)
     assert (row.auth_method, row.phone_number, row.phone_verified) == ("tfa_sms", phone, True)
+
+
+def test_email_code_user_switches_two_step_login_off_with_a_sent_code(app, client, world, store):
+    """A tfa_email user turns two-step login off with the password and a code a login
+    attempt emailed; a wrong code changes nothing."""
+    owner = _owner(client, world)
+    created = call(
+        client,
+        "POST",
+        "/v1/users",
+        document(
+            "User",
+            username="eve",
+            role="customer",
+            password=PASSWORD,
+            email="eve@example.com",
+            emailVerified=True,
+            authMethod="tfa_email",
+        ),
+        owner,
+    )
+    assert created.status_code == 201, created.get_data(as_text=True)
+    user_id = created.get_json()["data"]["id"]
+    asked = _password_grant(client, world, "eve", PASSWORD)
+    assert asked.get_json()["error"] == "otp_required"
+    [mail] = mails(app, "identity.otp.create.success")
+    code = next(word for word in mail.text.split() if word.isdigit() and len(word) == 6)
+    token = _password_grant(client, world, "eve", PASSWORD, otp=code).get_json()["access_token"]
+    store.delete(f"otp-sent:{user_id}")  # skip the 30 s resend cooldown
+    _password_grant(client, world, "eve", PASSWORD)  # another code for the disablement
+    code = next(
+        word
+        for word in mails(app, "identity.otp.create.success")[-1].text.split()
+        if word.isdigit() and len(word) == 6
+    )
+    wrong = "000000" if code != "000000" else "111111"
+    refused = call(
+        client,
+        "POST",
+        "/v1/tfa_disablements",
+        document("TfaDisablement", password=PASSWORD, otp=wrong),
+        token,
+    )
+    one_error(refused, 422, "invalid_otp", "/data/attributes/otp")
+    assert user_row(app, user_id).auth_method == "tfa_email"
+    done = call(
+        client,
+        "POST",
+        "/v1/tfa_disablements",
+        document("TfaDisablement", password=PASSWORD, otp=code),
+        token,
+    )
+    assert done.status_code == 204, done.get_data(as_text=True)
+    assert user_row(app, user_id).auth_method == "simple"
