@@ -267,8 +267,9 @@ OPENAPI: dict[str, Any] = {
         },
         "/tfa_disablements": {
             "post": {
-                "summary": "Switch the current user's TOTP off",
-                "description": "Needs the password and a current otp or a recoveryCode. The "
+                "summary": "Switch the current user's two-step login off",
+                "description": "Needs the password and a current otp (the app's code, or for "
+                "email/SMS users a code a password-grant attempt sent) or a recoveryCode. The "
                 "secret and the recovery codes are deleted and authMethod becomes simple; the "
                 "old codes stop working at once.",
                 "operationId": "disableTfa",
@@ -278,7 +279,7 @@ OPENAPI: dict[str, Any] = {
                     ["password"],
                 ),
                 "responses": {
-                    "204": {"description": "TOTP is off."},
+                    "204": {"description": "Two-step login is off."},
                     **_errors(*_ERRORS),
                 },
             }
