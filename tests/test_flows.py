@@ -37,6 +37,11 @@ def _owner(client: Any, world: World) -> str:
     return str(login(client, world)["access_token"])
 
 
+def _create(client: Any, token: str, **attributes: Any) -> Any:
+    """POST /v1/users with these attributes and a token (an administrator's or a guest's)."""
+    return call(client, "POST", "/v1/users", document("User", **attributes), token)
+
+
 def _password_grant(client: Any, world: World, username: str, password: str, **extra: str) -> Any:
     return client.post(
         "/oauth/token",
@@ -55,12 +60,8 @@ def test_invited_user_activates_from_the_one_email_and_logs_in(app, client, worl
     """An administrator invites a pending user: one email (the activation link) goes out;
     setting a password with it makes the user active with a verified email, and they log in."""
     owner = _owner(client, world)
-    created = call(
-        client,
-        "POST",
-        "/v1/users",
-        document("User", username="ivy", role="manager", status="pending", email="ivy@example.com"),
-        owner,
+    created = _create(
+        client, owner, username="ivy", role="manager", status="pending", email="ivy@example.com"
     )
     assert created.status_code == 201, created.get_data(as_text=True)
     user_id = created.get_json()["data"]["id"]
@@ -96,19 +97,14 @@ def test_invited_user_activates_from_the_one_email_and_logs_in(app, client, worl
 def test_reset_link_dies_when_the_email_changes(app, client, world):
     """A reset link mailed to the former address stops working once the email is changed."""
     owner = _owner(client, world)
-    created = call(
+    created = _create(
         client,
-        "POST",
-        "/v1/users",
-        document(
-            "User",
-            username="rhea",
-            role="customer",
-            password=PASSWORD,
-            email="rhea@example.com",
-            emailVerified=True,
-        ),
         owner,
+        username="rhea",
+        role="customer",
+        password=PASSWORD,
+        email="rhea@example.com",
+        emailVerified=True,
     )
     assert created.status_code == 201, created.get_data(as_text=True)
     user_id = created.get_json()["data"]["id"]
@@ -158,19 +154,14 @@ def test_sign_up_with_sms_two_step_login_over_http(app, client, world):
     assert sent.status_code == 204, sent.get_data(as_text=True)
     [sms] = [m for m in outbox(app).of("sms") if m.to == phone]
     code = next(word for word in sms.text.replace(".", " ").split() if word.isdigit())
-    created = call(
+    created = _create(
         client,
-        "POST",
-        "/v1/users",
-        document(
-            "User",
-            username="Sam",
-            password=PASSWORD,
-            phoneNumber=phone,
-            phoneVerificationCode=code,
-            authMethod="tfa_sms",
-        ),
         guest,
+        username="Sam",
+        password=PASSWORD,
+        phoneNumber=phone,
+        phoneVerificationCode=code,
+        authMethod="tfa_sms",
     )
     assert created.status_code == 201, created.get_data(as_text=True)
     attrs = created.get_json()["data"]["attributes"]
@@ -189,21 +180,16 @@ def test_a_bearer_token_alone_cannot_switch_two_step_login_off(app, client, worl
     """PATCH /v1/user refuses leaving two-step login (422 tfa_disablement_required) and the
     user's method stays; only an administrator or /v1/tfa_disablements may do that."""
     owner = _owner(client, world)
-    created = call(
+    created = _create(
         client,
-        "POST",
-        "/v1/users",
-        document(
-            "User",
-            username="tara",
-            role="customer",
-            password=PASSWORD,
-            email="tara@example.com",
-            emailVerified=True,
-            phoneNumber="+15551239999",
-            authMethod="simple",
-        ),
         owner,
+        username="tara",
+        role="customer",
+        password=PASSWORD,
+        email="tara@example.com",
+        emailVerified=True,
+        phoneNumber="+15551239999",
+        authMethod="simple",
     )
     assert created.status_code == 201, created.get_data(as_text=True)
     user_id = created.get_json()["data"]["id"]
@@ -238,19 +224,14 @@ def test_admin_moving_a_user_off_totp_forgets_the_app(app, client, world):
     """An administrator switching a TOTP user to email codes drops the secret and the
     recovery codes, so going back to TOTP needs a new, confirmed setup."""
     owner = _owner(client, world)
-    created = call(
+    created = _create(
         client,
-        "POST",
-        "/v1/users",
-        document(
-            "User",
-            username="tim",
-            role="customer",
-            password=PASSWORD,
-            email="tim@example.com",
-            emailVerified=True,
-        ),
         owner,
+        username="tim",
+        role="customer",
+        password=PASSWORD,
+        email="tim@example.com",
+        emailVerified=True,
     )
     user_id = created.get_json()["data"]["id"]
     me = login(client, world, username="tim")["access_token"]
@@ -322,20 +303,15 @@ def test_email_code_user_switches_two_step_login_off_with_a_sent_code(app, clien
     """A tfa_email user turns two-step login off with the password and a code a login
     attempt emailed; a wrong code changes nothing."""
     owner = _owner(client, world)
-    created = call(
+    created = _create(
         client,
-        "POST",
-        "/v1/users",
-        document(
-            "User",
-            username="eve",
-            role="customer",
-            password=PASSWORD,
-            email="eve@example.com",
-            emailVerified=True,
-            authMethod="tfa_email",
-        ),
         owner,
+        username="eve",
+        role="customer",
+        password=PASSWORD,
+        email="eve@example.com",
+        emailVerified=True,
+        authMethod="tfa_email",
     )
     assert created.status_code == 201, created.get_data(as_text=True)
     user_id = created.get_json()["data"]["id"]
