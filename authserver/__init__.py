@@ -11,7 +11,7 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, background, i18n, logs, notifications, oauth, web
+from . import api, background, i18n, logs, notifications, oauth, pages, web
 from . import models as _models  # noqa: F401 - registers the tables on db.metadata
 from .config import ConfigError, load_config
 from .extensions import csrf, db, migrate
@@ -77,4 +77,5 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
     web.init_app(app)
     oauth.init_app(app)
     api.init_app(app)
+    pages.init_app(app)  # last: its error pages take every path the others do not own
     return app

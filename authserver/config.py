@@ -119,6 +119,16 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     app.config["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(app.config["DATABASE_URL"])
     app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config["DATABASE_URL"])
     app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
+    if app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_NAME"] == (
+        Defaults.SESSION_COOKIE_NAME
+    ):
+        # __Host-: the browser only takes it Secure, Path=/ and without Domain (no subdomain
+        # can plant or overwrite it).
+        app.config["SESSION_COOKIE_NAME"] = "__Host-" + Defaults.SESSION_COOKIE_NAME
+    # The hosted pages send Referrer-Policy: no-referrer, so the Referer that Flask-WTF's
+    # strict mode demands on HTTPS never comes; the session-bound token, SameSite=Lax and
+    # the pages' Origin check (pages/__init__.py) stand in for it.
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
     app.config["PREFERRED_URL_SCHEME"] = urlsplit(app.config["ISSUER"]).scheme
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
 

@@ -85,11 +85,25 @@ class OtpRequired(DomainError):
     code = "otp_required"
     title = "A one-time password is required."
 
-    def __init__(self, method: str, destination: str | None, resend_after: int):
+    def __init__(
+        self,
+        method: str,
+        destination: str | None,
+        resend_after: int,
+        sent: bool = False,
+        *,
+        user_id: str | None = None,
+        token_generation: int | None = None,
+    ):
         super().__init__(self.title)
+        # Who passed the password, for a front door that asks for the code on its own
+        # page (login.continue_login); never sent to the client.
+        self.user_id = user_id
+        self.token_generation = token_generation
         self.method = method  # tfa_email, tfa_sms or tfa_totp
         self.destination = destination  # masked email or phone; None for TOTP
         self.resend_after = resend_after  # seconds until another code can be sent
+        self.sent = sent  # a new code went out with this attempt
 
 
 class InvalidOtp(DomainError):

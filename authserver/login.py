@@ -89,6 +89,47 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     amr = ["pwd"]
     if user.auth_method != "simple":
         amr += _second_factor(attempt, user, account, keys)
+    return _succeed(attempt, user, account, role, keys, amr)
+
+
+def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -> LoginResult:
+    """The second step of a login whose password step passed a moment ago.
+
+    For the hosted pages, which keep the outcome of the password step (never the
+    password) in the session: `attempt.password` is ignored, `attempt.username` is the
+    name typed at the first step. The same throttle, second-factor checks and login
+    records as `password_login`; without a code it (re)starts the challenge, so an
+    emailed code is sent again only after the token endpoint's cooldown. The step is
+    void (InvalidCredentials) once the user, their password or their membership changed.
+    Raises Throttled, InvalidCredentials, OtpRequired or InvalidOtp.
+    """
+    username = attempt.username.strip().lower()
+    keys = _throttle_keys(attempt.account_id, username, attempt.ip)
+    _count_attempt(keys)
+    found = find_member(attempt.account_id, username)
+    user, account, role = found if found else (None, None, "")
+    if (
+        user is None
+        or user.id != user_id
+        or user.token_generation != token_generation
+        or user.status != "active"
+        or user.auth_method == "simple"
+        or (account is not None and account.status != "active")
+    ):
+        _record(attempt, user, "otp", False, "login_step_void")
+        raise InvalidCredentials()
+    amr = ["pwd", *_second_factor(attempt, user, account, keys)]
+    return _succeed(attempt, user, account, role, keys, amr)
+
+
+def _succeed(
+    attempt: LoginAttempt,
+    user: User,
+    account: Account | None,
+    role: str,
+    keys: ThrottleKeys,
+    amr: list[str],
+) -> LoginResult:
     _clear_after_success(keys)
     _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
     return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
@@ -111,7 +152,14 @@ def _second_factor(
     # The password was right and no code was tried: this attempt failed nothing, so it
     # gives its count back (the code tries that follow are counted as usual).
     _refund_attempt(keys)
-    raise OtpRequired(challenge.method, challenge.destination, challenge.resend_after)
+    raise OtpRequired(
+        challenge.method,
+        challenge.destination,
+        challenge.resend_after,
+        challenge.sent,
+        user_id=user.id,
+        token_generation=user.token_generation,
+    )
 
 
 @dataclass(frozen=True)

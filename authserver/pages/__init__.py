@@ -1,0 +1,32 @@
+"""The hosted HTML pages (blueprint `pages`): login with its second step, logout, the
+signed-in landing page, and the pages the emailed links open (reset, activation,
+email verification). Views parse a form, call one use case and render.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Flask, Response, request
+
+from ..errors import DomainError
+from ..web import add_error_renderer
+from . import common
+
+bp = Blueprint("pages", __name__)
+bp.register_error_handler(DomainError, common.render_domain_error)
+
+from . import selfservice, signin  # noqa: E402, F401 - register their routes on bp
+
+
+def init_app(app: Flask) -> None:
+    app.register_blueprint(bp)
+    # Last: the API and OAuth renderers claim their own prefixes first.
+    add_error_renderer(app, common.owns_path, common.render_http_error)
+
+    @app.before_request
+    def page_language() -> Response | None:
+        if not common.owns_path(request.path) or request.endpoint == "static":
+            return None
+        common.choose_locale()
+        return common.check_origin()
+
+    app.after_request(common.page_headers)

@@ -1,0 +1,218 @@
+"""What every hosted page shares: which paths are pages, the account and language a page
+is shown for, the safe `next` target, rendering, HTML errors and the extra headers.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Response, current_app, g, render_template, request, session
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from ..errors import DomainError, ServiceUnavailable, Throttled
+from ..extensions import db
+from ..i18n import best_request_locale, gettext
+from ..models import Account
+
+# Paths that belong to other front doors (they render their own errors).
+NOT_PAGES = ("/v1", "/oauth", "/.well-known")
+NOT_PAGE_PATHS = ("/healthz", "/readyz")
+UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+NEXT_MAX = 4096  # an /oauth/authorize URL with a long state still fits
+PENDING = "pending_login"  # the session key of a login waiting for its second factor
+HSTS = "max-age=31536000"  # one year (RFC 9700 4.16 / ASVS 3.4.1)
+
+
+def now() -> int:
+    return int(time.time())
+
+
+def owns_path(path: str) -> bool:
+    """Every path that is not the API's, the OAuth endpoints' or a health check."""
+    if path in NOT_PAGE_PATHS:
+        return False
+    return not any(path == p or path.startswith(p + "/") for p in NOT_PAGES)
+
+
+def safe_next(value: object, default: str = "/account") -> str:
+    """`value` if it is a path on this server, else `default` (no open redirect).
+
+    Only an absolute path is taken: no scheme, no host, not `//host` or `/\\host` (which
+    browsers read as another host), no control characters or backslashes at all.
+    """
+    if not isinstance(value, str) or not value or len(value) > NEXT_MAX:
+        return default
+    if not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return default
+    if any(ord(c) < 0x21 or ord(c) == 0x7F for c in value):
+        return default
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc:
+        return default
+    return value
+
+
+def next_query(name: str) -> str | None:
+    """A parameter of the `next` target's query (the OIDC request the login serves)."""
+    target = safe_next(request.values.get("next"), default="")
+    if not target:
+        return None
+    values = parse_qs(urlsplit(target).query).get(name)
+    return values[0] if values else None
+
+
+def flow_client() -> Any:
+    """The OAuth client whose authorization request sent the person here, if any."""
+    client_id = next_query("client_id")
+    if not client_id:
+        return None
+    cache = current_app.extensions.get("authserver.clients")
+    return cache.get(client_id) if cache is not None else None
+
+
+def _account(account_id: object) -> Account | None:
+    if not isinstance(account_id, str) or not UUID_RE.match(account_id):
+        return None
+    account = db.session.get(Account, account_id)
+    return account if account is not None and account.status == "active" else None
+
+
+def requested_account_id() -> str | None:
+    """The account a login is for: `aid`, else the flow's client's account; None: global."""
+    aid = request.values.get("aid")
+    if aid:
+        return aid[:64]
+    client = flow_client()
+    return client.account_id if client is not None else None
+
+
+def page_account() -> Account | None:
+    """The account the page is shown for (its name at the top, its default language)."""
+    if "page_account" not in g:
+        candidates: list[object] = [requested_account_id()]
+        pending = session.get(PENDING)
+        if isinstance(pending, dict):
+            candidates.append(pending.get("aid"))
+        login = session.get("login")
+        if isinstance(login, dict):
+            candidates.append(login.get("aid"))
+        g.page_account = next(
+            (a for a in (_account(c) for c in candidates if c) if a is not None), None
+        )
+    account: Account | None = g.page_account
+    return account
+
+
+def choose_locale() -> None:
+    """Before a page: `ui_locales` (here or in the OIDC request), Accept-Language, account."""
+    ui_locales = request.args.get("ui_locales") or next_query("ui_locales")
+    pending = session.get(PENDING)
+    if not ui_locales and isinstance(pending, dict):
+        ui_locales = pending.get("ui")
+    account = page_account()
+    g.locale = best_request_locale(
+        ui_locales if isinstance(ui_locales, str) else None,
+        account.default_locale if account else None,
+    )
+
+
+def render(template: str, status: int = 200, **context: Any) -> Response:
+    """A page in the chosen language, with the account's name at the top."""
+    account = page_account()
+    html = render_template(
+        template,
+        account_name=account.name if account else None,
+        page_locale=g.get("locale", "en"),
+        **context,
+    )
+    return Response(html, status, mimetype="text/html")
+
+
+def error_page(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    response = render("pages/error.html", status, message=message, status_code=status)
+    response.headers.update(headers or {})
+    return response
+
+
+def render_http_error(error: HTTPException) -> Response:
+    """404, 405, 413, a refused CSRF token... on a page path: an HTML page, never a trace."""
+    status = error.code or 500
+    if "locale" not in g:
+        try:
+            choose_locale()
+        except Exception:  # an error page must render even when the database is down
+            g.locale = "en"
+            g.page_account = None
+    if isinstance(error, CSRFError):
+        message = gettext(
+            "This form expired or did not come from this site. Go back, reload the page"
+            " and try again."
+        )
+    elif status == 404:
+        message = gettext("This page does not exist.")
+    elif status == 405:
+        message = gettext("This page cannot be used that way.")
+    elif status == 413:
+        message = gettext("What you sent is too large.")
+    elif status >= 500:
+        status = 500
+        message = gettext("Something went wrong on our side. Please try again later.")
+    else:
+        message = gettext("The request could not be understood.")
+    return error_page(status, message)
+
+
+def render_domain_error(error: DomainError) -> Response:
+    """A domain error no view handled: throttles and outages get their status and words."""
+    if isinstance(error, Throttled):
+        return error_page(
+            429,
+            gettext("Too many attempts. Please wait a few minutes and try again."),
+            {"Retry-After": str(error.retry_after)},
+        )
+    if isinstance(error, ServiceUnavailable):
+        return error_page(
+            503, gettext("The service is unavailable for a moment. Please try again shortly.")
+        )
+    return error_page(400, gettext("The request could not be understood."))
+
+
+def check_origin() -> Response | None:
+    """Refuse a POST whose Origin is another site's (on top of the CSRF token).
+
+    `Referrer-Policy: no-referrer` makes browsers send `Origin: null` on our own forms,
+    so only a present, non-null, foreign origin is refused.
+    """
+    if request.method != "POST":
+        return None
+    origin = request.headers.get("Origin")
+    if not origin or origin == "null":
+        return None
+    ours = {request.host_url.rstrip("/"), _origin(current_app.config["ISSUER"])}
+    if origin.rstrip("/") in ours:
+        return None
+    return render_http_error(CSRFError("The origin does not match."))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def page_headers(response: Response) -> Response:
+    """No caching of pages that hold codes and tokens; HSTS when the issuer is HTTPS."""
+    if owns_path(request.path):
+        response.headers["Cache-Control"] = "no-store"
+        response.headers.setdefault("Content-Language", g.get("locale", "en"))
+        if current_app.config["ISSUER"].startswith("https://"):
+            response.headers.setdefault("Strict-Transport-Security", HSTS)
+    return response
+
+
+def current_page_locale() -> str:
+    """The language chosen for this page (emails the page triggers use it too)."""
+    return str(g.get("locale", "en"))

@@ -1,0 +1,73 @@
+"""The hosted pages' forms (Flask-WTF): fields, labels and the input limits they enforce.
+
+Every form carries the session-bound CSRF token; messages are lazy gettext strings, so
+they read in the page's language. Limits match the domain's (login.USERNAME_MAX...).
+"""
+
+from __future__ import annotations
+
+from flask_wtf import FlaskForm
+from wtforms import HiddenField, PasswordField, StringField
+from wtforms.validators import DataRequired, EqualTo, Length
+
+from ..i18n import lazy_gettext
+from ..login import PASSWORD_MAX, USERNAME_MAX
+from ..twofactor import OTP_MAX, RECOVERY_CODE_MAX
+
+REQUIRED = lazy_gettext("This field is required.")
+TOO_LONG = lazy_gettext("This is too long.")
+
+
+class LoginForm(FlaskForm):
+    username = StringField(
+        lazy_gettext("Username"),
+        validators=[DataRequired(REQUIRED), Length(max=USERNAME_MAX, message=TOO_LONG)],
+    )
+    password = PasswordField(
+        lazy_gettext("Password"),
+        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
+    )
+
+
+class CodeForm(FlaskForm):
+    code = StringField(
+        lazy_gettext("Verification code"),
+        validators=[DataRequired(REQUIRED), Length(max=OTP_MAX, message=TOO_LONG)],
+    )
+
+
+class RecoveryCodeForm(FlaskForm):
+    recovery_code = StringField(
+        lazy_gettext("Recovery code"),
+        validators=[DataRequired(REQUIRED), Length(max=RECOVERY_CODE_MAX, message=TOO_LONG)],
+    )
+
+
+class ButtonForm(FlaskForm):
+    """A form that is only a button (logout, send a new code): the CSRF token is its content."""
+
+
+class ForgotPasswordForm(FlaskForm):
+    username = StringField(
+        lazy_gettext("Username"),
+        validators=[DataRequired(REQUIRED), Length(max=USERNAME_MAX, message=TOO_LONG)],
+    )
+
+
+class NewPasswordForm(FlaskForm):
+    token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])
+    password = PasswordField(
+        lazy_gettext("New password"),
+        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
+    )
+    confirmation = PasswordField(
+        lazy_gettext("New password again"),
+        validators=[
+            DataRequired(REQUIRED),
+            EqualTo("password", message=lazy_gettext("The two passwords are not the same.")),
+        ],
+    )
+
+
+class TokenForm(FlaskForm):
+    token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])

@@ -1,0 +1,147 @@
+"""The pages the emailed links open, and asking for one: forgot password, reset password,
+activation and email verification.
+
+A GET only shows a form (mail scanners open links; they must not burn the token); the
+token is spent by the POST, through the same use cases as the API. A reset neither
+logs in nor switches two-step login off.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import request, url_for
+from werkzeug.wrappers import Response
+
+from .. import verification
+from ..errors import ValidationFailed
+from ..i18n import gettext
+from ..models import User
+from . import bp, common
+from .common import render
+from .forms import ForgotPasswordForm, NewPasswordForm, TokenForm
+from .signin import Page
+
+PASSWORD_RULES = {  # rules.check_password codes -> what the person reads
+    "too_short": lambda: gettext("Use at least 8 characters."),
+    "too_long": lambda: gettext("This is too long."),
+    "too_common": lambda: gettext(
+        "This password is too common or too close to your username or email: choose another."
+    ),
+}
+
+
+@bp.route("/forgot-password", methods=["GET", "POST"])
+def forgot_password() -> Response:
+    """Ask for a reset link by username; the answer never says whether the user exists."""
+    account = common.page_account()
+    if account is None:
+        return common.error_page(
+            404, gettext("Open this page from the sign-in page of the app you use.")
+        )
+    form = ForgotPasswordForm()
+    action = url_for(".forgot_password", aid=account.id, **_ui())
+    page = Page("pages/forgot_password.html", form, {"action": action})
+    if not form.validate_on_submit():
+        return page.invalid()
+    verification.request_password_reset(
+        account, form.username.data, locale=common.current_page_locale(), ip=request.remote_addr
+    )
+    return render(
+        "pages/message.html",
+        title=gettext("Check your email"),
+        message=gettext(
+            "If there is an account with this username, we sent a link to choose a new"
+            " password to its email address. The link works for 24 hours."
+        ),
+        login_url=url_for(".login", aid=account.id),
+    )
+
+
+def _ui() -> dict[str, Any]:
+    ui = request.args.get("ui_locales")
+    return {"ui_locales": ui} if ui else {}
+
+
+def _new_password(endpoint: str, template_title: str, done: str) -> Response:
+    token = request.args.get("token", "")
+    form = NewPasswordForm()
+    if request.method == "GET":
+        form.token.data = token[:128]
+    page = Page(
+        "pages/new_password.html",
+        form,
+        {"action": url_for(endpoint, **_ui()), "title": template_title},
+    )
+    if not form.validate_on_submit():
+        return page.invalid()
+    try:
+        user = verification.reset_password(
+            form.token.data, form.password.data, form.confirmation.data
+        )
+    except ValidationFailed as exc:
+        if exc.code in PASSWORD_RULES:
+            return page.field_error(form.password, PASSWORD_RULES[exc.code](), 422)
+        if exc.code == "confirmation_mismatch":
+            return page.field_error(
+                form.confirmation, gettext("The two passwords are not the same."), 422
+            )
+        return _bad_link()
+    # No login here: the person signs in with the new password (and their second factor).
+    return render(
+        "pages/message.html",
+        title=done,
+        message=gettext("You can now sign in with your new password."),
+        login_url=_login_url(user),
+    )
+
+
+def _login_url(user: User) -> str:
+    return url_for(".login", aid=user.account_id) if user.account_id else url_for(".login")
+
+
+def _bad_link() -> Response:
+    return common.error_page(
+        400,
+        gettext(
+            "This link is invalid, expired or already used. Ask for a new one from the"
+            " sign-in page."
+        ),
+    )
+
+
+@bp.route("/reset-password", methods=["GET", "POST"])
+def reset_password() -> Response:
+    """The emailed reset link: choose a new password (twice)."""
+    return _new_password(
+        ".reset_password", gettext("Choose a new password"), gettext("Your password was changed")
+    )
+
+
+@bp.route("/activate", methods=["GET", "POST"])
+def activate() -> Response:
+    """The invitation link: choose a password, which activates the user."""
+    return _new_password(
+        ".activate", gettext("Choose your password"), gettext("Your account is ready")
+    )
+
+
+@bp.route("/verify-email", methods=["GET", "POST"])
+def verify_email() -> Response:
+    """The verification link: a button that verifies (the GET changes nothing)."""
+    form = TokenForm()
+    if request.method == "GET":
+        form.token.data = request.args.get("token", "")[:128]
+    page = Page("pages/verify_email.html", form, {"action": url_for(".verify_email", **_ui())})
+    if not form.validate_on_submit():
+        return page.invalid()
+    try:
+        user = verification.verify_email(form.token.data)
+    except ValidationFailed:
+        return _bad_link()
+    return render(
+        "pages/message.html",
+        title=gettext("Email address verified"),
+        message=gettext("Thank you: your email address is verified."),
+        login_url=_login_url(user),
+    )

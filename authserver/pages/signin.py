@@ -1,0 +1,268 @@
+"""Login (password, then the second factor for two-step users), logout, and the signed-in
+landing page.
+
+The password step calls `login.password_login` and the second step `login.continue_login`:
+the throttle, lockout, codes and login history of the password grant. Between the steps
+the session holds who passed the password (never the password) for OTP_LIFETIME seconds;
+the session is cleared and rewritten at each step, and only `browser.start_login` (after
+every factor) makes a login that other pages accept.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import current_app, redirect, request, session, url_for
+from werkzeug.wrappers import Response
+
+from .. import browser
+from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from ..extensions import db
+from ..i18n import gettext
+from ..login import LoginAttempt, LoginResult, continue_login, password_login
+from ..models import User
+from . import bp, common
+from .common import PENDING, now, render
+from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
+
+CARRIED = ("aid", "next", "ui_locales")  # query parameters the login form posts back
+
+
+def _see_other(target: str) -> Response:
+    # 303: the browser follows with GET and never re-sends the credentials (RFC 9700 4.12).
+    return redirect(target, 303)
+
+
+def _carried() -> dict[str, Any]:
+    return {k: request.args[k] for k in CARRIED if request.args.get(k)}
+
+
+def _allowed_accounts(client: Any) -> frozenset[str] | None:
+    if client is None:
+        return None
+    return frozenset(a for a in (client.account_id, client.twin_account_id) if a)
+
+
+def _finish(result: LoginResult, target: str) -> Response:
+    """Every factor passed: a fresh session holding only the login."""
+    account_id = result.account.id if result.account is not None else None
+    browser.start_login(session, result.user, account_id, result.amr, now())
+    return _see_other(target)
+
+
+@dataclass
+class Page:
+    """A form page: its template and what it shows besides the form."""
+
+    template: str
+    form: Any
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def show(self, status: int = 200) -> Response:
+        return render(self.template, status, form=self.form, **self.context)
+
+    def invalid(self) -> Response:
+        """The form as first shown (GET), or with its field errors (422)."""
+        return self.show(422 if request.method == "POST" else 200)
+
+    def field_error(self, field: Any, message: str, status: int) -> Response:
+        field.errors = [*field.errors, message]
+        return self.show(status)
+
+    def throttled(self, field: Any, error: Throttled) -> Response:
+        message = gettext("Too many attempts. Please wait a few minutes and try again.")
+        response = self.field_error(field, message, 429)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    """Username and password; two-step users go on to /login/code."""
+    form = LoginForm()
+    target = common.safe_next(request.args.get("next"))
+    page = Page("pages/login.html", form, {"action": url_for(".login", **_carried())})
+    if not form.validate_on_submit():
+        return page.invalid()
+    client = common.flow_client()
+    attempt = LoginAttempt(
+        username=form.username.data or "",
+        password=form.password.data or "",
+        account_id=common.requested_account_id(),
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        client_id=client.client_id if client is not None else None,
+        allowed_account_ids=_allowed_accounts(client),
+    )
+    try:
+        result = password_login(attempt)
+    except InvalidCredentials:
+        # One message for an unknown user, a wrong password and an inactive user.
+        return page.field_error(form.password, gettext("The username or password is wrong."), 401)
+    except Throttled as exc:
+        return page.throttled(form.password, exc)
+    except OtpRequired as exc:
+        _start_second_step(attempt, exc, target)
+        return _see_other(url_for(".login_code"))
+    return _finish(result, target)
+
+
+def _start_second_step(attempt: LoginAttempt, challenge: OtpRequired, target: str) -> None:
+    ui_locales = request.args.get("ui_locales") or common.next_query("ui_locales")
+    session.clear()  # a new session for the new step (no fixation)
+    session[PENDING] = {
+        "uid": challenge.user_id,
+        "gen": challenge.token_generation,
+        "user": attempt.username.strip().lower(),
+        "aid": attempt.account_id,
+        "cid": attempt.client_id,
+        "allowed": sorted(attempt.allowed_account_ids or []) or None,
+        "amr": ["pwd"],
+        "method": challenge.method,
+        "dest": challenge.destination,
+        "next": target,
+        "ui": ui_locales if isinstance(ui_locales, str) else None,
+        "exp": now() + current_app.config["OTP_LIFETIME"],
+    }
+
+
+def _pending() -> dict[str, Any] | None:
+    """The login waiting for its second factor, if it has not expired."""
+    data = session.get(PENDING)
+    if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
+        return None
+    if data["exp"] < now():
+        session.pop(PENDING, None)
+        return None
+    return data
+
+
+def _restart(pending: dict[str, Any] | None) -> Response:
+    """Back to the password step (the pending step is gone), keeping where to go after."""
+    session.pop(PENDING, None)
+    args: dict[str, Any] = {}
+    if pending:
+        if pending.get("aid"):
+            args["aid"] = pending["aid"]
+        if pending.get("next"):
+            args["next"] = pending["next"]
+    return _see_other(url_for(".login", **args))
+
+
+def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttempt:
+    allowed = pending.get("allowed")
+    return LoginAttempt(
+        username=pending["user"],
+        password="",
+        account_id=pending.get("aid"),
+        ip=request.remote_addr,
+        user_agent=request.headers.get("User-Agent"),
+        client_id=pending.get("cid"),
+        allowed_account_ids=frozenset(allowed) if allowed else None,
+        **codes,
+    )
+
+
+def _code_context(pending: dict[str, Any], notice: str | None = None) -> dict[str, Any]:
+    return {
+        "method": pending.get("method"),
+        "destination": pending.get("dest"),
+        "resend_form": ButtonForm(prefix="resend"),
+        "notice": notice,
+    }
+
+
+def _second_step(page: Page, field: Any, pending: dict[str, Any], **codes: str | None) -> Response:
+    try:
+        result = continue_login(pending["uid"], pending["gen"], _second_attempt(pending, **codes))
+    except InvalidCredentials:
+        return _restart(pending)
+    except InvalidOtp:
+        if "recovery_code" in codes:
+            message = gettext("The recovery code is wrong or was used already.")
+        else:
+            message = gettext("The code is wrong or expired.")
+        return page.field_error(field, message, 401)
+    except Throttled as exc:
+        return page.throttled(field, exc)
+    except OtpRequired:  # an empty code cannot get here (the form requires one)
+        return _restart(pending)
+    return _finish(result, common.safe_next(pending.get("next")))
+
+
+@bp.route("/login/code", methods=["GET", "POST"])
+def login_code() -> Response:
+    """The second step: the emailed/texted code or the authenticator app's code."""
+    pending = _pending()
+    if pending is None:
+        return _restart(session.get(PENDING))
+    form = CodeForm()
+    page = Page("pages/login_code.html", form, _code_context(pending))
+    if not form.validate_on_submit():
+        return page.invalid()
+    return _second_step(page, form.code, pending, otp=form.code.data)
+
+
+@bp.post("/login/code/resend")
+def login_code_resend() -> Response:
+    """Send a new emailed/texted code, under the token endpoint's cooldown."""
+    pending = _pending()
+    if pending is None:
+        return _restart(session.get(PENDING))
+    button = ButtonForm(prefix="resend")
+    if not button.validate_on_submit():
+        return _see_other(url_for(".login_code"))
+    form = CodeForm(formdata=None)
+    try:
+        continue_login(pending["uid"], pending["gen"], _second_attempt(pending))
+    except OtpRequired as exc:
+        if exc.sent:
+            notice = gettext("We sent a new code.")
+        else:
+            notice = gettext(
+                "A new code can be sent in %(seconds)d seconds.", seconds=exc.resend_after
+            )
+        return Page("pages/login_code.html", form, _code_context(pending, notice)).show()
+    except InvalidCredentials:
+        return _restart(pending)
+    except Throttled as exc:
+        return Page("pages/login_code.html", form, _code_context(pending)).throttled(form.code, exc)
+    return _restart(pending)  # no second factor any more: start over
+
+
+@bp.route("/login/recovery", methods=["GET", "POST"])
+def login_recovery() -> Response:
+    """The alternative second step: one of the user's recovery codes."""
+    pending = _pending()
+    if pending is None:
+        return _restart(session.get(PENDING))
+    form = RecoveryCodeForm()
+    page = Page("pages/login_recovery.html", form)
+    if not form.validate_on_submit():
+        return page.invalid()
+    return _second_step(page, form.recovery_code, pending, recovery_code=form.recovery_code.data)
+
+
+@bp.get("/")
+def home() -> Response:
+    return _see_other(url_for(".account"))
+
+
+@bp.get("/account")
+def account() -> Response:
+    """Who is signed in, with the logout button; strangers are sent to the login page."""
+    login = browser.current_login(session, now())
+    if login is None:
+        return _see_other(url_for(".login", next=url_for(".account")))
+    user = db.session.get(User, login.user_id)
+    return render("pages/account.html", user=user, login=login, logout_form=ButtonForm())
+
+
+@bp.post("/logout")
+def logout() -> Response:
+    """Sign out of this browser (POST only, with the CSRF token)."""
+    if not ButtonForm().validate_on_submit():
+        return _see_other(url_for(".account"))
+    browser.end_login(session)
+    return _see_other(url_for(".login"))
