@@ -132,9 +132,8 @@ def _pending() -> dict[str, Any] | None:
     data = session.get(PENDING)
     if not isinstance(data, dict) or not isinstance(data.get("exp"), int):
         return None
-    if data["exp"] < now():
-        session.pop(PENDING, None)
-        return None
+    if data["exp"] < now() or not isinstance(data.get("uid"), str):
+        return None  # the caller restarts the login, which drops it
     return data
 
 
@@ -142,7 +141,7 @@ def _restart(pending: dict[str, Any] | None) -> Response:
     """Back to the password step (the pending step is gone), keeping where to go after."""
     session.pop(PENDING, None)
     args: dict[str, Any] = {}
-    if pending:
+    if isinstance(pending, dict):
         if pending.get("aid"):
             args["aid"] = pending["aid"]
         if pending.get("next"):

@@ -1,0 +1,92 @@
+"""Helpers for the hosted-page tests: an app with CSRF on, the CSRF token of a page,
+form posts the way a browser sends them, and users of each second-factor kind.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pyotp
+from flask import Flask
+from flask.testing import FlaskClient
+from oauth_helpers import PASSWORD
+
+from authserver import twofactor, users
+from authserver.extensions import db
+from authserver.models import Account, LoginRecord, User
+
+CSRF_RE = re.compile(r'name="(?:[\w-]*-)?csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf(response: Any) -> str:
+    """The CSRF token of the first form on a page."""
+    match = CSRF_RE.search(response.get_data(as_text=True))
+    assert match, response.get_data(as_text=True)[:500]
+    return match.group(1)
+
+
+def submit(
+    client: FlaskClient, path: str, data: dict[str, str], *, token_from: str | None = None
+) -> Any:
+    """GET the form page (`token_from`, else `path`), then POST `data` with its CSRF token."""
+    page = client.get(token_from or path)
+    return client.post(path, data={"csrf_token": csrf(page), **data})
+
+
+def make_user(app: Flask, account_id: str | None, username: str, **attrs: Any) -> str:
+    attrs.setdefault("password", PASSWORD)
+    attrs.setdefault("role", "customer")
+    with app.app_context():
+        account = db.session.get(Account, account_id) if account_id else None
+        return users.create_user(account=account, username=username, **attrs).id
+
+
+def make_totp_user(app: Flask, account_id: str | None, username: str) -> tuple[str, pyotp.TOTP]:
+    user_id = make_user(app, account_id, username)
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        user.auth_method = "tfa_totp"
+        user.totp_secret = twofactor.new_totp_secret()
+        db.session.commit()
+        return user_id, pyotp.TOTP(user.totp_secret)
+
+
+def make_email_otp_user(app: Flask, account_id: str | None, username: str) -> str:
+    return make_user(
+        app,
+        account_id,
+        username,
+        email=f"{username}@example.com",
+        auth_method="tfa_email",
+    )
+
+
+def recovery_codes(app: Flask, user_id: str) -> list[str]:
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        assert user is not None
+        return twofactor.regenerate_recovery_codes(user)
+
+
+def emailed_code(app: Flask) -> str:
+    """The 6-digit code in the newest email of the app's memory outbox."""
+    mails = app.extensions["authserver.outbox"].of("email")
+    assert mails, "no email was sent"
+    match = re.search(r"\b(\d{6})\b", mails[-1].text)
+    assert match, mails[-1].text
+    return match.group(1)
+
+
+def login_records(app: Flask, user_id: str) -> list[tuple[str, bool]]:
+    with app.app_context():
+        rows = db.session.scalars(
+            db.select(LoginRecord).where(LoginRecord.user_id == user_id)
+        ).all()
+        return [(r.method, r.success) for r in rows]
+
+
+def signed_in(client: FlaskClient) -> bool:
+    """Whether /account shows a signed-in page (not a redirect to the login page)."""
+    return client.get("/account").status_code == 200
