@@ -5,7 +5,9 @@ written only once every factor passed, into a session cleared first (nothing fro
 the login survives it), and read back only while it is still good: within the idle and
 absolute timeouts, the user and account still active, and the user's token generation
 unchanged, so a password change, a disable or "sign out everywhere" (which raise it, see
-tokens.revoke_user_tokens) ends browser logins as well as tokens.
+tokens.revoke_user_tokens) ends browser logins as well as tokens. The cookie also names a
+login id kept in Redis: logout deletes it, so a copy of the cookie taken before logout
+is no login afterwards (a signed cookie alone cannot be taken back).
 
 The authorization endpoint and the self-service pages use `current_login`; only the
 login flow calls `start_login`, and logout `end_login`.
@@ -17,8 +19,9 @@ from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .extensions import db
+from .extensions import db, store
 from .models import Account, User
+from .security import random_token
 
 KEY = "login"
 IDLE_TIMEOUT = 30 * 60  # NIST 800-63B rev 3 AAL2: reauthenticate after 30 minutes idle
@@ -43,7 +46,10 @@ def start_login(
 ) -> BrowserLogin:
     """Record a finished login (every factor passed) in a freshly cleared session."""
     session.clear()
+    sid = random_token(16)
+    store().put(_sid_key(sid), user.id, ABSOLUTE_TIMEOUT)
     session[KEY] = {
+        "sid": sid,
         "uid": user.id,
         "aid": account_id,
         "amr": list(amr),
@@ -69,8 +75,16 @@ def current_login(session: MutableMapping[str, Any], now: int) -> BrowserLogin |
 
 
 def end_login(session: MutableMapping[str, Any]) -> None:
-    """Forget the login and everything else in the session (logout)."""
+    """Forget the login and everything else in the session (logout); the login id goes
+    too, so the same cookie replayed later is no login."""
+    data = session.get(KEY)
+    if isinstance(data, dict) and isinstance(data.get("sid"), str):
+        store().delete(_sid_key(data["sid"]))
     session.clear()
+
+
+def _sid_key(sid: str) -> str:
+    return f"browser-login:{sid}"
 
 
 def _parse(data: object) -> BrowserLogin | None:
@@ -83,13 +97,15 @@ def _parse(data: object) -> BrowserLogin | None:
         return None
     if not isinstance(at, int) or not isinstance(data.get("seen"), int):
         return None
-    if not isinstance(data.get("gen"), int):
+    if not isinstance(data.get("gen"), int) or not isinstance(data.get("sid"), str):
         return None
     return BrowserLogin(uid, aid, tuple(amr), at)
 
 
 def _still_good(login: BrowserLogin, data: dict[str, Any], now: int) -> bool:
     if now - login.auth_time > ABSOLUTE_TIMEOUT or now - int(data["seen"]) > IDLE_TIMEOUT:
+        return False
+    if store().get(_sid_key(data["sid"])) != login.user_id:  # logged out (or expired)
         return False
     user = db.session.get(User, login.user_id)
     if user is None or user.status != "active" or user.token_generation != data["gen"]:

@@ -74,7 +74,7 @@ def test_sign_out_everywhere_and_disabling_end_browser_logins(app, world):
 
 @pytest.mark.parametrize(
     "tampered",
-    [{"uid": 5}, {"amr": "pwd"}, {"at": "yesterday"}, {"gen": None}, "not a dict"],
+    [{"uid": 5}, {"amr": "pwd"}, {"at": "yesterday"}, {"gen": None}, {"sid": 1}, "not a dict"],
 )
 def test_malformed_session_data_is_no_login(app, world, tampered):
     """Anything but the shape start_login writes reads as no login (and is cleared)."""
@@ -84,3 +84,17 @@ def test_malformed_session_data_is_no_login(app, world, tampered):
     with app.app_context():
         assert browser.current_login(session, NOW + 1) is None
     assert session == {}
+
+
+def test_a_cookie_copied_before_logout_is_no_login_after_it(app, world):
+    """end_login deletes the login id in Redis: a copy of the session taken before logout
+    (a replayed cookie) reads as no login."""
+    session: dict[str, Any] = {}
+    _start(app, world, session)
+    copy = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in session.items()
+    }
+    with app.app_context():
+        assert browser.current_login(copy, NOW + 1) is not None
+        browser.end_login(session)
+        assert browser.current_login(copy, NOW + 2) is None

@@ -305,6 +305,18 @@ def test_logout_by_post_signs_out(web, world):
     assert not signed_in(client)
 
 
+def test_cookie_copied_before_logout_is_signed_out_after_it(web, world):
+    """Logout ends the login on the server: the signed-in cookie replayed afterwards (say,
+    copied off the machine before logout) is no longer signed in (SES-03)."""
+    client = web.test_client()
+    _login(client, world)
+    signed_in_cookie = client.get_cookie("authserver_session").value
+    submit(client, "/logout", {}, token_from="/account")
+    other = web.test_client()
+    other.set_cookie("authserver_session", signed_in_cookie)
+    assert not signed_in(other)
+
+
 def test_security_headers_on_pages_and_error_pages(web):
     """Login and error pages carry CSP (frame-ancestors 'none'), no-referrer, nosniff, no-store."""
     client = web.test_client()
