@@ -34,8 +34,12 @@ def create_client(
     grant_types: list[str] | None = None,
     scope: str | None = None,
     post_logout_redirect_uris: list[str] | None = None,
+    skip_consent: bool = False,
 ) -> NewClient:
-    """Register a client for `account`. A confidential client gets a 256-bit secret."""
+    """Register a client for `account`. A confidential client gets a 256-bit secret.
+
+    `skip_consent` marks a first-party app whose users are not asked for consent.
+    """
     name = rules.check_name(name, "name")
     uris = [rules.check_redirect_uri(u, "redirectUris") for u in (redirect_uris or [])]
     logout_uris = [
@@ -67,6 +71,7 @@ def create_client(
         post_logout_redirect_uris=logout_uris,
         grant_types=grants,
         scope=" ".join(dict.fromkeys(scopes)),
+        skip_consent=bool(skip_consent),
     )
     db.session.add(client)
     try:

@@ -21,6 +21,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
@@ -192,8 +193,26 @@ class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
     scope: Mapped[str] = mapped_column(String(1024), default="")
     role: Mapped[str] = mapped_column(String(32), default="developer")  # client_credentials role
     status: Mapped[str] = mapped_column(String(16), default="active")
+    # A first-party app may skip the consent page; never on by default (issue 5).
+    skip_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     account: Mapped[Account] = relationship()
+
+
+class OAuthConsent(Timestamps, db.Model):  # type: ignore[name-defined]
+    """A user's remembered "yes" to a client for some scopes; deleting the row revokes it."""
+
+    __tablename__ = "oauth_consents"
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_id", name="uq_oauth_consents_user_client"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(1024), default="")
 
 
 class RefreshToken(db.Model):  # type: ignore[name-defined]

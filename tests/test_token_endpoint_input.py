@@ -197,7 +197,6 @@ def test_oversized_client_id_is_invalid_client(client, world):
     [
         "foo",
         "PASSWORD",
-        "authorization_code",
         "implicit",
         "urn:ietf:params:oauth:grant-type:jwt-bearer",
         "urn:ietf:params:oauth:grant-type:device_code",

@@ -13,10 +13,11 @@ from flask import Flask, current_app
 from .. import tokens
 from ..extensions import csrf
 from ..web import add_error_renderer
-from . import views
+from . import authorize, views
 from .clients import ClientCache, ClientInfo
 from .endpoints import Introspection, Revocation
 from .grants import ClientCredentials, PasswordGrant, RefreshGrant
+from .oidc import CodeGrant, IdToken, S256Challenge
 
 
 class TokenGenerator:
@@ -64,10 +65,13 @@ def init_app(app: Flask) -> None:
     server.register_grant(PasswordGrant)
     server.register_grant(RefreshGrant)
     server.register_grant(ClientCredentials)
+    server.register_grant(CodeGrant, [IdToken(require_nonce=False), S256Challenge(required=True)])
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)
     app.extensions["authserver.oauth"] = server
     app.extensions["authserver.clients"] = cache
-    csrf.exempt(views.bp)
+    csrf.exempt(views.bp)  # the authorize blueprint is not exempt: consent POSTs need CSRF
     app.register_blueprint(views.bp)
+    app.register_blueprint(authorize.bp)
+    add_error_renderer(app, authorize.owns_path, authorize.http_error)  # before views' /oauth/
     add_error_renderer(app, views.owns_path, views.http_error)

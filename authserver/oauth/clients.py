@@ -42,6 +42,7 @@ class ClientInfo(ClientMixin):
     grant_types: tuple[str, ...]
     scopes: frozenset[str]
     role: str
+    skip_consent: bool = False  # a first-party app: its users are not asked for consent
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -141,4 +142,5 @@ def load_client(client_id: str) -> ClientInfo | None:
         grant_types=tuple(client.grant_types or ()),
         scopes=frozenset((client.scope or "").split()),
         role=client.role,
+        skip_consent=client.skip_consent,
     )

@@ -1,4 +1,4 @@
-"""OAuth HTTP endpoints: token, revoke, introspect, JWKS and the two discovery documents.
+"""OAuth HTTP endpoints: token, revoke, introspect, userinfo, JWKS and the discovery documents.
 
 Requests are checked for RFC 6749 framing before Authlib sees them (form encoding, UTF-8,
 no repeated parameters), so bad input gets `invalid_request`, never a 500. Every answer
@@ -17,10 +17,15 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from ..errors import ServiceUnavailable
+from .. import tokens
+from ..authorization import ACR_VALUES
+from ..config import SUPPORTED_LOCALES
+from ..errors import ServiceUnavailable, Unauthenticated
 from ..extensions import keyring
+from ..keys import ID_TOKEN_ALG
 from ..models import ROLES
 from .errors import TemporarilyUnavailableError
+from .oidc import user_info
 
 bp = Blueprint("oauth", __name__)
 
@@ -31,7 +36,7 @@ CORS = {
     "Access-Control-Expose-Headers": "X-OTP, Retry-After, X-Request-Id, WWW-Authenticate",
 }
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
-GRANTS = ["password", "refresh_token", "client_credentials"]
+GRANTS = ["authorization_code", "password", "refresh_token", "client_credentials"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 CLIENT_AUTH_FAILED = "Client authentication failed (unknown client, wrong secret or method)."
 
@@ -150,14 +155,56 @@ def introspect() -> Response:
     return _endpoint(lambda: _server().create_endpoint_response("introspection"))
 
 
+def _bearer_error(status: int, error: str | None, description: str) -> Response:
+    """RFC 6750 3.1: no error code when the request carried no token at all."""
+    body = {"error": error, "error_description": description} if error else {}
+    response = jsonify(body)
+    response.status_code = status
+    challenge = 'Bearer realm="authserver"'
+    if error:
+        challenge += f', error="{error}"'
+    response.headers["WWW-Authenticate"] = challenge
+    response.headers.update(CORS)
+    return response
+
+
+@bp.route("/oauth/userinfo", methods=["GET", "POST"], provide_automatic_options=False)
+def userinfo() -> Response:
+    """OIDC Core 5.3: the claims the access token's scopes allow, for its user."""
+    scheme, _, value = request.headers.get("Authorization", "").strip().partition(" ")
+    from_body = request.form.get("access_token") if request.method == "POST" else None
+    if scheme.lower() == "bearer" and from_body is None:
+        token = value.strip()
+    elif not scheme and from_body:
+        token = from_body  # RFC 6750 2.2, form-encoded body only
+    elif not scheme and from_body is None:
+        return _bearer_error(401, None, "")
+    else:
+        return _bearer_error(400, "invalid_request", "Send one bearer token, in one place.")
+    try:
+        claims = tokens.validate_access_token(token)
+    except Unauthenticated as exc:
+        return _bearer_error(401, "invalid_token", exc.detail)
+    except ServiceUnavailable:
+        return _error(TemporarilyUnavailableError())
+    if claims.user_id is None:
+        return _bearer_error(401, "invalid_token", "The access token is not for a user.")
+    if "openid" not in claims.scope.split():
+        return _bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
+    response = jsonify(dict(user_info(claims.user_id, claims.scope)))
+    response.headers.update(CORS)
+    return response
+
+
 @bp.route("/oauth/token", methods=["OPTIONS"], endpoint="token_preflight")
 @bp.route("/v1/token", methods=["OPTIONS"], endpoint="token_v1_preflight")
 @bp.route("/oauth/revoke", methods=["OPTIONS"], endpoint="revoke_preflight")
+@bp.route("/oauth/userinfo", methods=["OPTIONS"], endpoint="userinfo_preflight")
 def preflight() -> Response:
     """CORS preflight for browser apps using the token and revocation endpoints."""
     response = Response(status=204)
     response.headers.update(CORS)
-    response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
     response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
     response.headers["Access-Control-Max-Age"] = "600"
     return response
@@ -197,25 +244,54 @@ def metadata_document() -> dict[str, Any]:
     issuer = current_app.config["ISSUER"]
     return {
         "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
+        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
         "jwks_uri": f"{issuer}/oauth/jwks",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
         "grant_types_supported": GRANTS,
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
         "scopes_supported": SCOPES,
+        "prompt_values_supported": ["none", "login", "consent"],
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "revocation_endpoint_auth_methods_supported": AUTH_METHODS,
         "introspection_endpoint_auth_methods_supported": AUTH_METHODS[:2],
         "access_token_signing_alg_values_supported": ["ES256"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["RS256"],
+        "id_token_signing_alg_values_supported": [ID_TOKEN_ALG],
+        "userinfo_signing_alg_values_supported": ["none"],
+        "acr_values_supported": list(ACR_VALUES),
+        "claim_types_supported": ["normal"],
+        "claims_parameter_supported": False,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "require_request_uri_registration": False,
+        "ui_locales_supported": list(SUPPORTED_LOCALES),
         "claims_supported": [
             "iss",
             "sub",
             "aud",
             "exp",
             "iat",
+            "auth_time",
+            "nonce",
+            "acr",
+            "amr",
+            "at_hash",
+            "name",
+            "given_name",
+            "family_name",
+            "preferred_username",
+            "locale",
+            "updated_at",
+            "email",
+            "email_verified",
+            "phone_number",
+            "phone_number_verified",
             "jti",
             "client_id",
             "scope",
@@ -239,7 +315,7 @@ def metadata() -> Response:
 
 @bp.get("/.well-known/openid-configuration")
 def openid_configuration() -> Response:
-    """OpenID Connect discovery (the same facts; the authorization endpoint comes later)."""
+    """OpenID Connect discovery (the same facts as RFC 8414 metadata)."""
     return metadata()
 
 

@@ -1,0 +1,141 @@
+"""Helpers for the OpenID Connect tests: clients with redirect URIs, a signed-in browser,
+PKCE pairs and the authorization request -> code -> token steps through the test client."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from flask import Flask
+from flask.testing import FlaskClient
+from oauth_helpers import World, make_world
+
+from authserver import browser, clients
+from authserver.extensions import db
+from authserver.models import Account, User
+
+WEB_CB = "https://app.example/cb"
+SPA_CB = "https://spa.example/cb"
+OTHER_CB = "https://spa.example/other"
+CODE_GRANTS = ["authorization_code", "refresh_token"]
+
+
+@dataclass(frozen=True)
+class OidcWorld:
+    base: World
+    web_id: str  # confidential client, one redirect URI
+    web_secret: str
+    spa_id: str  # public client, two redirect URIs
+    first_party_id: str  # public client with skip_consent
+    other_spa_id: str  # public client of another account
+
+
+def make_oidc_world(app: Flask) -> OidcWorld:
+    """make_world plus browser-flow clients of the live account and of another account."""
+    base = make_world(app)
+    with app.app_context():
+        live = db.session.get(Account, base.live_id)
+        other = db.session.get(Account, base.other_id)
+        web = clients.create_client(
+            live, "Acme Web", redirect_uris=[WEB_CB], grant_types=CODE_GRANTS
+        )
+        spa = clients.create_client(
+            live, "Acme SPA", public=True, redirect_uris=[SPA_CB, OTHER_CB], grant_types=CODE_GRANTS
+        )
+        first = clients.create_client(
+            live,
+            "Acme Home",
+            public=True,
+            redirect_uris=[SPA_CB],
+            grant_types=CODE_GRANTS,
+            skip_consent=True,
+        )
+        other_spa = clients.create_client(
+            other, "Other SPA", public=True, redirect_uris=[SPA_CB], grant_types=CODE_GRANTS
+        )
+        assert web.secret
+        return OidcWorld(
+            base,
+            web.client.client_id,
+            web.secret,
+            spa.client.client_id,
+            first.client.client_id,
+            other_spa.client.client_id,
+        )
+
+
+def sign_in(
+    app: Flask,
+    client: FlaskClient,
+    user_id: str,
+    account_id: str | None,
+    amr: tuple[str, ...] = ("pwd",),
+    at: int | None = None,
+) -> None:
+    """Write a finished browser login into the test client's session cookie."""
+    with app.app_context(), client.session_transaction() as sess:
+        user = db.session.get(User, user_id)
+        browser.start_login(sess, user, account_id, list(amr), at or int(time.time()))
+
+
+def pkce() -> tuple[str, str]:
+    """(code_verifier, S256 code_challenge)."""
+    verifier = secrets.token_urlsafe(48)
+    digest = hashlib.sha256(verifier.encode()).digest()
+    return verifier, base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+
+
+def auth_params(client_id: str, challenge: str, **extra: Any) -> dict[str, Any]:
+    params = {
+        "response_type": "code",
+        "client_id": client_id,
+        "redirect_uri": SPA_CB,
+        "scope": "openid profile email",
+        "state": "st-123",
+        "nonce": secrets.token_urlsafe(12),
+        "code_challenge": challenge,
+        "code_challenge_method": "S256",
+    }
+    params.update(extra)
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def query_of(response: Any) -> dict[str, str]:
+    """The query parameters of a redirect's Location (one value each)."""
+    location = response.headers["Location"]
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+def csrf_from(html: str) -> str:
+    marker = 'name="csrf_token" value="'
+    start = html.index(marker) + len(marker)
+    return html[start : html.index('"', start)]
+
+
+def approve(client: FlaskClient, params: dict[str, Any], decision: str = "allow") -> Any:
+    """Show the consent page, then POST the decision with its CSRF token."""
+    page = client.get("/oauth/authorize", query_string=params)
+    assert page.status_code == 200, page.get_data(as_text=True)
+    token = csrf_from(page.get_data(as_text=True))
+    return client.post(
+        "/oauth/authorize",
+        query_string=params,
+        data={"csrf_token": token, "decision": decision},
+    )
+
+
+def exchange(client: FlaskClient, code: str, verifier: str, client_id: str, **extra: str) -> Any:
+    data = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "code_verifier": verifier,
+        "client_id": client_id,
+        "redirect_uri": SPA_CB,
+        **extra,
+    }
+    return client.post("/oauth/token", data={k: v for k, v in data.items() if v is not None})
