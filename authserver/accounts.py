@@ -151,6 +151,13 @@ def set_password(user: User, new_password: object) -> User:
     return user
 
 
+def sign_out_everywhere(user: User) -> None:
+    """End every login of the user: refresh and access tokens, and (through the token
+    generation that browser logins check) every browser signed in to the hosted pages."""
+    revoke_user_tokens(user)
+    commit()
+
+
 def set_status(user: User, status: str) -> User:
     """Change a user's status; leaving `active` voids every token of the user."""
     rules.check_choice(status, USER_STATUSES, "status")

@@ -236,6 +236,20 @@ def start_totp_setup(
     return TotpSetup(setup_id, secret, uri, qr_svg(uri), expires_at)
 
 
+def pending_totp_setup(user: User) -> TotpSetup | None:
+    """The setup `start_totp_setup` left waiting, to show again (the QR page); None when
+    there is none (never started, expired, confirmed or voided by wrong codes)."""
+    kv = store()
+    stored = kv.get(_setup_key(user))
+    if stored is None:
+        return None
+    data = json.loads(stored)
+    secret = str(data["secret"])
+    expires_at = utcnow() + timedelta(seconds=max(kv.ttl(_setup_key(user)) or 0, 0))
+    uri = otpauth_uri(secret, user.username, _issuer(user))
+    return TotpSetup(str(data["id"]), secret, uri, qr_svg(uri), expires_at)
+
+
 def confirm_totp_setup(user: User, code: object) -> list[str]:
     """Switch the user to TOTP with a current code of the pending secret.
 

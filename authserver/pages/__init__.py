@@ -14,7 +14,7 @@ from . import common
 bp = Blueprint("pages", __name__)
 bp.register_error_handler(DomainError, common.render_domain_error)
 
-from . import selfservice, signin  # noqa: E402, F401 - register their routes on bp
+from . import security, selfservice, signin  # noqa: E402, F401 - register their routes on bp
 
 
 def init_app(app: Flask) -> None:

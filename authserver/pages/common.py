@@ -9,7 +9,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Response, current_app, g, render_template, request, session
+from flask import Response, current_app, g, get_flashed_messages, render_template, request, session
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
@@ -127,6 +127,7 @@ def render(template: str, status: int = 200, **context: Any) -> Response:
         template,
         account_name=account.name if account else None,
         page_locale=g.get("locale", "en"),
+        notices=get_flashed_messages(),  # what the page before the redirect wants said
         **context,
     )
     return Response(html, status, mimetype="text/html")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
-from wtforms.validators import DataRequired, EqualTo, Length
+from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from ..i18n import lazy_gettext
 from ..login import PASSWORD_MAX, USERNAME_MAX
@@ -71,3 +71,41 @@ class NewPasswordForm(FlaskForm):
 
 class TokenForm(FlaskForm):
     token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])
+
+
+# --- security settings ----------------------------------------------------------------
+
+
+class ChangePasswordForm(FlaskForm):
+    current_password = PasswordField(
+        lazy_gettext("Current password"),
+        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
+    )
+    password = PasswordField(
+        lazy_gettext("New password"),
+        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
+    )
+    confirmation = PasswordField(
+        lazy_gettext("New password again"),
+        validators=[
+            DataRequired(REQUIRED),
+            EqualTo("password", message=lazy_gettext("The two passwords are not the same.")),
+        ],
+    )
+
+
+class ProofForm(FlaskForm):
+    """The password, and for a factor already on a code or a recovery code (either one)."""
+
+    password = PasswordField(
+        lazy_gettext("Password"),
+        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
+    )
+    code = StringField(
+        lazy_gettext("Verification code"),
+        validators=[Optional(), Length(max=OTP_MAX, message=TOO_LONG)],
+    )
+    recovery_code = StringField(
+        lazy_gettext("Recovery code"),
+        validators=[Optional(), Length(max=RECOVERY_CODE_MAX, message=TOO_LONG)],
+    )
