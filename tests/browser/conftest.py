@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,18 +34,32 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def live_server(make_app: Any, unused_port: int) -> Iterator[str]:
-    """The app (CSRF on, on the test's tables and Redis) at http://127.0.0.1:<port>."""
-    base = f"http://127.0.0.1:{unused_port}"
-    app = make_app(WTF_CSRF_ENABLED=True, ISSUER=base)
-    server = make_server("127.0.0.1", unused_port, app, threaded=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield base
-    finally:
+def serve(make_app: Any, unused_port: int) -> Iterator[Callable[..., str]]:
+    """serve(**config), once a test: the app (CSRF on, on the test's tables and Redis, plus
+    `config`, e.g. a real MAIL_URL) at http://127.0.0.1:<port>."""
+    servers: list[tuple[Any, threading.Thread]] = []
+
+    def start(**config: Any) -> str:
+        assert not servers, "one server a test (it has one port)"
+        port = unused_port
+        base = f"http://127.0.0.1:{port}"
+        app = make_app(WTF_CSRF_ENABLED=True, ISSUER=base, **config)
+        server = make_server("127.0.0.1", port, app, threaded=True)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        servers.append((server, thread))
+        return base
+
+    yield start
+    for server, thread in servers:
         server.shutdown()
         thread.join(timeout=5)
+
+
+@pytest.fixture
+def live_server(serve: Callable[..., str]) -> str:
+    """The app (CSRF on, on the test's tables and Redis) at http://127.0.0.1:<port>."""
+    return serve()
 
 
 @pytest.fixture
