@@ -519,3 +519,17 @@ def test_login_history_newest_first_and_paginated(web, world):
     assert "Failed" in second and "Failed" not in first
     for junk in ("0", "-1", "abc", "99999999999"):
         assert client.get(f"/account/security/history?page={junk}").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("language", "words"),
+    [("es", "Cerrar sesión en todas partes"), ("fr", "Se déconnecter partout")],
+)
+def test_security_page_in_spanish_and_french(web, world, language, words):
+    """The browser's Accept-Language picks the page's language."""
+    client = web.test_client()
+    _sign_in(client, world)
+    html = client.get("/account/security", headers={"Accept-Language": language}).get_data(
+        as_text=True
+    )
+    assert words in html and "Sign out everywhere" not in html
