@@ -17,8 +17,6 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from flask import Blueprint, Response, current_app, g, render_template, request, session
-from joserfc import jwt
-from joserfc.errors import JoseError
 from werkzeug.exceptions import HTTPException
 
 from .. import authorization, consents, i18n
@@ -26,9 +24,7 @@ from ..authorization import AuthorizationError, Member, Step
 from ..browser import current_login
 from ..clients import SCOPES
 from ..errors import ServiceUnavailable
-from ..extensions import keyring
 from ..i18n import gettext as _
-from ..keys import ID_TOKEN_ALG
 from .clients import ClientInfo
 
 bp = Blueprint("authorize", __name__)
@@ -114,19 +110,10 @@ def _hinted_subject(hint: str | None, client: ClientInfo) -> str | None:
     """The `sub` of an ID token we issued to this client (expired ones are fine as hints)."""
     if hint is None:
         return None
-    try:
-        token = jwt.decode(hint, keyring().verification_keys(), algorithms=[ID_TOKEN_ALG])
-    except (JoseError, ValueError, TypeError):
-        raise AuthorizationError("invalid_request", "The id_token_hint is invalid.") from None
-    claims = token.claims
-    aud = claims.get("aud")
-    audiences = aud if isinstance(aud, list) else [aud]
-    sub = claims.get("sub")
-    if claims.get("iss") != current_app.config["ISSUER"] or client.client_id not in audiences:
+    claims = authorization.read_id_token_hint(hint)
+    if client.client_id not in authorization.audiences(claims):
         raise AuthorizationError("invalid_request", "The id_token_hint is not for this client.")
-    if not isinstance(sub, str):
-        raise AuthorizationError("invalid_request", "The id_token_hint is invalid.")
-    return sub
+    return str(claims["sub"])
 
 
 def _checked_request(client: ClientInfo) -> authorization.Request:
@@ -201,14 +188,14 @@ def _redirect(location: str) -> Response:
     return Response(status=302, headers={"Location": location})
 
 
-def _page(template: str, status: int, **context: Any) -> Response:
+def page(template: str, status: int, **context: Any) -> Response:
     response = Response(render_template(template, **context), status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _error_page(description: str, status: int = 400) -> Response:
-    return _page("pages/authorize_error.html", status, description=description)
+def error_page(description: str, status: int = 400) -> Response:
+    return page("pages/authorize_error.html", status, description=description)
 
 
 def _login_redirect() -> Response:
@@ -228,7 +215,7 @@ def _login_redirect() -> Response:
 def _consent_page(client: ClientInfo, member: Member, scope: str) -> Response:
     words = _scope_words()
     g.locale = i18n.best_request_locale(_arg("ui_locales"), member.account.default_locale)
-    return _page(
+    return page(
         "pages/consent.html",
         200,
         page_locale=g.locale,
@@ -257,12 +244,12 @@ def authorize() -> Response:
     try:
         client, redirect_uri, sent_uri = _client_and_redirect()
     except PageError as exc:
-        return _error_page(exc.description)
+        return error_page(exc.description)
     except ServiceUnavailable:
-        return _error_page(_("The service is temporarily unavailable."), 503)
+        return error_page(_("The service is temporarily unavailable."), 503)
     decision = request.form.get("decision") if request.method == "POST" else None
     if request.method == "POST" and decision not in ("allow", "deny"):
-        return _error_page(_("The consent form was not filled in."))
+        return error_page(_("The consent form was not filled in."))
     try:
         checked = _checked_request(client)
         if decision == "deny":
@@ -320,7 +307,7 @@ def http_error(error: HTTPException) -> Response:
         description = _("Method not allowed.")
     else:
         description = _("The request could not be handled.")
-    response = _error_page(description, status)
+    response = error_page(description, status)
     for name, value in error.get_headers():
         if name.lower() == "allow":
             response.headers["Allow"] = value
