@@ -322,8 +322,9 @@ def test_a_hint_we_did_not_issue_is_refused(browser, web, world, rp, kind):
 
 
 def test_repeated_or_oversized_parameters_are_refused(browser, web, world, rp):
-    """A repeated client_id or an oversized state: a page, still signed in."""
+    """A repeated client_id, an oversized state or a JSON body: a page, still signed in."""
     _sign_in(web, browser, world)
+    _refused(browser.post(PATH, json={"client_id": rp}))
     _refused(browser.get(f"{PATH}?client_id={rp}&client_id={rp}"))
     _refused(browser.get(PATH, query_string={"client_id": rp, "state": "x" * 3000}))
     assert _signed_in(browser)

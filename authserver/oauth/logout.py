@@ -48,7 +48,7 @@ def _params() -> dict[str, str]:
     Empty values count as absent; repeats, NULs and oversized values are refused."""
     source: MultiDict[str, str] = request.args
     if request.method == "POST" and request.path == PATH:
-        if request.mimetype != FORM:
+        if request.mimetype != FORM and request.get_data(cache=True):
             raise BadRequest(_("The request could not be understood."))
         source = request.form
     params: dict[str, str] = {}
