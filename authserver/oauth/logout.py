@@ -21,7 +21,7 @@ from ..end_session import LogoutRefused, Plan, plan
 from ..errors import ServiceUnavailable
 from ..extensions import db
 from ..i18n import gettext as _
-from ..models import User
+from ..models import Account, User
 from .authorize import error_page, page
 
 bp = Blueprint("logout", __name__)
@@ -99,10 +99,12 @@ def _handle(confirmed: bool) -> Response:
         return error_page(_("The service is temporarily unavailable."), 503)
     if login is not None and decided.confirm and not confirmed:
         user = db.session.get(User, login.user_id)
+        account = db.session.get(Account, login.account_id) if login.account_id else None
         return page(
             "pages/logout_confirm.html",
             200,
             page_locale=g.locale,
+            account_name=account.name if account is not None else None,
             client_name=decided.client_name,
             username=user.username if user is not None else "",
             action=f"{CONFIRM_PATH}?{urlencode(params)}",

@@ -47,7 +47,7 @@ def test_code_flow_with_a_recovery_code_instead_of_the_totp_code(app, live_serve
     tokens = finish(rp, page.url, callback, flow)
     assert tokens["id_token"]["sub"] == user_id
     assert {"pwd", "mfa"} <= set(tokens["id_token"]["amr"])
-    assert "otp" not in tokens["id_token"]["amr"] or "rc" in tokens["id_token"]["amr"]
+    assert "rc" in tokens["id_token"]["amr"] and "otp" not in tokens["id_token"]["amr"]
 
     # A second login in a fresh browser session: the spent code is refused at the field.
     page.context.clear_cookies()
