@@ -34,10 +34,17 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def live_server(make_app: Any, unused_port: int) -> Iterator[str]:
+def live_config() -> dict[str, Any]:
+    """Extra config for the live server's app; a test module overrides this fixture (for
+    example MAIL_URL pointing at the `smtp` fixture's server)."""
+    return {}
+
+
+@pytest.fixture
+def live_server(make_app: Any, unused_port: int, live_config: dict[str, Any]) -> Iterator[str]:
     """The app (CSRF on, on the test's tables and Redis) at http://127.0.0.1:<port>."""
     base = f"http://127.0.0.1:{unused_port}"
-    app = make_app(WTF_CSRF_ENABLED=True, ISSUER=base)
+    app = make_app(WTF_CSRF_ENABLED=True, ISSUER=base, **live_config)
     server = make_server("127.0.0.1", unused_port, app, threaded=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
