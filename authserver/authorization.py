@@ -17,12 +17,16 @@ import json
 import uuid
 from dataclasses import asdict, dataclass
 from enum import Enum
+from typing import Any
 
 from flask import current_app
+from joserfc import jwt
+from joserfc.errors import JoseError
 
 from . import consents, tokens, users
 from .browser import BrowserLogin
-from .extensions import db, store
+from .extensions import db, keyring, store
+from .keys import ID_TOKEN_ALG
 from .models import Account, User
 from .security import digest, random_token
 
@@ -133,6 +137,27 @@ def decide(
             raise AuthorizationError("consent_required", "The user must consent first.")
         return Step.CONSENT, member
     return Step.ISSUE, member
+
+
+def read_id_token_hint(hint: str) -> dict[str, Any]:
+    """The claims of an ID token we issued (signature and `iss` checked; an expired one
+    is fine, as OIDC Core 3.1.2.1 and RP-Initiated Logout 2 allow). Raises
+    AuthorizationError (invalid_request) otherwise."""
+    try:
+        token = jwt.decode(hint, keyring().verification_keys(), algorithms=[ID_TOKEN_ALG])
+    except (JoseError, ValueError, TypeError):
+        raise AuthorizationError("invalid_request", "The id_token_hint is invalid.") from None
+    claims = dict(token.claims)
+    if claims.get("iss") != current_app.config["ISSUER"] or not isinstance(claims.get("sub"), str):
+        raise AuthorizationError("invalid_request", "The id_token_hint is invalid.")
+    return claims
+
+
+def audiences(claims: dict[str, Any]) -> list[str]:
+    """The `aud` of a token as a list (a single string is allowed by RFC 7519)."""
+    aud = claims.get("aud")
+    items = aud if isinstance(aud, list) else [aud]
+    return [a for a in items if isinstance(a, str)]
 
 
 def acr_for(amr: tuple[str, ...] | list[str]) -> str:

@@ -123,7 +123,7 @@ def approve(client: FlaskClient, params: dict[str, Any], decision: str = "allow"
     assert page.status_code == 200, page.get_data(as_text=True)
     token = csrf_from(page.get_data(as_text=True))
     return client.post(
-        "/oauth/authorize",
+        "/oauth/authorize/consent",
         query_string=params,
         data={"csrf_token": token, "decision": decision},
     )

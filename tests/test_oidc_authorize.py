@@ -259,7 +259,7 @@ def test_consent_post_without_a_good_csrf_token_changes_nothing(browser, web, wo
     params = auth_params(world.spa_id, challenge)
     assert browser.get("/oauth/authorize", query_string=params).status_code == 200
     data = {"decision": "allow", **({"csrf_token": token} if token else {})}
-    response = browser.post("/oauth/authorize", query_string=params, data=data)
+    response = browser.post("/oauth/authorize/consent", query_string=params, data=data)
     _is_page(response)
     assert _consents(web) == 0
 
@@ -274,7 +274,9 @@ def test_csrf_token_of_another_session_is_refused(browser, web, world):
     theirs = csrf_from(other.get("/oauth/authorize", query_string=params).get_data(as_text=True))
     browser.get("/oauth/authorize", query_string=params)
     response = browser.post(
-        "/oauth/authorize", query_string=params, data={"csrf_token": theirs, "decision": "allow"}
+        "/oauth/authorize/consent",
+        query_string=params,
+        data={"csrf_token": theirs, "decision": "allow"},
     )
     _is_page(response)
     assert _consents(web) == 0

@@ -873,6 +873,9 @@ def test_discovery_documents_describe_the_token_service(app, client, path):
         if url == doc.get("authorization_endpoint"):  # a browser endpoint: an HTML error page
             assert answer.status_code == 400 and answer.mimetype == "text/html"
             continue
+        if url == doc.get("end_session_endpoint"):  # nobody signed in: our signed-out page
+            assert answer.status_code == 200 and answer.mimetype == "text/html"
+            continue
         if url == doc.get("userinfo_endpoint"):  # RFC 6750 3.1: no token, no error code
             assert answer.status_code == 401 and "Bearer" in answer.headers["WWW-Authenticate"]
             continue

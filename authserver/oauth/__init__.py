@@ -13,7 +13,7 @@ from flask import Flask, current_app
 from .. import tokens
 from ..extensions import csrf
 from ..web import add_error_renderer
-from . import authorize, views
+from . import authorize, logout, views
 from .clients import ClientCache, ClientInfo
 from .endpoints import Introspection, Revocation
 from .grants import ClientCredentials, PasswordGrant, RefreshGrant
@@ -70,8 +70,15 @@ def init_app(app: Flask) -> None:
     server.register_endpoint(Introspection)
     app.extensions["authserver.oauth"] = server
     app.extensions["authserver.clients"] = cache
-    csrf.exempt(views.bp)  # the authorize blueprint is not exempt: consent POSTs need CSRF
+    csrf.exempt(views.bp)
+    # An app may POST an authorization request from its own site (OIDC Core 3.1.2.1); that
+    # path never takes a consent decision. The consent path keeps its CSRF check.
+    csrf.exempt(authorize.authorize)
     app.register_blueprint(views.bp)
     app.register_blueprint(authorize.bp)
+    # The app's logout request comes from any site; the confirmation POST needs CSRF.
+    csrf.exempt(logout.end_session)
+    app.register_blueprint(logout.bp)
     add_error_renderer(app, authorize.owns_path, authorize.http_error)  # before views' /oauth/
+    add_error_renderer(app, logout.owns_path, authorize.http_error)
     add_error_renderer(app, views.owns_path, views.http_error)

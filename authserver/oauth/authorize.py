@@ -1,11 +1,15 @@
-"""The OpenID Connect authorization endpoint: GET /oauth/authorize, POST for consent.
+"""The OpenID Connect authorization endpoint: GET or POST /oauth/authorize (OIDC Core
+3.1.2.1: the parameters in the query string, or in a form body), and the consent
+decision at POST /oauth/authorize/consent.
 
 Parsing only: the request is checked parameter by parameter, then `authorization.decide`
 says whether to send the browser to the login page, show the consent page or issue a
 code. Until the client and its redirect URI are known, an error is an HTML page (400)
 and never a redirect (RFC 6749 4.1.2.1); after that, errors go to the redirect URI with
-`state` and `iss` (RFC 9207). The consent POST carries the original query string and is
-checked again in full; Flask-WTF checks its CSRF token before the view runs.
+`state` and `iss` (RFC 9207). An app's POST comes from its own site, so the request path
+is exempt from CSRF and never reads a decision: approving is only possible at the
+consent path, whose POST carries the request in its query string (checked again in
+full) and the session's CSRF token, which Flask-WTF checks before the view runs.
 """
 
 from __future__ import annotations
@@ -17,8 +21,7 @@ from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from flask import Blueprint, Response, current_app, g, render_template, request, session
-from joserfc import jwt
-from joserfc.errors import JoseError
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
 from .. import authorization, consents, i18n
@@ -26,14 +29,14 @@ from ..authorization import AuthorizationError, Member, Step
 from ..browser import current_login
 from ..clients import SCOPES
 from ..errors import ServiceUnavailable
-from ..extensions import keyring
 from ..i18n import gettext as _
-from ..keys import ID_TOKEN_ALG
 from .clients import ClientInfo
 
 bp = Blueprint("authorize", __name__)
 
 PATH = "/oauth/authorize"
+CONSENT_PATH = "/oauth/authorize/consent"
+FORM = "application/x-www-form-urlencoded"
 SINGLE = (
     "response_type",
     "client_id",
@@ -79,19 +82,33 @@ def _scope_words() -> dict[str, str]:
     }
 
 
+def _params() -> MultiDict[str, str]:
+    """The request's parameters: the form body of a POST to PATH (OIDC Core 3.1.2.1),
+    else the query string (a GET, or the consent POST carrying the original request)."""
+    if request.method == "POST" and request.path == PATH:
+        return request.form
+    return request.args
+
+
 def _arg(name: str) -> str | None:
-    """A parameter from the query string; an empty value counts as absent (RFC 6749 3.1)."""
-    value = request.args.get(name)
+    """A parameter of the request; an empty value counts as absent (RFC 6749 3.1)."""
+    value = _params().get(name)
     return value or None
 
 
 def _client_and_redirect() -> tuple[ClientInfo, str, str | None]:
     """(client, redirect URI to use, redirect_uri as sent). Raises PageError."""
-    for key, values in request.args.lists():
+    if (
+        request.method == "POST"
+        and request.path == PATH
+        and (request.mimetype != FORM or request.args)
+    ):
+        raise PageError(_("Send the request's parameters in a form body."))
+    for key, values in _params().lists():
         if "\x00" in key or any("\x00" in v for v in values):
             raise PageError(_("The request holds a NUL character."))
     for name in ("client_id", "redirect_uri"):
-        if len(request.args.getlist(name)) > 1:
+        if len(_params().getlist(name)) > 1:
             raise PageError(_("A parameter was repeated."))
     client_id = _arg("client_id")
     if client_id is None:
@@ -114,19 +131,10 @@ def _hinted_subject(hint: str | None, client: ClientInfo) -> str | None:
     """The `sub` of an ID token we issued to this client (expired ones are fine as hints)."""
     if hint is None:
         return None
-    try:
-        token = jwt.decode(hint, keyring().verification_keys(), algorithms=[ID_TOKEN_ALG])
-    except (JoseError, ValueError, TypeError):
-        raise AuthorizationError("invalid_request", "The id_token_hint is invalid.") from None
-    claims = token.claims
-    aud = claims.get("aud")
-    audiences = aud if isinstance(aud, list) else [aud]
-    sub = claims.get("sub")
-    if claims.get("iss") != current_app.config["ISSUER"] or client.client_id not in audiences:
+    claims = authorization.read_id_token_hint(hint)
+    if client.client_id not in authorization.audiences(claims):
         raise AuthorizationError("invalid_request", "The id_token_hint is not for this client.")
-    if not isinstance(sub, str):
-        raise AuthorizationError("invalid_request", "The id_token_hint is invalid.")
-    return sub
+    return str(claims["sub"])
 
 
 def _checked_request(client: ClientInfo) -> authorization.Request:
@@ -135,13 +143,13 @@ def _checked_request(client: ClientInfo) -> authorization.Request:
         raise AuthorizationError(
             "unauthorized_client", "The client may not use the authorization code flow."
         )
-    if any(len(request.args.getlist(name)) > 1 for name in SINGLE):
+    if any(len(_params().getlist(name)) > 1 for name in SINGLE):
         raise AuthorizationError("invalid_request", "A parameter was repeated.")
     for name, error in UNSUPPORTED.items():
         if _arg(name) is not None:
             raise AuthorizationError(error, f"The {name} parameter is not supported.")
     for name, limit in LIMITS.items():
-        if len(request.args.get(name, "")) > limit:
+        if len(_params().get(name, "")) > limit:
             raise AuthorizationError("invalid_request", f"The {name} parameter is too long.")
     response_type = _arg("response_type")
     if response_type is None:
@@ -191,7 +199,7 @@ def _scope(client: ClientInfo) -> str:
 
 def _to_client(redirect_uri: str, params: dict[str, str]) -> Response:
     state = _arg("state")
-    if state is not None and len(request.args.getlist("state")) == 1:
+    if state is not None and len(_params().getlist("state")) == 1:
         params["state"] = state
     params["iss"] = current_app.config["ISSUER"]
     return _redirect(add_params_to_uri(redirect_uri, list(params.items())))
@@ -201,20 +209,20 @@ def _redirect(location: str) -> Response:
     return Response(status=302, headers={"Location": location})
 
 
-def _page(template: str, status: int, **context: Any) -> Response:
+def page(template: str, status: int, **context: Any) -> Response:
     response = Response(render_template(template, **context), status=status)
     response.headers["Cache-Control"] = "no-store"
     return response
 
 
-def _error_page(description: str, status: int = 400) -> Response:
-    return _page("pages/authorize_error.html", status, description=description)
+def error_page(description: str, status: int = 400) -> Response:
+    return page("pages/authorize_error.html", status, description=description)
 
 
 def _login_redirect() -> Response:
     """To the login page, coming back here without what just forced the login (no loop)."""
     pairs: list[tuple[str, str]] = []
-    for key, value in request.args.items(multi=True):
+    for key, value in _params().items(multi=True):
         if key == "prompt":
             value = " ".join(p for p in value.split() if p != "login")
         if key == "max_age" and value == "0":
@@ -228,7 +236,7 @@ def _login_redirect() -> Response:
 def _consent_page(client: ClientInfo, member: Member, scope: str) -> Response:
     words = _scope_words()
     g.locale = i18n.best_request_locale(_arg("ui_locales"), member.account.default_locale)
-    return _page(
+    return page(
         "pages/consent.html",
         200,
         page_locale=g.locale,
@@ -236,7 +244,7 @@ def _consent_page(client: ClientInfo, member: Member, scope: str) -> Response:
         client_name=client.name,
         username=member.user.username,
         scopes=[words[s] for s in scope.split() if s in words],
-        action=request.full_path if request.query_string else PATH,
+        action=f"{CONSENT_PATH}?{urlencode(list(_params().items(multi=True)))}",
     )
 
 
@@ -252,17 +260,28 @@ def _policy_client(client: ClientInfo) -> authorization.Client:
 
 @bp.route(PATH, methods=["GET", "POST"])
 def authorize() -> Response:
-    """OIDC Core 3.1.2: the authorization request (GET) and the consent decision (POST)."""
+    """OIDC Core 3.1.2: the authorization request (GET, or POST with a form body)."""
+    return _handle(None)
+
+
+@bp.post(CONSENT_PATH)
+def consent() -> Response:
+    """The consent page's decision (CSRF checked by Flask-WTF before this runs)."""
+    decision = request.form.get("decision")
+    if decision not in ("allow", "deny"):
+        return error_page(_("The consent form was not filled in."))
+    return _handle(decision)
+
+
+def _handle(decision: str | None) -> Response:
+    """Check the request, then log in, ask for consent, or answer the client."""
     g.locale = i18n.best_request_locale(_arg("ui_locales"), None)
     try:
         client, redirect_uri, sent_uri = _client_and_redirect()
     except PageError as exc:
-        return _error_page(exc.description)
+        return error_page(exc.description)
     except ServiceUnavailable:
-        return _error_page(_("The service is temporarily unavailable."), 503)
-    decision = request.form.get("decision") if request.method == "POST" else None
-    if request.method == "POST" and decision not in ("allow", "deny"):
-        return _error_page(_("The consent form was not filled in."))
+        return error_page(_("The service is temporarily unavailable."), 503)
     try:
         checked = _checked_request(client)
         if decision == "deny":
@@ -308,7 +327,7 @@ def no_store(response: Response) -> Response:
 
 
 def owns_path(path: str) -> bool:
-    return path == PATH
+    return path in (PATH, CONSENT_PATH)
 
 
 def http_error(error: HTTPException) -> Response:
@@ -320,7 +339,7 @@ def http_error(error: HTTPException) -> Response:
         description = _("Method not allowed.")
     else:
         description = _("The request could not be handled.")
-    response = _error_page(description, status)
+    response = error_page(description, status)
     for name, value in error.get_headers():
         if name.lower() == "allow":
             response.headers["Allow"] = value

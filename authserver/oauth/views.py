@@ -250,6 +250,7 @@ def metadata_document() -> dict[str, Any]:
         "jwks_uri": f"{issuer}/oauth/jwks",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "end_session_endpoint": f"{issuer}/oauth/logout",
         "grant_types_supported": GRANTS,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,32 +34,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def serve(make_app: Any, unused_port: int) -> Iterator[Callable[..., str]]:
-    """serve(**config), once a test: the app (CSRF on, on the test's tables and Redis, plus
-    `config`, e.g. a real MAIL_URL) at http://127.0.0.1:<port>."""
-    servers: list[tuple[Any, threading.Thread]] = []
-
-    def start(**config: Any) -> str:
-        assert not servers, "one server a test (it has one port)"
-        port = unused_port
-        base = f"http://127.0.0.1:{port}"
-        app = make_app(WTF_CSRF_ENABLED=True, ISSUER=base, **config)
-        server = make_server("127.0.0.1", port, app, threaded=True)
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        servers.append((server, thread))
-        return base
-
-    yield start
-    for server, thread in servers:
-        server.shutdown()
-        thread.join(timeout=5)
+def live_config() -> dict[str, Any]:
+    """Extra config for the live server's app; a test module overrides this fixture (for
+    example MAIL_URL pointing at the `smtp` fixture's server)."""
+    return {}
 
 
 @pytest.fixture
-def live_server(serve: Callable[..., str]) -> str:
+def live_server(make_app: Any, unused_port: int, live_config: dict[str, Any]) -> Iterator[str]:
     """The app (CSRF on, on the test's tables and Redis) at http://127.0.0.1:<port>."""
-    return serve()
+    base = f"http://127.0.0.1:{unused_port}"
+    app = make_app(WTF_CSRF_ENABLED=True, ISSUER=base, **live_config)
+    server = make_server("127.0.0.1", unused_port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield base
+    finally:
+        server.shutdown()
+        thread.join(timeout=5)
 
 
 @pytest.fixture
