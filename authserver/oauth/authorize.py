@@ -72,7 +72,8 @@ class PageError(Exception):
         self.description = description
 
 
-def _scope_words() -> dict[str, str]:
+def scope_words() -> dict[str, str]:
+    """The scopes in words, in the page's language (the consent and security pages)."""
     return {
         "openid": _("Know who you are on this service"),
         "profile": _("See your name, username and language"),
@@ -234,7 +235,7 @@ def _login_redirect() -> Response:
 
 
 def _consent_page(client: ClientInfo, member: Member, scope: str) -> Response:
-    words = _scope_words()
+    words = scope_words()
     g.locale = i18n.best_request_locale(_arg("ui_locales"), member.account.default_locale)
     return page(
         "pages/consent.html",

@@ -26,7 +26,7 @@ from ..errors import Throttled, ValidationFailed
 from ..extensions import db
 from ..i18n import gettext
 from ..models import Account, User
-from ..oauth.authorize import _scope_words as scope_words
+from ..oauth.authorize import scope_words
 from . import bp, common
 from .common import now, render
 from .forms import ButtonForm, ChangePasswordForm, CodeForm, ProofForm
