@@ -110,6 +110,36 @@ def find_member(account_id: str | None, username: str) -> tuple[User, Account | 
     return (row[0], account, row[1]) if row else None
 
 
+def find_members_by_email(
+    account_id: str, email: str, *, limit: int
+) -> list[tuple[User, Account | None, str]]:
+    """The account's users (its own, then global members) whose email is `email`
+    (compared case-insensitively), as find_member's (user, account, role)."""
+    account = db.session.get(Account, account_id)
+    wanted = email.strip().lower()
+    if account is None or not wanted or len(wanted) > 254:
+        return []
+    own = db.session.scalars(
+        db.select(User)
+        .where(User.account_id == account.id, db.func.lower(User.email) == wanted)
+        .order_by(User.created_at)
+        .limit(limit)
+    ).all()
+    found: list[tuple[User, Account | None, str]] = [(u, account, u.role) for u in own]
+    members = db.session.execute(
+        db.select(User, AccountMembership.role)
+        .join(AccountMembership, AccountMembership.user_id == User.id)
+        .where(
+            User.account_id.is_(None),
+            AccountMembership.account_id == account.id,
+            db.func.lower(User.email) == wanted,
+        )
+        .limit(limit)
+    ).all()
+    found += [(user, account, role) for user, role in members]
+    return found[:limit]
+
+
 def get_account(account_id: str) -> Account:
     account = db.session.get(Account, account_id) if isinstance(account_id, str) else None
     if account is None or account.status == "deleted":

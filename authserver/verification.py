@@ -32,6 +32,7 @@ PHONE_CODE_FAILURES = (10, PHONE_CODE_LIFETIME)  # wrong codes per phone number 
 EMAIL_VERIFICATION_SENDS = (5, 3600)  # verification emails per user an hour (inbox flooding)
 RESET_REQUESTS = (5, 3600)  # emails per user an hour (silently capped: the answer is 204)
 RESET_REQUESTS_PER_IP = (30, 3600)
+RESET_EMAIL_USERS = 10  # account users may share an email: a link each, to at most this many
 PASSWORD_CHANGE_FAILURES = (10, 900)  # wrong current passwords per user
 
 
@@ -149,7 +150,8 @@ def _password_stamp(user: User) -> str:
 def request_password_reset(
     account: Account, username: object, *, locale: str | None = None, ip: str | None = None
 ) -> None:
-    """Email a reset link to the account's user with this username, if there is one.
+    """Email a reset link to the account's user with this username, if there is one, or
+    else (given an email) to each of the account's users with that email.
 
     The caller always gets the same answer: the lookup and the email happen in the
     background, so neither the answer nor its timing says whether the user exists.
@@ -165,11 +167,19 @@ def request_password_reset(
     background.submit(_send_reset, account.id, username.strip().lower(), locale)
 
 
-def _send_reset(account_id: str, username: str, locale: str | None) -> None:
-    found = accounts.find_member(account_id, username)
-    if found is None:
+def _send_reset(account_id: str, identifier: str, locale: str | None) -> None:
+    found = accounts.find_member(account_id, identifier)
+    if found is not None:
+        targets = [found]
+    elif "@" in identifier:  # not a username: the users of the account with this email
+        targets = accounts.find_members_by_email(account_id, identifier, limit=RESET_EMAIL_USERS)
+    else:
         return  # nothing to anyone (no "someone tried" mail: it would let anyone spam)
-    user, account, _role = found
+    for user, account, _role in targets:
+        _send_reset_to(user, account, locale)
+
+
+def _send_reset_to(user: User, account: Account | None, locale: str | None) -> None:
     if user.status not in ("active", "pending") or account is None or account.status != "active":
         return
     limit, window = RESET_REQUESTS

@@ -58,6 +58,24 @@ def test_forgot_password_same_answer_for_known_and_unknown(web, world):
     assert "/reset-password?token=" in mails[0].text
 
 
+def test_forgot_password_by_email_reaches_each_user_with_it(web, world):
+    """An email instead of a username: a reset link for each of the account's users with
+    that address (compared case-insensitively), none for an unknown one or another
+    account's user, and the same page every time."""
+    make_user(web, world.live_id, "bob", email="bob@example.com")
+    make_user(web, world.live_id, "bobby", email="Bob@Example.com")
+    make_user(web, world.other_id, "bob-elsewhere", email="bob@example.com")
+    client = web.test_client()
+    path = f"/forgot-password?aid={world.live_id}"
+    known = submit(client, path, {"username": "BOB@example.com"})
+    unknown = submit(client, path, {"username": "nobody@example.com"})
+    background.jobs(web).drain()
+    assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
+    mails = web.extensions["authserver.outbox"].of("email")
+    assert sorted(m.to for m in mails) == ["Bob@example.com", "bob@example.com"]
+    assert all("/reset-password?token=" in m.text for m in mails)
+
+
 def test_forgot_password_without_csrf_sends_nothing(web, world):
     """A forgot-password POST without the CSRF token is 400 and no email goes out."""
     make_user(web, world.live_id, "bob", email="bob@example.com")

@@ -49,7 +49,7 @@ class ButtonForm(FlaskForm):
 
 class ForgotPasswordForm(FlaskForm):
     username = StringField(
-        lazy_gettext("Username"),
+        lazy_gettext("Username or email"),
         validators=[DataRequired(REQUIRED), Length(max=USERNAME_MAX, message=TOO_LONG)],
     )
 
