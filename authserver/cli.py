@@ -30,7 +30,14 @@ def _cli_app() -> Flask:
     return create_app(require_keys=False)
 
 
-cli = FlaskGroup(create_app=_cli_app, add_version_option=False, help=__doc__)
+class _Group(FlaskGroup):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """Our own commands, listed without building the app: `--help` must not need a
+        valid configuration (Flask's version prints a traceback when it is not)."""
+        return sorted(click.Group.list_commands(self, ctx))
+
+
+cli = _Group(create_app=_cli_app, add_version_option=False, help=__doc__)
 
 
 def main() -> None:

@@ -142,6 +142,9 @@ def _consume_sent_code(user: User, otp: str) -> None:
     # Of concurrent right answers only the one that takes the stored value wins.
     if kv.take(key) != stored:
         raise InvalidOtp()
+    # The code is spent: the next login needs a new one at once, not after the cooldown
+    # (which is there against flooding, and a used code floods nobody).
+    kv.delete(f"otp-sent:{user.id}")
 
 
 def new_totp_secret() -> str:

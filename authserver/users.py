@@ -144,6 +144,15 @@ def _new_user(
         if auth_method is not None
         else (account.default_auth_method if account else "simple")
     )
+    if method == "tfa_totp" and not attributes.get("totp_secret"):
+        if auth_method is not None:  # nobody but the user can set up their app
+            raise ValidationFailed(
+                "The user sets up an authenticator app themselves (security page or "
+                "/v1/totp_setups); create them with another method.",
+                field="authMethod",
+                code="totp_not_enrolled",
+            )
+        method = "simple"  # the account's default: they switch once their app is set up
     if method == "tfa_email" and not email:
         raise ValidationFailed("Email is required for email two-step login.", field="email")
     if method == "tfa_sms" and not phone:

@@ -449,9 +449,10 @@ def test_reset_with_any_token_but_not_without(app, client, world):
 
 def test_rec04_reset_keeps_totp_and_mints_no_token(app, client, world):
     """REC-04: a TOTP user who reset their password still needs the TOTP code to log in."""
-    user_id = carol(app, world, auth_method="tfa_totp")
+    user_id = carol(app, world)
     with app.app_context():
         user = db.session.get(User, user_id)
+        user.auth_method = "tfa_totp"
         user.totp_secret = twofactor.new_totp_secret()
         db.session.commit()
         totp = pyotp.TOTP(user.totp_secret)

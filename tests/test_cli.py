@@ -225,6 +225,19 @@ def test_users_create_with_a_second_factor(app, invoke, account):
             ["--username", "car\x00ol", "--password", "long enough pw", "--role", "customer"],
             "username",
         ),
+        (
+            [
+                "--username",
+                "carol",
+                "--password",
+                "long enough pw",
+                "--role",
+                "customer",
+                "--auth-method",
+                "tfa_totp",
+            ],
+            "authenticator app",
+        ),
     ],
 )
 def test_users_create_rejects_bad_input_with_one_line(app, invoke, account, args, needle):
@@ -417,6 +430,15 @@ def _run(args, tmp_path, **env):
         text=True,
         timeout=120,
     )
+
+
+def test_help_needs_no_valid_configuration(tmp_path):
+    """`authserver --help` lists the commands without building the app: no traceback even
+    when the configuration is bad."""
+    result = _run(["--help"], tmp_path, AUTHSERVER_OTP_LIFETIME="soon")
+    assert result.returncode == 0
+    assert "users" in result.stdout and "clients" in result.stdout
+    assert result.stderr == ""
 
 
 def test_console_script_reports_bad_config_in_one_line(tmp_path):

@@ -346,3 +346,19 @@ def test_email_code_user_switches_two_step_login_off_with_a_sent_code(app, clien
     )
     assert done.status_code == 204, done.get_data(as_text=True)
     assert user_row(app, user_id).auth_method == "simple"
+
+
+def test_account_default_totp_gives_new_users_simple_until_they_set_up_an_app(app, client, world):
+    """Where the account's default is tfa_totp, a sign-up gets `simple` (nobody else can set
+    up their app), so they can sign in and then enrol; asking for tfa_totp outright is 422."""
+    with app.app_context():
+        account = db.session.get(Account, world.live_id)
+        account.default_auth_method = "tfa_totp"
+        db.session.commit()
+    guest = guest_token(client, world.live_prt)
+    created = _create(client, guest, username="nia", password=PASSWORD)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    assert created.get_json()["data"]["attributes"]["authMethod"] == "simple"
+    assert login(client, world, username="nia")["access_token"]
+    refused = _create(client, guest, username="nico", password=PASSWORD, authMethod="tfa_totp")
+    assert refused.status_code == 422

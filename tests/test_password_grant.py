@@ -570,6 +570,21 @@ def test_asking_again_within_the_cooldown_sends_nothing(app, world, mail_app):
     assert_tokens(login(http, world.public, "erin", aid=world.live, otp=code))
 
 
+def test_a_spent_code_lifts_the_cooldown_for_the_next_login(app, world, mail_app):
+    """Signing in again right after a login used its code sends a new code at once (the
+    cooldown would otherwise leave the person with no valid code for 30 s)."""
+    http_app, sink = mail_app()
+    http = http_app.test_client()
+    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    login(http, world.public, "erin", aid=world.live)
+    [code] = emailed_codes(sink)
+    assert_tokens(login(http, world.public, "erin", aid=world.live, otp=code))
+    again = login(http, world.public, "erin", aid=world.live)
+    assert again.json["otp_resend_after"] == 30
+    _, new = emailed_codes(sink)
+    assert_tokens(login(http, world.public, "erin", aid=world.live, otp=new))
+
+
 def test_after_the_cooldown_a_new_code_replaces_the_old(app, world, mail_app):
     """After OTP_RESEND_COOLDOWN a new code is sent; the old one no longer works, the new does."""
     http_app, sink = mail_app(OTP_RESEND_COOLDOWN=1)
