@@ -5,44 +5,9 @@ and JWKS. None of the relying-party side is our code."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from oauth_helpers import PASSWORD, make_world
-from oic import rndstr
-from oic.oic import Client
-from oic.oic.message import AuthorizationResponse, RegistrationResponse
-from oic.utils.authn.client import CLIENT_AUTHN_METHOD
+from oauth_helpers import make_world
 from pages_helpers import make_totp_user
-
-from authserver import clients
-from authserver.extensions import db
-from authserver.models import Account
-
-
-def _relying_party(app: Any, live_server: str, account_id: str) -> tuple[Client, str]:
-    """A confidential web client registered with us, and pyoidc configured from discovery."""
-    callback = f"{live_server}/callback"
-    with app.app_context():
-        account = db.session.get(Account, account_id)
-        made = clients.create_client(
-            account,
-            "Acme Web",
-            redirect_uris=[callback],
-            grant_types=["authorization_code", "refresh_token"],
-        )
-        client_id, secret = made.client.client_id, made.secret
-    rp = Client(client_authn_method=CLIENT_AUTHN_METHOD)
-    rp.provider_config(live_server)
-    rp.store_registration_info(
-        RegistrationResponse(
-            client_id=client_id,
-            client_secret=secret,
-            redirect_uris=[callback],
-            token_endpoint_auth_method="client_secret_basic",
-        )
-    )
-    rp.redirect_uris = [callback]
-    return rp, callback
+from rp_helpers import finish, password_step, relying_party, start
 
 
 def test_code_flow_with_pkce_for_a_totp_user(app, live_server, page, shots):
@@ -51,27 +16,13 @@ def test_code_flow_with_pkce_for_a_totp_user(app, live_server, page, shots):
     token says two factors were used, and userinfo answers for the same subject."""
     world = make_world(app)
     user_id, totp = make_totp_user(app, world.live_id, "tina")
-    rp, callback = _relying_party(app, live_server, world.live_id)
-    state, nonce = rndstr(), rndstr()
-    challenge, verifier = rp.add_code_challenge()
-    request = rp.construct_AuthorizationRequest(
-        request_args={
-            "client_id": rp.client_id,
-            "response_type": "code",
-            "scope": ["openid", "profile"],
-            "redirect_uri": callback,
-            "state": state,
-            "nonce": nonce,
-            **challenge,
-        }
-    )
-    page.goto(request.request(rp.authorization_endpoint))
+    rp, callback = relying_party(app, live_server, world.live_id)
+    flow = start(rp, callback)
+    page.goto(flow.url)
 
     page.wait_for_url("**/login?**")
     shots(page, "oidc-1-login")
-    page.get_by_label("Username").fill("tina")
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    password_step(page, "tina")
     page.wait_for_url("**/login/code**")
     page.get_by_label("Verification code").fill(totp.now())
     page.get_by_role("button", name="Verify").click()
@@ -82,20 +33,12 @@ def test_code_flow_with_pkce_for_a_totp_user(app, live_server, page, shots):
     page.get_by_role("button", name="Allow").click()
     page.wait_for_url(f"{callback}?**")
 
-    answer = rp.parse_response(
-        AuthorizationResponse, info=page.url.split("?", 1)[1], sformat="urlencoded"
-    )
-    assert answer["state"] == state
-    tokens = rp.do_access_token_request(
-        state=state,
-        request_args={"code": answer["code"], "code_verifier": verifier, "redirect_uri": callback},
-        authn_method="client_secret_basic",
-    )
+    tokens = finish(rp, page.url, callback, flow)  # checks state, and the nonce
     id_token = tokens["id_token"]  # pyoidc verified its signature with our JWKS
     assert id_token["iss"] == live_server
     assert id_token["aud"] == [rp.client_id]
-    assert id_token["nonce"] == nonce
+    assert id_token["nonce"] == flow.nonce
     assert id_token["sub"] == user_id
     assert {"pwd", "otp", "mfa"} <= set(id_token["amr"])
-    info = rp.do_user_info_request(state=state)
+    info = rp.do_user_info_request(state=flow.state)
     assert info["sub"] == user_id
