@@ -192,6 +192,19 @@ def client(app: Flask) -> FlaskClient:
 
 
 @pytest.fixture
+def web(app: Flask, make_app: Callable[..., Flask]) -> Flask:
+    """An app with CSRF protection on, as in production (the suite's default has it off),
+    on `app`'s tables and Redis: for the hosted pages and the browser-facing OAuth paths."""
+    return make_app(WTF_CSRF_ENABLED=True)
+
+
+@pytest.fixture
+def browser(web: Flask) -> FlaskClient:
+    """A test client of `web` (a browser with cookies)."""
+    return web.test_client()
+
+
+@pytest.fixture
 def runner(app: Flask) -> FlaskCliRunner:
     return app.test_cli_runner()
 

@@ -17,7 +17,7 @@ from oauth_helpers import World, make_world
 
 from authserver import browser, clients
 from authserver.extensions import db
-from authserver.models import Account, User
+from authserver.models import Account, OAuthConsent, User
 
 WEB_CB = "https://app.example/cb"
 SPA_CB = "https://spa.example/cb"
@@ -139,3 +139,9 @@ def exchange(client: FlaskClient, code: str, verifier: str, client_id: str, **ex
         **extra,
     }
     return client.post("/oauth/token", data={k: v for k, v in data.items() if v is not None})
+
+
+def consent_count(app: Flask) -> int:
+    """How many consents are stored."""
+    with app.app_context():
+        return db.session.scalar(db.select(db.func.count()).select_from(OAuthConsent)) or 0

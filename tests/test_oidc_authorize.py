@@ -15,6 +15,7 @@ from oidc_helpers import (
     OidcWorld,
     approve,
     auth_params,
+    consent_count,
     csrf_from,
     exchange,
     make_oidc_world,
@@ -25,7 +26,7 @@ from oidc_helpers import (
 
 from authserver import users
 from authserver.extensions import db
-from authserver.models import Account, OAuthConsent
+from authserver.models import Account
 
 ISSUER = "http://127.0.0.1:5000"
 
@@ -33,22 +34,6 @@ ISSUER = "http://127.0.0.1:5000"
 @pytest.fixture
 def world(app: Any) -> OidcWorld:
     return make_oidc_world(app)
-
-
-@pytest.fixture
-def web(make_app: Any, app: Any) -> Any:
-    """An app with CSRF protection on, as in production (tables come from `app`)."""
-    return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
-def browser(web: Any) -> Any:
-    return web.test_client()
-
-
-def _consents(app: Any) -> int:
-    with app.app_context():
-        return db.session.scalar(db.select(db.func.count()).select_from(OAuthConsent)) or 0
 
 
 def _signed_in(web: Any, browser: Any, world: OidcWorld, **kw: Any) -> None:
@@ -212,7 +197,7 @@ def test_consent_is_remembered_then_prompt_none_is_silent(browser, web, world):
     _, challenge = pkce()
     first = approve(browser, auth_params(world.spa_id, challenge))
     assert "code" in query_of(first)
-    assert _consents(web) == 1
+    assert consent_count(web) == 1
     again = browser.get(
         "/oauth/authorize", query_string=auth_params(world.spa_id, challenge, prompt="none")
     )
@@ -261,7 +246,7 @@ def test_consent_post_without_a_good_csrf_token_changes_nothing(browser, web, wo
     data = {"decision": "allow", **({"csrf_token": token} if token else {})}
     response = browser.post("/oauth/authorize/consent", query_string=params, data=data)
     _is_page(response)
-    assert _consents(web) == 0
+    assert consent_count(web) == 0
 
 
 def test_csrf_token_of_another_session_is_refused(browser, web, world):
@@ -279,7 +264,7 @@ def test_csrf_token_of_another_session_is_refused(browser, web, world):
         data={"csrf_token": theirs, "decision": "allow"},
     )
     _is_page(response)
-    assert _consents(web) == 0
+    assert consent_count(web) == 0
 
 
 def test_cancel_sends_access_denied(browser, web, world):
@@ -290,7 +275,7 @@ def test_cancel_sends_access_denied(browser, web, world):
     query = query_of(response)
     assert query["error"] == "access_denied" and query["state"] == "st-123"
     assert "code" not in query
-    assert _consents(web) == 0
+    assert consent_count(web) == 0
 
 
 def test_first_party_client_skips_consent_only_when_set(browser, web, world):

@@ -13,6 +13,7 @@ from oidc_helpers import (
     OidcWorld,
     approve,
     auth_params,
+    consent_count,
     csrf_from,
     exchange,
     make_oidc_world,
@@ -21,31 +22,12 @@ from oidc_helpers import (
     sign_in,
 )
 
-from authserver.extensions import db
-from authserver.models import OAuthConsent
-
 PATH = "/oauth/authorize"
 
 
 @pytest.fixture
 def world(app: Any) -> OidcWorld:
     return make_oidc_world(app)
-
-
-@pytest.fixture
-def web(make_app: Any, app: Any) -> Any:
-    """An app with CSRF protection on, as in production (tables come from `app`)."""
-    return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
-def browser(web: Any) -> Any:
-    return web.test_client()
-
-
-def _consents(app: Any) -> int:
-    with app.app_context():
-        return db.session.scalar(db.select(db.func.count()).select_from(OAuthConsent)) or 0
 
 
 def _signed_in(web: Any, browser: Any, world: OidcWorld) -> None:
@@ -100,7 +82,7 @@ def test_the_consent_page_of_a_post_approves_through_the_consent_path(browser, w
     assert urlsplit(action).path == "/oauth/authorize/consent"
     assert parse_qs(urlsplit(action).query)["client_id"] == [world.spa_id]
     response = browser.post(action, data={"csrf_token": csrf_from(html), "decision": "allow"})
-    assert "code" in query_of(response) and _consents(web) == 1
+    assert "code" in query_of(response) and consent_count(web) == 1
 
 
 def test_a_cross_site_post_cannot_approve_consent(browser, web, world):
@@ -111,7 +93,7 @@ def test_a_cross_site_post_cannot_approve_consent(browser, web, world):
     params = {**auth_params(world.spa_id, challenge), "decision": "allow"}
     response = browser.post(PATH, data=params, headers={"Origin": "https://evil.example"})
     assert response.status_code == 200 and "Location" not in response.headers
-    assert _consents(web) == 0
+    assert consent_count(web) == 0
 
 
 def test_a_cross_site_post_to_the_consent_path_is_refused(browser, web, world):
@@ -123,7 +105,7 @@ def test_a_cross_site_post_to_the_consent_path_is_refused(browser, web, world):
         "/oauth/authorize/consent", query_string=params, data={"decision": "allow"}
     )
     _is_page(response)
-    assert _consents(web) == 0
+    assert consent_count(web) == 0
 
 
 def test_a_post_needs_its_parameters_in_a_form_body(browser, world):

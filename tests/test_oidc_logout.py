@@ -40,17 +40,6 @@ def world(app: Any) -> OidcWorld:
 
 
 @pytest.fixture
-def web(make_app: Any, app: Any) -> Any:
-    """An app with CSRF protection on, as in production (tables come from `app`)."""
-    return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
-def browser(web: Any) -> Any:
-    return web.test_client()
-
-
-@pytest.fixture
 def rp(app: Any, world: OidcWorld) -> str:
     """A public client of the live account with BYE as its post-logout redirect URI."""
     with app.app_context():

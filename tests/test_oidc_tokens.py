@@ -35,16 +35,6 @@ def world(app: Any) -> OidcWorld:
     return make_oidc_world(app)
 
 
-@pytest.fixture
-def web(make_app: Any, app: Any) -> Any:
-    return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
-def browser(web: Any) -> Any:
-    return web.test_client()
-
-
 def _code(web: Any, browser: Any, world: OidcWorld, **extra: Any) -> tuple[str, str, dict]:
     """Sign alice in, consent, return (code, verifier, params)."""
     amr = extra.pop("amr", ("pwd",))

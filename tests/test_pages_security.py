@@ -23,12 +23,6 @@ SECRET_RE = re.compile(r'<code id="totp-secret">([A-Z2-7 ]+)</code>')
 
 
 @pytest.fixture
-def web(app, make_app):
-    """An app with CSRF on (the suite's default has it off) on `app`'s tables and Redis."""
-    return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
 def world(app) -> World:
     return make_world(app)
 

@@ -16,12 +16,6 @@ NEW_PASSWORD = "a-brand-new-passphrase"
 
 
 @pytest.fixture
-def web(app, make_app):
-    """An app with CSRF on (the suite's default has it off) on `app`'s tables and Redis."""
-    return make_app(WTF_CSRF_ENABLED=True)
-
-
-@pytest.fixture
 def world(app) -> World:
     return make_world(app)
 
