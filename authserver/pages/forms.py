@@ -54,8 +54,9 @@ class ForgotPasswordForm(FlaskForm):
     )
 
 
-class NewPasswordForm(FlaskForm):
-    token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])
+class NewPasswordFields(FlaskForm):
+    """A new password, typed twice (templates place the fields by name)."""
+
     password = PasswordField(
         lazy_gettext("New password"),
         validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
@@ -67,6 +68,10 @@ class NewPasswordForm(FlaskForm):
             EqualTo("password", message=lazy_gettext("The two passwords are not the same.")),
         ],
     )
+
+
+class NewPasswordForm(NewPasswordFields):
+    token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])
 
 
 class TokenForm(FlaskForm):
@@ -76,21 +81,10 @@ class TokenForm(FlaskForm):
 # --- security settings ----------------------------------------------------------------
 
 
-class ChangePasswordForm(FlaskForm):
+class ChangePasswordForm(NewPasswordFields):
     current_password = PasswordField(
         lazy_gettext("Current password"),
         validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
-    )
-    password = PasswordField(
-        lazy_gettext("New password"),
-        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
-    )
-    confirmation = PasswordField(
-        lazy_gettext("New password again"),
-        validators=[
-            DataRequired(REQUIRED),
-            EqualTo("password", message=lazy_gettext("The two passwords are not the same.")),
-        ],
     )
 
 
