@@ -298,6 +298,16 @@ def test_reset_requests_are_throttled_per_ip(app, client, world):
     assert 3590 <= int(response.headers["Retry-After"]) <= 3600
 
 
+def test_reset_mails_per_user_are_capped_silently(app, client, world):
+    """At most 5 reset mails a user an hour: the 6th request still answers 204 (the same as
+    for anyone) but sends nothing, so nobody can flood a user's inbox."""
+    carol(app, world)
+    guest = guest_token(client, world.live_prt)
+    for _ in range(6):
+        assert_no_content(ask_reset(client, guest, "carol"))
+    assert len(mails(app)) == 5
+
+
 # --- PATCH /v1/password with a reset token --------------------------------------------------
 
 
