@@ -13,7 +13,7 @@ run: install instance/config.py
 
 test: install-dev
 	@echo "== store tests on the embedded memory:// backend"
-	AUTHSERVER_TEST_REDIS_URL=memory:// $(BIN)/pytest -q -p no:cacheprovider tests/test_store.py
+	AUTHSERVER_TEST_REDIS_URL=memory:// $(BIN)/pytest -q -p no:cacheprovider tests/platform/test_store.py
 	@echo "== the whole suite"
 	$(BIN)/pytest -p no:cacheprovider
 

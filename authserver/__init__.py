@@ -11,13 +11,14 @@ from typing import Any
 
 from flask import Flask
 
-from . import api, background, i18n, logs, notifications, oauth, pages, web
-from . import models as _models  # noqa: F401 - registers the tables on db.metadata
-from .config import ConfigError, load_config
-from .extensions import csrf, db, migrate
-from .keys import KeyRing, KeysMissing
-from .security import Argon2Params, Passwords
-from .store import Store, StoreUnavailable
+from authserver import api, oauth, pages
+from authserver.platform import background, i18n, logs, notifications, web
+from authserver.platform import models as _models  # noqa: F401 - registers the tables on db.metadata
+from authserver.platform.config import ConfigError, load_config
+from authserver.platform.extensions import csrf, db, migrate
+from authserver.platform.keys import KeyRing, KeysMissing
+from authserver.platform.security import Argon2Params, Passwords
+from authserver.platform.store import Store, StoreUnavailable
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 __all__ = ["ConfigError", "create_app"]
@@ -41,7 +42,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
     migrate.init_app(
         app,
         db,
-        directory=os.path.join(os.path.dirname(__file__), "migrations"),
+        directory=os.path.join(os.path.dirname(__file__), "platform", "migrations"),
         render_as_batch=True,
     )
     csrf.init_app(app)

@@ -17,10 +17,11 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from . import accounts, clients, demo, keys, users
-from .config import ConfigError
-from .errors import DomainError, ServiceUnavailable
-from .models import AUTH_METHODS, ROLES
+from authserver.identity import accounts, clients, demo, users
+from authserver.platform import keys
+from authserver.platform.config import ConfigError
+from authserver.platform.errors import DomainError, ServiceUnavailable
+from authserver.platform.models import AUTH_METHODS, ROLES
 
 
 def _cli_app() -> Flask:

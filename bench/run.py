@@ -44,10 +44,11 @@ def free_port() -> int:
 def seed(env: dict[str, str], refresh_tokens: int, token_file: str) -> dict[str, str]:
     """Create the data in-process with the product's own functions."""
     os.environ.update(env)
-    from authserver import accounts, clients, create_app, tokens, users
-    from authserver.extensions import db
-    from authserver.models import RefreshToken, utcnow
-    from authserver.security import digest
+    from authserver import create_app
+    from authserver.identity import accounts, clients, tokens, users
+    from authserver.platform.extensions import db
+    from authserver.platform.models import RefreshToken, utcnow
+    from authserver.platform.security import digest
 
     app = create_app()
     with app.app_context():

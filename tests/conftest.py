@@ -32,9 +32,10 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 
-from authserver import background, create_app
-from authserver.extensions import db
-from authserver.keys import rotate
+from authserver import create_app
+from authserver.platform import background
+from authserver.platform.extensions import db
+from authserver.platform.keys import rotate
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/15"

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
+from werkzeug.test import TestResponse
 
-from authserver import accounts, clients, users
-from authserver.extensions import db
-from authserver.models import LoginRecord, RefreshToken
+from authserver.identity import accounts, clients, users
+from authserver.platform.extensions import db
+from authserver.platform.models import LoginRecord, RefreshToken
 
 PASSWORD = "correct-horse-battery"
 SCOPE = "openid profile email"
@@ -204,3 +208,39 @@ def row_counts(app: Flask) -> tuple[int, int]:
             db.session.scalar(db.select(db.func.count()).select_from(LoginRecord)) or 0,
             db.session.scalar(db.select(db.func.count()).select_from(RefreshToken)) or 0,
         )
+
+
+def settle_totp_step(margin: float = 3.0) -> None:
+    """Wait for a fresh 30 s step when the current one ends within `margin` seconds."""
+    left = 30 - time.time() % 30
+    if left < margin:
+        time.sleep(left + 0.2)
+
+
+def wrong_totp(totp: pyotp.TOTP) -> str:
+    """A code no step in the +-1 window accepts."""
+    now = time.time()
+    valid = {totp.at(now + k * 30) for k in (-2, -1, 0, 1, 2)}
+    return next(c for c in ("000000", "111111", "222222", "333333") if c not in valid)
+
+
+def run_together(count: int, job: Callable[[int], TestResponse]) -> list[TestResponse]:
+    """Runs `job(i)` in `count` threads released at once; returns the responses."""
+    barrier = threading.Barrier(count)
+    results: list[TestResponse | BaseException] = [RuntimeError("not run")] * count
+
+    def run(i: int) -> None:
+        try:
+            barrier.wait(timeout=30)
+            results[i] = job(i)
+        except BaseException as exc:  # reported by the assertion below
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    assert not failures, failures
+    return [r for r in results if isinstance(r, TestResponse)]

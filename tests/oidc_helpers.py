@@ -15,9 +15,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from oauth_helpers import World, make_world
 
-from authserver import browser, clients
-from authserver.extensions import db
-from authserver.models import Account, OAuthConsent, User
+from authserver.identity import browser_login, clients
+from authserver.platform.extensions import db
+from authserver.platform.models import Account, OAuthConsent, User
 
 WEB_CB = "https://app.example/cb"
 SPA_CB = "https://spa.example/cb"
@@ -80,7 +80,7 @@ def sign_in(
     """Write a finished browser login into the test client's session cookie."""
     with app.app_context(), client.session_transaction() as sess:
         user = db.session.get(User, user_id)
-        browser.start_login(sess, user, account_id, list(amr), at or int(time.time()))
+        browser_login.start_login(sess, user, account_id, list(amr), at or int(time.time()))
 
 
 def pkce() -> tuple[str, str]:

@@ -12,9 +12,9 @@ from flask import Flask
 from flask.testing import FlaskClient
 from oauth_helpers import PASSWORD
 
-from authserver import twofactor, users
-from authserver.extensions import db
-from authserver.models import Account, LoginRecord, User
+from authserver.identity import twofactor, users
+from authserver.platform.extensions import db
+from authserver.platform.models import Account, LoginRecord, User
 
 CSRF_RE = re.compile(r'name="(?:[\w-]*-)?csrf_token" type="hidden" value="([^"]+)"')
 

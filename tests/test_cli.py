@@ -12,9 +12,9 @@ import pytest
 from sqlalchemy import func, select
 
 from authserver.cli import cli
-from authserver.extensions import db
-from authserver.models import Account, OAuthClient, User
-from authserver.security import digest
+from authserver.platform.extensions import db
+from authserver.platform.models import Account, OAuthClient, User
+from authserver.platform.security import digest
 
 AUTHSERVER = os.path.join(os.path.dirname(sys.executable), "authserver")
 

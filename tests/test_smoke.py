@@ -1,6 +1,6 @@
 """Smoke tests for the app factory."""
 
-from authserver import models
+from authserver.platform import models
 
 
 def test_healthz_answers(client):

@@ -9,6 +9,7 @@ import re
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,10 +17,11 @@ from flask import Flask
 from flask.testing import FlaskClient
 from oauth_helpers import PASSWORD, World, basic, bearer, login
 
-from authserver import background, users
-from authserver.events import signal
-from authserver.extensions import db
-from authserver.models import ROLES, Account, User
+from authserver.identity import users
+from authserver.platform import background
+from authserver.platform.events import signal
+from authserver.platform.extensions import db
+from authserver.platform.models import ROLES, Account, User
 
 MEDIA = "application/vnd.api+json"
 OTHER_ROLES = tuple(r for r in ROLES if r not in ("owner", "administrator"))
@@ -190,3 +192,10 @@ def race(fn: Callable[[], Any], n: int = 2) -> list[Any]:
     for t in threads:
         t.join()
     return results
+
+
+def body_of(message: EmailMessage) -> str:
+    """The plain-text part, with the wire's CRLF line ends made LF."""
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content()).replace("\r\n", "\n")

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask
 
-from ..extensions import csrf
+from authserver.platform.extensions import csrf
+
 from . import jsonapi
 
 bp = Blueprint("api", __name__, url_prefix="/v1")

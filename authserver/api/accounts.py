@@ -9,11 +9,12 @@ from typing import Any
 
 from flask import Response, request
 
-from .. import accounts
-from ..config import SUPPORTED_LOCALES
-from ..errors import NotFound
-from ..extensions import db
-from ..models import Account, User
+from authserver.identity import accounts
+from authserver.platform.config import SUPPORTED_LOCALES
+from authserver.platform.errors import NotFound
+from authserver.platform.extensions import db
+from authserver.platform.models import Account, User
+
 from . import bp, jsonapi, openapi
 from .auth import current_token, require_token
 

@@ -12,8 +12,8 @@ from typing import Any, TypeVar, cast
 
 from flask import g, request
 
-from .. import tokens
-from ..errors import Forbidden, Unauthenticated
+from authserver.identity import tokens
+from authserver.platform.errors import Forbidden, Unauthenticated
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -18,7 +18,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 from werkzeug.http import HTTP_STATUS_CODES, parse_accept_header, parse_options_header
 from werkzeug.sansio.response import Response as SansIOResponse
 
-from ..errors import (
+from authserver.platform.errors import (
     Conflict,
     DomainError,
     Forbidden,
@@ -28,7 +28,8 @@ from ..errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from ..web import add_error_renderer
+from authserver.platform.web import add_error_renderer
+
 from . import strictjson
 
 MEDIA_TYPE = "application/vnd.api+json"

@@ -9,9 +9,10 @@ from typing import Any
 
 from flask import Response
 
-from .. import accounts
-from ..errors import NotFound
-from ..models import ROLES, LoginRecord
+from authserver.identity import accounts
+from authserver.platform.errors import NotFound
+from authserver.platform.models import ROLES, LoginRecord
+
 from . import bp, jsonapi, openapi
 from .auth import current_token, require_token
 

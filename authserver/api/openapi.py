@@ -17,7 +17,8 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 
-from ..models import ROLES
+from authserver.platform.models import ROLES
+
 from . import bp
 
 EXTENSION = "authserver.openapi"

@@ -9,10 +9,11 @@ from typing import Any
 
 from flask import Response
 
-from .. import twofactor
-from ..errors import NotFound
-from ..extensions import db
-from ..models import ROLES, User, new_id, utcnow
+from authserver.identity import twofactor
+from authserver.platform.errors import NotFound
+from authserver.platform.extensions import db
+from authserver.platform.models import ROLES, User, new_id, utcnow
+
 from . import bp, jsonapi
 from .auth import current_token, require_token
 

@@ -11,10 +11,11 @@ from urllib.parse import urlencode
 
 from flask import Response, request
 
-from .. import users
-from ..errors import NotFound
-from ..extensions import db
-from ..models import ROLES, Account, User
+from authserver.identity import users
+from authserver.platform.errors import NotFound
+from authserver.platform.extensions import db
+from authserver.platform.models import ROLES, Account, User
+
 from . import bp, jsonapi, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token

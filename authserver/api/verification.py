@@ -10,11 +10,12 @@ from typing import Any
 
 from flask import Response, request
 
-from .. import users, verification
-from ..config import SUPPORTED_LOCALES
-from ..errors import Forbidden, NotFound, ValidationFailed
-from ..extensions import db
-from ..models import ROLES, Account, User
+from authserver.identity import users, verification
+from authserver.platform.config import SUPPORTED_LOCALES
+from authserver.platform.errors import Forbidden, NotFound, ValidationFailed
+from authserver.platform.extensions import db
+from authserver.platform.models import ROLES, Account, User
+
 from . import bp, jsonapi, openapi
 from .accounts import token_account
 from .auth import current_token, require_token

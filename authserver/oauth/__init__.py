@@ -10,9 +10,10 @@ from typing import Any
 from authlib.integrations.flask_oauth2 import AuthorizationServer
 from flask import Flask, current_app
 
-from .. import tokens
-from ..extensions import csrf
-from ..web import add_error_renderer
+from authserver.identity import tokens
+from authserver.platform.extensions import csrf
+from authserver.platform.web import add_error_renderer
+
 from . import authorize, logout, views
 from .clients import ClientCache, ClientInfo
 from .endpoints import Introspection, Revocation

@@ -24,12 +24,14 @@ from flask import Blueprint, Response, current_app, g, render_template, request,
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from .. import authorization, consents, i18n
-from ..authorization import AuthorizationError, Member, Step
-from ..browser import current_login
-from ..clients import SCOPES
-from ..errors import ServiceUnavailable
-from ..i18n import gettext as _
+from authserver.identity import authorization, consents
+from authserver.identity.authorization import AuthorizationError, Member, Step
+from authserver.identity.browser_login import current_login
+from authserver.identity.clients import SCOPES
+from authserver.platform import i18n
+from authserver.platform.errors import ServiceUnavailable
+from authserver.platform.i18n import gettext as _
+
 from .clients import ClientInfo
 
 bp = Blueprint("authorize", __name__)

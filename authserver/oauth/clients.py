@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import select
 
-from ..extensions import db
-from ..models import Account, OAuthClient
-from ..security import digest, same
+from authserver.platform.extensions import db
+from authserver.platform.models import Account, OAuthClient
+from authserver.platform.security import digest, same
 
 CACHE_TTL = 10.0  # seconds
 CACHE_MAX = 10_000  # entries; the cache is emptied when it grows past this

@@ -15,10 +15,11 @@ from typing import Any, ClassVar
 from authlib.oauth2.rfc7009 import RevocationEndpoint
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
-from .. import tokens
-from ..errors import Unauthenticated
-from ..extensions import db
-from ..models import RefreshToken, User
+from authserver.identity import tokens
+from authserver.platform.errors import Unauthenticated
+from authserver.platform.extensions import db
+from authserver.platform.models import RefreshToken, User
+
 from .clients import ClientInfo
 
 

@@ -30,11 +30,18 @@ from authlib.oauth2.rfc6749.hooks import hooked
 from flask import request as flask_request
 from sqlalchemy import select
 
-from .. import login, tokens, users
-from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, ServiceUnavailable, Throttled
-from ..extensions import db
-from ..login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
-from ..models import Account, User
+from authserver.identity import login, tokens, users
+from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
+from authserver.platform.errors import (
+    InvalidCredentials,
+    InvalidOtp,
+    OtpRequired,
+    ServiceUnavailable,
+    Throttled,
+)
+from authserver.platform.extensions import db
+from authserver.platform.models import Account, User
+
 from .clients import ClientInfo
 from .errors import (
     InvalidOtpError,

@@ -16,12 +16,14 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, request, session
 from werkzeug.datastructures import MultiDict
 
-from .. import browser, i18n
-from ..end_session import LogoutRefused, Plan, plan
-from ..errors import ServiceUnavailable
-from ..extensions import db
-from ..i18n import gettext as _
-from ..models import Account, User
+from authserver.identity import browser_login
+from authserver.identity.end_session import LogoutRefused, Plan, plan
+from authserver.platform import i18n
+from authserver.platform.errors import ServiceUnavailable
+from authserver.platform.extensions import db
+from authserver.platform.i18n import gettext as _
+from authserver.platform.models import Account, User
+
 from .authorize import error_page, page
 
 bp = Blueprint("logout", __name__)
@@ -73,7 +75,7 @@ def _signed_out(target: str | None) -> Response:
     )
 
 
-def _plan(params: dict[str, str], login: browser.BrowserLogin | None) -> Plan:
+def _plan(params: dict[str, str], login: browser_login.BrowserLogin | None) -> Plan:
     cache = current_app.extensions["authserver.clients"]
     return plan(
         client_id=params.get("client_id"),
@@ -89,7 +91,7 @@ def _handle(confirmed: bool) -> Response:
     try:
         params = _params()
         g.locale = i18n.best_request_locale(params.get("ui_locales"), None)
-        login = browser.current_login(session, int(time.time()))
+        login = browser_login.current_login(session, int(time.time()))
         decided = _plan(params, login)
     except BadRequest as exc:
         return error_page(str(exc))
@@ -110,7 +112,7 @@ def _handle(confirmed: bool) -> Response:
             action=f"{CONFIRM_PATH}?{urlencode(params)}",
         )
     if login is not None:
-        browser.end_login(session)
+        browser_login.end_login(session)
     return _signed_out(decided.target)
 
 

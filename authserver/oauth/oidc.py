@@ -18,10 +18,11 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 from flask import current_app
 
-from .. import authorization
-from ..extensions import db, keyring
-from ..keys import ID_TOKEN_ALG
-from ..models import User
+from authserver.identity import authorization
+from authserver.platform.extensions import db, keyring
+from authserver.platform.keys import ID_TOKEN_ALG
+from authserver.platform.models import User
+
 from .clients import ClientInfo
 from .grants import PUBLIC_AND_CONFIDENTIAL
 

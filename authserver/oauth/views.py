@@ -17,13 +17,14 @@ from authlib.oauth2.rfc6749.errors import InvalidClientError, InvalidRequestErro
 from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import tokens
-from ..authorization import ACR_VALUES
-from ..config import SUPPORTED_LOCALES
-from ..errors import ServiceUnavailable, Unauthenticated
-from ..extensions import keyring
-from ..keys import ID_TOKEN_ALG
-from ..models import ROLES
+from authserver.identity import tokens
+from authserver.identity.authorization import ACR_VALUES
+from authserver.platform.config import SUPPORTED_LOCALES
+from authserver.platform.errors import ServiceUnavailable, Unauthenticated
+from authserver.platform.extensions import keyring
+from authserver.platform.keys import ID_TOKEN_ALG
+from authserver.platform.models import ROLES
+
 from .errors import TemporarilyUnavailableError
 from .oidc import user_info
 

@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from flask import Blueprint, Flask, Response, request
 
-from ..errors import DomainError
-from ..web import add_error_renderer
+from authserver.platform.errors import DomainError
+from authserver.platform.web import add_error_renderer
+
 from . import common
 
 bp = Blueprint("pages", __name__)

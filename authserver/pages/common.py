@@ -13,10 +13,10 @@ from flask import Response, current_app, g, get_flashed_messages, render_templat
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
 
-from ..errors import DomainError, ServiceUnavailable, Throttled
-from ..extensions import db
-from ..i18n import best_request_locale, gettext
-from ..models import Account
+from authserver.platform.errors import DomainError, ServiceUnavailable, Throttled
+from authserver.platform.extensions import db
+from authserver.platform.i18n import best_request_locale, gettext
+from authserver.platform.models import Account
 
 # Paths that belong to other front doors (they render their own errors).
 NOT_PAGES = ("/v1", "/oauth", "/.well-known")

@@ -10,9 +10,9 @@ from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
-from ..i18n import lazy_gettext
-from ..login import PASSWORD_MAX, USERNAME_MAX
-from ..twofactor import OTP_MAX, RECOVERY_CODE_MAX
+from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX
+from authserver.identity.twofactor import OTP_MAX, RECOVERY_CODE_MAX
+from authserver.platform.i18n import lazy_gettext
 
 REQUIRED = lazy_gettext("This field is required.")
 TOO_LONG = lazy_gettext("This is too long.")

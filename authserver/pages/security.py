@@ -21,11 +21,12 @@ from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from .. import accounts, browser, consents, twofactor, verification
-from ..errors import Throttled, ValidationFailed
-from ..extensions import db
-from ..i18n import gettext
-from ..models import Account, User
+from authserver.identity import accounts, browser_login, consents, twofactor, verification
+from authserver.platform.errors import Throttled, ValidationFailed
+from authserver.platform.extensions import db
+from authserver.platform.i18n import gettext
+from authserver.platform.models import Account, User
+
 from ..oauth.authorize import scope_words
 from . import bp, common
 from .common import now, render
@@ -39,13 +40,13 @@ RECOVERY_CODE_RE = re.compile(r"^[a-z0-9]{4}(-[a-z0-9]{4}){3}$")
 
 @dataclass(frozen=True)
 class SignedIn:
-    login: browser.BrowserLogin
+    login: browser_login.BrowserLogin
     user: User
 
 
 def _signed_in() -> SignedIn | Response:
     """The signed-in user, or a 303 to the login page that comes back here afterwards."""
-    login = browser.current_login(session, now())
+    login = browser_login.current_login(session, now())
     user = db.session.get(User, login.user_id) if login is not None else None
     if login is None or user is None:
         target = request.full_path if request.method == "GET" else url_for(".security")
@@ -54,7 +55,7 @@ def _signed_in() -> SignedIn | Response:
     return SignedIn(login, user)
 
 
-def _login_url(login: browser.BrowserLogin) -> str:
+def _login_url(login: browser_login.BrowserLogin) -> str:
     return url_for(".login", aid=login.account_id) if login.account_id else url_for(".login")
 
 
@@ -63,9 +64,9 @@ def _done(message: str) -> Response:
     return _see_other(url_for(".security"))
 
 
-def _signed_out(login: browser.BrowserLogin, message: str) -> Response:
+def _signed_out(login: browser_login.BrowserLogin, message: str) -> Response:
     """This browser's login is over too: say why on the login page."""
-    browser.end_login(session)
+    browser_login.end_login(session)
     flash(message)
     return _see_other(_login_url(login))
 

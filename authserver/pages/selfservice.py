@@ -13,10 +13,11 @@ from typing import Any
 from flask import request, url_for
 from werkzeug.wrappers import Response
 
-from .. import verification
-from ..errors import ValidationFailed
-from ..i18n import gettext
-from ..models import User
+from authserver.identity import verification
+from authserver.platform.errors import ValidationFailed
+from authserver.platform.i18n import gettext
+from authserver.platform.models import User
+
 from . import bp, common
 from .common import render
 from .forms import ForgotPasswordForm, NewPasswordForm, TokenForm

@@ -4,7 +4,7 @@ landing page.
 The password step calls `login.password_login` and the second step `login.continue_login`:
 the throttle, lockout, codes and login history of the password grant. Between the steps
 the session holds who passed the password (never the password) for OTP_LIFETIME seconds;
-the session is cleared and rewritten at each step, and only `browser.start_login` (after
+the session is cleared and rewritten at each step, and only `browser_login.start_login` (after
 every factor) makes a login that other pages accept.
 """
 
@@ -16,12 +16,13 @@ from typing import Any
 from flask import current_app, redirect, request, session, url_for
 from werkzeug.wrappers import Response
 
-from .. import browser
-from ..errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
-from ..extensions import db
-from ..i18n import gettext
-from ..login import LoginAttempt, LoginResult, continue_login, password_login
-from ..models import User
+from authserver.identity import browser_login
+from authserver.identity.login import LoginAttempt, LoginResult, continue_login, password_login
+from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from authserver.platform.extensions import db
+from authserver.platform.i18n import gettext
+from authserver.platform.models import User
+
 from . import bp, common
 from .common import PENDING, now, render
 from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
@@ -47,7 +48,7 @@ def _allowed_accounts(client: Any) -> frozenset[str] | None:
 def _finish(result: LoginResult, target: str) -> Response:
     """Every factor passed: a fresh session holding only the login."""
     account_id = result.account.id if result.account is not None else None
-    browser.start_login(session, result.user, account_id, result.amr, now())
+    browser_login.start_login(session, result.user, account_id, result.amr, now())
     return _see_other(target)
 
 
@@ -251,7 +252,7 @@ def home() -> Response:
 @bp.get("/account")
 def account() -> Response:
     """Who is signed in, with the logout button; strangers are sent to the login page."""
-    login = browser.current_login(session, now())
+    login = browser_login.current_login(session, now())
     if login is None:
         return _see_other(url_for(".login", next=url_for(".account")))
     user = db.session.get(User, login.user_id)
@@ -263,5 +264,5 @@ def logout() -> Response:
     """Sign out of this browser (POST only, with the CSRF token)."""
     if not ButtonForm().validate_on_submit():
         return _see_other(url_for(".account"))
-    browser.end_login(session)
+    browser_login.end_login(session)
     return _see_other(url_for(".login"))

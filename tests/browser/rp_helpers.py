@@ -13,9 +13,9 @@ from oic.oic import Client
 from oic.oic.message import AuthorizationResponse, RegistrationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
 
-from authserver import clients
-from authserver.extensions import db
-from authserver.models import Account
+from authserver.identity import clients
+from authserver.platform.extensions import db
+from authserver.platform.models import Account
 
 
 @dataclass

@@ -12,11 +12,11 @@ import pyotp
 import pytest
 from oauth_helpers import PASSWORD, make_world
 from pages_helpers import make_user
-from test_notifications import body_of
+from verification_helpers import body_of
 
-from authserver import consents
-from authserver.extensions import db
-from authserver.models import OAuthClient
+from authserver.identity import consents
+from authserver.platform.extensions import db
+from authserver.platform.models import OAuthClient
 
 NEW_PASSWORD = "a-brand-new-passphrase"
 CODE_RE = re.compile(r"\b[a-z0-9]{4}(?:-[a-z0-9]{4}){3}\b")

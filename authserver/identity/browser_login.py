@@ -1,0 +1,117 @@
+"""The browser login of the hosted pages, kept in Flask's signed session cookie.
+
+One login per browser: who (user, account), how (`amr`), when (`auth_time`). It is
+written only once every factor passed, into a session cleared first (nothing from before
+the login survives it), and read back only while it is still good: within the idle and
+absolute timeouts, the user and account still active, and the user's token generation
+unchanged, so a password change, a disable or "sign out everywhere" (which raise it, see
+tokens.revoke_user_tokens) ends browser logins as well as tokens. The cookie also names a
+login id kept in Redis: logout deletes it, so a copy of the cookie taken before logout
+is no login afterwards (a signed cookie alone cannot be taken back).
+
+The authorization endpoint and the self-service pages use `current_login`; only the
+login flow calls `start_login`, and logout `end_login`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import MutableMapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from authserver.platform.extensions import db, store
+from authserver.platform.models import Account, User
+from authserver.platform.security import random_token
+
+KEY = "login"
+IDLE_TIMEOUT = 30 * 60  # NIST 800-63B rev 3 AAL2: reauthenticate after 30 minutes idle
+ABSOLUTE_TIMEOUT = 12 * 3600  # ... and after 12 hours in any case
+SEEN_RESOLUTION = 60  # the idle clock is moved at most once a minute (fewer new cookies)
+
+
+@dataclass(frozen=True)
+class BrowserLogin:
+    user_id: str
+    account_id: str | None  # the account the person logged into; None: a global login
+    amr: tuple[str, ...]  # RFC 8176 methods: pwd, otp, sms, rc, mfa
+    auth_time: int  # when the factors were checked (seconds since the epoch)
+
+
+def start_login(
+    session: MutableMapping[str, Any],
+    user: User,
+    account_id: str | None,
+    amr: Sequence[str],
+    now: int,
+) -> BrowserLogin:
+    """Record a finished login (every factor passed) in a freshly cleared session."""
+    session.clear()
+    sid = random_token(16)
+    store().put(_sid_key(sid), user.id, ABSOLUTE_TIMEOUT)
+    session[KEY] = {
+        "sid": sid,
+        "uid": user.id,
+        "aid": account_id,
+        "amr": list(amr),
+        "at": now,
+        "gen": user.token_generation,
+        "seen": now,
+    }
+    return BrowserLogin(user.id, account_id, tuple(amr), now)
+
+
+def current_login(session: MutableMapping[str, Any], now: int) -> BrowserLogin | None:
+    """The login in this session if it is still good; a stale one is cleared."""
+    data = session.get(KEY)
+    if data is None:
+        return None
+    login = _parse(data)
+    if login is None or not _still_good(login, data, now):
+        end_login(session)
+        return None
+    if now - int(data["seen"]) >= SEEN_RESOLUTION:
+        session[KEY] = {**data, "seen": now}
+    return login
+
+
+def end_login(session: MutableMapping[str, Any]) -> None:
+    """Forget the login and everything else in the session (logout); the login id goes
+    too, so the same cookie replayed later is no login."""
+    data = session.get(KEY)
+    if isinstance(data, dict) and isinstance(data.get("sid"), str):
+        store().delete(_sid_key(data["sid"]))
+    session.clear()
+
+
+def _sid_key(sid: str) -> str:
+    return f"browser-login:{sid}"
+
+
+def _parse(data: object) -> BrowserLogin | None:
+    if not isinstance(data, dict):
+        return None
+    uid, aid, amr, at = data.get("uid"), data.get("aid"), data.get("amr"), data.get("at")
+    if not isinstance(uid, str) or not (aid is None or isinstance(aid, str)):
+        return None
+    if not isinstance(amr, list) or not all(isinstance(m, str) for m in amr):
+        return None
+    if not isinstance(at, int) or not isinstance(data.get("seen"), int):
+        return None
+    if not isinstance(data.get("gen"), int) or not isinstance(data.get("sid"), str):
+        return None
+    return BrowserLogin(uid, aid, tuple(amr), at)
+
+
+def _still_good(login: BrowserLogin, data: dict[str, Any], now: int) -> bool:
+    if now - login.auth_time > ABSOLUTE_TIMEOUT or now - int(data["seen"]) > IDLE_TIMEOUT:
+        return False
+    if store().get(_sid_key(data["sid"])) != login.user_id:  # logged out (or expired)
+        return False
+    user = db.session.get(User, login.user_id)
+    if user is None or user.status != "active" or user.token_generation != data["gen"]:
+        return False
+    if login.account_id is not None:
+        account = db.session.get(Account, login.account_id)
+        if account is None or account.status != "active":
+            return False
+    return True

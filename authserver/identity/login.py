@@ -1,0 +1,279 @@
+"""Logging a person in with a password and, for two-step users, a second factor.
+
+The one login policy behind the password grant and the hosted login page:
+
+- `aid` picks the account: its account users, and global users who are its members, may
+  log in; without `aid` only global users may. An account the front door may not serve
+  (another client's) is treated exactly like an account that does not exist.
+- An unknown user or account, a wrong password and a user who is not active all give the
+  same InvalidCredentials, after the same argon2 work (a dummy hash stands in).
+- Throttle: every attempt is counted *before* any password is checked, so concurrent
+  guesses cannot slip past. A username gets FAILURES_PER_IP attempts per client IP and
+  FAILURES_PER_USER attempts from all IPs within the window, and one IP gets
+  FAILURES_FROM_IP failed attempts over all usernames (password spraying); past any of
+  them, the answer is Throttled (429, Retry-After) until the window ends. A successful
+  login clears the username's counters and gives the IP's attempt back; a right password
+  that only asks for the second factor gives its attempts back. Unknown usernames are
+  counted the same way, so the throttle reveals nothing.
+- Every outcome is written to the login history (LoginRecord).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from flask import current_app
+
+from authserver.identity import twofactor
+from authserver.identity.accounts import find_member
+from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from authserver.platform.events import emit
+from authserver.platform.extensions import db, passwords, store
+from authserver.platform.models import Account, LoginRecord, RefreshToken, User
+
+THROTTLE_WINDOW = 15 * 60  # seconds
+FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
+FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100)
+FAILURES_FROM_IP = 100  # for all usernames together from one IP in the window
+USERNAME_MAX = 255
+# How login history names the factors (RFC 8176 amr values -> words people read).
+METHOD_NAMES = {"pwd": "password", "otp": "otp", "sms": "sms", "rc": "recovery_code"}
+PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
+
+
+@dataclass(frozen=True)
+class LoginAttempt:
+    username: str
+    password: str
+    account_id: str | None  # from `aid`; None: global users only
+    otp: str | None = None
+    recovery_code: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+    client_id: str | None = None
+    # The accounts this front door may log into (a client's account and its test twin);
+    # any other `account_id` is treated exactly like an unknown account.
+    allowed_account_ids: frozenset[str] | None = None
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    user: User
+    account: Account | None  # the account the session is for; None for a global login
+    role: str
+    amr: list[str] = field(default_factory=list)  # RFC 8176 methods used: pwd, otp, ...
+
+
+def password_login(attempt: LoginAttempt) -> LoginResult:
+    """Check password and second factor. Raises Throttled, InvalidCredentials,
+    OtpRequired (password right, second factor missing) or InvalidOtp."""
+    username = attempt.username.strip().lower()
+    keys = _throttle_keys(attempt.account_id, username, attempt.ip)
+    _count_attempt(keys)
+    allowed = attempt.allowed_account_ids
+    if allowed is not None and attempt.account_id is not None and attempt.account_id not in allowed:
+        found = None
+    else:
+        found = find_member(attempt.account_id, username)
+    user, account, role = found if found else (None, None, "")
+    valid = passwords().verify(user.password_hash if user else None, attempt.password)
+    if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
+        _record(attempt, user, "password", False, "bad_credentials")
+        raise InvalidCredentials()
+    if user.status != "active":
+        _record(attempt, user, "password", False, f"user_{user.status}")
+        raise InvalidCredentials()
+    if account is not None and account.status != "active":
+        _record(attempt, user, "password", False, f"account_{account.status}")
+        raise InvalidCredentials()
+    amr = ["pwd"]
+    if user.auth_method != "simple":
+        amr += _second_factor(attempt, user, account, keys)
+    return _succeed(attempt, user, account, role, keys, amr)
+
+
+def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -> LoginResult:
+    """The second step of a login whose password step passed a moment ago.
+
+    For the hosted pages, which keep the outcome of the password step (never the
+    password) in the session: `attempt.password` is ignored, `attempt.username` is the
+    name typed at the first step. The same throttle, second-factor checks and login
+    records as `password_login`; without a code it (re)starts the challenge, so an
+    emailed code is sent again only after the token endpoint's cooldown. The step is
+    void (InvalidCredentials) once the user, their password or their membership changed.
+    Raises Throttled, InvalidCredentials, OtpRequired or InvalidOtp.
+    """
+    username = attempt.username.strip().lower()
+    keys = _throttle_keys(attempt.account_id, username, attempt.ip)
+    _count_attempt(keys)
+    found = find_member(attempt.account_id, username)
+    user, account, role = found if found else (None, None, "")
+    if (
+        user is None
+        or user.id != user_id
+        or user.token_generation != token_generation
+        or user.status != "active"
+        or user.auth_method == "simple"
+        or (account is not None and account.status != "active")
+    ):
+        _record(attempt, user, "otp", False, "login_step_void")
+        raise InvalidCredentials()
+    amr = ["pwd", *_second_factor(attempt, user, account, keys)]
+    return _succeed(attempt, user, account, role, keys, amr)
+
+
+def _succeed(
+    attempt: LoginAttempt,
+    user: User,
+    account: Account | None,
+    role: str,
+    keys: ThrottleKeys,
+    amr: list[str],
+) -> LoginResult:
+    _clear_after_success(keys)
+    _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
+    return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
+
+
+def _second_factor(
+    attempt: LoginAttempt, user: User, account: Account | None, keys: ThrottleKeys
+) -> list[str]:
+    try:
+        if attempt.recovery_code:
+            twofactor.use_recovery_code(user, attempt.recovery_code)
+            return ["rc"]
+        if attempt.otp:
+            return [twofactor.complete_challenge(user, attempt.otp)]
+    except InvalidOtp:
+        tried = "recovery_code" if attempt.recovery_code else "otp"
+        _record(attempt, user, tried, False, f"bad_{tried}")
+        raise
+    challenge = twofactor.start_challenge(user, account)
+    # The password was right and no code was tried: this attempt failed nothing, so it
+    # gives its count back (the code tries that follow are counted as usual).
+    _refund_attempt(keys)
+    raise OtpRequired(
+        challenge.method,
+        challenge.destination,
+        challenge.resend_after,
+        challenge.sent,
+        user_id=user.id,
+        token_generation=user.token_generation,
+    )
+
+
+@dataclass(frozen=True)
+class ThrottleKeys:
+    user: str  # this username (in this account), from every IP
+    user_ip: str  # this username from this IP
+    ip: str  # every username from this IP (password spraying)
+
+    def all(self) -> tuple[str, str, str]:
+        return self.user, self.user_ip, self.ip
+
+
+def _throttle_keys(account_id: str | None, username: str, ip: str | None) -> ThrottleKeys:
+    who = f"{account_id or 'global'}:{username}"
+    return ThrottleKeys(f"login-fail:{who}", f"login-fail-ip:{who}:{ip or '-'}", f"login-ip:{ip}")
+
+
+def _count_attempt(keys: ThrottleKeys) -> None:
+    kv = store()
+    hits = [
+        kv.hit(keys.user, FAILURES_PER_USER, THROTTLE_WINDOW),
+        kv.hit(keys.user_ip, FAILURES_PER_IP, THROTTLE_WINDOW),
+        kv.hit(keys.ip, FAILURES_FROM_IP, THROTTLE_WINDOW),
+    ]
+    if not all(h.allowed for h in hits):
+        raise Throttled(max(h.retry_after for h in hits))
+
+
+def _refund_attempt(keys: ThrottleKeys, *names: str) -> None:
+    """Give an attempt back on the given counters (all three when none are named)."""
+    kv = store()
+    for name in names or keys.all():
+        kv.incr(name, THROTTLE_WINDOW, amount=-1)
+
+
+def _clear_after_success(keys: ThrottleKeys) -> None:
+    # The username's counters start over; the IP's counter only gets this attempt back,
+    # so one good login cannot reset a spraying budget shared with other usernames.
+    store().delete(keys.user, keys.user_ip)
+    _refund_attempt(keys, keys.ip)
+
+
+def _record(
+    attempt: LoginAttempt, user: User | None, method: str, success: bool, reason: str | None
+) -> None:
+    account_id = (
+        attempt.account_id if attempt.account_id and len(attempt.account_id) <= 36 else None
+    )
+    if user is not None:
+        account_id = user.account_id or account_id
+    account = db.session.get(Account, account_id) if account_id else None
+    if account is None:
+        account_id = None
+    db.session.add(
+        _login_record(
+            account_id,
+            user.id if user else None,
+            attempt.client_id,
+            attempt.ip,
+            attempt.user_agent,
+            method,
+            success,
+            reason,
+        )
+    )
+    db.session.commit()
+    if not success:
+        emit("identity.login.failure", user=user, account=account, reason=reason)
+        current_app.logger.info(
+            "login failed",
+            extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},
+        )
+
+
+def record_refresh(
+    token: RefreshToken,
+    *,
+    client_id: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    success: bool,
+    commit: bool = False,
+) -> None:
+    """Write a refresh-grant use to the login history (method `refresh`). A success rides
+    on the rotation's own commit; a refused reuse (the login was just ended) is committed
+    with `commit`."""
+    reason = None if success else "refresh_token_reused"
+    db.session.add(
+        _login_record(
+            token.account_id, token.user_id, client_id, ip, user_agent, "refresh", success, reason
+        )
+    )
+    if commit:
+        db.session.commit()
+
+
+def _login_record(
+    account_id: str | None,
+    user_id: str | None,
+    client_id: str | None,
+    ip: str | None,
+    user_agent: str | None,
+    method: str,
+    success: bool,
+    reason: str | None,
+) -> LoginRecord:
+    return LoginRecord(
+        account_id=account_id,
+        user_id=user_id,
+        client_id=(client_id or "")[:64] or None,
+        ip=(ip or "").replace("\x00", "")[:45] or None,
+        # PostgreSQL text cannot hold NUL; headers are whatever the client sent.
+        user_agent=(user_agent or "").replace("\x00", "")[:512] or None,
+        method=method,
+        success=success,
+        reason=reason,
+    )

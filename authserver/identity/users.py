@@ -1,0 +1,789 @@
+"""User use cases: create (an administrator, or a guest signing up a customer), read, list,
+update (by an administrator or oneself) and delete, with who may manage whom and the
+username rules of seed 000.
+
+An account's members are its own users plus the global users who joined it (their role
+there comes from the membership). Each use case validates, writes, commits, then emits.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, or_, select, true
+
+from authserver.identity import accounts, rules, twofactor, verification
+from authserver.identity.tokens import revoke_user_tokens
+from authserver.platform.errors import (
+    Conflict,
+    DomainError,
+    Forbidden,
+    NotFound,
+    Throttled,
+    ValidationFailed,
+)
+from authserver.platform.events import emit
+from authserver.platform.extensions import db, passwords, store
+from authserver.platform.models import Account, AccountMembership, RecoveryCode, User, utcnow
+
+MANAGERS = ("owner", "administrator")  # the roles that manage an account's users
+GUEST = "guest"
+CREATE_STATUSES = ("active", "pending")  # pending: invited, chooses a password by email
+UPDATE_STATUSES = ("active", "disabled")  # deleted only through delete_user
+LISTED_STATUSES = ("active", "pending", "disabled")  # deleted users are gone for the API
+PROFILE_FIELDS = ("name", "first_name", "last_name")
+SELF_FIELDS = frozenset(
+    {
+        "username",
+        "email",
+        "phone_number",
+        "phone_verification_code",
+        "name",
+        "first_name",
+        "last_name",
+        "auth_method",
+        "custom_data",
+        "current_password",
+    }
+)
+ADMIN_FIELDS = (SELF_FIELDS - {"current_password"}) | {
+    "status",
+    "password",
+    "role",
+    "email_verified",
+}
+SEARCH_MAX = 255
+# Guest sign-ups per client IP an hour: each costs a password hash and may send a
+# verification email to any address it names (inbox flooding, mass sign-ups).
+SIGN_UPS_PER_IP = (20, 3600)
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who asks: the token's role, its user (None for guests and client tokens), its account."""
+
+    role: str
+    user_id: str | None
+    account: Account
+
+
+@dataclass(frozen=True)
+class Member:
+    """A user as one account sees it: the role there, and the membership of a global user."""
+
+    user: User
+    role: str
+    membership: AccountMembership | None = None
+
+
+def _taken() -> Conflict:
+    return Conflict("Username is already taken.", field="username", code="taken")
+
+
+# --- username rules -------------------------------------------------------------------
+
+
+def _lock_account(account: Account) -> None:
+    """Serialise username changes within one account (row lock until commit), so two
+    concurrent creations cannot both pass the cross-rule checks below."""
+    db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+
+
+def check_username_free(username: str, *, account: Account | None, user: User | None) -> None:
+    """Seed 000: an account user's username is unique among the account's users and the
+    global users who joined it; a global user's among global users and among the account
+    users of every account it joined. `user` is the one being renamed (None: a new one).
+    """
+    other = User.id != user.id if user is not None else true()
+    if account is not None:
+        _lock_account(account)
+        own = select(User.id).where(User.account_id == account.id, User.username == username)
+        member = (
+            select(User.id)
+            .join(AccountMembership, AccountMembership.user_id == User.id)
+            .where(
+                AccountMembership.account_id == account.id,
+                User.account_id.is_(None),
+                User.username == username,
+            )
+        )
+        clash = db.session.scalar(own.where(other)) or db.session.scalar(member.where(other))
+    else:
+        clash = db.session.scalar(
+            select(User.id).where(User.account_id.is_(None), User.username == username, other)
+        )
+        if not clash and user is not None:
+            joined = select(AccountMembership.account_id).where(
+                AccountMembership.user_id == user.id
+            )
+            clash = db.session.scalar(
+                select(User.id).where(User.account_id.in_(joined), User.username == username)
+            )
+    if clash:
+        raise _taken()
+
+
+# --- creating -------------------------------------------------------------------------
+
+
+def _new_user(
+    *,
+    account: Account | None,
+    username: object,
+    password: object | None,
+    role: object,
+    email: object | None = None,
+    email_verified: bool = False,
+    phone_number: object | None = None,
+    auth_method: object | None = None,
+    status: str = "active",
+    **attributes: Any,
+) -> User:
+    """Validate, add and flush a new user (no commit); the username is checked and locked."""
+    username = rules.check_username(username)
+    role = rules.check_role(role)
+    email = rules.check_email(email) if email is not None else None
+    phone = rules.check_phone(phone_number) if phone_number is not None else None
+    method = rules.check_auth_method(
+        auth_method
+        if auth_method is not None
+        else (account.default_auth_method if account else "simple")
+    )
+    if method == "tfa_totp" and not attributes.get("totp_secret"):
+        if auth_method is not None:  # nobody but the user can set up their app
+            raise ValidationFailed(
+                "The user sets up an authenticator app themselves (security page or "
+                "/v1/totp_setups); create them with another method.",
+                field="authMethod",
+                code="totp_not_enrolled",
+            )
+        method = "simple"  # the account's default: they switch once their app is set up
+    if method == "tfa_email" and not email:
+        raise ValidationFailed("Email is required for email two-step login.", field="email")
+    if method == "tfa_sms" and not phone:
+        raise ValidationFailed(
+            "A phone number is required for SMS two-step login.", field="phoneNumber"
+        )
+    if email_verified and not email:
+        raise ValidationFailed("There is no email to verify.", field="emailVerified")
+    if password is None and status != "pending":
+        raise ValidationFailed("Password is required.", field="password", code="required")
+    if password is not None:  # before any write: a refused password changes nothing
+        rules.check_password(password, username=username, email=email, field="password")
+    check_username_free(username, account=account, user=None)
+    now = utcnow()
+    user = User(
+        account=account,
+        username=username,
+        role=role,
+        email=email,
+        email_verified=bool(email and email_verified),
+        email_verified_at=now if email and email_verified else None,
+        phone_number=phone,
+        auth_method=method,
+        status=status,
+        **attributes,
+    )
+    if password is not None:
+        user.password_hash = passwords().hash(str(password))
+        user.password_updated_at = now
+    db.session.add(user)
+    _flush()
+    return user
+
+
+def _flush() -> None:
+    """Flush now so a taken username is a Conflict before anything else is spent."""
+    try:
+        db.session.flush()
+    except Exception:
+        db.session.rollback()
+        raise
+
+
+def create_user(
+    *,
+    account: Account | None,
+    username: object,
+    password: object | None,
+    role: object,
+    **fields: Any,
+) -> User:
+    """Create an account user (or a global user when `account` is None), trusted: the
+    operator's CLI, the demo data and tests. The API goes through `register_user`."""
+    try:
+        user = _new_user(account=account, username=username, password=password, role=role, **fields)
+    except DomainError:
+        db.session.rollback()
+        raise
+    accounts.commit(conflict=_taken())
+    emit("identity.user.create.success", user=user, account=account)
+    return user
+
+
+def add_member(account: Account, user: User, role: object) -> AccountMembership:
+    """Make a global user a member of `account` with `role` (seed 000: refused when an
+    account user of that account has the same username)."""
+    if not user.is_global:
+        raise ValidationFailed("Only global users can join accounts.", field="user")
+    role = rules.check_role(role)
+    _lock_account(account)
+    clash = db.session.scalar(
+        select(User.id).where(User.account_id == account.id, User.username == user.username)
+    )
+    if clash:
+        db.session.rollback()
+        raise Conflict("An account user already has this username.", field="username", code="taken")
+    membership = AccountMembership(account_id=account.id, user_id=user.id, role=role)
+    db.session.add(membership)
+    accounts.commit(conflict=Conflict("Already a member.", field="user", code="taken"))
+    return membership
+
+
+def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None) -> Member:
+    """POST /v1/users: an administrator creates a user of its account, or a guest signs up
+    a customer. Sends the activation email (a pending user; using it verifies the address)
+    or else the verification email (an active user with an unverified email), and makes a
+    spent phone code the first login's OTP (seed 003).
+
+    `fields` holds snake_case attributes as sent; `phone_verification_code` proves the phone.
+    A guest's sign-ups are throttled per `ip` (429), before anything is checked.
+    """
+    if actor.role == GUEST and ip:
+        hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
+        if not hit.allowed:
+            raise Throttled(hit.retry_after)
+    fields = dict(fields)
+    code = fields.pop("phone_verification_code", None)
+    try:
+        member = _register(actor, fields, code)
+    except DomainError:
+        db.session.rollback()
+        raise
+    user = member.user
+    accounts.commit(conflict=_taken())
+    emit("identity.user.create.success", user=user, account=actor.account)
+    if user.status == "pending":  # the activation link verifies the address too
+        verification.send_activation(user)
+    elif user.email and not user.email_verified and user.status == "active":
+        verification.send_email_verification(user)
+    if code is not None and user.auth_method == "tfa_sms":
+        twofactor.prime_challenge(user, str(code).strip())
+    return member
+
+
+def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
+    if actor.role == GUEST:
+        for name, camel in (("status", "status"), ("email_verified", "emailVerified")):
+            if name in fields:
+                raise ValidationFailed(
+                    "A guest may not set this.", field=camel, code="unknown_attribute"
+                )
+        role = fields.pop("role", None) or "customer"
+        if role != "customer":
+            raise Forbidden("Signing up makes a customer.", field="role", code="forbidden_role")
+    else:
+        _require_manager(actor)
+        if fields.get("role") is None:
+            raise ValidationFailed("Role is required.", field="role", code="required")
+        role = fields.pop("role")
+        if role == "owner" and actor.role != "owner":
+            raise Forbidden("Only the owner may make an owner.", field="role", code="owner_only")
+    status = fields.pop("status", None) or "active"
+    rules.check_choice(status, CREATE_STATUSES, "status")
+    if status == "pending":
+        if fields.get("password") is not None:
+            raise ValidationFailed(
+                "An invited user chooses their password: leave it out.",
+                field="password",
+                code="not_allowed",
+            )
+        if not fields.get("email"):
+            raise ValidationFailed(
+                "An invited user needs an email for the activation link.",
+                field="email",
+                code="required",
+            )
+    explicit = fields.get("auth_method")
+    method = explicit if explicit is not None else actor.account.default_auth_method
+    if method == "tfa_sms" and code is None:
+        raise ValidationFailed(
+            "SMS two-step login needs a verified phone: send phoneVerificationCode.",
+            field="phoneVerificationCode",
+            code="required",
+        )
+    # The account's default applies without proof (the first login's OTP proves the
+    # address); choosing email two-step login needs an address known to work.
+    if explicit == "tfa_email" and not fields.get("email_verified"):
+        raise ValidationFailed(
+            "Email two-step login needs a verified email.",
+            field="authMethod",
+            code="email_not_verified",
+        )
+    if explicit == "tfa_totp":
+        raise ValidationFailed(
+            "Authenticator-app login is set up by the user after signing up.",
+            field="authMethod",
+            code="totp_not_enrolled",
+        )
+    user = _new_user(
+        account=actor.account,
+        role=role,
+        status=status,
+        username=fields.pop("username", None),
+        password=fields.pop("password", None),
+        email=fields.pop("email", None),
+        email_verified=bool(fields.pop("email_verified", False)),
+        phone_number=fields.pop("phone_number", None),
+        auth_method=fields.pop("auth_method", None),
+        **_profile(fields),
+    )
+    if code is not None:
+        verification.verify_phone_for(user, code)  # spent last: nothing else can fail now
+    return Member(user, user.role)
+
+
+def _profile(fields: dict[str, Any]) -> dict[str, Any]:
+    """Names and customData, checked; anything else left is a programming error."""
+    out: dict[str, Any] = {}
+    for name in PROFILE_FIELDS:
+        if name in fields:
+            out[name] = _check_profile_name(name, fields.pop(name))
+    if "custom_data" in fields:
+        out["custom_data"] = rules.check_custom_data(fields.pop("custom_data"))
+    if fields:
+        raise ValueError(f"unexpected user fields: {sorted(fields)}")
+    return out
+
+
+def _check_profile_name(name: str, value: object) -> str | None:
+    camel = {"name": "name", "first_name": "firstName", "last_name": "lastName"}[name]
+    return None if value is None else rules.check_name(value, camel)
+
+
+# --- reading --------------------------------------------------------------------------
+
+
+def role_in(user: User, account: Account | None) -> str | None:
+    """The user's role in `account`: its own, or its membership's for a global user;
+    None when a global user is not a member of `account`."""
+    if account is None or user.account_id == account.id:
+        return user.role
+    return db.session.scalar(
+        select(AccountMembership.role).where(
+            AccountMembership.account_id == account.id, AccountMembership.user_id == user.id
+        )
+    )
+
+
+def get_member(account: Account, user_id: object) -> Member:
+    """The account's user (own or joined) with this id; NotFound for anyone else,
+    including users of other accounts, of the test twin, and deleted users."""
+    missing = NotFound("No such user.")
+    try:
+        uuid.UUID(str(user_id))
+    except ValueError:
+        raise missing from None
+    user = db.session.get(User, str(user_id))
+    if user is None or user.status == "deleted":
+        raise missing
+    if user.account_id == account.id:
+        return Member(user, user.role)
+    if user.account_id is None:
+        membership = db.session.scalar(
+            select(AccountMembership).where(
+                AccountMembership.account_id == account.id, AccountMembership.user_id == user.id
+            )
+        )
+        if membership is not None:
+            return Member(user, membership.role, membership)
+    raise missing
+
+
+def list_members(
+    account: Account,
+    *,
+    status: str | None = None,
+    role: str | None = None,
+    search: str | None = None,
+    page: int = 1,
+    size: int = 25,
+) -> tuple[list[Member], int]:
+    """One page of the account's users, ordered by username, and the total count.
+
+    `search` matches part of the username or email, case-insensitively and literally
+    (`%` and `_` are plain characters here, not wildcards).
+    """
+    joined = AccountMembership.account_id == account.id
+    effective_role = func.coalesce(AccountMembership.role, User.role)
+    where = [
+        or_(User.account_id == account.id, AccountMembership.id.is_not(None)),
+        User.status != "deleted",
+    ]
+    if status is not None:
+        where.append(User.status == rules.check_choice(status, LISTED_STATUSES, "status"))
+    if role is not None:
+        where.append(effective_role == rules.check_role(role))
+    if search:
+        term = search.strip().lower()
+        where.append(
+            or_(
+                User.username.contains(term, autoescape=True),
+                func.lower(User.email).contains(term, autoescape=True),
+            )
+        )
+    on = (AccountMembership.user_id == User.id) & joined
+    total = db.session.scalar(
+        select(func.count(User.id)).select_from(User).outerjoin(AccountMembership, on).where(*where)
+    )
+    rows = db.session.execute(
+        select(User, AccountMembership)
+        .outerjoin(AccountMembership, on)
+        .where(*where)
+        .order_by(User.username, User.id)
+        .limit(size)
+        .offset((page - 1) * size)
+    ).all()
+    members = [Member(u, m.role if m else u.role, m) for u, m in rows]
+    return members, int(total or 0)
+
+
+# --- who may manage whom --------------------------------------------------------------
+
+
+def _require_manager(actor: Actor) -> None:
+    if actor.role not in MANAGERS:
+        raise Forbidden("Your role may not manage users.")
+
+
+def _check_may_touch(actor: Actor, member: Member) -> None:
+    """Nobody but an owner changes or removes an owner."""
+    if member.role == "owner" and actor.role != "owner":
+        raise Forbidden("Only the owner may change the owner.", code="owner_protected")
+
+
+def _is_self(actor: Actor, member: Member) -> bool:
+    return actor.user_id is not None and actor.user_id == member.user.id
+
+
+# --- updating -------------------------------------------------------------------------
+
+
+@dataclass
+class _Applied:
+    email_changed: bool = False
+    tfa_changed: bool = False  # another method, or another phone for SMS codes
+    password_changed: bool = False
+    code: str | None = None
+
+
+def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Member:
+    """PATCH /v1/users/{id}: an administrator changes an account member.
+
+    Nobody changes their own role or status, or does here for themselves what PATCH
+    /v1/user refuses; only an owner touches an owner or makes one.
+    A global member is the person's own across accounts: here only its role in this
+    account (the membership) may change. A new role, a new password or leaving `active`
+    voids every token of the user at once.
+    """
+    _require_manager(actor)
+    member = get_member(actor.account, user_id)
+    _check_may_touch(actor, member)
+    user = member.user
+    unknown = set(changes) - ADMIN_FIELDS
+    if unknown:
+        raise ValueError(f"unexpected user fields: {sorted(unknown)}")
+    if _is_self(actor, member):
+        _check_self_changes(user, changes)
+    try:
+        role_changed = _apply_role(actor, member, changes)
+        if member.membership is not None and set(changes) - {"role"}:
+            raise Forbidden(
+                "A global user manages their own profile; only their role here may change.",
+                code="global_user",
+            )
+        if "status" in changes and changes["status"] != user.status:
+            if _is_self(actor, member):
+                raise Forbidden("You may not change your own status.", code="self_status")
+            user.status = rules.check_choice(changes["status"], UPDATE_STATUSES, "status")
+            if user.status != "active":
+                revoke_user_tokens(user)
+        applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
+        if role_changed:
+            revoke_user_tokens(user)  # a token carries its role: old ones must stop
+    except DomainError:
+        db.session.rollback()
+        raise
+    accounts.commit(conflict=_taken())
+    _after_update(user, actor.account, applied, "identity.user.update.success")
+    return Member(
+        user, member.membership.role if member.membership else user.role, member.membership
+    )
+
+
+def _check_self_changes(user: User, changes: dict[str, Any]) -> None:
+    """A manager editing themselves here keeps the rules of PATCH /v1/user: otherwise a
+    bearer token alone could set the password without the current one, vouch for a new
+    email, or switch the second factor off."""
+    for name, camel in (("password", "password"), ("email_verified", "emailVerified")):
+        if name in changes:
+            raise Forbidden(
+                "Not for yourself here: use PATCH /v1/password, or the emailed link.",
+                field=camel,
+                code="self_not_allowed",
+            )
+    _check_no_downgrade(user, changes.get("auth_method"))
+    for name, camel in (("email", "email"), ("phone_number", "phoneNumber")):
+        if name in changes and changes[name] != getattr(user, name):
+            raise Forbidden(
+                "Change your own email or phone with PATCH /v1/user (it asks for your password).",
+                field=camel,
+                code="self_not_allowed",
+            )
+    if _moves_second_factor(user, changes):
+        raise Forbidden(
+            "Change your own two-step login with PATCH /v1/user (it asks for your password).",
+            field="authMethod",
+            code="self_not_allowed",
+        )
+
+
+def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
+    if "role" not in changes:
+        return False
+    role = rules.check_role(changes["role"])
+    if role == member.role:
+        return False
+    if _is_self(actor, member):
+        raise Forbidden("You may not change your own role.", field="role", code="self_role")
+    if role == "owner" and actor.role != "owner":
+        raise Forbidden("Only the owner may make an owner.", field="role", code="owner_only")
+    if member.membership is not None:
+        member.membership.role = role
+    else:
+        member.user.role = role
+    return True
+
+
+def update_current_user(user: User, account: Account | None, changes: dict[str, Any]) -> Member:
+    """PATCH /v1/user: a user changes their own profile (not role, status, password or
+    emailVerified: those are for administrators and the password endpoints)."""
+    not_allowed = sorted(set(changes) - SELF_FIELDS)
+    if not_allowed:
+        raise ValidationFailed(
+            "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
+        )
+    changes = dict(changes)
+    current_password = changes.pop("current_password", None)
+    _check_no_downgrade(user, changes.get("auth_method"))
+    if _moves_second_factor(user, changes) or _moves_email(user, changes):
+        twofactor.prove_password(user, current_password, field="currentPassword")
+    member = Member(user, role_in(user, account) or user.role)
+    try:
+        applied = _apply_profile(user, member, changes, by_admin=False, account=account)
+    except DomainError:
+        db.session.rollback()
+        raise
+    accounts.commit(conflict=_taken())
+    _after_update(user, account, applied, "identity.current_user.update.success")
+    return member
+
+
+def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:
+    """Whether the change points a user's second factor somewhere else: another method,
+    or another phone for SMS codes. A bearer token alone must not do that (it would hand
+    the factor to whoever holds the token), so it needs the current password too."""
+    if user.auth_method == "simple":
+        return False
+    method = changes.get("auth_method")
+    if method is not None and method != user.auth_method:
+        return True
+    return user.auth_method == "tfa_sms" and changes.get("phone_number", user.phone_number) != (
+        user.phone_number
+    )
+
+
+def _moves_email(user: User, changes: dict[str, Any]) -> bool:
+    """Whether the change gives the user another email: password resets go there, so a
+    bearer token alone changing it would be an account takeover (it needs the password)."""
+    if "email" not in changes:
+        return False
+    new = changes["email"]
+    if isinstance(new, str):
+        try:
+            new = rules.check_email(new)
+        except ValidationFailed:
+            return False  # refused later with its own pointer
+    return bool(new != user.email)
+
+
+def _check_no_downgrade(user: User, method: object) -> None:
+    """A bearer token alone must not switch a second factor off: leaving two-step login,
+    or leaving TOTP, needs the password and a code (POST /v1/tfa_disablements) or an
+    administrator. Moving between email and SMS codes keeps a second factor (and needs
+    the new channel's proof)."""
+    if method is None or method == user.auth_method or user.auth_method == "simple":
+        return
+    if method == "simple" or user.auth_method == "tfa_totp":
+        raise ValidationFailed(
+            "Switching two-step login off needs your password and a code: use "
+            "POST /v1/tfa_disablements (or ask an administrator).",
+            field="authMethod",
+            code="tfa_disablement_required",
+        )
+
+
+def _apply_profile(
+    user: User,
+    member: Member,
+    changes: dict[str, Any],
+    *,
+    by_admin: bool,
+    account: Account | None,
+) -> _Applied:
+    """Apply profile changes to `user` (no commit); the phone code is spent last."""
+    applied = _Applied()
+    with db.session.no_autoflush:
+        if "username" in changes:
+            username = rules.check_username(changes["username"])
+            if username != user.username:
+                account = None if user.is_global else user.account
+                check_username_free(username, account=account, user=user)
+                user.username = username
+        for name in PROFILE_FIELDS:
+            if name in changes:
+                setattr(user, name, _check_profile_name(name, changes[name]))
+        if "custom_data" in changes:
+            user.custom_data = rules.check_custom_data(changes["custom_data"])
+        old_method, old_phone, old_email = user.auth_method, user.phone_number, user.email
+        if "email" in changes:
+            email = rules.check_email(changes["email"]) if changes["email"] is not None else None
+            if email != user.email:
+                user.email = email
+                user.email_verified, user.email_verified_at = False, None
+                applied.email_changed = True
+        if by_admin and "email_verified" in changes:
+            _set_email_verified(user, changes["email_verified"])
+        if "phone_number" in changes:
+            phone = changes["phone_number"]
+            phone = rules.check_phone(phone) if phone is not None else None
+            if phone != user.phone_number:
+                user.phone_number = phone
+                user.phone_verified, user.phone_verified_at = False, None
+        if "auth_method" in changes:
+            user.auth_method = rules.check_auth_method(changes["auth_method"])
+        code = changes.get("phone_verification_code")
+        _check_second_factor(user, (old_method, old_phone, old_email), code is not None)
+        if old_method == "tfa_totp" and user.auth_method != "tfa_totp":
+            twofactor.drop_totp(user)  # back to TOTP later means a new, confirmed setup
+        applied.tfa_changed = user.auth_method != old_method or (
+            user.auth_method == "tfa_sms" and user.phone_number != old_phone
+        )
+        if by_admin and changes.get("password") is not None:
+            accounts.apply_password(user, changes["password"], field="password")
+            applied.password_changed = True
+        if code is not None:
+            applied.code = verification.verify_phone_for(user, code, account=account)
+    return applied
+
+
+def _set_email_verified(user: User, value: object) -> None:
+    if not isinstance(value, bool):
+        raise ValidationFailed("Must be true or false.", field="emailVerified", code="invalid_type")
+    if value and not user.email:
+        raise ValidationFailed("There is no email to verify.", field="emailVerified")
+    if value != user.email_verified:
+        user.email_verified = value
+        user.email_verified_at = utcnow() if value else None
+
+
+def _check_second_factor(
+    user: User, before: tuple[str, str | None, str | None], has_code: bool
+) -> None:
+    """A two-step method needs its channel: a phone proven by a code for SMS (when switching
+    to it or changing the number), a verified email for email (when switching to it or
+    changing the address), an enrolled app for TOTP. Checked only for what this change
+    touches, so an unrelated edit never fails on an older state."""
+    old_method, old_phone, old_email = before
+    method = user.auth_method
+    switched = method != old_method
+    if method == "tfa_sms" and (switched or user.phone_number != old_phone):
+        if not user.phone_number:
+            raise ValidationFailed(
+                "A phone number is required for SMS two-step login.",
+                field="phoneNumber",
+                code="required",
+            )
+        if not (has_code or (user.phone_verified and user.phone_number == old_phone)):
+            raise ValidationFailed(
+                "Prove the phone number with phoneVerificationCode.",
+                field="phoneVerificationCode",
+                code="required",
+            )
+    if method == "tfa_email" and (switched or user.email != old_email):
+        if not user.email:
+            raise ValidationFailed(
+                "Email is required for email two-step login.", field="email", code="required"
+            )
+        if not user.email_verified:
+            raise ValidationFailed(
+                "Email two-step login needs a verified email.",
+                field="authMethod" if switched else "email",
+                code="email_not_verified",
+            )
+    if method == "tfa_totp" and switched and not user.totp_secret:
+        raise ValidationFailed(
+            "Set up an authenticator app first.", field="authMethod", code="totp_not_enrolled"
+        )
+
+
+def _after_update(user: User, account: Account | None, applied: _Applied, event: str) -> None:
+    emit(event, user=user, account=account)
+    if applied.tfa_changed:  # the person hears of it, whoever made the change
+        emit("identity.tfa.update.success", user=user, account=user.account)
+    if applied.password_changed:
+        emit("identity.password.update.success", user=user, account=user.account)
+    if applied.email_changed and user.email and not user.email_verified:
+        verification.send_email_verification(user)
+
+
+# --- deleting -------------------------------------------------------------------------
+
+
+def delete_user(actor: Actor, user_id: object) -> None:
+    """DELETE /v1/users/{id}: remove a member from the account; every token of it stops.
+
+    An account user is soft-deleted: the row stays (login history keeps pointing at it)
+    with status `deleted`, its personal data and secrets wiped and its username freed.
+    A global member only loses its membership of this account.
+    """
+    _require_manager(actor)
+    member = get_member(actor.account, user_id)
+    _check_may_touch(actor, member)
+    if _is_self(actor, member):
+        raise Forbidden("You may not delete yourself.", code="self_delete")
+    user = member.user
+    if member.membership is not None:
+        db.session.delete(member.membership)
+    else:
+        _erase(user)
+    revoke_user_tokens(user)
+    accounts.commit()
+    emit("identity.user.delete.success", user=user, account=actor.account)
+
+
+def _erase(user: User) -> None:
+    user.status = "deleted"
+    # Frees the name; ids, not names, identify people. The ":" is outside the username
+    # alphabet, so no live user can already hold the tombstone and block the delete.
+    user.username = f"deleted:{user.id}"
+    for name in ("email", "phone_number", "name", "first_name", "last_name"):
+        setattr(user, name, None)
+    user.email_verified, user.email_verified_at = False, None
+    user.phone_verified, user.phone_verified_at = False, None
+    user.password_hash = None
+    user.totp_secret = None
+    user.custom_data = {}
+    db.session.execute(db.delete(RecoveryCode).where(RecoveryCode.user_id == user.id))

@@ -1,0 +1,218 @@
+"""Settings: the defaults below -> instance/config.py -> AUTHSERVER_* environment -> test config.
+
+`load_config` applies the layers in that order and `check_config` refuses values that are
+malformed anywhere and settings that are unsafe outside debug/testing.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+from urllib.parse import urlsplit
+
+from flask import Flask
+
+from authserver.platform.security import is_loopback_host
+
+DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - refused in production
+
+
+class Defaults:
+    """Every setting and its default; each may be overridden as AUTHSERVER_<KEY>."""
+
+    SECRET_KEY = DEFAULT_SECRET_KEY  # signs sessions and CSRF tokens; refused in production
+    DATABASE_URL = ""  # SQLAlchemy URL; empty means sqlite:///<instance>/authserver.sqlite3
+    REDIS_URL = "memory://"  # redis://host:port/db, or memory:// (one process only)
+    REDIS_PREFIX = "authserver:"  # every short-lived key starts with this
+    ISSUER = "http://127.0.0.1:5000"  # public base URL; https:// required unless loopback
+    MAIL_URL = "file://{instance}/outbox console:"  # smtp://host:port, file://DIR, console:
+    MAIL_FROM = "authserver <no-reply@localhost>"  # From: header of every email
+    SMS_URL = "file://{instance}/outbox console:"  # http(s):// webhook, file://DIR, console:
+    SMS_TIMEOUT = 5  # seconds to wait for the SMS webhook
+    SMTP_TIMEOUT = 10  # seconds to wait for the SMTP server
+    SIGNING_KEYS_FILE = "{instance}/signing-keys.json"  # JWKS with the private signing keys
+    ARGON2_TIME_COST = 2  # argon2id passes (OWASP: m=19 MiB, t=2, p=1)
+    ARGON2_MEMORY_COST = 19456  # argon2id memory in KiB (19 MiB)
+    ARGON2_PARALLELISM = 1  # argon2id lanes
+    ACCESS_TOKEN_LIFETIME = 900  # seconds; JWT access tokens cannot be recalled, so keep it short
+    ID_TOKEN_LIFETIME = 900  # seconds
+    REFRESH_TOKEN_IDLE_LIFETIME = 14 * 24 * 3600  # seconds a refresh token lives unused
+    REFRESH_TOKEN_ABSOLUTE_LIFETIME = 30 * 24 * 3600  # seconds from login after which refresh stops
+    AUTHORIZATION_CODE_LIFETIME = 60  # seconds an authorization code can be exchanged
+    OTP_LIFETIME = 300  # seconds an emailed/texted login code stays valid
+    OTP_RESEND_COOLDOWN = 30  # seconds before another login code is sent
+    OTP_MAX_ATTEMPTS = 5  # wrong codes before a login code is void
+    DEFAULT_LOCALE = "en"  # language when neither the user nor the account says
+    MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger request bodies get 413
+    LOG_LEVEL = "INFO"  # DEBUG, INFO, WARNING, ERROR
+    PROXY_FIX = 0  # number of trusted reverse proxies in front (X-Forwarded-*); 0 trusts none
+    SESSION_COOKIE_NAME = "authserver_session"
+    SESSION_COOKIE_HTTPONLY = True
+    SESSION_COOKIE_SAMESITE = "Lax"
+
+
+SUPPORTED_LOCALES = ("en", "es", "fr")
+INT_SETTINGS = (
+    "SMS_TIMEOUT",
+    "SMTP_TIMEOUT",
+    "ARGON2_TIME_COST",
+    "ARGON2_MEMORY_COST",
+    "ARGON2_PARALLELISM",
+    "ACCESS_TOKEN_LIFETIME",
+    "ID_TOKEN_LIFETIME",
+    "REFRESH_TOKEN_IDLE_LIFETIME",
+    "REFRESH_TOKEN_ABSOLUTE_LIFETIME",
+    "AUTHORIZATION_CODE_LIFETIME",
+    "OTP_LIFETIME",
+    "OTP_RESEND_COOLDOWN",
+    "OTP_MAX_ATTEMPTS",
+    "MAX_CONTENT_LENGTH",
+    "PROXY_FIX",
+)
+STR_SETTINGS = (
+    "SECRET_KEY",
+    "DATABASE_URL",
+    "REDIS_URL",
+    "REDIS_PREFIX",
+    "ISSUER",
+    "MAIL_URL",
+    "MAIL_FROM",
+    "SMS_URL",
+    "SIGNING_KEYS_FILE",
+    "DEFAULT_LOCALE",
+    "LOG_LEVEL",
+)
+# Lower bounds that keep a typo from switching a protection off.
+MINIMUMS = {
+    "ARGON2_TIME_COST": 1,
+    "ARGON2_MEMORY_COST": 8,
+    "ARGON2_PARALLELISM": 1,
+    "ACCESS_TOKEN_LIFETIME": 60,
+    "ID_TOKEN_LIFETIME": 60,
+    "REFRESH_TOKEN_IDLE_LIFETIME": 60,
+    "REFRESH_TOKEN_ABSOLUTE_LIFETIME": 60,
+    "AUTHORIZATION_CODE_LIFETIME": 10,
+    "OTP_LIFETIME": 30,
+    "OTP_RESEND_COOLDOWN": 0,
+    "OTP_MAX_ATTEMPTS": 1,
+    "MAX_CONTENT_LENGTH": 1024,
+    "SMS_TIMEOUT": 1,
+    "SMTP_TIMEOUT": 1,
+    "PROXY_FIX": 0,
+}
+MAXIMUMS = {"AUTHORIZATION_CODE_LIFETIME": 600, "OTP_LIFETIME": 600, "OTP_MAX_ATTEMPTS": 10}
+
+
+class ConfigError(Exception):
+    """A setting is missing, malformed or unsafe; the message names it."""
+
+
+def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
+    """Apply the four layers to `app.config`, then derive Flask's own keys."""
+    app.config.from_object(Defaults)
+    app.config.from_pyfile("config.py", silent=True)
+    app.config.from_prefixed_env("AUTHSERVER")
+    if test_config:
+        app.config.update(test_config)
+    _expand_paths(app)
+    check_config(app.config)
+    app.config["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(app.config["DATABASE_URL"])
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config["DATABASE_URL"])
+    app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
+    if app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_NAME"] == (
+        Defaults.SESSION_COOKIE_NAME
+    ):
+        # __Host-: the browser only takes it Secure, Path=/ and without Domain (no subdomain
+        # can plant or overwrite it).
+        app.config["SESSION_COOKIE_NAME"] = "__Host-" + Defaults.SESSION_COOKIE_NAME
+    # The hosted pages send Referrer-Policy: no-referrer, so the Referer that Flask-WTF's
+    # strict mode demands on HTTPS never comes; the session-bound token, SameSite=Lax and
+    # the pages' Origin check (pages/__init__.py) stand in for it.
+    app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
+    app.config["PREFERRED_URL_SCHEME"] = urlsplit(app.config["ISSUER"]).scheme
+    app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)
+
+
+def _expand_paths(app: Flask) -> None:
+    """Fill `{instance}` in path-like settings and the default database URL."""
+    for key in ("MAIL_URL", "SMS_URL", "SIGNING_KEYS_FILE"):
+        value = app.config.get(key)
+        if isinstance(value, str):
+            app.config[key] = value.replace("{instance}", app.instance_path)
+    if not app.config.get("DATABASE_URL"):
+        path = os.path.join(app.instance_path, "authserver.sqlite3")
+        app.config["DATABASE_URL"] = f"sqlite:///{path}"
+
+
+def _sqlalchemy_url(url: str) -> str:
+    """Give driverless PostgreSQL URLs the installed driver.
+
+    SQLAlchemy never accepts the common `postgres://` spelling, and before 2.1 a bare
+    `postgresql://` means psycopg2, which is not installed; we ship psycopg 3.
+    """
+    for scheme in ("postgres://", "postgresql://"):
+        if url.startswith(scheme):
+            return "postgresql+psycopg://" + url[len(scheme) :]
+    return url
+
+
+def _engine_options(url: str) -> dict[str, Any]:
+    if url.startswith("sqlite"):
+        # SQLite waits for a writer instead of failing at once with "database is locked".
+        return {"connect_args": {"timeout": 15}}
+    # Drop connections the server closed while idle instead of failing the next request.
+    return {"pool_pre_ping": True}
+
+
+def check_config(config: Any) -> None:
+    """Raise ConfigError for malformed values, and for unsafe ones outside debug/testing."""
+    for key in INT_SETTINGS:
+        value = config.get(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"AUTHSERVER_{key} must be a whole number, got {value!r}")
+        if value < MINIMUMS.get(key, 0):
+            raise ConfigError(f"AUTHSERVER_{key} must be at least {MINIMUMS[key]}, got {value}")
+        if key in MAXIMUMS and value > MAXIMUMS[key]:
+            raise ConfigError(f"AUTHSERVER_{key} must be at most {MAXIMUMS[key]}, got {value}")
+    for key in STR_SETTINGS:
+        if not isinstance(config.get(key), str):
+            raise ConfigError(f"AUTHSERVER_{key} must be a string, got {config.get(key)!r}")
+    if not config["DATABASE_URL"].startswith(("sqlite:", "postgresql", "postgres:")):
+        raise ConfigError("AUTHSERVER_DATABASE_URL must be a sqlite:// or postgresql:// URL")
+    if not config["REDIS_URL"].startswith(("redis://", "rediss://", "unix://", "memory://")):
+        raise ConfigError("AUTHSERVER_REDIS_URL must be redis://, rediss://, unix:// or memory://")
+    if config["DEFAULT_LOCALE"] not in SUPPORTED_LOCALES:
+        raise ConfigError(
+            f"AUTHSERVER_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}"
+        )
+    if config["LOG_LEVEL"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        raise ConfigError("AUTHSERVER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    try:
+        # .port raises for a port that is not a number in 0-65535, urlsplit for a bad "[v6]".
+        issuer = urlsplit(config["ISSUER"])
+        issuer.port  # noqa: B018 - evaluated only to validate
+    except ValueError:
+        raise ConfigError(f"AUTHSERVER_ISSUER is not a valid URL: {config['ISSUER']!r}") from None
+    if issuer.scheme not in ("http", "https") or not issuer.hostname:
+        raise ConfigError("AUTHSERVER_ISSUER must be an absolute http(s) URL")
+    if "?" in config["ISSUER"] or "#" in config["ISSUER"] or config["ISSUER"].endswith("/"):
+        raise ConfigError("AUTHSERVER_ISSUER must have no query, fragment or trailing slash")
+    # Imported here: notifications imports config for SUPPORTED_LOCALES.
+    from authserver.platform.notifications import parse_sender_urls
+
+    for key in ("MAIL_URL", "SMS_URL"):
+        try:
+            parse_sender_urls(config[key], kind=key.split("_")[0].lower())
+        except ValueError as exc:
+            raise ConfigError(f"AUTHSERVER_{key}: {exc}") from None
+    if config.get("DEBUG") or config.get("TESTING"):
+        return
+    if config["SECRET_KEY"] == DEFAULT_SECRET_KEY or len(config["SECRET_KEY"]) < 32:
+        raise ConfigError(
+            "AUTHSERVER_SECRET_KEY is the built-in default or shorter than 32 characters;"
+            " set it to a long random value"
+        )
+    if issuer.scheme == "http" and not is_loopback_host(issuer.hostname):
+        raise ConfigError(
+            f"AUTHSERVER_ISSUER must be https:// unless it is loopback, got {config['ISSUER']}"
+        )

@@ -1,0 +1,273 @@
+"""All tables, as SQLAlchemy 2 typed models. Times are stored in UTC and read back aware.
+
+Secrets never sit here in the clear: passwords are argon2 hashes, client secrets, refresh
+tokens and recovery codes are digests. The publishable refresh token is public by design.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from authserver.platform.extensions import db
+
+MODES = ("live", "test")
+ACCOUNT_STATUSES = ("active", "deleted")
+USER_STATUSES = ("active", "pending", "disabled", "deleted")
+AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
+ROLES = (
+    "owner",
+    "administrator",
+    "developer",
+    "manager",
+    "support_specialist",
+    "marketing_specialist",
+    "goods_specialist",
+    "read_only",
+    "customer",
+)
+LOCALIZABLE_ACCOUNT_FIELDS = ("name", "caption", "description", "company_name", "custom_data")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Stores naive UTC (SQLite keeps no zone) and always returns an aware UTC datetime."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Timestamps:
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class Account(Timestamps, db.Model):  # type: ignore[name-defined]
+    """A business or app. Every live account is paired with a test account (`test_account`)."""
+
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    mode: Mapped[str] = mapped_column(String(8))
+    test_account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), unique=True)
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    name: Mapped[str] = mapped_column(String(255))
+    company_name: Mapped[str | None] = mapped_column(String(255))
+    default_locale: Mapped[str] = mapped_column(String(8), default="en")
+    default_auth_method: Mapped[str] = mapped_column(String(16), default="simple")
+    website_url: Mapped[str | None] = mapped_column(String(2048))
+    support_email: Mapped[str | None] = mapped_column(String(254))
+    tech_email: Mapped[str | None] = mapped_column(String(254))
+    api_version: Mapped[str | None] = mapped_column(String(16))
+    caption: Mapped[str | None] = mapped_column(String(255))
+    description: Mapped[str | None] = mapped_column(Text)
+    custom_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Localizable fields in locales other than default_locale: {"fr": {"name": ...}}.
+    translations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Public by design (it ships inside apps): `prt-live-...` / `prt-test-...`.
+    publishable_token: Mapped[str] = mapped_column(String(128), unique=True)
+
+    test_account: Mapped[Account | None] = relationship(
+        remote_side="Account.id", foreign_keys=[test_account_id], post_update=True
+    )
+
+
+class User(Timestamps, db.Model):  # type: ignore[name-defined]
+    """A person or app identity. `account_id` None means a global user."""
+
+    __tablename__ = "users"
+    __table_args__ = (
+        # Account users: unique per account. Global users: unique among global users.
+        UniqueConstraint("account_id", "username", name="uq_users_account_username"),
+        Index(
+            "uq_users_global_username",
+            "username",
+            unique=True,
+            postgresql_where=text("account_id IS NULL"),
+            sqlite_where=text("account_id IS NULL"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    username: Mapped[str] = mapped_column(String(255))  # normalised: trimmed, lower case
+    email: Mapped[str | None] = mapped_column(String(254))
+    phone_number: Mapped[str | None] = mapped_column(String(16))  # E.164
+    name: Mapped[str | None] = mapped_column(String(255))
+    first_name: Mapped[str | None] = mapped_column(String(255))
+    last_name: Mapped[str | None] = mapped_column(String(255))
+    auth_method: Mapped[str] = mapped_column(String(16), default="simple")
+    role: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    locale: Mapped[str | None] = mapped_column(String(8))
+    email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    phone_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    phone_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    password_updated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    custom_data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Every token issued before this instant is void (password change, "sign out everywhere").
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Raised by one at each such revocation; a token carries the value it was issued
+    # under and is refused once they differ (exact, where a time comparison is not).
+    token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+    account: Mapped[Account | None] = relationship()
+
+    @property
+    def is_global(self) -> bool:
+        return self.account_id is None
+
+
+class AccountMembership(Timestamps, db.Model):  # type: ignore[name-defined]
+    """A global user's membership of an account, with the role they have there."""
+
+    __tablename__ = "account_memberships"
+    __table_args__ = (
+        UniqueConstraint("account_id", "user_id", name="uq_memberships_account_user"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    role: Mapped[str] = mapped_column(String(32))
+
+    account: Mapped[Account] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
+    """An app registered for one account (and so one mode). Public clients have no secret."""
+
+    __tablename__ = "oauth_clients"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(255))
+    is_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(String(1024), default="")
+    role: Mapped[str] = mapped_column(String(32), default="developer")  # client_credentials role
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    # A first-party app may skip the consent page; never on by default (issue 5).
+    skip_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+    account: Mapped[Account] = relationship()
+
+
+class OAuthConsent(Timestamps, db.Model):  # type: ignore[name-defined]
+    """A user's remembered "yes" to a client for some scopes; deleting the row revokes it."""
+
+    __tablename__ = "oauth_consents"
+    __table_args__ = (
+        UniqueConstraint("user_id", "client_id", name="uq_oauth_consents_user_client"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    scope: Mapped[str] = mapped_column(String(1024), default="")
+
+
+class RefreshToken(db.Model):  # type: ignore[name-defined]
+    """An opaque refresh token, stored as a digest; all rotations of one login share a family."""
+
+    __tablename__ = "refresh_tokens"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    family_id: Mapped[str] = mapped_column(String(36), index=True)
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("oauth_clients.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    scope: Mapped[str] = mapped_column(String(1024), default="")
+    amr: Mapped[list[str]] = mapped_column(JSON, default=list)
+    user_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)  # the login this family began with
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RecoveryCode(db.Model):  # type: ignore[name-defined]
+    """One single-use TFA recovery code, stored as a digest."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash", name="uq_recovery_codes_user_code"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class LoginRecord(db.Model):  # type: ignore[name-defined]
+    """One login attempt, successful or not (login history, audit)."""
+
+    __tablename__ = "login_records"
+    __table_args__ = (Index("ix_login_records_user_created", "user_id", "created_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    account_id: Mapped[str | None] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    client_id: Mapped[str | None] = mapped_column(String(64))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    method: Mapped[str] = mapped_column(String(32))  # password, otp, recovery_code, ...
+    success: Mapped[bool] = mapped_column(Boolean)
+    reason: Mapped[str | None] = mapped_column(String(64))  # why it failed

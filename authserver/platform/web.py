@@ -1,0 +1,88 @@
+"""Plain-HTTP endpoints and behaviour shared by every page: health checks and headers."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from sqlalchemy import text
+from werkzeug.exceptions import HTTPException
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from authserver.platform.errors import ServiceUnavailable
+from authserver.platform.extensions import db, store
+
+bp = Blueprint("web", __name__)
+log = logging.getLogger("authserver.web")
+
+
+@bp.get("/healthz")
+def healthz() -> Response:
+    """The process is up; says nothing about its dependencies."""
+    return jsonify(status="ok")
+
+
+@bp.get("/readyz")
+def readyz() -> tuple[Response, int]:
+    """Ready to serve: the database and Redis answer. 503 otherwise."""
+    checks: dict[str, str] = {}
+    try:
+        db.session.execute(text("SELECT 1"))
+        checks["database"] = "ok"
+    except Exception as exc:  # any driver error means "not ready", and is logged
+        log.warning("readiness: database unreachable: %s", type(exc).__name__)
+        checks["database"] = "unavailable"
+    finally:
+        db.session.rollback()
+    try:
+        store().ping()
+        checks["redis"] = "ok"
+    except ServiceUnavailable as exc:
+        log.warning("readiness: %s", exc.detail)
+        checks["redis"] = "unavailable"
+    ready = all(v == "ok" for v in checks.values())
+    return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+ErrorRenderer = Callable[[HTTPException], Response]
+PathTest = Callable[[str], bool]
+
+
+def add_error_renderer(app: Flask, matches: PathTest, render: ErrorRenderer) -> None:
+    """Let a front door render HTTP errors (404, 405, 413...) for the paths it owns.
+
+    Unmatched URLs never reach a blueprint, so Flask would not call a blueprint's error
+    handlers for them; one app-level handler dispatches on the path instead.
+    """
+    app.extensions.setdefault("authserver.error_renderers", []).append((matches, render))
+
+
+def _render_http_error(error: HTTPException) -> HTTPException | Response:
+    renderers: list[tuple[PathTest, ErrorRenderer]] = current_app.extensions.get(
+        "authserver.error_renderers", []
+    )
+    for matches, render in renderers:
+        if matches(request.path):
+            return render(error)
+    return error  # Flask's default (the pages layer will render HTML errors)
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(HTTPException, _render_http_error)
+    if app.config["PROXY_FIX"]:
+        n = app.config["PROXY_FIX"]
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+    app.register_blueprint(bp)
+
+    @app.after_request
+    def security_headers(response: Response) -> Response:
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault(
+            "Content-Security-Policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:;"
+            " frame-ancestors 'none'; base-uri 'none'",
+        )
+        return response

@@ -1,0 +1,240 @@
+"""Forgot password, reset password, activation and email verification pages."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from oauth_helpers import PASSWORD, World, make_world
+from pages_helpers import csrf, make_totp_user, make_user, signed_in, submit
+
+from authserver.identity import verification
+from authserver.platform import background
+from authserver.platform.extensions import db
+from authserver.platform.models import User
+
+NEW_PASSWORD = "a-brand-new-passphrase"
+
+
+@pytest.fixture
+def world(app) -> World:
+    return make_world(app)
+
+
+def _reset_token(web, user_id: str) -> str:
+    """Issue a reset token through the use case and read it from the emailed link."""
+    with web.app_context():
+        user = db.session.get(User, user_id)
+        verification.request_password_reset(user.account, user.username)
+    background.jobs(web).drain()
+    text = web.extensions["authserver.outbox"].of("email")[-1].text
+    match = re.search(r"/reset-password\?token=([\w-]+)", text)
+    assert match, text
+    return match.group(1)
+
+
+def _password_hash(web, user_id: str) -> str:
+    with web.app_context():
+        return db.session.get(User, user_id).password_hash
+
+
+def test_forgot_password_same_answer_for_known_and_unknown(web, world):
+    """Known and unknown usernames get the same page; only the known one gets an email."""
+    make_user(web, world.live_id, "bob", email="bob@example.com")
+    client = web.test_client()
+    path = f"/forgot-password?aid={world.live_id}"
+    known = submit(client, path, {"username": "bob"})
+    unknown = submit(client, path, {"username": "nobody"})
+    background.jobs(web).drain()
+    assert known.status_code == unknown.status_code == 200
+    assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
+    mails = web.extensions["authserver.outbox"].of("email")
+    assert [m.to for m in mails] == ["bob@example.com"]
+    assert "/reset-password?token=" in mails[0].text
+
+
+def test_forgot_password_by_email_reaches_each_user_with_it(web, world):
+    """An email instead of a username: a reset link for each of the account's users with
+    that address (compared case-insensitively), none for an unknown one or another
+    account's user, and the same page every time."""
+    make_user(web, world.live_id, "bob", email="bob@example.com")
+    make_user(web, world.live_id, "bobby", email="Bob@Example.com")
+    make_user(web, world.other_id, "bob-elsewhere", email="bob@example.com")
+    client = web.test_client()
+    path = f"/forgot-password?aid={world.live_id}"
+    known = submit(client, path, {"username": "BOB@example.com"})
+    unknown = submit(client, path, {"username": "nobody@example.com"})
+    background.jobs(web).drain()
+    assert known.get_data(as_text=True) == unknown.get_data(as_text=True)
+    mails = web.extensions["authserver.outbox"].of("email")
+    assert sorted(m.to for m in mails) == ["Bob@example.com", "bob@example.com"]
+    assert all("/reset-password?token=" in m.text for m in mails)
+
+
+def test_forgot_password_without_csrf_sends_nothing(web, world):
+    """A forgot-password POST without the CSRF token is 400 and no email goes out."""
+    make_user(web, world.live_id, "bob", email="bob@example.com")
+    client = web.test_client()
+    response = client.post(f"/forgot-password?aid={world.live_id}", data={"username": "bob"})
+    background.jobs(web).drain()
+    assert response.status_code == 400
+    assert web.extensions["authserver.outbox"].of("email") == []
+
+
+def test_reset_get_does_not_consume_the_token(web, world):
+    """Opening the link (GET, twice: a mail scanner and the person) leaves the token usable."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    client = web.test_client()
+    for _ in range(2):
+        page = client.get(f"/reset-password?token={token}")
+        assert page.status_code == 200 and 'for="password"' in page.get_data(as_text=True)
+    done = client.post(
+        "/reset-password",
+        data={
+            "csrf_token": csrf(page),
+            "token": token,
+            "password": NEW_PASSWORD,
+            "confirmation": NEW_PASSWORD,
+        },
+    )
+    assert done.status_code == 200
+    assert _password_hash(web, user_id) != ""
+    with web.app_context():
+        user = db.session.get(User, user_id)
+        assert web.extensions["authserver.passwords"].verify(user.password_hash, NEW_PASSWORD)
+
+
+def test_reset_does_not_log_in_nor_switch_off_tfa(web, world):
+    """After a reset the browser is not signed in and the TOTP user still needs the code."""
+    user_id, _ = make_totp_user(web, world.live_id, "tina")
+    with web.app_context():
+        db.session.get(User, user_id).email = "tina@example.com"
+        db.session.commit()
+    token = _reset_token(web, user_id)
+    client = web.test_client()
+    done = submit(
+        client,
+        "/reset-password",
+        {"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+        token_from=f"/reset-password?token={token}",
+    )
+    assert done.status_code == 200
+    assert not signed_in(client)
+    again = submit(
+        client,
+        f"/login?aid={world.live_id}",
+        {"username": "tina", "password": NEW_PASSWORD},
+    )
+    assert again.headers["Location"] == "/login/code"
+    with web.app_context():
+        assert db.session.get(User, user_id).auth_method == "tfa_totp"
+
+
+def test_reset_token_works_once(web, world):
+    """A second POST with the same token is refused and changes nothing."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    client = web.test_client()
+    data = {"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
+    before = _password_hash(web, user_id)
+    data = {**data, "password": "yet-another-passphrase", "confirmation": "yet-another-passphrase"}
+    second = submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
+    assert second.status_code == 400
+    assert _password_hash(web, user_id) == before
+
+
+def test_reset_mismatch_keeps_the_token(web, world):
+    """Different passwords: an error at the field, the password unchanged, the token alive."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    client = web.test_client()
+    before = _password_hash(web, user_id)
+    data = {"token": token, "password": NEW_PASSWORD, "confirmation": "something-else-entirely"}
+    bad = submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
+    assert bad.status_code == 422
+    assert 'aria-describedby="confirmation-error"' in bad.get_data(as_text=True)
+    assert _password_hash(web, user_id) == before
+    data["confirmation"] = NEW_PASSWORD
+    ok = submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
+    assert ok.status_code == 200
+
+
+def test_reset_without_csrf_changes_nothing(web, world):
+    """A reset POST without the CSRF token is 400 and the password stays."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    before = _password_hash(web, user_id)
+    response = web.test_client().post(
+        "/reset-password",
+        data={"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+    )
+    assert response.status_code == 400
+    assert _password_hash(web, user_id) == before
+
+
+def test_activation_page_activates_a_pending_user(web, world):
+    """The invitation link's page sets the password and activates; the GET alone does nothing."""
+    user_id = make_user(
+        web, world.live_id, "ivy", email="ivy@example.com", password=None, status="pending"
+    )
+    with web.app_context():
+        verification.send_activation(db.session.get(User, user_id))
+    text = web.extensions["authserver.outbox"].of("email")[-1].text
+    token = re.search(r"/activate\?token=([\w-]+)", text).group(1)
+    client = web.test_client()
+    page = client.get(f"/activate?token={token}")
+    with web.app_context():
+        assert db.session.get(User, user_id).status == "pending"
+    done = client.post(
+        "/activate",
+        data={
+            "csrf_token": csrf(page),
+            "token": token,
+            "password": NEW_PASSWORD,
+            "confirmation": NEW_PASSWORD,
+        },
+    )
+    assert done.status_code == 200
+    with web.app_context():
+        assert db.session.get(User, user_id).status == "active"
+    assert not signed_in(client)
+
+
+def test_verify_email_get_shows_a_button_and_post_verifies(web, world):
+    """GET /verify-email changes nothing; the POST marks the address verified."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    with web.app_context():
+        verification.send_email_verification(db.session.get(User, user_id))
+    text = web.extensions["authserver.outbox"].of("email")[-1].text
+    token = re.search(r"/verify-email\?token=([\w-]+)", text).group(1)
+    client = web.test_client()
+    page = client.get(f"/verify-email?token={token}")
+    with web.app_context():
+        assert not db.session.get(User, user_id).email_verified
+    done = client.post("/verify-email", data={"csrf_token": csrf(page), "token": token})
+    assert done.status_code == 200
+    with web.app_context():
+        assert db.session.get(User, user_id).email_verified
+    again = client.post("/verify-email", data={"csrf_token": csrf(page), "token": token})
+    assert again.status_code == 400
+
+
+def test_reset_page_headers_and_no_third_party_resources(web):
+    """The reset page sends no-referrer and loads nothing from another origin."""
+    response = web.test_client().get("/reset-password?token=abc")
+    assert response.headers["Referrer-Policy"] == "no-referrer"
+    body = response.get_data(as_text=True)
+    assert "http://" not in body and "https://" not in body
+
+
+def test_old_password_fails_after_reset(web, world):
+    """After a reset through the page, the old password no longer logs in."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    client = web.test_client()
+    data = {"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
+    old = submit(client, f"/login?aid={world.live_id}", {"username": "bob", "password": PASSWORD})
+    assert old.status_code == 401
