@@ -1,21 +1,15 @@
-"""The identity API under /v1 (JSON:API). Resource modules add routes to `bp`;
-`jsonapi` owns the wire format, negotiation and error rendering.
+"""The identity API under /v1 (JSON:API). Resource modules add routes to the blueprint in
+`blueprint.py`; `jsonapi` owns the wire format, negotiation and error rendering.
 """
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask
+from flask import Flask
 
 from authserver.platform.extensions import csrf
 
-from . import jsonapi
-
-bp = Blueprint("api", __name__, url_prefix="/v1")
-# Hooks go on at import: a blueprint cannot take new hooks once an app has registered it.
-jsonapi.install(bp)
-
-
-from . import accounts, logins, openapi, tfa, users, verification  # noqa: E402, F401 - register their routes on bp
+from . import accounts, jsonapi, logins, openapi, tfa, users, verification  # noqa: F401 - routes
+from .blueprint import bp
 
 
 def init_app(app: Flask) -> None:

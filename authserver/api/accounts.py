@@ -15,8 +15,9 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, User
 
-from . import bp, jsonapi, openapi
+from . import jsonapi, openapi
 from .auth import current_token, require_token
+from .blueprint import bp
 
 EDITORS = ("owner", "administrator", "developer")
 WRITABLE = {

@@ -13,8 +13,9 @@ from authserver.identity import accounts
 from authserver.platform.errors import NotFound
 from authserver.platform.models import ROLES, LoginRecord
 
-from . import bp, jsonapi, openapi
+from . import jsonapi, openapi
 from .auth import current_token, require_token
+from .blueprint import bp
 
 PAGE_SIZE = 25
 PAGE_SIZE_MAX = 100

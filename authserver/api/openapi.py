@@ -19,7 +19,7 @@ from flask import Flask, Response, current_app
 
 from authserver.platform.models import ROLES
 
-from . import bp
+from .blueprint import bp
 
 EXTENSION = "authserver.openapi"
 METHODS = ("get", "post", "patch", "put", "delete")

@@ -14,8 +14,9 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, User, new_id, utcnow
 
-from . import bp, jsonapi
+from . import jsonapi
 from .auth import current_token, require_token
+from .blueprint import bp
 
 # Length caps on input, so nothing large reaches argon2 or Redis (domain checks the same).
 PASSWORD_MAX = twofactor.PASSWORD_MAX

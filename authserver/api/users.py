@@ -16,9 +16,10 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, User
 
-from . import bp, jsonapi, openapi
+from . import jsonapi, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token
+from .blueprint import bp
 
 PAGE_SIZE = 25
 PAGE_SIZE_MAX = 100

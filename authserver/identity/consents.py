@@ -11,6 +11,7 @@ from sqlalchemy import delete, select
 
 from authserver.identity.accounts import commit
 from authserver.platform.extensions import db
+from authserver.platform.i18n import gettext as _
 from authserver.platform.models import OAuthClient, OAuthConsent
 
 
@@ -58,3 +59,14 @@ def revoke(user_id: str, client_pk: str) -> bool:
     )
     commit()
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def scope_words() -> dict[str, str]:
+    """The scopes in words, in the page's language (the consent and security pages)."""
+    return {
+        "openid": _("Know who you are on this service"),
+        "profile": _("See your name, username and language"),
+        "email": _("See your email address"),
+        "phone": _("See your phone number"),
+        "offline_access": _("Stay connected when you are not using the app"),
+    }

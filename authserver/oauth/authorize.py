@@ -28,6 +28,7 @@ from authserver.identity import authorization, consents
 from authserver.identity.authorization import AuthorizationError, Member, Step
 from authserver.identity.browser_login import current_login
 from authserver.identity.clients import SCOPES
+from authserver.identity.consents import scope_words
 from authserver.platform import i18n
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.i18n import gettext as _
@@ -72,17 +73,6 @@ class PageError(Exception):
     def __init__(self, description: str):
         super().__init__(description)
         self.description = description
-
-
-def scope_words() -> dict[str, str]:
-    """The scopes in words, in the page's language (the consent and security pages)."""
-    return {
-        "openid": _("Know who you are on this service"),
-        "profile": _("See your name, username and language"),
-        "email": _("See your email address"),
-        "phone": _("See your phone number"),
-        "offline_access": _("Stay connected when you are not using the app"),
-    }
 
 
 def _params() -> MultiDict[str, str]:

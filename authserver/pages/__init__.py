@@ -5,17 +5,12 @@ email verification). Views parse a form, call one use case and render.
 
 from __future__ import annotations
 
-from flask import Blueprint, Flask, Response, request
+from flask import Flask, Response, request
 
-from authserver.platform.errors import DomainError
 from authserver.platform.web import add_error_renderer
 
-from . import common
-
-bp = Blueprint("pages", __name__)
-bp.register_error_handler(DomainError, common.render_domain_error)
-
-from . import security, selfservice, signin  # noqa: E402, F401 - register their routes on bp
+from . import common, security, selfservice, signin  # noqa: F401 - register their routes
+from .blueprint import bp
 
 
 def init_app(app: Flask) -> None:

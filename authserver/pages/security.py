@@ -22,13 +22,14 @@ from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
 from authserver.identity import accounts, browser_login, consents, twofactor, verification
+from authserver.identity.consents import scope_words
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext
 from authserver.platform.models import Account, User
 
-from ..oauth.authorize import scope_words
-from . import bp, common
+from . import common
+from .blueprint import bp
 from .common import now, render
 from .forms import ButtonForm, ChangePasswordForm, CodeForm, ProofForm
 from .selfservice import PASSWORD_RULES

@@ -18,7 +18,8 @@ from authserver.platform.errors import ValidationFailed
 from authserver.platform.i18n import gettext
 from authserver.platform.models import User
 
-from . import bp, common
+from . import common
+from .blueprint import bp
 from .common import render
 from .forms import ForgotPasswordForm, NewPasswordForm, TokenForm
 from .signin import Page

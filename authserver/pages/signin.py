@@ -23,7 +23,8 @@ from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext
 from authserver.platform.models import User
 
-from . import bp, common
+from . import common
+from .blueprint import bp
 from .common import PENDING, now, render
 from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
 

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from flask import Flask
 
 from authserver.platform.security import is_loopback_host
+from authserver.platform.senders import parse_sender_urls
 
 DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - refused in production
 
@@ -197,9 +198,6 @@ def check_config(config: Any) -> None:
         raise ConfigError("AUTHSERVER_ISSUER must be an absolute http(s) URL")
     if "?" in config["ISSUER"] or "#" in config["ISSUER"] or config["ISSUER"].endswith("/"):
         raise ConfigError("AUTHSERVER_ISSUER must have no query, fragment or trailing slash")
-    # Imported here: notifications imports config for SUPPORTED_LOCALES.
-    from authserver.platform.notifications import parse_sender_urls
-
     for key in ("MAIL_URL", "SMS_URL"):
         try:
             parse_sender_urls(config[key], kind=key.split("_")[0].lower())

@@ -21,7 +21,8 @@ from authserver.platform.config import ConfigError
 from authserver.platform.events import emit
 from authserver.platform.logs import LogfmtFormatter
 from authserver.platform.models import Account, User
-from authserver.platform.notifications import EMAIL_EVENTS, parse_sender_urls
+from authserver.platform.notifications import EMAIL_EVENTS
+from authserver.platform.senders import parse_sender_urls
 from authserver.platform.security import mask_address
 
 CODE = "482913"
