@@ -3,9 +3,10 @@
 `AUTHSERVER_TEST_DATABASE_URL` / `AUTHSERVER_TEST_REDIS_URL` choose the backends. Unset,
 the local PostgreSQL (127.0.0.1:5432, database `test`) and Redis (127.0.0.1:6379, db 15)
 are used when they answer, and SQLite / memory:// otherwise, which the run says up front.
-A run gets its own PostgreSQL database and its own Redis key prefix, so runs on one
-machine (a developer's and CI's, say) never touch each other's data; each test starts
-with empty tables and no keys under that prefix.
+Each test process (one per pytest-xdist worker) gets its own PostgreSQL database with the
+schema built once; each test gets its own Redis key prefix, and its rows and keys are
+deleted after it, so every test starts with empty tables and no keys, and runs on one
+machine (a developer's and CI's, say) never touch each other's data.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import itertools
 import json
 import logging
 import os
@@ -31,6 +33,7 @@ import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from redis import Redis
 
 from authserver import create_app
 from authserver.platform import background
@@ -70,13 +73,13 @@ def _choose_backends() -> tuple[str, str, list[str]]:
 
 
 DATABASE_URL, REDIS_URL, NOTES = _choose_backends()
-REDIS_PREFIX = f"authserver-test-{uuid.uuid4().hex[:12]}:"
+RUN_PREFIX = f"authserver-test-{uuid.uuid4().hex[:12]}"  # this process's; a test adds its number
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
     return [
         f"authserver backends: database={DATABASE_URL} (a fresh database per run)"
-        f" redis={REDIS_URL} (prefix {REDIS_PREFIX})",
+        f" redis={REDIS_URL} (prefix {RUN_PREFIX}-<test>:)",
         *NOTES,
     ]
 
@@ -103,14 +106,55 @@ def temporary_database(admin_url: str) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def database_url(session_dir: str) -> Iterator[str]:
-    """This run's database: a fresh PostgreSQL database, or a SQLite file."""
+    """This process's database, with the schema built once: a fresh PostgreSQL database,
+    or a SQLite file."""
     if DATABASE_URL == "sqlite://":
-        yield f"sqlite:///{session_dir}/test.sqlite3"
+        url = f"sqlite:///{session_dir}/test.sqlite3"
+        _create_schema(url)
+        yield url
     elif DATABASE_URL.startswith("postgresql"):
         with temporary_database(DATABASE_URL) as url:
+            _create_schema(url)
             yield url
     else:
+        _create_schema(DATABASE_URL)
         yield DATABASE_URL
+
+
+def _create_schema(url: str) -> None:
+    engine = sa.create_engine(url)
+    try:
+        db.metadata.create_all(engine)
+    finally:
+        engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def cleaner(database_url: str) -> Iterator[Callable[[str], None]]:
+    """cleaner(prefix): empty every table and delete the Redis keys under `prefix`, on one
+    connection kept for the whole session (a test's own apps close theirs)."""
+    engine = sa.create_engine(database_url, pool_size=1)
+    tables = list(reversed(db.metadata.sorted_tables))
+    redis = None if REDIS_URL.startswith("memory:") else Redis.from_url(REDIS_URL)
+
+    def forget_keys(prefix: str) -> None:
+        if redis is not None:  # (memory:// lives and dies with its app)
+            # Prefixes are letters, digits, "-" and ":": nothing to escape for the glob.
+            keys = list(redis.scan_iter(match=prefix + "*", count=1000))
+            if keys:
+                redis.delete(*keys)
+
+    def clean(prefix: str) -> None:
+        with engine.begin() as conn:
+            for table in tables:
+                conn.execute(table.delete())
+        forget_keys(prefix)
+
+    yield clean
+    engine.dispose()
+    forget_keys(RUN_PREFIX)  # anything a failed test left behind
+    if redis is not None:
+        redis.close()
 
 
 @pytest.fixture
@@ -140,8 +184,20 @@ def instance_path(tmp_path: Any, signing_keys_file: str) -> str:
 
 
 @pytest.fixture
-def make_config(database_url: str, instance_path: str) -> Any:
-    """Builds a test config; tests override single keys."""
+def redis_prefix() -> str:
+    """This test's Redis key prefix, unique in the run."""
+    return f"{RUN_PREFIX}-{next(_test_numbers)}:"
+
+
+_test_numbers = itertools.count(1)
+
+
+@pytest.fixture
+def make_config(
+    database_url: str, instance_path: str, redis_prefix: str, cleaner: Callable[[str], None]
+) -> Iterator[Callable[..., dict[str, Any]]]:
+    """Builds a test config; tests override single keys. Whatever the test wrote with it,
+    rows and Redis keys, is deleted afterwards."""
 
     def make(**overrides: Any) -> dict[str, Any]:
         config = {
@@ -149,7 +205,7 @@ def make_config(database_url: str, instance_path: str) -> Any:
             "SECRET_KEY": "test-secret-key-that-is-long-enough-for-checks",
             "DATABASE_URL": database_url,
             "REDIS_URL": REDIS_URL,
-            "REDIS_PREFIX": REDIS_PREFIX,
+            "REDIS_PREFIX": redis_prefix,
             "MAIL_URL": "memory:",
             "SMS_URL": "memory:",
             "SIGNING_KEYS_FILE": os.path.join(instance_path, "signing-keys.json"),
@@ -159,32 +215,21 @@ def make_config(database_url: str, instance_path: str) -> Any:
         config.update(overrides)
         return config
 
-    return make
+    yield make
+    cleaner(redis_prefix)
 
 
 @pytest.fixture
 def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Flask]:
+    """The app on this process's database (empty tables) and this test's Redis prefix."""
     monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
     app = create_app(make_config())
-    with app.app_context():
-        db.create_all()
-        _empty(app)
     yield app
-    background.jobs(app).close()  # no job may outlive its test's tables
+    background.jobs(app).close()  # no job may outlive its test's rows
     with app.app_context():
-        _empty(app)
         db.session.remove()
         db.engine.dispose()
     app.extensions["authserver.store"].close()
-
-
-def _empty(app: Flask) -> None:
-    """Empty every table and every Redis key of this run."""
-    db.session.remove()
-    with db.engine.begin() as conn:
-        for table in reversed(db.metadata.sorted_tables):
-            conn.execute(table.delete())
-    app.extensions["authserver.store"].flush_prefix()
 
 
 @pytest.fixture

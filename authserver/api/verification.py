@@ -1,7 +1,7 @@
 """Mailed tokens and texted codes over /v1: email verification (`email_verification_tokens`,
 `email_verifications`), forgotten passwords (`password_reset_tokens`), the password itself
 (`PATCH /v1/password`: reset, activation or change) and `phone_verification_codes`.
-The rules live in `authserver.verification`; this module parses, authorizes and renders.
+The rules live in `authserver.identity.verification`; this module parses, authorizes and renders.
 """
 
 from __future__ import annotations

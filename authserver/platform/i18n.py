@@ -1,7 +1,7 @@
 """Languages: gettext catalogs compiled in memory from `translations/<lang>/LC_MESSAGES/*.po`,
 the current locale (a contextvar, or `g.locale` set by the HTTP layer), and negotiation.
 
-English is the source language. `python -m authserver.i18n` merges new msgids from the
+English is the source language. `python -m authserver.platform.i18n` merges new msgids from the
 templates and the package into the .po files (then translate the empty msgstr entries).
 """
 
