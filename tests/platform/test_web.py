@@ -1,4 +1,4 @@
-"""Health checks, request ids, log lines and security headers (authserver/platform/web.py, logs.py)."""
+"""Health checks, request ids, log lines and security headers (platform/web.py, logs.py)."""
 
 from __future__ import annotations
 
