@@ -11,7 +11,9 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 
 from authserver.identity import rules
 from authserver.identity.tokens import revoke_user_tokens
@@ -179,6 +181,32 @@ def set_password(user: User, new_password: object) -> User:
     commit()
     emit("identity.password.update.success", user=user, account=user.account)
     return user
+
+
+def upgrade_password_hash(user: User, password: str) -> bool:
+    """After `password` was checked right: if the user's hash was made with other argon2
+    parameters than the app's, store a new hash of it made with the current ones. Returns
+    whether one was written; part of the caller's transaction (the caller commits).
+
+    Not a password change: the token generation and `password_updated_at` stay, so no
+    token or browser login ends (reset links do die: they vouch for the stored hash). The
+    UPDATE only applies while the row still holds the hash that was checked, so it never
+    undoes a password change that committed meanwhile.
+    """
+    old = user.password_hash
+    if old is None or not passwords().needs_rehash(old):
+        return False
+    new = passwords().hash(password)
+    result = db.session.execute(
+        update(User)
+        .where(User.id == user.id, User.password_hash == old)
+        .values(password_hash=new)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        return False
+    set_committed_value(user, "password_hash", new)  # the row has it; nothing left to flush
+    return True
 
 
 def sign_out_everywhere(user: User) -> None:

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from flask import current_app
 
 from authserver.identity import twofactor
-from authserver.identity.accounts import find_member
+from authserver.identity.accounts import find_member, upgrade_password_hash
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
@@ -87,7 +87,12 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
         _record(attempt, user, "password", False, f"account_{account.status}")
         raise InvalidCredentials()
     amr = ["pwd"]
+    # The password is right: a hash made with older argon2 settings is renewed. A simple
+    # user's renewal is committed with the login record.
+    renewed = upgrade_password_hash(user, attempt.password)
     if user.auth_method != "simple":
+        if renewed:  # on its own: this step may end in otp_required, which writes nothing
+            db.session.commit()
         amr += _second_factor(attempt, user, account, keys)
     return _succeed(attempt, user, account, role, keys, amr)
 

@@ -26,6 +26,7 @@ import pyotp
 from flask import current_app
 from sqlalchemy import update
 
+from authserver.identity.accounts import upgrade_password_hash
 from authserver.platform.errors import InvalidOtp, Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
@@ -219,16 +220,18 @@ def start_totp_setup(
     Needs the password (a bearer token alone must not bind a stranger's authenticator and
     lock the owner out); a user who already has TOTP also gives a current `otp` or a
     `recovery_code`, since the new secret will replace the old one. A new setup replaces
-    a pending one. Nothing about the user changes here.
+    a pending one. Nothing about the user changes here but, once, a password hash renewed
+    to the current argon2 settings.
     """
-    _check_proof(
+    if _check_proof(
         user,
         password=password,
         otp=otp,
         recovery_code=recovery_code,
         need_password=True,
         second_factor=user.auth_method == "tfa_totp",
-    )
+    ):
+        _commit()  # this use case writes nothing else to the database
     secret = new_totp_secret()
     setup_id = new_id()
     expires_at = utcnow() + timedelta(seconds=SETUP_LIFETIME)
@@ -354,10 +357,11 @@ def _check_proof(
     need_password: bool,
     second_factor: bool,
     proof_field: str = "password",
-) -> None:
+) -> bool:
     """Fresh authentication before the second factor changes: the password (when
     `need_password`) and a current code or recovery code (when `second_factor`).
-    Raises ValidationFailed naming the attribute, or Throttled."""
+    Raises ValidationFailed naming the attribute, or Throttled. Returns whether a right
+    password's hash was renewed to the current argon2 settings (the caller commits)."""
     if need_password and password is None:
         raise ValidationFailed("The password is required.", field=proof_field, code="required")
     if otp is not None and recovery_code is not None:
@@ -378,8 +382,13 @@ def _check_proof(
     hit = kv.hit(f"tfa-proof:{user.id}", PROOF_ATTEMPTS, PROOF_WINDOW)
     if not hit.allowed:
         raise Throttled(hit.retry_after, "Too many wrong passwords or codes; try again later.")
-    if typed_password is not None and not passwords().verify(user.password_hash, typed_password):
-        raise ValidationFailed("The password is wrong.", field=proof_field, code="invalid_password")
+    renewed = False
+    if typed_password is not None:
+        if not passwords().verify(user.password_hash, typed_password):
+            raise ValidationFailed(
+                "The password is wrong.", field=proof_field, code="invalid_password"
+            )
+        renewed = upgrade_password_hash(user, typed_password)
     try:
         if typed_otp is not None:
             complete_challenge(user, typed_otp)  # the app's code, or a sent one
@@ -388,11 +397,13 @@ def _check_proof(
     except InvalidOtp:
         raise _wrong_code("otp" if typed_otp is not None else "recoveryCode") from None
     kv.delete(f"tfa-proof:{user.id}")
+    return renewed
 
 
 def prove_password(user: User, password: object | None, *, field: str) -> None:
     """Fresh proof before a sent-code factor moves (another method, another phone): the
-    password, counted in the same per-user budget as the other proofs."""
+    password, counted in the same per-user budget as the other proofs. A renewed password
+    hash (see `_check_proof`) is committed with the caller's change."""
     _check_proof(
         user,
         password=password,

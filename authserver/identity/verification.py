@@ -253,6 +253,8 @@ def change_password(
             "The current password is not right.", field="currentPassword", code="invalid_password"
         )
     kv.delete(failures)
+    # No hash upgrade for the right current password: the new one is hashed with the
+    # current argon2 settings anyway.
     return accounts.set_password(user, new_password)
 
 

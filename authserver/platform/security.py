@@ -53,6 +53,8 @@ class Passwords:
             return False
 
     def needs_rehash(self, password_hash: str) -> bool:
+        """True if the hash was made with other argon2 parameters than this hasher's (older
+        or stronger settings alike): after a right password, hash it again and store that."""
         return self._hasher.check_needs_rehash(password_hash)
 
 
