@@ -10,6 +10,7 @@ rotation reaches all of them; parsed keys are cached per version of the file.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -137,11 +138,17 @@ def _private_jwk(jwk: Any) -> dict[str, Any]:
 
 
 def _import(jwk: dict[str, Any]) -> Key:
-    if jwk.get("kty") == "EC":
-        return ECKey.import_key(jwk)
-    if jwk.get("kty") == "RSA":
-        return RSAKey.import_key(jwk)
-    raise ValueError(f"key {jwk.get('kid')} is neither EC nor RSA")
+    if jwk.get("kty") not in ("EC", "RSA"):
+        raise ValueError(f"key {jwk.get('kid')} is neither EC nor RSA")
+    return _import_json(json.dumps(jwk, sort_keys=True))
+
+
+@functools.lru_cache(maxsize=32)
+def _import_json(text: str) -> Key:
+    """Import a JWK given as canonical JSON, once per process: checking an RSA private key
+    costs ~50 ms, and the file is read again by every app and after every rotation."""
+    jwk = json.loads(text)
+    return ECKey.import_key(jwk) if jwk["kty"] == "EC" else RSAKey.import_key(jwk)
 
 
 def _aware(value: str) -> datetime:
