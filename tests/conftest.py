@@ -34,6 +34,7 @@ from aiosmtpd.controller import Controller
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from redis import Redis
+from werkzeug.routing import Rule
 
 from authserver import create_app
 from authserver.platform import background
@@ -73,6 +74,30 @@ def _choose_backends() -> tuple[str, str, list[str]]:
 
 
 DATABASE_URL, REDIS_URL, NOTES = _choose_backends()
+
+
+def _reuse_url_builders() -> None:
+    """Build each URL rule's builder once per test process instead of once per app.
+
+    Werkzeug compiles two small functions (with `ast` and `compile`) for every URL rule
+    of every app: ~50 ms an app, and the suite builds an app or two per test. A builder
+    is a pure function of the rule's text, parsed parts and defaults (the rule comes in
+    as an argument), so apps with the same rules can share them. Tests only: the server
+    builds one app per process.
+    """
+    compile_builder = Rule._compile_builder
+    builders: dict[tuple[Any, ...], Any] = {}
+
+    def shared(rule: Rule, append_unknown: bool = True) -> Any:
+        key = (rule.rule, tuple(rule._trace), repr(rule.defaults), append_unknown)
+        if key not in builders:
+            builders[key] = compile_builder(rule, append_unknown)
+        return builders[key]
+
+    Rule._compile_builder = shared  # type: ignore[method-assign]
+
+
+_reuse_url_builders()
 RUN_PREFIX = f"authserver-test-{uuid.uuid4().hex[:12]}"  # this process's; a test adds its number
 
 
