@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flask import Response, request
 
-from authserver.identity import users
+from authserver.identity import profile, users
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, User
@@ -192,7 +192,7 @@ def update_user(user_id: str) -> Response:
     attrs = jsonapi.parse_document(
         type_="User", require_id=member.user.id, allowed=ADMIN_ATTRIBUTES
     )
-    member = users.update_user(actor, user_id, _fields(attrs))
+    member = profile.update_user(actor, user_id, _fields(attrs))
     return _member_document(member, request_locale(actor.account))
 
 
@@ -225,7 +225,7 @@ def update_current_user() -> Response:
     emailVerified); a new email is unverified and gets a verification link."""
     user, account = _current()
     attrs = jsonapi.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
-    member = users.update_current_user(user, account, _fields(attrs))
+    member = profile.update_current_user(user, account, _fields(attrs))
     return _member_document(member, _locale_of(user, account))
 
 
