@@ -15,7 +15,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, User
 
-from . import bp, jsonapi, openapi
+from . import bp, jsonapi, names, openapi
 from .auth import current_token, require_token
 
 EDITORS = ("owner", "administrator", "developer")
@@ -100,7 +100,7 @@ def patch_account() -> Response:
     changes: dict[str, Any] = {}
     for name, max_len in WRITABLE.items():
         if name in attrs:
-            changes[jsonapi.to_snake(name)] = jsonapi.expect_str(
+            changes[names.field_of(name)] = jsonapi.expect_str(
                 attrs, name, max_len=max_len, nullable=name != "name"
             )
     if "customData" in attrs:

@@ -16,7 +16,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, User
 
-from . import bp, jsonapi, openapi
+from . import bp, jsonapi, names, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token
 
@@ -85,7 +85,7 @@ def _member_document(member: users.Member, locale: str, status: int = 200) -> Re
 
 
 def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Type-checked attributes, snake_case; a null stays (it clears the attribute)."""
+    """Type-checked attributes as domain fields; a null stays (it clears the attribute)."""
     fields: dict[str, Any] = {}
     for name in attrs:
         kind, max_len, nullable = WIRE[name]
@@ -95,7 +95,7 @@ def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
             value = jsonapi.expect_bool(attrs, name)
         else:
             value = jsonapi.expect_object(attrs, name)
-        fields[jsonapi.to_snake(name)] = value
+        fields[names.field_of(name)] = value
     return fields
 
 

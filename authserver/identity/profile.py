@@ -61,10 +61,10 @@ class _Applied:
 
 
 def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Member:
-    """PATCH /v1/users/{id}: an administrator changes an account member.
+    """An administrator changes an account member.
 
-    Nobody changes their own role or status, or does here for themselves what PATCH
-    /v1/user refuses; only an owner touches an owner or makes one.
+    Nobody changes their own role or status, or does here for themselves what
+    update_current_user refuses; only an owner touches an owner or makes one.
     A global member is the person's own across accounts: here only its role in this
     account (the membership) may change. A new role, a new password or leaving `active`
     voids every token of the user at once.
@@ -105,28 +105,31 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
 
 
 def _check_self_changes(user: User, changes: dict[str, Any]) -> None:
-    """A manager editing themselves here keeps the rules of PATCH /v1/user: otherwise a
-    bearer token alone could set the password without the current one, vouch for a new
-    email, or switch the second factor off."""
-    for name, camel in (("password", "password"), ("email_verified", "emailVerified")):
+    """A manager editing themselves here keeps the rules of update_current_user: otherwise
+    a bearer token alone could set the password without the current one, vouch for a new
+    email, or switch the second factor off. The front doors say where to go instead."""
+    for name in ("password", "email_verified"):
         if name in changes:
             raise Forbidden(
-                "Not for yourself here: use PATCH /v1/password, or the emailed link.",
-                field=camel,
+                "Not for yourself here: a password changes with the current one, an email is "
+                "verified by its emailed link.",
+                field=name,
                 code="self_not_allowed",
             )
     _check_no_downgrade(user, changes.get("auth_method"))
-    for name, camel in (("email", "email"), ("phone_number", "phoneNumber")):
+    for name in ("email", "phone_number"):
         if name in changes and changes[name] != getattr(user, name):
             raise Forbidden(
-                "Change your own email or phone with PATCH /v1/user (it asks for your password).",
-                field=camel,
+                "Not for yourself here: change your own email or phone through your own "
+                "profile (it asks for your password).",
+                field=name,
                 code="self_not_allowed",
             )
     if _moves_second_factor(user, changes):
         raise Forbidden(
-            "Change your own two-step login with PATCH /v1/user (it asks for your password).",
-            field="authMethod",
+            "Not for yourself here: change your own two-step login through your own profile "
+            "(it asks for your password).",
+            field="auth_method",
             code="self_not_allowed",
         )
 
@@ -149,8 +152,8 @@ def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
 
 
 def update_current_user(user: User, account: Account | None, changes: dict[str, Any]) -> Member:
-    """PATCH /v1/user: a user changes their own profile (not role, status, password or
-    emailVerified: those are for administrators and the password endpoints)."""
+    """A user changes their own profile: SELF_FIELDS only (role, status and whether the
+    email is verified are for administrators; the password has its own use cases)."""
     not_allowed = sorted(set(changes) - SELF_FIELDS)
     if not_allowed:
         raise ValidationFailed(
@@ -160,7 +163,7 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     current_password = changes.pop("current_password", None)
     _check_no_downgrade(user, changes.get("auth_method"))
     if _moves_second_factor(user, changes) or _moves_email(user, changes):
-        twofactor.prove_password(user, current_password, field="currentPassword")
+        twofactor.prove_password(user, current_password, field="current_password")
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False, account=account)
@@ -196,22 +199,21 @@ def _moves_email(user: User, changes: dict[str, Any]) -> bool:
         try:
             new = rules.check_email(new)
         except ValidationFailed:
-            return False  # refused later with its own pointer
+            return False  # refused later, as a bad email
     return bool(new != user.email)
 
 
 def _check_no_downgrade(user: User, method: object) -> None:
     """A bearer token alone must not switch a second factor off: leaving two-step login,
-    or leaving TOTP, needs the password and a code (POST /v1/tfa_disablements) or an
+    or leaving TOTP, needs the password and a code (twofactor.disable_tfa) or an
     administrator. Moving between email and SMS codes keeps a second factor (and needs
     the new channel's proof)."""
     if method is None or method == user.auth_method or user.auth_method == "simple":
         return
     if method == "simple" or user.auth_method == "tfa_totp":
         raise ValidationFailed(
-            "Switching two-step login off needs your password and a code: use "
-            "POST /v1/tfa_disablements (or ask an administrator).",
-            field="authMethod",
+            "Switching two-step login off needs your password and a code (or an administrator).",
+            field="auth_method",
             code="tfa_disablement_required",
         )
 
@@ -272,9 +274,11 @@ def _apply_profile(
 
 def _set_email_verified(user: User, value: object) -> None:
     if not isinstance(value, bool):
-        raise ValidationFailed("Must be true or false.", field="emailVerified", code="invalid_type")
+        raise ValidationFailed(
+            "Must be true or false.", field="email_verified", code="invalid_type"
+        )
     if value and not user.email:
-        raise ValidationFailed("There is no email to verify.", field="emailVerified")
+        raise ValidationFailed("There is no email to verify.", field="email_verified")
     if value != user.email_verified:
         user.email_verified = value
         user.email_verified_at = utcnow() if value else None
@@ -294,13 +298,13 @@ def _check_second_factor(
         if not user.phone_number:
             raise ValidationFailed(
                 "A phone number is required for SMS two-step login.",
-                field="phoneNumber",
+                field="phone_number",
                 code="required",
             )
         if not (has_code or (user.phone_verified and user.phone_number == old_phone)):
             raise ValidationFailed(
                 "Prove the phone number with phoneVerificationCode.",
-                field="phoneVerificationCode",
+                field="phone_verification_code",
                 code="required",
             )
     if method == "tfa_email" and (switched or user.email != old_email):
@@ -311,12 +315,12 @@ def _check_second_factor(
         if not user.email_verified:
             raise ValidationFailed(
                 "Email two-step login needs a verified email.",
-                field="authMethod" if switched else "email",
+                field="auth_method" if switched else "email",
                 code="email_not_verified",
             )
     if method == "tfa_totp" and switched and not user.totp_secret:
         raise ValidationFailed(
-            "Set up an authenticator app first.", field="authMethod", code="totp_not_enrolled"
+            "Set up an authenticator app first.", field="auth_method", code="totp_not_enrolled"
         )
 
 

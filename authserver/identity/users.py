@@ -133,9 +133,9 @@ def _new_user(
     if method == "tfa_totp" and not attributes.get("totp_secret"):
         if auth_method is not None:  # nobody but the user can set up their app
             raise ValidationFailed(
-                "The user sets up an authenticator app themselves (security page or "
-                "/v1/totp_setups); create them with another method.",
-                field="authMethod",
+                "The user sets up an authenticator app themselves; create them with another "
+                "method.",
+                field="auth_method",
                 code="totp_not_enrolled",
             )
         method = "simple"  # the account's default: they switch once their app is set up
@@ -143,10 +143,10 @@ def _new_user(
         raise ValidationFailed("Email is required for email two-step login.", field="email")
     if method == "tfa_sms" and not phone:
         raise ValidationFailed(
-            "A phone number is required for SMS two-step login.", field="phoneNumber"
+            "A phone number is required for SMS two-step login.", field="phone_number"
         )
     if email_verified and not email:
-        raise ValidationFailed("There is no email to verify.", field="emailVerified")
+        raise ValidationFailed("There is no email to verify.", field="email_verified")
     if password is None and status != "pending":
         raise ValidationFailed("Password is required.", field="password", code="required")
     if password is not None:  # before any write: a refused password changes nothing
@@ -222,13 +222,14 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
 
 
 def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None) -> Member:
-    """POST /v1/users: an administrator creates a user of its account, or a guest signs up
-    a customer. Sends the activation email (a pending user; using it verifies the address)
-    or else the verification email (an active user with an unverified email), and makes a
-    spent phone code the first login's OTP (seed 003).
+    """An administrator creates a user of its account, or a guest signs up a customer.
+    Sends the activation email (a pending user; using it verifies the address) or else the
+    verification email (an active user with an unverified email), and makes a spent phone
+    code the first login's OTP (seed 003).
 
-    `fields` holds snake_case attributes as sent; `phone_verification_code` proves the phone.
-    A guest's sign-ups are throttled per `ip` (429), before anything is checked.
+    `fields` holds snake_case fields as given; the `phone_verification_code` proves the
+    phone. A guest's sign-ups are throttled per `ip` (Throttled), before anything is
+    checked.
     """
     if actor.role == GUEST and ip:
         hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
@@ -255,10 +256,10 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
 
 def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if actor.role == GUEST:
-        for name, camel in (("status", "status"), ("email_verified", "emailVerified")):
+        for name in ("status", "email_verified"):
             if name in fields:
                 raise ValidationFailed(
-                    "A guest may not set this.", field=camel, code="unknown_attribute"
+                    "A guest may not set this.", field=name, code="unknown_attribute"
                 )
         role = fields.pop("role", None) or "customer"
         if role != "customer":
@@ -290,7 +291,7 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if method == "tfa_sms" and code is None:
         raise ValidationFailed(
             "SMS two-step login needs a verified phone: send phoneVerificationCode.",
-            field="phoneVerificationCode",
+            field="phone_verification_code",
             code="required",
         )
     # The account's default applies without proof (the first login's OTP proves the
@@ -298,13 +299,13 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if explicit == "tfa_email" and not fields.get("email_verified"):
         raise ValidationFailed(
             "Email two-step login needs a verified email.",
-            field="authMethod",
+            field="auth_method",
             code="email_not_verified",
         )
     if explicit == "tfa_totp":
         raise ValidationFailed(
             "Authenticator-app login is set up by the user after signing up.",
-            field="authMethod",
+            field="auth_method",
             code="totp_not_enrolled",
         )
     user = _new_user(
@@ -325,7 +326,7 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
 
 
 def _profile(fields: dict[str, Any]) -> dict[str, Any]:
-    """Names and customData, checked; anything else left is a programming error."""
+    """Names and custom data, checked; anything else left is a programming error."""
     out: dict[str, Any] = {}
     for name in NAME_FIELDS:
         if name in fields:
@@ -339,8 +340,7 @@ def _profile(fields: dict[str, Any]) -> dict[str, Any]:
 
 def check_name_field(name: str, value: object) -> str | None:
     """One of NAME_FIELDS, checked; None clears it."""
-    camel = {"name": "name", "first_name": "firstName", "last_name": "lastName"}[name]
-    return None if value is None else rules.check_name(value, camel)
+    return None if value is None else rules.check_name(value, name)
 
 
 # --- reading --------------------------------------------------------------------------
@@ -452,7 +452,7 @@ def is_self(actor: Actor, member: Member) -> bool:
 
 
 def delete_user(actor: Actor, user_id: object) -> None:
-    """DELETE /v1/users/{id}: remove a member from the account; every token of it stops.
+    """Remove a member from the account; every token of it stops.
 
     An account user is soft-deleted: the row stays (login history keeps pointing at it)
     with status `deleted`, its personal data and secrets wiped and its username freed.
