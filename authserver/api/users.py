@@ -24,8 +24,12 @@ PAGE_SIZE = 25
 PAGE_SIZE_MAX = 100
 PAGE_NUMBER_MAX = 1_000_000
 
-# camelCase attribute -> (kind, max length, nullable). Lengths are wire caps; the domain
-# rules say what a valid value is (a password, say, is 8 to 128 characters).
+# Who may send which attributes: the domain's lists of fields, in API names.
+ADMIN_ATTRIBUTES = names.attributes_of(users.ADMIN_FIELDS)
+GUEST_ATTRIBUTES = names.attributes_of(users.SIGN_UP_FIELDS)
+SELF_ATTRIBUTES = names.attributes_of(profile.SELF_FIELDS)
+# Each of those attributes -> (kind, max length, nullable). Lengths are wire caps; the
+# domain rules say what a valid value is (a password, say, is 8 to 128 characters).
 WIRE: dict[str, tuple[str, int, bool]] = {
     "username": ("str", 255, False),
     "password": ("str", 1024, False),
@@ -41,11 +45,6 @@ WIRE: dict[str, tuple[str, int, bool]] = {
     "emailVerified": ("bool", 0, False),
     "customData": ("object", 0, False),
     "currentPassword": ("str", 1024, False),  # PATCH /v1/user: proof for moving a factor
-}
-ADMIN_ATTRIBUTES = frozenset(WIRE) - {"currentPassword"}
-GUEST_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified"}
-SELF_ATTRIBUTES = (ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}) | {
-    "currentPassword"
 }
 
 

@@ -202,6 +202,21 @@ def set_status(user: User, status: str) -> User:
 # --- account settings ---------------------------------------------------------------
 
 ACCOUNT_AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
+# What update_account may change; the API's writable attributes are derived from it.
+ACCOUNT_FIELDS = frozenset(
+    {
+        "name",
+        "company_name",
+        "default_auth_method",
+        "website_url",
+        "support_email",
+        "tech_email",
+        "api_version",
+        "caption",
+        "description",
+        "custom_data",
+    }
+)
 LOCALIZABLE = ("name", "company_name", "caption", "description", "custom_data")
 API_VERSION_RE = re.compile(r"^[0-9]{8}$")
 
@@ -242,6 +257,8 @@ def update_account(
 
 
 def _check_account_field(field: str, value: Any) -> Any:
+    if field not in ACCOUNT_FIELDS:
+        raise ValidationFailed("Unknown attribute.", field=field, code="unknown_attribute")
     if field == "name":
         return rules.check_name(value, field)
     if value is None:
@@ -262,9 +279,7 @@ def _check_account_field(field: str, value: Any) -> Any:
         if not isinstance(value, str) or not API_VERSION_RE.match(value):
             raise ValidationFailed("Must be a date like 20180331.", field=field, code="invalid")
         return value
-    if field == "custom_data":
-        return rules.check_custom_data(value, field)
-    raise ValidationFailed("Unknown attribute.", field=field, code="unknown_attribute")
+    return rules.check_custom_data(value, field)
 
 
 def delete_account(account: Account, *, by: User | None = None) -> None:

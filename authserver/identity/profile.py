@@ -12,6 +12,7 @@ from typing import Any
 from authserver.identity import accounts, rules, twofactor, verification
 from authserver.identity.tokens import revoke_user_tokens
 from authserver.identity.users import (
+    ADMIN_FIELDS,
     NAME_FIELDS,
     Actor,
     Member,
@@ -30,25 +31,11 @@ from authserver.platform.extensions import db
 from authserver.platform.models import Account, User, utcnow
 
 UPDATE_STATUSES = ("active", "disabled")  # deleted only through users.delete_user
-SELF_FIELDS = frozenset(
-    {
-        "username",
-        "email",
-        "phone_number",
-        "phone_verification_code",
-        "name",
-        "first_name",
-        "last_name",
-        "auth_method",
-        "custom_data",
-        "current_password",
-    }
-)
-ADMIN_FIELDS = (SELF_FIELDS - {"current_password"}) | {
-    "status",
-    "password",
-    "role",
-    "email_verified",
+# What users may change of themselves: not their role or status, not whether their email
+# is verified, and a new password only by proving the old one (verification.change_password).
+# current_password is the proof that moving the email or a second factor needs.
+SELF_FIELDS = (ADMIN_FIELDS - {"role", "status", "email_verified", "password"}) | {
+    "current_password"
 }
 
 

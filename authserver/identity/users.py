@@ -31,7 +31,28 @@ from authserver.platform.models import Account, AccountMembership, RecoveryCode,
 MANAGERS = ("owner", "administrator")  # the roles that manage an account's users
 GUEST = "guest"
 CREATE_STATUSES = ("active", "pending")  # pending: invited, chooses a password by email
-LISTED_STATUSES = ("active", "pending", "disabled")  # deleted users are gone for the API
+LISTED_STATUSES = ("active", "pending", "disabled")  # deleted users are gone for listings
+# The fields of a user an administrator may set, creating or changing one. The front doors
+# derive their names from this list, SIGN_UP_FIELDS and profile.SELF_FIELDS, so a new
+# field is added here only.
+ADMIN_FIELDS = frozenset(
+    {
+        "username",
+        "password",
+        "email",
+        "email_verified",
+        "phone_number",
+        "phone_verification_code",  # proves phone_number; spent, not stored
+        "name",
+        "first_name",
+        "last_name",
+        "auth_method",
+        "role",
+        "status",
+        "custom_data",
+    }
+)
+SIGN_UP_FIELDS = ADMIN_FIELDS - {"status", "email_verified"}  # a guest signing up a customer
 NAME_FIELDS = ("name", "first_name", "last_name")  # free text, checked alike
 SEARCH_MAX = 255
 # Guest sign-ups per client IP an hour: each costs a password hash and may send a
@@ -227,9 +248,9 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
     verification email (an active user with an unverified email), and makes a spent phone
     code the first login's OTP (seed 003).
 
-    `fields` holds snake_case fields as given; the `phone_verification_code` proves the
-    phone. A guest's sign-ups are throttled per `ip` (Throttled), before anything is
-    checked.
+    `fields` holds ADMIN_FIELDS (SIGN_UP_FIELDS for a guest) as given; the
+    `phone_verification_code` proves the phone. A guest's sign-ups are throttled per `ip`
+    (Throttled), before anything is checked.
     """
     if actor.role == GUEST and ip:
         hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
@@ -256,7 +277,7 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
 
 def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if actor.role == GUEST:
-        for name in ("status", "email_verified"):
+        for name in sorted(ADMIN_FIELDS - SIGN_UP_FIELDS):
             if name in fields:
                 raise ValidationFailed(
                     "A guest may not set this.", field=name, code="unknown_attribute"
