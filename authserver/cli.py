@@ -69,6 +69,21 @@ def _emit(data: dict[str, Any], as_json: bool, human: Callable[[], None]) -> Non
         human()
 
 
+# (code, field) -> what this command says instead of the domain's words: where to go.
+_DETAILS = {
+    ("totp_not_enrolled", "auth_method"): (
+        "The user sets up an authenticator app themselves (security page or "
+        "/v1/totp_setups); create them with another method."
+    ),
+}
+
+
+def _field_name(field: str) -> str:
+    """How these messages name a field: `phone_number` as phoneNumber."""
+    head, *rest = field.split("_")
+    return head + "".join(part.capitalize() for part in rest)
+
+
 def _domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     """Turn a DomainError from a use case into a one-line error and exit 1."""
 
@@ -76,8 +91,9 @@ def _domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return fn(*args, **kwargs)
         except DomainError as exc:
-            where = f" ({exc.field})" if exc.field else ""
-            _fail(f"{exc.detail}{where}", 1)
+            detail = _DETAILS.get((exc.code, exc.field or ""), exc.detail)
+            where = f" ({_field_name(exc.field)})" if exc.field else ""
+            _fail(f"{detail}{where}", 1)
 
     wrapper.__name__ = fn.__name__
     wrapper.__doc__ = fn.__doc__

@@ -247,6 +247,28 @@ def test_users_create_rejects_bad_input_with_one_line(app, invoke, account, args
     assert _count(app, User) == 0
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (
+            ["--auth-method", "tfa_totp"],
+            "authserver: error: The user sets up an authenticator app themselves (security "
+            "page or /v1/totp_setups); create them with another method. (authMethod)",
+        ),
+        (
+            ["--phone", "555-1234"],
+            "authserver: error: Phone number must be in E.164 form, e.g. +15551234567. "
+            "(phoneNumber)",
+        ),
+    ],
+)
+def test_users_create_error_line_word_for_word(invoke, account, args, expected):
+    """The one-line error says where to go and names the field as it always has."""
+    carol = ["--username", "carol", "--password", "long enough pw", "--role", "customer"]
+    line = _one_line_error(invoke("users", "create", "--account", account["id"], *carol, *args))
+    assert line == expected
+
+
 def test_users_create_refuses_a_taken_username(app, invoke, account):
     """The same username twice in one account is refused the second time (one user remains)."""
     args = [

@@ -15,12 +15,15 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, User
 
-from . import jsonapi, openapi
+from . import jsonapi, names, openapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
 EDITORS = ("owner", "administrator", "developer")
-WRITABLE = {
+WRITABLE = names.attributes_of(accounts.ACCOUNT_FIELDS)
+# The string attributes among them -> their wire cap, checked in this order; customData
+# is the one object.
+STRING_CAPS = {
     "name": 255,
     "companyName": 255,
     "defaultAuthMethod": 16,
@@ -95,13 +98,11 @@ def patch_account() -> Response:
     """Change the live account; the test account follows in the same transaction."""
     account = token_account()
     locale = request_locale(account)
-    attrs = jsonapi.parse_document(
-        type_="Account", require_id=account.id, allowed={*WRITABLE, "customData"}
-    )
+    attrs = jsonapi.parse_document(type_="Account", require_id=account.id, allowed=WRITABLE)
     changes: dict[str, Any] = {}
-    for name, max_len in WRITABLE.items():
+    for name, max_len in STRING_CAPS.items():
         if name in attrs:
-            changes[jsonapi.to_snake(name)] = jsonapi.expect_str(
+            changes[names.field_of(name)] = jsonapi.expect_str(
                 attrs, name, max_len=max_len, nullable=name != "name"
             )
     if "customData" in attrs:

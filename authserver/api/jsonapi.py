@@ -1,5 +1,6 @@
 """The JSON:API wire format of /v1, in one place: content negotiation, request documents,
-response and error documents, and the table from domain errors to HTTP statuses.
+response and error documents, and the table from domain errors to HTTP statuses (the
+words for domain fields and route-citing details are in `names`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from authserver.platform.errors import (
 )
 from authserver.platform.web import add_error_renderer
 
-from . import strictjson
+from . import names, strictjson
+from .names import to_camel
 
 MEDIA_TYPE = "application/vnd.api+json"
 PREFIX = "/v1"
@@ -159,7 +161,7 @@ def status_for(error: DomainError) -> int:
 
 
 def domain_error_response(error: DomainError) -> Response:
-    """Render a domain error; `field` becomes the pointer /data/attributes/<field>."""
+    """Render a domain error; its `field` becomes the pointer to the attribute carrying it."""
     status = status_for(error)
     headers: dict[str, str] = {}
     if isinstance(error, Unauthenticated):
@@ -169,12 +171,12 @@ def domain_error_response(error: DomainError) -> Response:
 
     if isinstance(error, Throttled):
         headers["Retry-After"] = str(error.retry_after)
-    detail = error.detail
+    detail = names.detail_of(error)
     if status >= 500:
         # The detail names our infrastructure: log it, tell the client only what to do.
         log.warning("dependency unavailable: %s: %s", error.code, error.detail)
         detail = "A service this request needs is unavailable; try again shortly."
-    pointer = attribute_pointer(error.field) if error.field else None
+    pointer = attribute_pointer(names.attribute_of(error.field)) if error.field else None
     return error_response(status, error.code, error.title, detail, pointer, headers)
 
 
@@ -304,19 +306,7 @@ def page_links(number: int, size: int, total: int, query: str = "") -> dict[str,
     return links
 
 
-# --- names and pointers -----------------------------------------------------------------
-
-
-def to_snake(name: str) -> str:
-    """`mfaEnabled` -> `mfa_enabled`, `userID` -> `user_id`."""
-    name = re.sub(r"([A-Z]+)([A-Z][a-z])", r"\1_\2", name)
-    return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", name).lower()
-
-
-def to_camel(name: str) -> str:
-    """`mfa_enabled` -> `mfaEnabled`; camelCase names pass through."""
-    head, *rest = name.split("_")
-    return head + "".join(part[:1].upper() + part[1:] for part in rest)
+# --- pointers ---------------------------------------------------------------------------
 
 
 def escape_pointer(token: str) -> str:

@@ -11,12 +11,12 @@ from urllib.parse import urlencode
 
 from flask import Response, request
 
-from authserver.identity import users
+from authserver.identity import profile, users
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, User
 
-from . import jsonapi, openapi
+from . import jsonapi, names, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token
 from .blueprint import bp
@@ -25,8 +25,12 @@ PAGE_SIZE = 25
 PAGE_SIZE_MAX = 100
 PAGE_NUMBER_MAX = 1_000_000
 
-# camelCase attribute -> (kind, max length, nullable). Lengths are wire caps; the domain
-# rules say what a valid value is (a password, say, is 8 to 128 characters).
+# Who may send which attributes: the domain's lists of fields, in API names.
+ADMIN_ATTRIBUTES = names.attributes_of(users.ADMIN_FIELDS)
+GUEST_ATTRIBUTES = names.attributes_of(users.SIGN_UP_FIELDS)
+SELF_ATTRIBUTES = names.attributes_of(profile.SELF_FIELDS)
+# Each of those attributes -> (kind, max length, nullable). Lengths are wire caps; the
+# domain rules say what a valid value is (a password, say, is 8 to 128 characters).
 WIRE: dict[str, tuple[str, int, bool]] = {
     "username": ("str", 255, False),
     "password": ("str", 1024, False),
@@ -42,11 +46,6 @@ WIRE: dict[str, tuple[str, int, bool]] = {
     "emailVerified": ("bool", 0, False),
     "customData": ("object", 0, False),
     "currentPassword": ("str", 1024, False),  # PATCH /v1/user: proof for moving a factor
-}
-ADMIN_ATTRIBUTES = frozenset(WIRE) - {"currentPassword"}
-GUEST_ATTRIBUTES = ADMIN_ATTRIBUTES - {"status", "emailVerified"}
-SELF_ATTRIBUTES = (ADMIN_ATTRIBUTES - {"status", "emailVerified", "role", "password"}) | {
-    "currentPassword"
 }
 
 
@@ -86,7 +85,7 @@ def _member_document(member: users.Member, locale: str, status: int = 200) -> Re
 
 
 def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Type-checked attributes, snake_case; a null stays (it clears the attribute)."""
+    """Type-checked attributes as domain fields; a null stays (it clears the attribute)."""
     fields: dict[str, Any] = {}
     for name in attrs:
         kind, max_len, nullable = WIRE[name]
@@ -96,7 +95,7 @@ def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
             value = jsonapi.expect_bool(attrs, name)
         else:
             value = jsonapi.expect_object(attrs, name)
-        fields[jsonapi.to_snake(name)] = value
+        fields[names.field_of(name)] = value
     return fields
 
 
@@ -193,7 +192,7 @@ def update_user(user_id: str) -> Response:
     attrs = jsonapi.parse_document(
         type_="User", require_id=member.user.id, allowed=ADMIN_ATTRIBUTES
     )
-    member = users.update_user(actor, user_id, _fields(attrs))
+    member = profile.update_user(actor, user_id, _fields(attrs))
     return _member_document(member, request_locale(actor.account))
 
 
@@ -226,7 +225,7 @@ def update_current_user() -> Response:
     emailVerified); a new email is unverified and gets a verification link."""
     user, account = _current()
     attrs = jsonapi.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
-    member = users.update_current_user(user, account, _fields(attrs))
+    member = profile.update_current_user(user, account, _fields(attrs))
     return _member_document(member, _locale_of(user, account))
 
 

@@ -64,8 +64,8 @@ def create_account(
 ) -> NewAccount:
     """Create a live account and its paired test account in one transaction."""
     name = rules.check_name(name, "name")
-    rules.check_choice(default_locale, ("en", "es", "fr"), "defaultLocale")
-    rules.check_auth_method(default_auth_method, "defaultAuthMethod")
+    rules.check_choice(default_locale, ("en", "es", "fr"), "default_locale")
+    rules.check_auth_method(default_auth_method, "default_auth_method")
     common = {
         "name": name,
         "default_locale": default_locale,
@@ -167,7 +167,7 @@ def regenerate_publishable_token(account: Account) -> Account:
     return account
 
 
-def apply_password(user: User, new_password: object, *, field: str = "value") -> None:
+def apply_password(user: User, new_password: object, *, field: str = "new_password") -> None:
     """Check and set a new password and void every token of the user (the caller commits)."""
     rules.check_password(new_password, username=user.username, email=user.email, field=field)
     user.password_hash = passwords().hash(str(new_password))
@@ -230,6 +230,21 @@ def set_status(user: User, status: str) -> User:
 # --- account settings ---------------------------------------------------------------
 
 ACCOUNT_AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
+# What update_account may change; the API's writable attributes are derived from it.
+ACCOUNT_FIELDS = frozenset(
+    {
+        "name",
+        "company_name",
+        "default_auth_method",
+        "website_url",
+        "support_email",
+        "tech_email",
+        "api_version",
+        "caption",
+        "description",
+        "custom_data",
+    }
+)
 LOCALIZABLE = ("name", "company_name", "caption", "description", "custom_data")
 API_VERSION_RE = re.compile(r"^[0-9]{8}$")
 
@@ -270,30 +285,29 @@ def update_account(
 
 
 def _check_account_field(field: str, value: Any) -> Any:
-    camel = "".join(p if i == 0 else p.capitalize() for i, p in enumerate(field.split("_")))
+    if field not in ACCOUNT_FIELDS:
+        raise ValidationFailed("Unknown attribute.", field=field, code="unknown_attribute")
     if field == "name":
-        return rules.check_name(value, camel)
+        return rules.check_name(value, field)
     if value is None:
         if field in ("default_auth_method", "custom_data"):
-            raise ValidationFailed("Must not be null.", field=camel, code="required")
+            raise ValidationFailed("Must not be null.", field=field, code="required")
         return None
     if field in ("company_name", "caption"):
-        return rules.check_name(value, camel)
+        return rules.check_name(value, field)
     if field == "description":
-        return rules.check_name(value, camel, max_len=10_000)
+        return rules.check_name(value, field, max_len=10_000)
     if field == "default_auth_method":
-        return rules.check_choice(value, ACCOUNT_AUTH_METHODS, camel)
+        return rules.check_choice(value, ACCOUNT_AUTH_METHODS, field)
     if field in ("support_email", "tech_email"):
-        return rules.check_email(value, camel)
+        return rules.check_email(value, field)
     if field == "website_url":
-        return rules.check_web_url(value, camel)
+        return rules.check_web_url(value, field)
     if field == "api_version":
         if not isinstance(value, str) or not API_VERSION_RE.match(value):
-            raise ValidationFailed("Must be a date like 20180331.", field=camel, code="invalid")
+            raise ValidationFailed("Must be a date like 20180331.", field=field, code="invalid")
         return value
-    if field == "custom_data":
-        return rules.check_custom_data(value, camel)
-    raise ValidationFailed("Unknown attribute.", field=camel, code="unknown_attribute")
+    return rules.check_custom_data(value, field)
 
 
 def delete_account(account: Account, *, by: User | None = None) -> None:

@@ -41,21 +41,23 @@ def create_client(
     `skip_consent` marks a first-party app whose users are not asked for consent.
     """
     name = rules.check_name(name, "name")
-    uris = [rules.check_redirect_uri(u, "redirectUris") for u in (redirect_uris or [])]
+    uris = [rules.check_redirect_uri(u, "redirect_uris") for u in (redirect_uris or [])]
     logout_uris = [
-        rules.check_redirect_uri(u, "postLogoutRedirectUris")
+        rules.check_redirect_uri(u, "post_logout_redirect_uris")
         for u in (post_logout_redirect_uris or [])
     ]
     # By default the browser flow only when there is somewhere to send the browser back to.
     default = [g for g in DEFAULT_GRANTS[public] if g != "authorization_code" or uris]
     grants = list(dict.fromkeys(grant_types or default))
     for grant in grants:
-        rules.check_choice(grant, GRANT_TYPES, "grantTypes")
+        rules.check_choice(grant, GRANT_TYPES, "grant_types")
     if public and "client_credentials" in grants:
-        raise ValidationFailed("A public client cannot use client_credentials.", field="grantTypes")
+        raise ValidationFailed(
+            "A public client cannot use client_credentials.", field="grant_types"
+        )
     if "authorization_code" in grants and not uris:
         raise ValidationFailed(
-            "The authorization_code grant needs at least one redirect URI.", field="redirectUris"
+            "The authorization_code grant needs at least one redirect URI.", field="redirect_uris"
         )
     scopes = (scope if scope is not None else " ".join(SCOPES)).split()
     for item in scopes:

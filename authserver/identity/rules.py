@@ -1,6 +1,7 @@
 """Validation rules shared by every front door: usernames, emails, phones, passwords, URIs.
 
-Each `check_*` returns the normalised value or raises ValidationFailed naming the field.
+Each `check_*` returns the normalised value or raises ValidationFailed naming the field
+(its domain name: `phone_number`, not a wire name).
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ def check_email(value: object, field: str = "email") -> str:
     return normalised
 
 
-def check_phone(value: object, field: str = "phoneNumber") -> str:
+def check_phone(value: object, field: str = "phone_number") -> str:
     if not isinstance(value, str):
         raise ValidationFailed("Phone number must be a string.", field=field, code="invalid_type")
     phone = value.strip()
@@ -115,7 +116,7 @@ def check_role(value: object, field: str = "role") -> str:
     return check_choice(value, ROLES, field)
 
 
-def check_auth_method(value: object, field: str = "authMethod") -> str:
+def check_auth_method(value: object, field: str = "auth_method") -> str:
     return check_choice(value, AUTH_METHODS, field)
 
 
@@ -132,7 +133,7 @@ def check_name(value: object, field: str, max_len: int = NAME_MAX) -> str:
     return text
 
 
-def check_custom_data(value: object, field: str = "customData") -> dict[str, object]:
+def check_custom_data(value: object, field: str = "custom_data") -> dict[str, object]:
     """A JSON object of at most CUSTOM_DATA_MAX bytes (user-defined data)."""
     if not isinstance(value, dict) or len(json.dumps(value)) > CUSTOM_DATA_MAX:
         raise ValidationFailed(
@@ -143,7 +144,7 @@ def check_custom_data(value: object, field: str = "customData") -> dict[str, obj
     return value
 
 
-def check_redirect_uri(value: object, field: str = "redirectUris") -> str:
+def check_redirect_uri(value: object, field: str = "redirect_uris") -> str:
     """Absolute, no fragment or userinfo; http only for loopback (RFC 8252); no script schemes."""
     if not isinstance(value, str) or len(value) > 2048 or any(ord(c) <= 32 for c in value):
         raise ValidationFailed("Redirect URI is not valid.", field=field, code="invalid_uri")

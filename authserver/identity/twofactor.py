@@ -301,7 +301,7 @@ def disable_tfa(
     """Turn two-step login off: needs the password and a current `otp` (the app's code,
     or for email/SMS users a code a login attempt sent) or a `recovery_code`.
 
-    The secret and every recovery code go, `authMethod` becomes `simple`, and a pending
+    The secret and every recovery code go, the auth method becomes `simple`, and a pending
     setup is dropped; the old codes stop working at once (logins read the user row).
     """
     if user.auth_method == "simple":
@@ -360,13 +360,13 @@ def _check_proof(
 ) -> bool:
     """Fresh authentication before the second factor changes: the password (when
     `need_password`) and a current code or recovery code (when `second_factor`).
-    Raises ValidationFailed naming the attribute, or Throttled. Returns whether a right
+    Raises ValidationFailed naming the field, or Throttled. Returns whether a right
     password's hash was renewed to the current argon2 settings (the caller commits)."""
     if need_password and password is None:
         raise ValidationFailed("The password is required.", field=proof_field, code="required")
     if otp is not None and recovery_code is not None:
         raise ValidationFailed(
-            "Give otp or recoveryCode, not both.", field="recoveryCode", code="conflicting"
+            "Give otp or recoveryCode, not both.", field="recovery_code", code="conflicting"
         )
     if second_factor and otp is None and recovery_code is None:
         raise ValidationFailed(
@@ -375,7 +375,7 @@ def _check_proof(
             code="required",
         )
     typed_otp = _otp_format(otp, "otp") if second_factor and otp is not None else None
-    typed_recovery = _text(recovery_code, "recoveryCode", RECOVERY_CODE_MAX)
+    typed_recovery = _text(recovery_code, "recovery_code", RECOVERY_CODE_MAX)
     typed_password = _text(password, proof_field, PASSWORD_MAX) if need_password else None
     # Counted before anything is compared, so parallel guesses share one budget.
     kv = store()
@@ -395,7 +395,7 @@ def _check_proof(
         elif second_factor and typed_recovery is not None:
             use_recovery_code(user, typed_recovery)
     except InvalidOtp:
-        raise _wrong_code("otp" if typed_otp is not None else "recoveryCode") from None
+        raise _wrong_code("otp" if typed_otp is not None else "recovery_code") from None
     kv.delete(f"tfa-proof:{user.id}")
     return renewed
 
@@ -437,7 +437,7 @@ def _otp_format(value: object, field: str) -> str:
 
 
 def _wrong_code(field: str) -> ValidationFailed:
-    if field == "recoveryCode":
+    if field == "recovery_code":
         return ValidationFailed(
             "The recovery code is wrong or used.", field=field, code="invalid_recovery_code"
         )

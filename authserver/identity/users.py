@@ -1,6 +1,6 @@
-"""User use cases: create (an administrator, or a guest signing up a customer), read, list,
-update (by an administrator or oneself) and delete, with who may manage whom and the
-username rules of seed 000.
+"""Users as members of accounts: who may manage whom, the username cross-rules of seed 000,
+creating (an administrator, or a guest signing up a customer), reading, listing and
+deleting. Changing a user's profile lives in `profile`.
 
 An account's members are its own users plus the global users who joined it (their role
 there comes from the membership). Each use case validates, writes, commits, then emits.
@@ -31,29 +31,29 @@ from authserver.platform.models import Account, AccountMembership, RecoveryCode,
 MANAGERS = ("owner", "administrator")  # the roles that manage an account's users
 GUEST = "guest"
 CREATE_STATUSES = ("active", "pending")  # pending: invited, chooses a password by email
-UPDATE_STATUSES = ("active", "disabled")  # deleted only through delete_user
-LISTED_STATUSES = ("active", "pending", "disabled")  # deleted users are gone for the API
-PROFILE_FIELDS = ("name", "first_name", "last_name")
-SELF_FIELDS = frozenset(
+LISTED_STATUSES = ("active", "pending", "disabled")  # deleted users are gone for listings
+# The fields of a user an administrator may set, creating or changing one. The front doors
+# derive their names from this list, SIGN_UP_FIELDS and profile.SELF_FIELDS, so a new
+# field is added here only.
+ADMIN_FIELDS = frozenset(
     {
         "username",
+        "password",
         "email",
+        "email_verified",
         "phone_number",
-        "phone_verification_code",
+        "phone_verification_code",  # proves phone_number; spent, not stored
         "name",
         "first_name",
         "last_name",
         "auth_method",
+        "role",
+        "status",
         "custom_data",
-        "current_password",
     }
 )
-ADMIN_FIELDS = (SELF_FIELDS - {"current_password"}) | {
-    "status",
-    "password",
-    "role",
-    "email_verified",
-}
+SIGN_UP_FIELDS = ADMIN_FIELDS - {"status", "email_verified"}  # a guest signing up a customer
+NAME_FIELDS = ("name", "first_name", "last_name")  # free text, checked alike
 SEARCH_MAX = 255
 # Guest sign-ups per client IP an hour: each costs a password hash and may send a
 # verification email to any address it names (inbox flooding, mass sign-ups).
@@ -78,7 +78,7 @@ class Member:
     membership: AccountMembership | None = None
 
 
-def _taken() -> Conflict:
+def username_taken() -> Conflict:
     return Conflict("Username is already taken.", field="username", code="taken")
 
 
@@ -122,7 +122,7 @@ def check_username_free(username: str, *, account: Account | None, user: User | 
                 select(User.id).where(User.account_id.in_(joined), User.username == username)
             )
     if clash:
-        raise _taken()
+        raise username_taken()
 
 
 # --- creating -------------------------------------------------------------------------
@@ -154,9 +154,9 @@ def _new_user(
     if method == "tfa_totp" and not attributes.get("totp_secret"):
         if auth_method is not None:  # nobody but the user can set up their app
             raise ValidationFailed(
-                "The user sets up an authenticator app themselves (security page or "
-                "/v1/totp_setups); create them with another method.",
-                field="authMethod",
+                "The user sets up an authenticator app themselves; create them with another "
+                "method.",
+                field="auth_method",
                 code="totp_not_enrolled",
             )
         method = "simple"  # the account's default: they switch once their app is set up
@@ -164,10 +164,10 @@ def _new_user(
         raise ValidationFailed("Email is required for email two-step login.", field="email")
     if method == "tfa_sms" and not phone:
         raise ValidationFailed(
-            "A phone number is required for SMS two-step login.", field="phoneNumber"
+            "A phone number is required for SMS two-step login.", field="phone_number"
         )
     if email_verified and not email:
-        raise ValidationFailed("There is no email to verify.", field="emailVerified")
+        raise ValidationFailed("There is no email to verify.", field="email_verified")
     if password is None and status != "pending":
         raise ValidationFailed("Password is required.", field="password", code="required")
     if password is not None:  # before any write: a refused password changes nothing
@@ -218,7 +218,7 @@ def create_user(
     except DomainError:
         db.session.rollback()
         raise
-    accounts.commit(conflict=_taken())
+    accounts.commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=account)
     return user
 
@@ -243,13 +243,14 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
 
 
 def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None) -> Member:
-    """POST /v1/users: an administrator creates a user of its account, or a guest signs up
-    a customer. Sends the activation email (a pending user; using it verifies the address)
-    or else the verification email (an active user with an unverified email), and makes a
-    spent phone code the first login's OTP (seed 003).
+    """An administrator creates a user of its account, or a guest signs up a customer.
+    Sends the activation email (a pending user; using it verifies the address) or else the
+    verification email (an active user with an unverified email), and makes a spent phone
+    code the first login's OTP (seed 003).
 
-    `fields` holds snake_case attributes as sent; `phone_verification_code` proves the phone.
-    A guest's sign-ups are throttled per `ip` (429), before anything is checked.
+    `fields` holds ADMIN_FIELDS (SIGN_UP_FIELDS for a guest) as given; the
+    `phone_verification_code` proves the phone. A guest's sign-ups are throttled per `ip`
+    (Throttled), before anything is checked.
     """
     if actor.role == GUEST and ip:
         hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
@@ -263,7 +264,7 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
         db.session.rollback()
         raise
     user = member.user
-    accounts.commit(conflict=_taken())
+    accounts.commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=actor.account)
     if user.status == "pending":  # the activation link verifies the address too
         verification.send_activation(user)
@@ -276,16 +277,16 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
 
 def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if actor.role == GUEST:
-        for name, camel in (("status", "status"), ("email_verified", "emailVerified")):
+        for name in sorted(ADMIN_FIELDS - SIGN_UP_FIELDS):
             if name in fields:
                 raise ValidationFailed(
-                    "A guest may not set this.", field=camel, code="unknown_attribute"
+                    "A guest may not set this.", field=name, code="unknown_attribute"
                 )
         role = fields.pop("role", None) or "customer"
         if role != "customer":
             raise Forbidden("Signing up makes a customer.", field="role", code="forbidden_role")
     else:
-        _require_manager(actor)
+        require_manager(actor)
         if fields.get("role") is None:
             raise ValidationFailed("Role is required.", field="role", code="required")
         role = fields.pop("role")
@@ -311,7 +312,7 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if method == "tfa_sms" and code is None:
         raise ValidationFailed(
             "SMS two-step login needs a verified phone: send phoneVerificationCode.",
-            field="phoneVerificationCode",
+            field="phone_verification_code",
             code="required",
         )
     # The account's default applies without proof (the first login's OTP proves the
@@ -319,13 +320,13 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
     if explicit == "tfa_email" and not fields.get("email_verified"):
         raise ValidationFailed(
             "Email two-step login needs a verified email.",
-            field="authMethod",
+            field="auth_method",
             code="email_not_verified",
         )
     if explicit == "tfa_totp":
         raise ValidationFailed(
             "Authenticator-app login is set up by the user after signing up.",
-            field="authMethod",
+            field="auth_method",
             code="totp_not_enrolled",
         )
     user = _new_user(
@@ -346,11 +347,11 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
 
 
 def _profile(fields: dict[str, Any]) -> dict[str, Any]:
-    """Names and customData, checked; anything else left is a programming error."""
+    """Names and custom data, checked; anything else left is a programming error."""
     out: dict[str, Any] = {}
-    for name in PROFILE_FIELDS:
+    for name in NAME_FIELDS:
         if name in fields:
-            out[name] = _check_profile_name(name, fields.pop(name))
+            out[name] = check_name_field(name, fields.pop(name))
     if "custom_data" in fields:
         out["custom_data"] = rules.check_custom_data(fields.pop("custom_data"))
     if fields:
@@ -358,9 +359,9 @@ def _profile(fields: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _check_profile_name(name: str, value: object) -> str | None:
-    camel = {"name": "name", "first_name": "firstName", "last_name": "lastName"}[name]
-    return None if value is None else rules.check_name(value, camel)
+def check_name_field(name: str, value: object) -> str | None:
+    """One of NAME_FIELDS, checked; None clears it."""
+    return None if value is None else rules.check_name(value, name)
 
 
 # --- reading --------------------------------------------------------------------------
@@ -453,316 +454,35 @@ def list_members(
 # --- who may manage whom --------------------------------------------------------------
 
 
-def _require_manager(actor: Actor) -> None:
+def require_manager(actor: Actor) -> None:
     if actor.role not in MANAGERS:
         raise Forbidden("Your role may not manage users.")
 
 
-def _check_may_touch(actor: Actor, member: Member) -> None:
+def check_may_touch(actor: Actor, member: Member) -> None:
     """Nobody but an owner changes or removes an owner."""
     if member.role == "owner" and actor.role != "owner":
         raise Forbidden("Only the owner may change the owner.", code="owner_protected")
 
 
-def _is_self(actor: Actor, member: Member) -> bool:
+def is_self(actor: Actor, member: Member) -> bool:
     return actor.user_id is not None and actor.user_id == member.user.id
-
-
-# --- updating -------------------------------------------------------------------------
-
-
-@dataclass
-class _Applied:
-    email_changed: bool = False
-    tfa_changed: bool = False  # another method, or another phone for SMS codes
-    password_changed: bool = False
-    code: str | None = None
-
-
-def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Member:
-    """PATCH /v1/users/{id}: an administrator changes an account member.
-
-    Nobody changes their own role or status, or does here for themselves what PATCH
-    /v1/user refuses; only an owner touches an owner or makes one.
-    A global member is the person's own across accounts: here only its role in this
-    account (the membership) may change. A new role, a new password or leaving `active`
-    voids every token of the user at once.
-    """
-    _require_manager(actor)
-    member = get_member(actor.account, user_id)
-    _check_may_touch(actor, member)
-    user = member.user
-    unknown = set(changes) - ADMIN_FIELDS
-    if unknown:
-        raise ValueError(f"unexpected user fields: {sorted(unknown)}")
-    if _is_self(actor, member):
-        _check_self_changes(user, changes)
-    try:
-        role_changed = _apply_role(actor, member, changes)
-        if member.membership is not None and set(changes) - {"role"}:
-            raise Forbidden(
-                "A global user manages their own profile; only their role here may change.",
-                code="global_user",
-            )
-        if "status" in changes and changes["status"] != user.status:
-            if _is_self(actor, member):
-                raise Forbidden("You may not change your own status.", code="self_status")
-            user.status = rules.check_choice(changes["status"], UPDATE_STATUSES, "status")
-            if user.status != "active":
-                revoke_user_tokens(user)
-        applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
-        if role_changed:
-            revoke_user_tokens(user)  # a token carries its role: old ones must stop
-    except DomainError:
-        db.session.rollback()
-        raise
-    accounts.commit(conflict=_taken())
-    _after_update(user, actor.account, applied, "identity.user.update.success")
-    return Member(
-        user, member.membership.role if member.membership else user.role, member.membership
-    )
-
-
-def _check_self_changes(user: User, changes: dict[str, Any]) -> None:
-    """A manager editing themselves here keeps the rules of PATCH /v1/user: otherwise a
-    bearer token alone could set the password without the current one, vouch for a new
-    email, or switch the second factor off."""
-    for name, camel in (("password", "password"), ("email_verified", "emailVerified")):
-        if name in changes:
-            raise Forbidden(
-                "Not for yourself here: use PATCH /v1/password, or the emailed link.",
-                field=camel,
-                code="self_not_allowed",
-            )
-    _check_no_downgrade(user, changes.get("auth_method"))
-    for name, camel in (("email", "email"), ("phone_number", "phoneNumber")):
-        if name in changes and changes[name] != getattr(user, name):
-            raise Forbidden(
-                "Change your own email or phone with PATCH /v1/user (it asks for your password).",
-                field=camel,
-                code="self_not_allowed",
-            )
-    if _moves_second_factor(user, changes):
-        raise Forbidden(
-            "Change your own two-step login with PATCH /v1/user (it asks for your password).",
-            field="authMethod",
-            code="self_not_allowed",
-        )
-
-
-def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
-    if "role" not in changes:
-        return False
-    role = rules.check_role(changes["role"])
-    if role == member.role:
-        return False
-    if _is_self(actor, member):
-        raise Forbidden("You may not change your own role.", field="role", code="self_role")
-    if role == "owner" and actor.role != "owner":
-        raise Forbidden("Only the owner may make an owner.", field="role", code="owner_only")
-    if member.membership is not None:
-        member.membership.role = role
-    else:
-        member.user.role = role
-    return True
-
-
-def update_current_user(user: User, account: Account | None, changes: dict[str, Any]) -> Member:
-    """PATCH /v1/user: a user changes their own profile (not role, status, password or
-    emailVerified: those are for administrators and the password endpoints)."""
-    not_allowed = sorted(set(changes) - SELF_FIELDS)
-    if not_allowed:
-        raise ValidationFailed(
-            "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
-        )
-    changes = dict(changes)
-    current_password = changes.pop("current_password", None)
-    _check_no_downgrade(user, changes.get("auth_method"))
-    if _moves_second_factor(user, changes) or _moves_email(user, changes):
-        twofactor.prove_password(user, current_password, field="currentPassword")
-    member = Member(user, role_in(user, account) or user.role)
-    try:
-        applied = _apply_profile(user, member, changes, by_admin=False, account=account)
-    except DomainError:
-        db.session.rollback()
-        raise
-    accounts.commit(conflict=_taken())
-    _after_update(user, account, applied, "identity.current_user.update.success")
-    return member
-
-
-def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:
-    """Whether the change points a user's second factor somewhere else: another method,
-    or another phone for SMS codes. A bearer token alone must not do that (it would hand
-    the factor to whoever holds the token), so it needs the current password too."""
-    if user.auth_method == "simple":
-        return False
-    method = changes.get("auth_method")
-    if method is not None and method != user.auth_method:
-        return True
-    return user.auth_method == "tfa_sms" and changes.get("phone_number", user.phone_number) != (
-        user.phone_number
-    )
-
-
-def _moves_email(user: User, changes: dict[str, Any]) -> bool:
-    """Whether the change gives the user another email: password resets go there, so a
-    bearer token alone changing it would be an account takeover (it needs the password)."""
-    if "email" not in changes:
-        return False
-    new = changes["email"]
-    if isinstance(new, str):
-        try:
-            new = rules.check_email(new)
-        except ValidationFailed:
-            return False  # refused later with its own pointer
-    return bool(new != user.email)
-
-
-def _check_no_downgrade(user: User, method: object) -> None:
-    """A bearer token alone must not switch a second factor off: leaving two-step login,
-    or leaving TOTP, needs the password and a code (POST /v1/tfa_disablements) or an
-    administrator. Moving between email and SMS codes keeps a second factor (and needs
-    the new channel's proof)."""
-    if method is None or method == user.auth_method or user.auth_method == "simple":
-        return
-    if method == "simple" or user.auth_method == "tfa_totp":
-        raise ValidationFailed(
-            "Switching two-step login off needs your password and a code: use "
-            "POST /v1/tfa_disablements (or ask an administrator).",
-            field="authMethod",
-            code="tfa_disablement_required",
-        )
-
-
-def _apply_profile(
-    user: User,
-    member: Member,
-    changes: dict[str, Any],
-    *,
-    by_admin: bool,
-    account: Account | None,
-) -> _Applied:
-    """Apply profile changes to `user` (no commit); the phone code is spent last."""
-    applied = _Applied()
-    with db.session.no_autoflush:
-        if "username" in changes:
-            username = rules.check_username(changes["username"])
-            if username != user.username:
-                account = None if user.is_global else user.account
-                check_username_free(username, account=account, user=user)
-                user.username = username
-        for name in PROFILE_FIELDS:
-            if name in changes:
-                setattr(user, name, _check_profile_name(name, changes[name]))
-        if "custom_data" in changes:
-            user.custom_data = rules.check_custom_data(changes["custom_data"])
-        old_method, old_phone, old_email = user.auth_method, user.phone_number, user.email
-        if "email" in changes:
-            email = rules.check_email(changes["email"]) if changes["email"] is not None else None
-            if email != user.email:
-                user.email = email
-                user.email_verified, user.email_verified_at = False, None
-                applied.email_changed = True
-        if by_admin and "email_verified" in changes:
-            _set_email_verified(user, changes["email_verified"])
-        if "phone_number" in changes:
-            phone = changes["phone_number"]
-            phone = rules.check_phone(phone) if phone is not None else None
-            if phone != user.phone_number:
-                user.phone_number = phone
-                user.phone_verified, user.phone_verified_at = False, None
-        if "auth_method" in changes:
-            user.auth_method = rules.check_auth_method(changes["auth_method"])
-        code = changes.get("phone_verification_code")
-        _check_second_factor(user, (old_method, old_phone, old_email), code is not None)
-        if old_method == "tfa_totp" and user.auth_method != "tfa_totp":
-            twofactor.drop_totp(user)  # back to TOTP later means a new, confirmed setup
-        applied.tfa_changed = user.auth_method != old_method or (
-            user.auth_method == "tfa_sms" and user.phone_number != old_phone
-        )
-        if by_admin and changes.get("password") is not None:
-            accounts.apply_password(user, changes["password"], field="password")
-            applied.password_changed = True
-        if code is not None:
-            applied.code = verification.verify_phone_for(user, code, account=account)
-    return applied
-
-
-def _set_email_verified(user: User, value: object) -> None:
-    if not isinstance(value, bool):
-        raise ValidationFailed("Must be true or false.", field="emailVerified", code="invalid_type")
-    if value and not user.email:
-        raise ValidationFailed("There is no email to verify.", field="emailVerified")
-    if value != user.email_verified:
-        user.email_verified = value
-        user.email_verified_at = utcnow() if value else None
-
-
-def _check_second_factor(
-    user: User, before: tuple[str, str | None, str | None], has_code: bool
-) -> None:
-    """A two-step method needs its channel: a phone proven by a code for SMS (when switching
-    to it or changing the number), a verified email for email (when switching to it or
-    changing the address), an enrolled app for TOTP. Checked only for what this change
-    touches, so an unrelated edit never fails on an older state."""
-    old_method, old_phone, old_email = before
-    method = user.auth_method
-    switched = method != old_method
-    if method == "tfa_sms" and (switched or user.phone_number != old_phone):
-        if not user.phone_number:
-            raise ValidationFailed(
-                "A phone number is required for SMS two-step login.",
-                field="phoneNumber",
-                code="required",
-            )
-        if not (has_code or (user.phone_verified and user.phone_number == old_phone)):
-            raise ValidationFailed(
-                "Prove the phone number with phoneVerificationCode.",
-                field="phoneVerificationCode",
-                code="required",
-            )
-    if method == "tfa_email" and (switched or user.email != old_email):
-        if not user.email:
-            raise ValidationFailed(
-                "Email is required for email two-step login.", field="email", code="required"
-            )
-        if not user.email_verified:
-            raise ValidationFailed(
-                "Email two-step login needs a verified email.",
-                field="authMethod" if switched else "email",
-                code="email_not_verified",
-            )
-    if method == "tfa_totp" and switched and not user.totp_secret:
-        raise ValidationFailed(
-            "Set up an authenticator app first.", field="authMethod", code="totp_not_enrolled"
-        )
-
-
-def _after_update(user: User, account: Account | None, applied: _Applied, event: str) -> None:
-    emit(event, user=user, account=account)
-    if applied.tfa_changed:  # the person hears of it, whoever made the change
-        emit("identity.tfa.update.success", user=user, account=user.account)
-    if applied.password_changed:
-        emit("identity.password.update.success", user=user, account=user.account)
-    if applied.email_changed and user.email and not user.email_verified:
-        verification.send_email_verification(user)
 
 
 # --- deleting -------------------------------------------------------------------------
 
 
 def delete_user(actor: Actor, user_id: object) -> None:
-    """DELETE /v1/users/{id}: remove a member from the account; every token of it stops.
+    """Remove a member from the account; every token of it stops.
 
     An account user is soft-deleted: the row stays (login history keeps pointing at it)
     with status `deleted`, its personal data and secrets wiped and its username freed.
     A global member only loses its membership of this account.
     """
-    _require_manager(actor)
+    require_manager(actor)
     member = get_member(actor.account, user_id)
-    _check_may_touch(actor, member)
-    if _is_self(actor, member):
+    check_may_touch(actor, member)
+    if is_self(actor, member):
         raise Forbidden("You may not delete yourself.", code="self_delete")
     user = member.user
     if member.membership is not None:

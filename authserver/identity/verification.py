@@ -42,18 +42,18 @@ class TokenKind:
     name: str  # the Redis key part
     lifetime: int
     event: str
-    field: str  # the attribute the token is sent in (error pointer)
+    field: str  # what a refused token is called in errors
 
 
 EMAIL_VERIFICATION = TokenKind(
     "evt", EMAIL_TOKEN_LIFETIME, "identity.email_verification_token.create.success", "token"
 )
 PASSWORD_RESET = TokenKind(
-    "pwreset", RESET_TOKEN_LIFETIME, "identity.password_reset_token.create.success", "resetToken"
+    "pwreset", RESET_TOKEN_LIFETIME, "identity.password_reset_token.create.success", "reset_token"
 )
 ACTIVATION = TokenKind(
-    "pwreset", ACTIVATION_TOKEN_LIFETIME, "identity.activation_token.create.success", "resetToken"
-)  # the same kind as a reset (PATCH /v1/password takes both); one valid per user
+    "pwreset", ACTIVATION_TOKEN_LIFETIME, "identity.activation_token.create.success", "reset_token"
+)  # the same kind as a reset (one way to spend both); one valid per user
 
 
 # --- mailed tokens ------------------------------------------------------------------------
@@ -207,13 +207,13 @@ def reset_password(token: object, new_password: object, confirmation: object = N
         user = db.session.get(User, user_id)
         if user is not None:
             rules.check_password(
-                new_password, username=user.username, email=user.email, field="value"
+                new_password, username=user.username, email=user.email, field="new_password"
             )
     user, stamp = _redeem(PASSWORD_RESET, token)
     if stamp != _password_stamp(user):
         raise ValidationFailed(
             "This token is invalid, expired or already used.",
-            field="resetToken",
+            field="reset_token",
             code="invalid_token",
         )
     if user.status == "pending":
@@ -250,7 +250,7 @@ def change_password(
         user.password_hash, current_password[:1024]
     ):
         raise ValidationFailed(
-            "The current password is not right.", field="currentPassword", code="invalid_password"
+            "The current password is not right.", field="current_password", code="invalid_password"
         )
     kv.delete(failures)
     # No hash upgrade for the right current password: the new one is hashed with the
@@ -262,7 +262,7 @@ def _check_confirmation(new_password: object, confirmation: object) -> None:
     if confirmation is not None and confirmation != new_password:
         raise ValidationFailed(
             "The confirmation does not match the new password.",
-            field="valueConfirmation",
+            field="confirmation",
             code="confirmation_mismatch",
         )
 
@@ -305,7 +305,7 @@ def send_phone_code(
 
 
 def use_phone_code(
-    phone: str, code: object, *, account: Account | None, field: str = "phoneVerificationCode"
+    phone: str, code: object, *, account: Account | None, field: str = "phone_verification_code"
 ) -> str:
     """Spend a phone verification code for `phone`; returns the code.
 
@@ -343,7 +343,7 @@ def verify_phone_for(user: User, code: object, *, account: Account | None = None
     `twofactor.prime_challenge`).
     """
     if not user.phone_number:
-        raise ValidationFailed("A phone number is required.", field="phoneNumber", code="required")
+        raise ValidationFailed("A phone number is required.", field="phone_number", code="required")
     used = use_phone_code(user.phone_number, code, account=account or user.account)
     user.phone_verified = True
     user.phone_verified_at = utcnow()

@@ -1,5 +1,6 @@
 """What every hosted page shares: which paths are pages, the account and language a page
-is shown for, the safe `next` target, rendering, HTML errors and the extra headers.
+is shown for, the safe `next` target, rendering, HTML errors (and which form field a domain
+error is about) and the extra headers.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]
 NEXT_MAX = 4096  # an /oauth/authorize URL with a long state still fits
 PENDING = "pending_login"  # the session key of a login waiting for its second factor
 HSTS = "max-age=31536000"  # one year (RFC 9700 4.16 / ASVS 3.4.1)
+# Domain fields whose form field has another name; the others share the domain's name.
+FORM_FIELDS = {"otp": "code"}
 
 
 def now() -> int:
@@ -180,6 +183,13 @@ def render_domain_error(error: DomainError) -> Response:
             503, gettext("The service is unavailable for a moment. Please try again shortly.")
         )
     return error_page(400, gettext("The request could not be understood."))
+
+
+def form_field(form: Any, error: DomainError, default: Any) -> Any:
+    """The field of `form` that shows `error` (the one its domain field names), else
+    `default`."""
+    name = FORM_FIELDS.get(error.field or "", error.field)
+    return form[name] if name and name in form else default
 
 
 def check_origin() -> Response | None:

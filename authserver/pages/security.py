@@ -72,11 +72,6 @@ def _signed_out(login: browser_login.BrowserLogin, message: str) -> Response:
     return _see_other(_login_url(login))
 
 
-def _field_for(form: Any, error: ValidationFailed, fields: dict[str, Any]) -> Any:
-    """The form field a domain error names (its JSON:API attribute), else the first field."""
-    return fields.get(error.field or "", next(iter(fields.values())))
-
-
 def _code_message(error: ValidationFailed) -> str:
     messages: dict[str, Callable[[], str]] = {
         "invalid_format": lambda: gettext("A code is 6 digits."),
@@ -169,8 +164,8 @@ def _proof_page(template: str, form: ProofForm, user: User) -> Page:
 
 
 def _proof_error(page: Page, form: ProofForm, error: ValidationFailed) -> Response:
-    fields = {"password": form.password, "otp": form.code, "recoveryCode": form.recovery_code}
-    return page.field_error(_field_for(form, error, fields), _code_message(error), 422)
+    field = common.form_field(form, error, default=form.password)
+    return page.field_error(field, _code_message(error), 422)
 
 
 def _proof_values(form: ProofForm) -> dict[str, str | None]:

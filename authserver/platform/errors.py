@@ -1,4 +1,5 @@
-"""Domain exceptions. Each has a stable snake_case `code`; the HTTP layers map them to statuses."""
+"""Domain exceptions. Each has a stable snake_case `code` and may name the `field` at fault in
+domain terms; each front door maps them to its own wire (statuses, pointers, form fields)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,9 @@ class DomainError(Exception):
     ):
         super().__init__(detail or self.title)
         self.detail = detail or self.title
-        self.field = field  # camelCase attribute name the error is about, if any
+        # The snake_case name of the input at fault (`phone_number`), if any: never a wire
+        # name; the front door says which attribute, form field or option that is.
+        self.field = field
         if code:
             self.code = code
 

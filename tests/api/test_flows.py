@@ -213,7 +213,11 @@ def test_a_bearer_token_alone_cannot_switch_two_step_login_off(app, client, worl
 
     body = {"data": {"type": "User", "id": user_id, "attributes": {"authMethod": target}}}
     refused = call(client, "PATCH", "/v1/user", body, me)
-    one_error(refused, 422, "tfa_disablement_required", "/data/attributes/authMethod")
+    error = one_error(refused, 422, "tfa_disablement_required", "/data/attributes/authMethod")
+    assert error["detail"] == (
+        "Switching two-step login off needs your password and a code: use "
+        "POST /v1/tfa_disablements (or ask an administrator)."
+    )
     assert user_row(app, user_id).auth_method == start
     allowed = call(client, "PATCH", f"/v1/users/{user_id}", body, owner)
     assert allowed.status_code == 200, allowed.get_data(as_text=True)

@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from authserver.api import jsonapi
+from authserver.api import jsonapi, names
 from authserver.api.jsonapi import MEDIA_TYPE
 from authserver.platform.errors import (
     Conflict,
@@ -910,15 +910,15 @@ def test_unavailable_hides_infrastructure(api: FlaskClient, kind: str) -> None:
 )
 def test_name_conversion_round_trips(snake: str, camel: str) -> None:
     """to_camel and to_snake convert attribute names both ways."""
-    assert jsonapi.to_camel(snake) == camel
-    assert jsonapi.to_snake(camel) == snake
-    assert jsonapi.to_camel(camel) == camel
+    assert names.to_camel(snake) == camel
+    assert names.to_snake(camel) == snake
+    assert names.to_camel(camel) == camel
 
 
 def test_to_snake_handles_acronyms() -> None:
     """Runs of capitals stay one word: userID -> user_id, HTTPCode -> http_code."""
-    assert jsonapi.to_snake("userID") == "user_id"
-    assert jsonapi.to_snake("HTTPCode") == "http_code"
+    assert names.to_snake("userID") == "user_id"
+    assert names.to_snake("HTTPCode") == "http_code"
 
 
 def test_error_response_shape(app: Flask) -> None:

@@ -96,6 +96,10 @@ def _errors(response: Any) -> list[tuple[str, str | None]]:
     return [(e["code"], e.get("source", {}).get("pointer")) for e in response.get_json()["errors"]]
 
 
+def _details(response: Any) -> list[str]:
+    return [e["detail"] for e in response.get_json()["errors"]]
+
+
 def _outbox(app: Any) -> Any:
     return app.extensions["authserver.outbox"]
 
@@ -530,21 +534,52 @@ def test_managers_editing_themselves_keep_the_self_rules(app, client, world, adm
     before = _row(app, world.alice_id)
     response = _patch(client, owner, world.alice_id, {"authMethod": "simple"})
     assert _errors(response) == [("tfa_disablement_required", "/data/attributes/authMethod")]
+    assert _details(response) == [
+        "Switching two-step login off needs your password and a code: use "
+        "POST /v1/tfa_disablements (or ask an administrator)."
+    ]
     assert _row(app, world.alice_id) == before
 
     admin_id = _id_of(app, world, "administrator-" + world.live_id[:8])
     before = _row(app, admin_id)
-    for attributes, pointer in (
-        ({"password": "a brand new long password"}, "/data/attributes/password"),
-        ({"email": "adm@example.com", "emailVerified": True}, "/data/attributes/emailVerified"),
-        ({"email": "adm@example.com"}, "/data/attributes/email"),
-        ({"phoneNumber": "+15550007777"}, "/data/attributes/phoneNumber"),
+    use_password = "Not for yourself here: use PATCH /v1/password, or the emailed link."
+    use_profile = "Change your own email or phone with PATCH /v1/user (it asks for your password)."
+    for attributes, pointer, detail in (
+        ({"password": "a brand new long password"}, "/data/attributes/password", use_password),
+        (
+            {"email": "adm@example.com", "emailVerified": True},
+            "/data/attributes/emailVerified",
+            use_password,
+        ),
+        ({"email": "adm@example.com"}, "/data/attributes/email", use_profile),
+        ({"phoneNumber": "+15550007777"}, "/data/attributes/phoneNumber", use_profile),
     ):
         response = _patch(client, admin, admin_id, attributes)
         assert response.status_code == 403, response.get_data(as_text=True)
         assert _errors(response) == [("self_not_allowed", pointer)]
+        assert _details(response) == [detail]
         assert _row(app, admin_id) == before
     assert client.get("/v1/user", headers=bearer(admin)).status_code == 200
+
+
+def test_a_manager_moving_their_own_second_factor_is_sent_to_patch_v1_user(app, client, world):
+    """An administrator with email codes switching their own second factor to SMS through
+    PATCH /v1/users/{own id} gets 403 self_not_allowed at authMethod, told to use
+    PATCH /v1/user (which asks for the password); nothing changes."""
+    admin_id = _make_user(
+        app, world.live_id, "adm-tfa", "administrator", email="adm@example.com", email_verified=True
+    )
+    admin = login(client, world, username="adm-tfa")["access_token"]
+    owner = login(client, world)["access_token"]
+    assert _patch(client, owner, admin_id, {"authMethod": "tfa_email"}).status_code == 200
+    before = _row(app, admin_id)
+    response = _patch(client, admin, admin_id, {"authMethod": "tfa_sms"})
+    assert response.status_code == 403, response.get_data(as_text=True)
+    assert _errors(response) == [("self_not_allowed", "/data/attributes/authMethod")]
+    assert _details(response) == [
+        "Change your own two-step login with PATCH /v1/user (it asks for your password)."
+    ]
+    assert _row(app, admin_id) == before
 
 
 def _id_of(app: Any, world: World, username: str, account_id: str | None = None) -> str:
