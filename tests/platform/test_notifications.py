@@ -22,8 +22,8 @@ from authserver.platform.events import emit
 from authserver.platform.logs import LogfmtFormatter
 from authserver.platform.models import Account, User
 from authserver.platform.notifications import EMAIL_EVENTS
-from authserver.platform.senders import parse_sender_urls
 from authserver.platform.security import mask_address
+from authserver.platform.senders import parse_sender_urls
 
 CODE = "482913"
 TOKEN = "tok-Zr8v1Hq0sXb2LmN9pQwE4yT6uI3oA5dF"
