@@ -33,6 +33,7 @@ from authserver.platform.errors import DomainError, ServiceUnavailable, Throttle
 from authserver.platform.extensions import db
 from authserver.platform.i18n import best_request_locale, gettext
 from authserver.platform.models import Account, User
+from authserver.platform.web import no_store
 
 # Paths that belong to other front doors (they render their own errors).
 NOT_PAGES = ("/v1", "/oauth", "/.well-known")
@@ -301,7 +302,7 @@ def _origin(url: str) -> str:
 def page_headers(response: Response) -> Response:
     """No caching of pages that hold codes and tokens; HSTS when the issuer is HTTPS."""
     if owns_path(request.path):
-        response.headers["Cache-Control"] = "no-store"
+        no_store(response)
         response.headers.setdefault("Content-Language", g.get("locale", "en"))
         if current_app.config["ISSUER"].startswith("https://"):
             response.headers.setdefault("Strict-Transport-Security", HSTS)
