@@ -11,11 +11,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from authserver.identity import rules
 from authserver.identity.tokens import revoke_user_tokens
-from authserver.platform.errors import Conflict, NotFound, ValidationFailed
+from authserver.platform.database import commit
+from authserver.platform.errors import NotFound, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords
 from authserver.platform.models import (
@@ -145,17 +144,6 @@ def get_account(account_id: str) -> Account:
     if account is None or account.status == "deleted":
         raise NotFound("No such account.", field="account")
     return account
-
-
-def commit(conflict: Conflict | None = None) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise conflict or Conflict("The change conflicts with existing data.") from None
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def regenerate_publishable_token(account: Account) -> Account:

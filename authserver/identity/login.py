@@ -26,6 +26,7 @@ from flask import current_app
 
 from authserver.identity import twofactor
 from authserver.identity.accounts import find_member
+from authserver.platform import database
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
@@ -225,7 +226,7 @@ def _record(
             reason,
         )
     )
-    db.session.commit()
+    database.commit(conflict=False)
     if not success:
         emit("identity.login.failure", user=user, account=account, reason=reason)
         current_app.logger.info(
@@ -253,7 +254,7 @@ def record_refresh(
         )
     )
     if commit:
-        db.session.commit()
+        database.commit(conflict=False)
 
 
 def _login_record(

@@ -24,6 +24,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
+from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
 from authserver.platform.extensions import db, keyring, store
 from authserver.platform.keys import ACCESS_TOKEN_ALG
@@ -217,7 +218,7 @@ def save_refresh_token(value: str, client_pk: str, principal: Principal, scope: 
             expires_at=expires,
         )
     )
-    db.session.commit()
+    commit(conflict=False)
 
 
 def refresh_token_expired(token: RefreshToken) -> bool:
@@ -293,7 +294,7 @@ def revoke_family(family_id: str) -> None:
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    db.session.commit()
+    commit(conflict=False)
     ttl = current_app.config["ACCESS_TOKEN_LIFETIME"] + LEEWAY
     store().put(f"revoked-fid:{family_id}", "1", ttl)
 

@@ -26,6 +26,7 @@ import pyotp
 from flask import current_app
 from sqlalchemy import update
 
+from authserver.platform.database import commit
 from authserver.platform.errors import InvalidOtp, Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
@@ -282,7 +283,7 @@ def confirm_totp_setup(user: User, code: object) -> list[str]:
     user.totp_secret = secret
     user.auth_method = "tfa_totp"
     codes = _replace_recovery_codes(user)
-    _commit()
+    commit(conflict=False)
     kv.delete(_setup_tries_key(user))
     emit("identity.tfa.enable.success", user=user, account=user.account, method="tfa_totp")
     return codes
@@ -316,7 +317,7 @@ def disable_tfa(
     method = user.auth_method
     user.auth_method = "simple"
     drop_totp(user)
-    _commit()
+    commit(conflict=False)
     emit("identity.tfa.disable.success", user=user, account=user.account, method=method)
 
 
@@ -442,14 +443,6 @@ def _no_pending_setup() -> ValidationFailed:
     )
 
 
-def _commit() -> None:
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-
-
 # --- recovery codes -------------------------------------------------------------------
 
 
@@ -459,7 +452,7 @@ def regenerate_recovery_codes(user: User) -> list[str]:
     No proof is checked here: callers acting for the user use `renew_recovery_codes`.
     """
     codes = _replace_recovery_codes(user)
-    _commit()
+    commit(conflict=False)
     emit(
         "identity.recovery_codes.create.success", user=user, account=user.account, count=len(codes)
     )
@@ -487,7 +480,7 @@ def use_recovery_code(user: User, code: str) -> None:
         )
         .values(used_at=utcnow())
     )
-    db.session.commit()
+    commit(conflict=False)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidOtp()
 

@@ -17,6 +17,7 @@ from flask import current_app
 
 from authserver.identity import accounts, rules
 from authserver.platform import background
+from authserver.platform.database import commit
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
@@ -125,7 +126,7 @@ def verify_email(token: object) -> User:
         )
     user.email_verified = True
     user.email_verified_at = utcnow()
-    accounts.commit()
+    commit()
     emit("identity.email_verification.create.success", user=user, account=user.account)
     return user
 
