@@ -21,10 +21,13 @@ from authserver.platform.models import (
     USER_STATUSES,
     Account,
     AccountMembership,
+    AccountStatus,
+    AuthMethod,
     LoginRecord,
     RecoveryCode,
     RefreshToken,
     User,
+    UserStatus,
     utcnow,
 )
 
@@ -56,7 +59,7 @@ def create_account(
     name: object,
     *,
     default_locale: str = "en",
-    default_auth_method: str = "simple",
+    default_auth_method: str = AuthMethod.SIMPLE,
     **attributes: Any,
 ) -> NewAccount:
     """Create a live account and its paired test account in one transaction."""
@@ -141,7 +144,7 @@ def find_members_by_email(
 
 def get_account(account_id: str) -> Account:
     account = db.session.get(Account, account_id) if isinstance(account_id, str) else None
-    if account is None or account.status == "deleted":
+    if account is None or account.status == AccountStatus.DELETED:
         raise NotFound("No such account.", field="account")
     return account
 
@@ -180,7 +183,7 @@ def set_status(user: User, status: str) -> User:
     """Change a user's status; leaving `active` voids every token of the user."""
     rules.check_choice(status, USER_STATUSES, "status")
     user.status = status
-    if status != "active":
+    if status != UserStatus.ACTIVE:
         revoke_user_tokens(user)
     commit()
     emit("identity.user.update.success", user=user, account=user.account)
@@ -189,7 +192,6 @@ def set_status(user: User, status: str) -> User:
 
 # --- account settings ---------------------------------------------------------------
 
-ACCOUNT_AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
 LOCALIZABLE = ("name", "company_name", "caption", "description", "custom_data")
 API_VERSION_RE = re.compile(r"^[0-9]{8}$")
 
@@ -242,7 +244,7 @@ def _check_account_field(field: str, value: Any) -> Any:
     if field == "description":
         return rules.check_name(value, camel, max_len=10_000)
     if field == "default_auth_method":
-        return rules.check_choice(value, ACCOUNT_AUTH_METHODS, camel)
+        return rules.check_auth_method(value, camel)
     if field in ("support_email", "tech_email"):
         return rules.check_email(value, camel)
     if field == "website_url":
@@ -270,7 +272,7 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
     pair = [a for a in (account, account.test_account) if a is not None]
     now = utcnow()
     for target in pair:
-        target.status = "deleted"
+        target.status = AccountStatus.DELETED
     db.session.execute(
         db.update(RefreshToken)
         .where(RefreshToken.account_id.in_([a.id for a in pair]), RefreshToken.revoked_at.is_(None))

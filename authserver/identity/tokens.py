@@ -28,7 +28,14 @@ from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
 from authserver.platform.extensions import db, keyring, store
 from authserver.platform.keys import ACCESS_TOKEN_ALG
-from authserver.platform.models import Account, RefreshToken, User, utcnow
+from authserver.platform.models import (
+    Account,
+    AccountStatus,
+    RefreshToken,
+    User,
+    UserStatus,
+    utcnow,
+)
 from authserver.platform.security import digest, random_token
 
 TOKEN_MAX = 4096  # characters; our tokens are well under 1 KiB
@@ -169,12 +176,12 @@ def validate_access_token(value: object) -> AccessClaims:
 def _check_still_valid(user_id: str | None, account_id: str | None, generation: object) -> None:
     if account_id is not None:
         status = db.session.scalar(select(Account.status).where(Account.id == account_id))
-        if status != "active":
+        if status != AccountStatus.ACTIVE:
             raise Unauthenticated("The account is no longer active.", code="invalid_token")
     if user_id is None:
         return
     user = db.session.get(User, user_id)
-    if user is None or user.status != "active":
+    if user is None or user.status != UserStatus.ACTIVE:
         raise Unauthenticated("The user is no longer active.", code="invalid_token")
     if generation != (user.token_generation or 0):
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
@@ -240,12 +247,12 @@ def refresh_token_holder(token: RefreshToken) -> tuple[User, Account | None] | N
     if token.revoked_at is not None or refresh_token_expired(token) or token.user_id is None:
         return None
     user = db.session.get(User, token.user_id)
-    if user is None or user.status != "active":
+    if user is None or user.status != UserStatus.ACTIVE:
         return None
     if token.user_generation != (user.token_generation or 0):
         return None
     home = db.session.get(Account, token.account_id) if token.account_id else None
-    if home is not None and home.status != "active":
+    if home is not None and home.status != AccountStatus.ACTIVE:
         return None
     return user, home
 

@@ -23,7 +23,7 @@ from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.errors import ServiceUnavailable, Unauthenticated
 from authserver.platform.extensions import keyring
 from authserver.platform.keys import ID_TOKEN_ALG
-from authserver.platform.models import ROLES
+from authserver.platform.models import ROLES, AuthMethod
 from authserver.platform.web import no_store
 
 from .errors import TemporarilyUnavailableError
@@ -302,7 +302,7 @@ def metadata_document() -> dict[str, Any]:
             "role",
         ],
         "roles_supported": [*ROLES, "guest"],
-        "otp_methods_supported": ["tfa_email", "tfa_sms", "tfa_totp"],
+        "otp_methods_supported": [AuthMethod.TFA_EMAIL, AuthMethod.TFA_SMS, AuthMethod.TFA_TOTP],
     }
 
 

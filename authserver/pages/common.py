@@ -32,7 +32,7 @@ from authserver.identity import browser_login
 from authserver.platform.errors import DomainError, ServiceUnavailable, Throttled
 from authserver.platform.extensions import db
 from authserver.platform.i18n import best_request_locale, gettext
-from authserver.platform.models import Account, User
+from authserver.platform.models import Account, AccountStatus, User
 from authserver.platform.web import no_store
 
 # Paths that belong to other front doors (they render their own errors).
@@ -95,7 +95,7 @@ def _account(account_id: object) -> Account | None:
     if not isinstance(account_id, str) or not UUID_RE.match(account_id):
         return None
     account = db.session.get(Account, account_id)
-    return account if account is not None and account.status == "active" else None
+    return account if account is not None and account.status == AccountStatus.ACTIVE else None
 
 
 def requested_account_id() -> str | None:

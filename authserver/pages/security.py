@@ -25,7 +25,7 @@ from authserver.identity.consents import scope_words
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext
-from authserver.platform.models import Account, User
+from authserver.platform.models import Account, AuthMethod, LoginMethod, User
 
 from . import common
 from .blueprint import bp
@@ -167,7 +167,7 @@ def totp_start(me: SignedIn) -> Response:
     if not form.validate_on_submit():
         return page.invalid()
     values = _proof_values(form)
-    if me.user.auth_method != "tfa_totp":
+    if me.user.auth_method != AuthMethod.TFA_TOTP:
         values.update(otp=None, recovery_code=None)  # only a factor being replaced is asked
     try:
         twofactor.start_totp_setup(me.user, **values)
@@ -224,7 +224,7 @@ def _recovery_codes_page(codes: list[str], title: str) -> Response:
 @signed_in
 def recovery_codes(me: SignedIn) -> Response:
     """New recovery codes for a code from the authenticator app; the old ones die."""
-    if me.user.auth_method != "tfa_totp":
+    if me.user.auth_method != AuthMethod.TFA_TOTP:
         return see_other(url_for(".security"))
     form = CodeForm()
     page = Page("pages/recovery_codes_renew.html", form)
@@ -264,7 +264,7 @@ def recovery_codes_download(me: SignedIn) -> Response:
 @signed_in
 def tfa_disable(me: SignedIn) -> Response:
     """Turn two-step login off: the password and a code (or a recovery code)."""
-    if me.user.auth_method == "simple":
+    if me.user.auth_method == AuthMethod.SIMPLE:
         return see_other(url_for(".security"))
     form = ProofForm()
     page = _proof_page("pages/tfa_disable.html", form, me.user)
@@ -326,11 +326,11 @@ def sign_out_everywhere(me: SignedIn) -> Response:
 def method_words() -> dict[str, str]:
     """Login history's method parts (login.METHOD_NAMES, and refresh) in words."""
     return {
-        "password": gettext("Password"),
-        "otp": gettext("Code"),
-        "sms": gettext("Text message code"),
-        "recovery_code": gettext("Recovery code"),
-        "refresh": gettext("App session renewed"),
+        LoginMethod.PASSWORD: gettext("Password"),
+        LoginMethod.OTP: gettext("Code"),
+        LoginMethod.SMS: gettext("Text message code"),
+        LoginMethod.RECOVERY_CODE: gettext("Recovery code"),
+        LoginMethod.REFRESH: gettext("App session renewed"),
     }
 
 
