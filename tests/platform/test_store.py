@@ -23,7 +23,7 @@ CLOSED_PORT_URL = "redis://127.0.0.1:1/0"
 # Run in a second interpreter: build a memory store on the given instance dir and use it.
 PING_SCRIPT = """
 import sys
-from authserver.store import Store, StoreUnavailable
+from authserver.platform.store import Store, StoreUnavailable
 store = Store.from_url("memory://", "p:", sys.argv[1])
 try:
     store.ping()
