@@ -21,7 +21,7 @@ from authserver.identity import accounts, clients, demo, users
 from authserver.platform import keys
 from authserver.platform.config import ConfigError
 from authserver.platform.errors import DomainError, ServiceUnavailable
-from authserver.platform.models import AUTH_METHODS, ROLES
+from authserver.platform.models import AUTH_METHODS, ROLES, AuthMethod
 
 
 def _cli_app() -> Flask:
@@ -142,7 +142,10 @@ def accounts_group() -> None:
 @click.option("--name", required=True, help="Account name.")
 @click.option("--locale", "default_locale", default="en", type=click.Choice(["en", "es", "fr"]))
 @click.option(
-    "--auth-method", "default_auth_method", default="simple", type=click.Choice(AUTH_METHODS)
+    "--auth-method",
+    "default_auth_method",
+    default=AuthMethod.SIMPLE.value,
+    type=click.Choice(AUTH_METHODS),
 )
 @json_option
 @with_appcontext

@@ -13,13 +13,13 @@ from authserver.identity import accounts
 from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, User
+from authserver.platform.models import AUTH_METHODS, Account, AccountStatus, Role, User
 
 from . import jsonapi, names, openapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
-EDITORS = ("owner", "administrator", "developer")
+EDITORS = (Role.OWNER, Role.ADMINISTRATOR, Role.DEVELOPER)
 WRITABLE = names.attributes_of(accounts.ACCOUNT_FIELDS)
 # The string attributes among them -> their wire cap, checked in this order; customData
 # is the one object.
@@ -114,7 +114,7 @@ def patch_account() -> Response:
 
 
 @bp.delete("/account")
-@require_token("owner")
+@require_token(Role.OWNER)
 def delete_account() -> Response:
     """The owner deletes the account and its test account; every token of both stops."""
     account = token_account()
@@ -131,14 +131,14 @@ def _publishable_token_resource(account: Account) -> dict[str, Any]:
 
 
 @bp.get("/account/publishable_token")
-@require_token("owner", "administrator")
+@require_token(Role.OWNER, Role.ADMINISTRATOR)
 def get_publishable_token() -> Response:
     """The account's publishable refresh token (public by design; it ships inside apps)."""
     return jsonapi.document(_publishable_token_resource(token_account()))
 
 
 @bp.post("/account/publishable_token")
-@require_token("owner", "administrator")
+@require_token(Role.OWNER, Role.ADMINISTRATOR)
 def regenerate_publishable_token() -> Response:
     """A new publishable token for this account (this mode); the old one stops at once."""
     account = accounts.regenerate_publishable_token(token_account())
@@ -146,7 +146,7 @@ def regenerate_publishable_token() -> Response:
 
 
 @bp.post("/account_resets")
-@require_token("owner", "administrator", "developer")
+@require_token(*EDITORS)
 def reset_account() -> Response:
     """Wipe the test account's users but the caller (test accounts only; live: 422)."""
     account = token_account()
@@ -159,12 +159,12 @@ def reset_account() -> Response:
 
 
 _ACCOUNT_ATTRIBUTES: dict[str, Any] = {
-    "status": {"type": "string", "enum": ["active", "deleted"], "readOnly": True},
+    "status": {"type": "string", "enum": list(AccountStatus), "readOnly": True},
     "name": {"type": "string", "maxLength": 255},
     "companyName": {"type": ["string", "null"], "maxLength": 255},
     "mode": {"type": "string", "enum": ["live", "test"], "readOnly": True},
     "defaultLocale": {"type": "string", "readOnly": True},
-    "defaultAuthMethod": {"type": "string", "enum": list(accounts.ACCOUNT_AUTH_METHODS)},
+    "defaultAuthMethod": {"type": "string", "enum": list(AUTH_METHODS)},
     "websiteUrl": {"type": ["string", "null"], "format": "uri"},
     "supportEmail": {"type": ["string", "null"], "format": "email"},
     "techEmail": {"type": ["string", "null"], "format": "email"},

@@ -29,7 +29,7 @@ from authserver.platform.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from authserver.platform.web import add_error_renderer
+from authserver.platform.web import add_error_renderer, no_store
 
 from . import names, strictjson
 from .names import to_camel
@@ -255,8 +255,7 @@ def no_content() -> Response:
     """204 with no body (and so no Content-Type)."""
     response = Response(status=204)
     response.headers.remove("Content-Type")
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(response)
 
 
 def _json_default(value: Any) -> Any:
@@ -272,8 +271,7 @@ def _response(body: Mapping[str, Any], status: int, headers: Mapping[str, str] |
         body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
     )
     # JSON:API forbids media type parameters such as charset; JSON is UTF-8 by definition.
-    response = Response(payload, status=status, content_type=MEDIA_TYPE)
-    response.headers["Cache-Control"] = "no-store"  # identity data must not sit in caches
+    response = no_store(Response(payload, status=status, content_type=MEDIA_TYPE))
     for key, value in (headers or {}).items():
         response.headers[key] = value
     return response

@@ -11,7 +11,7 @@ from flask import Response
 
 from authserver.identity import accounts
 from authserver.platform.errors import NotFound
-from authserver.platform.models import ROLES, LoginRecord
+from authserver.platform.models import ROLES, LoginRecord, Role
 
 from . import jsonapi, openapi
 from .auth import current_token, require_token
@@ -60,7 +60,7 @@ def my_logins() -> Response:
 
 
 @bp.get("/logins")
-@require_token("owner", "administrator")
+@require_token(Role.OWNER, Role.ADMINISTRATOR)
 def account_logins() -> Response:
     """Every login into the token's account (its test account has its own history)."""
     token = current_token()

@@ -12,7 +12,7 @@ from flask import Response
 from authserver.identity import twofactor
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
-from authserver.platform.models import ROLES, User, new_id, utcnow
+from authserver.platform.models import ROLES, AuthMethod, User, new_id, utcnow
 
 from . import jsonapi
 from .auth import current_token, require_token
@@ -300,7 +300,7 @@ OPENAPI: dict[str, Any] = {
         "TotpConfirmation": _resource_schema(
             "TotpConfirmation",
             {
-                "authMethod": {"const": "tfa_totp"},
+                "authMethod": {"const": AuthMethod.TFA_TOTP},
                 "recoveryCodes": _CODES,
                 "confirmedAt": {"type": "string", "format": "date-time"},
             },

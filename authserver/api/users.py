@@ -14,7 +14,7 @@ from flask import Response, request
 from authserver.identity import profile, users
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
-from authserver.platform.models import ROLES, Account, User
+from authserver.platform.models import AUTH_METHODS, ROLES, Account, User
 
 from . import jsonapi, names, openapi
 from .accounts import request_locale
@@ -262,9 +262,9 @@ _WRITABLE: dict[str, Any] = {
     "name": _NSTR,
     "firstName": _NSTR,
     "lastName": _NSTR,
-    "authMethod": {"enum": ["simple", "tfa_email", "tfa_sms", "tfa_totp"]},
+    "authMethod": {"enum": list(AUTH_METHODS)},
     "role": {"enum": list(ROLES)},
-    "status": {"enum": ["active", "pending", "disabled"]},
+    "status": {"enum": [str(s) for s in users.LISTED_STATUSES]},
     "emailVerified": {"type": "boolean"},
     "customData": {"type": "object"},
     "currentPassword": {
@@ -405,7 +405,7 @@ OPENAPI: dict[str, Any] = {
                 "attributes": {
                     "type": "object",
                     "properties": {
-                        "status": {"enum": ["active", "pending", "disabled"]},
+                        "status": {"enum": [str(s) for s in users.LISTED_STATUSES]},
                         **{
                             k: v
                             for k, v in _WRITABLE.items()

@@ -14,14 +14,14 @@ from authserver.identity import users, verification
 from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.errors import Forbidden, NotFound, ValidationFailed
 from authserver.platform.extensions import db
-from authserver.platform.models import ROLES, Account, User
+from authserver.platform.models import ROLES, Account, Role, User
 
 from . import jsonapi, openapi
 from .accounts import token_account
 from .auth import current_token, require_token
 from .blueprint import bp
 
-MANAGERS = ("owner", "administrator")  # may have a verification email sent to others
+MANAGERS = (Role.OWNER, Role.ADMINISTRATOR)  # may have a verification email sent to others
 SECRET_MAX = 1024  # longer than any token or password we take; the use cases say the rest
 USER_POINTER = jsonapi.relationship_pointer("user")
 

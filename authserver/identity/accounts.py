@@ -12,22 +12,25 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import update
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 
 from authserver.identity import rules
 from authserver.identity.tokens import revoke_user_tokens
-from authserver.platform.errors import Conflict, NotFound, ValidationFailed
+from authserver.platform.database import commit
+from authserver.platform.errors import NotFound, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords
 from authserver.platform.models import (
     USER_STATUSES,
     Account,
     AccountMembership,
+    AccountStatus,
+    AuthMethod,
     LoginRecord,
     RecoveryCode,
     RefreshToken,
     User,
+    UserStatus,
     utcnow,
 )
 
@@ -59,7 +62,7 @@ def create_account(
     name: object,
     *,
     default_locale: str = "en",
-    default_auth_method: str = "simple",
+    default_auth_method: str = AuthMethod.SIMPLE,
     **attributes: Any,
 ) -> NewAccount:
     """Create a live account and its paired test account in one transaction."""
@@ -144,20 +147,9 @@ def find_members_by_email(
 
 def get_account(account_id: str) -> Account:
     account = db.session.get(Account, account_id) if isinstance(account_id, str) else None
-    if account is None or account.status == "deleted":
+    if account is None or account.status == AccountStatus.DELETED:
         raise NotFound("No such account.", field="account")
     return account
-
-
-def commit(conflict: Conflict | None = None) -> None:
-    try:
-        db.session.commit()
-    except IntegrityError:
-        db.session.rollback()
-        raise conflict or Conflict("The change conflicts with existing data.") from None
-    except BaseException:
-        db.session.rollback()
-        raise
 
 
 def regenerate_publishable_token(account: Account) -> Account:
@@ -220,7 +212,7 @@ def set_status(user: User, status: str) -> User:
     """Change a user's status; leaving `active` voids every token of the user."""
     rules.check_choice(status, USER_STATUSES, "status")
     user.status = status
-    if status != "active":
+    if status != UserStatus.ACTIVE:
         revoke_user_tokens(user)
     commit()
     emit("identity.user.update.success", user=user, account=user.account)
@@ -229,7 +221,6 @@ def set_status(user: User, status: str) -> User:
 
 # --- account settings ---------------------------------------------------------------
 
-ACCOUNT_AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
 # What update_account may change; the API's writable attributes are derived from it.
 ACCOUNT_FIELDS = frozenset(
     {
@@ -298,7 +289,7 @@ def _check_account_field(field: str, value: Any) -> Any:
     if field == "description":
         return rules.check_name(value, field, max_len=10_000)
     if field == "default_auth_method":
-        return rules.check_choice(value, ACCOUNT_AUTH_METHODS, field)
+        return rules.check_auth_method(value, field)
     if field in ("support_email", "tech_email"):
         return rules.check_email(value, field)
     if field == "website_url":
@@ -324,7 +315,7 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
     pair = [a for a in (account, account.test_account) if a is not None]
     now = utcnow()
     for target in pair:
-        target.status = "deleted"
+        target.status = AccountStatus.DELETED
     db.session.execute(
         db.update(RefreshToken)
         .where(RefreshToken.account_id.in_([a.id for a in pair]), RefreshToken.revoked_at.is_(None))

@@ -27,7 +27,7 @@ from authserver.identity import consents, tokens, users
 from authserver.identity.browser_login import BrowserLogin
 from authserver.platform.extensions import db, keyring, store
 from authserver.platform.keys import ID_TOKEN_ALG
-from authserver.platform.models import Account, User
+from authserver.platform.models import Account, AccountStatus, User, UserStatus
 from authserver.platform.security import digest, random_token
 
 CODE_MAX_LIFETIME = 600  # seconds; OAuth 2.1 4.1.2 recommends at most 10 minutes
@@ -305,7 +305,12 @@ def principal_for(found: StoredCode) -> tokens.Principal | None:
     """Who the tokens speak for, if the user and membership are still good."""
     user = db.session.get(User, found.user_id)
     account = db.session.get(Account, found.account_id)
-    if user is None or user.status != "active" or account is None or account.status != "active":
+    if (
+        user is None
+        or user.status != UserStatus.ACTIVE
+        or account is None
+        or account.status != AccountStatus.ACTIVE
+    ):
         return None
     if (user.token_generation or 0) != found.token_generation:
         return None  # password changed / signed out everywhere since the login

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.platform.extensions import db, store
-from authserver.platform.models import Account, User
+from authserver.platform.models import Account, AccountStatus, User, UserStatus
 from authserver.platform.security import random_token
 
 KEY = "login"
@@ -108,10 +108,10 @@ def _still_good(login: BrowserLogin, data: dict[str, Any], now: int) -> bool:
     if store().get(_sid_key(data["sid"])) != login.user_id:  # logged out (or expired)
         return False
     user = db.session.get(User, login.user_id)
-    if user is None or user.status != "active" or user.token_generation != data["gen"]:
+    if user is None or user.status != UserStatus.ACTIVE or user.token_generation != data["gen"]:
         return False
     if login.account_id is not None:
         account = db.session.get(Account, login.account_id)
-        if account is None or account.status != "active":
+        if account is None or account.status != AccountStatus.ACTIVE:
             return False
     return True

@@ -6,6 +6,7 @@ import secrets
 from dataclasses import dataclass
 
 from authserver.identity import rules
+from authserver.platform.database import commit
 from authserver.platform.errors import ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, OAuthClient
@@ -76,9 +77,5 @@ def create_client(
         skip_consent=bool(skip_consent),
     )
     db.session.add(client)
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
+    commit(conflict=False)
     return NewClient(client, secret)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from sqlalchemy import delete, select
 
-from authserver.identity.accounts import commit
+from authserver.platform.database import commit
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext as _
 from authserver.platform.models import OAuthClient, OAuthConsent

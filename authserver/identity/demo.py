@@ -16,7 +16,7 @@ from flask_migrate import upgrade
 from authserver.identity import accounts, clients, users
 from authserver.platform import keys
 from authserver.platform.extensions import db
-from authserver.platform.models import Account
+from authserver.platform.models import Account, AuthMethod, Role
 from authserver.platform.security import random_token
 
 DEMO_REDIRECT = "http://127.0.0.1:8000/callback"
@@ -50,7 +50,7 @@ def _create(app: Flask) -> dict[str, Any]:
         account=pair.live,
         username="admin",
         password=admin_password,
-        role="administrator",
+        role=Role.ADMINISTRATOR,
         email="admin@example.com",
         email_verified=True,
         name="Demo Administrator",
@@ -59,10 +59,10 @@ def _create(app: Flask) -> dict[str, Any]:
         account=pair.live,
         username="demo",
         password=user_password,
-        role="customer",
+        role=Role.CUSTOMER,
         email="demo@example.com",
         email_verified=True,
-        auth_method="tfa_email",
+        auth_method=AuthMethod.TFA_EMAIL,
         name="Demo User",
     )
     web = clients.create_client(
@@ -84,14 +84,14 @@ def _create(app: Flask) -> dict[str, Any]:
                 "id": admin.id,
                 "username": "admin",
                 "password": admin_password,
-                "role": "administrator",
+                "role": Role.ADMINISTRATOR,
                 "authMethod": admin.auth_method,
             },
             {
                 "id": user.id,
                 "username": "demo",
                 "password": user_password,
-                "role": "customer",
+                "role": Role.CUSTOMER,
                 "authMethod": user.auth_method,
                 "email": user.email,
             },

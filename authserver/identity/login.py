@@ -26,10 +26,20 @@ from flask import current_app
 
 from authserver.identity import twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
+from authserver.platform import database
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
-from authserver.platform.models import Account, LoginRecord, RefreshToken, User
+from authserver.platform.models import (
+    Account,
+    AccountStatus,
+    AuthMethod,
+    LoginMethod,
+    LoginRecord,
+    RefreshToken,
+    User,
+    UserStatus,
+)
 
 THROTTLE_WINDOW = 15 * 60  # seconds
 FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
@@ -37,7 +47,12 @@ FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100
 FAILURES_FROM_IP = 100  # for all usernames together from one IP in the window
 USERNAME_MAX = 255
 # How login history names the factors (RFC 8176 amr values -> words people read).
-METHOD_NAMES = {"pwd": "password", "otp": "otp", "sms": "sms", "rc": "recovery_code"}
+METHOD_NAMES = {
+    "pwd": LoginMethod.PASSWORD,
+    "otp": LoginMethod.OTP,
+    "sms": LoginMethod.SMS,
+    "rc": LoginMethod.RECOVERY_CODE,
+}
 PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
 
 
@@ -78,21 +93,21 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     user, account, role = found if found else (None, None, "")
     valid = passwords().verify(user.password_hash if user else None, attempt.password)
     if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
-        _record(attempt, user, "password", False, "bad_credentials")
+        _record(attempt, user, LoginMethod.PASSWORD, False, "bad_credentials")
         raise InvalidCredentials()
-    if user.status != "active":
-        _record(attempt, user, "password", False, f"user_{user.status}")
+    if user.status != UserStatus.ACTIVE:
+        _record(attempt, user, LoginMethod.PASSWORD, False, f"user_{user.status}")
         raise InvalidCredentials()
-    if account is not None and account.status != "active":
-        _record(attempt, user, "password", False, f"account_{account.status}")
+    if account is not None and account.status != AccountStatus.ACTIVE:
+        _record(attempt, user, LoginMethod.PASSWORD, False, f"account_{account.status}")
         raise InvalidCredentials()
     amr = ["pwd"]
     # The password is right: a hash made with older argon2 settings is renewed. A simple
     # user's renewal is committed with the login record.
     renewed = upgrade_password_hash(user, attempt.password)
-    if user.auth_method != "simple":
+    if user.auth_method != AuthMethod.SIMPLE:
         if renewed:  # on its own: this step may end in otp_required, which writes nothing
-            db.session.commit()
+            database.commit(conflict=False)
         amr += _second_factor(attempt, user, account, keys)
     return _succeed(attempt, user, account, role, keys, amr)
 
@@ -117,11 +132,11 @@ def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -
         user is None
         or user.id != user_id
         or user.token_generation != token_generation
-        or user.status != "active"
-        or user.auth_method == "simple"
-        or (account is not None and account.status != "active")
+        or user.status != UserStatus.ACTIVE
+        or user.auth_method == AuthMethod.SIMPLE
+        or (account is not None and account.status != AccountStatus.ACTIVE)
     ):
-        _record(attempt, user, "otp", False, "login_step_void")
+        _record(attempt, user, LoginMethod.OTP, False, "login_step_void")
         raise InvalidCredentials()
     amr = ["pwd", *_second_factor(attempt, user, account, keys)]
     return _succeed(attempt, user, account, role, keys, amr)
@@ -150,7 +165,7 @@ def _second_factor(
         if attempt.otp:
             return [twofactor.complete_challenge(user, attempt.otp)]
     except InvalidOtp:
-        tried = "recovery_code" if attempt.recovery_code else "otp"
+        tried = LoginMethod.RECOVERY_CODE if attempt.recovery_code else LoginMethod.OTP
         _record(attempt, user, tried, False, f"bad_{tried}")
         raise
     challenge = twofactor.start_challenge(user, account)
@@ -230,7 +245,7 @@ def _record(
             reason,
         )
     )
-    db.session.commit()
+    database.commit(conflict=False)
     if not success:
         emit("identity.login.failure", user=user, account=account, reason=reason)
         current_app.logger.info(
@@ -254,11 +269,18 @@ def record_refresh(
     reason = None if success else "refresh_token_reused"
     db.session.add(
         _login_record(
-            token.account_id, token.user_id, client_id, ip, user_agent, "refresh", success, reason
+            token.account_id,
+            token.user_id,
+            client_id,
+            ip,
+            user_agent,
+            LoginMethod.REFRESH,
+            success,
+            reason,
         )
     )
     if commit:
-        db.session.commit()
+        database.commit(conflict=False)
 
 
 def _login_record(

@@ -25,12 +25,13 @@ from authserver.identity.users import (
     role_in,
     username_taken,
 )
+from authserver.platform.database import commit
 from authserver.platform.errors import DomainError, Forbidden, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, User, utcnow
+from authserver.platform.models import Account, AuthMethod, Role, User, UserStatus, utcnow
 
-UPDATE_STATUSES = ("active", "disabled")  # deleted only through users.delete_user
+UPDATE_STATUSES = (UserStatus.ACTIVE, UserStatus.DISABLED)  # deleted only through users.delete_user
 # What users may change of themselves: not their role or status, not whether their email
 # is verified, and a new password only by proving the old one (verification.change_password).
 # current_password is the proof that moving the email or a second factor needs.
@@ -76,7 +77,7 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
             if is_self(actor, member):
                 raise Forbidden("You may not change your own status.", code="self_status")
             user.status = rules.check_choice(changes["status"], UPDATE_STATUSES, "status")
-            if user.status != "active":
+            if user.status != UserStatus.ACTIVE:
                 revoke_user_tokens(user)
         applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
         if role_changed:
@@ -84,7 +85,7 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
     except DomainError:
         db.session.rollback()
         raise
-    accounts.commit(conflict=username_taken())
+    commit(conflict=username_taken())
     _after_update(user, actor.account, applied, "identity.user.update.success")
     return Member(
         user, member.membership.role if member.membership else user.role, member.membership
@@ -129,7 +130,7 @@ def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
         return False
     if is_self(actor, member):
         raise Forbidden("You may not change your own role.", field="role", code="self_role")
-    if role == "owner" and actor.role != "owner":
+    if role == Role.OWNER and actor.role != Role.OWNER:
         raise Forbidden("Only the owner may make an owner.", field="role", code="owner_only")
     if member.membership is not None:
         member.membership.role = role
@@ -157,7 +158,7 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     except DomainError:
         db.session.rollback()
         raise
-    accounts.commit(conflict=username_taken())
+    commit(conflict=username_taken())
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
 
@@ -166,14 +167,14 @@ def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:
     """Whether the change points a user's second factor somewhere else: another method,
     or another phone for SMS codes. A bearer token alone must not do that (it would hand
     the factor to whoever holds the token), so it needs the current password too."""
-    if user.auth_method == "simple":
+    if user.auth_method == AuthMethod.SIMPLE:
         return False
     method = changes.get("auth_method")
     if method is not None and method != user.auth_method:
         return True
-    return user.auth_method == "tfa_sms" and changes.get("phone_number", user.phone_number) != (
-        user.phone_number
-    )
+    return user.auth_method == AuthMethod.TFA_SMS and changes.get(
+        "phone_number", user.phone_number
+    ) != (user.phone_number)
 
 
 def _moves_email(user: User, changes: dict[str, Any]) -> bool:
@@ -195,9 +196,9 @@ def _check_no_downgrade(user: User, method: object) -> None:
     or leaving TOTP, needs the password and a code (twofactor.disable_tfa) or an
     administrator. Moving between email and SMS codes keeps a second factor (and needs
     the new channel's proof)."""
-    if method is None or method == user.auth_method or user.auth_method == "simple":
+    if method is None or method == user.auth_method or user.auth_method == AuthMethod.SIMPLE:
         return
-    if method == "simple" or user.auth_method == "tfa_totp":
+    if method == AuthMethod.SIMPLE or user.auth_method == AuthMethod.TFA_TOTP:
         raise ValidationFailed(
             "Switching two-step login off needs your password and a code (or an administrator).",
             field="auth_method",
@@ -246,10 +247,10 @@ def _apply_profile(
             user.auth_method = rules.check_auth_method(changes["auth_method"])
         code = changes.get("phone_verification_code")
         _check_second_factor(user, (old_method, old_phone, old_email), code is not None)
-        if old_method == "tfa_totp" and user.auth_method != "tfa_totp":
+        if old_method == AuthMethod.TFA_TOTP and user.auth_method != AuthMethod.TFA_TOTP:
             twofactor.drop_totp(user)  # back to TOTP later means a new, confirmed setup
         applied.tfa_changed = user.auth_method != old_method or (
-            user.auth_method == "tfa_sms" and user.phone_number != old_phone
+            user.auth_method == AuthMethod.TFA_SMS and user.phone_number != old_phone
         )
         if by_admin and changes.get("password") is not None:
             accounts.apply_password(user, changes["password"], field="password")
@@ -281,7 +282,7 @@ def _check_second_factor(
     old_method, old_phone, old_email = before
     method = user.auth_method
     switched = method != old_method
-    if method == "tfa_sms" and (switched or user.phone_number != old_phone):
+    if method == AuthMethod.TFA_SMS and (switched or user.phone_number != old_phone):
         if not user.phone_number:
             raise ValidationFailed(
                 "A phone number is required for SMS two-step login.",
@@ -294,7 +295,7 @@ def _check_second_factor(
                 field="phone_verification_code",
                 code="required",
             )
-    if method == "tfa_email" and (switched or user.email != old_email):
+    if method == AuthMethod.TFA_EMAIL and (switched or user.email != old_email):
         if not user.email:
             raise ValidationFailed(
                 "Email is required for email two-step login.", field="email", code="required"
@@ -305,7 +306,7 @@ def _check_second_factor(
                 field="auth_method" if switched else "email",
                 code="email_not_verified",
             )
-    if method == "tfa_totp" and switched and not user.totp_secret:
+    if method == AuthMethod.TFA_TOTP and switched and not user.totp_secret:
         raise ValidationFailed(
             "Set up an authenticator app first.", field="auth_method", code="totp_not_enrolled"
         )

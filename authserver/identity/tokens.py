@@ -24,10 +24,18 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import select, update
 
+from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
 from authserver.platform.extensions import db, keyring, store
 from authserver.platform.keys import ACCESS_TOKEN_ALG
-from authserver.platform.models import Account, RefreshToken, User, utcnow
+from authserver.platform.models import (
+    Account,
+    AccountStatus,
+    RefreshToken,
+    User,
+    UserStatus,
+    utcnow,
+)
 from authserver.platform.security import digest, random_token
 
 TOKEN_MAX = 4096  # characters; our tokens are well under 1 KiB
@@ -168,12 +176,12 @@ def validate_access_token(value: object) -> AccessClaims:
 def _check_still_valid(user_id: str | None, account_id: str | None, generation: object) -> None:
     if account_id is not None:
         status = db.session.scalar(select(Account.status).where(Account.id == account_id))
-        if status != "active":
+        if status != AccountStatus.ACTIVE:
             raise Unauthenticated("The account is no longer active.", code="invalid_token")
     if user_id is None:
         return
     user = db.session.get(User, user_id)
-    if user is None or user.status != "active":
+    if user is None or user.status != UserStatus.ACTIVE:
         raise Unauthenticated("The user is no longer active.", code="invalid_token")
     if generation != (user.token_generation or 0):
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
@@ -217,7 +225,7 @@ def save_refresh_token(value: str, client_pk: str, principal: Principal, scope: 
             expires_at=expires,
         )
     )
-    db.session.commit()
+    commit(conflict=False)
 
 
 def refresh_token_expired(token: RefreshToken) -> bool:
@@ -239,12 +247,12 @@ def refresh_token_holder(token: RefreshToken) -> tuple[User, Account | None] | N
     if token.revoked_at is not None or refresh_token_expired(token) or token.user_id is None:
         return None
     user = db.session.get(User, token.user_id)
-    if user is None or user.status != "active":
+    if user is None or user.status != UserStatus.ACTIVE:
         return None
     if token.user_generation != (user.token_generation or 0):
         return None
     home = db.session.get(Account, token.account_id) if token.account_id else None
-    if home is not None and home.status != "active":
+    if home is not None and home.status != AccountStatus.ACTIVE:
         return None
     return user, home
 
@@ -293,7 +301,7 @@ def revoke_family(family_id: str) -> None:
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
-    db.session.commit()
+    commit(conflict=False)
     ttl = current_app.config["ACCESS_TOKEN_LIFETIME"] + LEEWAY
     store().put(f"revoked-fid:{family_id}", "1", ttl)
 

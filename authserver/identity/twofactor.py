@@ -27,10 +27,11 @@ from flask import current_app
 from sqlalchemy import update
 
 from authserver.identity.accounts import upgrade_password_hash
+from authserver.platform.database import commit
 from authserver.platform.errors import InvalidOtp, Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
-from authserver.platform.models import Account, RecoveryCode, User, new_id, utcnow
+from authserver.platform.models import Account, AuthMethod, RecoveryCode, User, new_id, utcnow
 from authserver.platform.security import (
     TOTP_STEP,
     digest,
@@ -45,7 +46,7 @@ from authserver.platform.security import (
 
 RECOVERY_CODE_COUNT = 10
 SENDS_PER_HOUR = 10  # emailed/texted login codes per user
-SENT_METHODS = ("tfa_email", "tfa_sms")
+SENT_METHODS = (AuthMethod.TFA_EMAIL, AuthMethod.TFA_SMS)
 SETUP_LIFETIME = 600  # seconds a started TOTP setup waits for its confirming code
 SETUP_MAX_ATTEMPTS = 5  # wrong confirming codes before the pending setup is void
 PROOF_ATTEMPTS = 5  # password/code proofs per user in PROOF_WINDOW (re-enrol, renew, disable)
@@ -73,9 +74,9 @@ def _code_hash(code: str) -> str:
 
 def destination(user: User) -> str | None:
     """Where the code goes, masked for display."""
-    if user.auth_method == "tfa_email" and user.email:
+    if user.auth_method == AuthMethod.TFA_EMAIL and user.email:
         return mask_address(user.email)
-    if user.auth_method == "tfa_sms" and user.phone_number:
+    if user.auth_method == AuthMethod.TFA_SMS and user.phone_number:
         return mask_address(user.phone_number)
     return None
 
@@ -116,12 +117,12 @@ def complete_challenge(user: User, otp: str) -> str:
     if not isinstance(otp, str) or not otp.isascii() or not otp.strip().isdigit():
         raise InvalidOtp()
     otp = otp.strip()
-    if user.auth_method == "tfa_totp":
+    if user.auth_method == AuthMethod.TFA_TOTP:
         _check_totp(user, otp)
         return "otp"
     if user.auth_method in SENT_METHODS:
         _consume_sent_code(user, otp)
-        return "sms" if user.auth_method == "tfa_sms" else "otp"
+        return "sms" if user.auth_method == AuthMethod.TFA_SMS else "otp"
     raise InvalidOtp()
 
 
@@ -229,9 +230,9 @@ def start_totp_setup(
         otp=otp,
         recovery_code=recovery_code,
         need_password=True,
-        second_factor=user.auth_method == "tfa_totp",
+        second_factor=user.auth_method == AuthMethod.TFA_TOTP,
     ):
-        _commit()  # this use case writes nothing else to the database
+        commit(conflict=False)  # this use case writes nothing else to the database
     secret = new_totp_secret()
     setup_id = new_id()
     expires_at = utcnow() + timedelta(seconds=SETUP_LIFETIME)
@@ -283,11 +284,11 @@ def confirm_totp_setup(user: User, code: object) -> list[str]:
     if kv.take(_setup_key(user)) != stored or not _spend_totp_step(user, secret, step):
         raise _wrong_code("code")
     user.totp_secret = secret
-    user.auth_method = "tfa_totp"
+    user.auth_method = AuthMethod.TFA_TOTP
     codes = _replace_recovery_codes(user)
-    _commit()
+    commit(conflict=False)
     kv.delete(_setup_tries_key(user))
-    emit("identity.tfa.enable.success", user=user, account=user.account, method="tfa_totp")
+    emit("identity.tfa.enable.success", user=user, account=user.account, method=AuthMethod.TFA_TOTP)
     return codes
 
 
@@ -304,9 +305,9 @@ def disable_tfa(
     The secret and every recovery code go, the auth method becomes `simple`, and a pending
     setup is dropped; the old codes stop working at once (logins read the user row).
     """
-    if user.auth_method == "simple":
+    if user.auth_method == AuthMethod.SIMPLE:
         raise ValidationFailed("Two-step login is not on for this user.", code="tfa_not_enabled")
-    if user.auth_method == "tfa_totp":
+    if user.auth_method == AuthMethod.TFA_TOTP:
         _require_totp(user)
     _check_proof(
         user,
@@ -317,9 +318,9 @@ def disable_tfa(
         second_factor=True,
     )
     method = user.auth_method
-    user.auth_method = "simple"
+    user.auth_method = AuthMethod.SIMPLE
     drop_totp(user)
-    _commit()
+    commit(conflict=False)
     emit("identity.tfa.disable.success", user=user, account=user.account, method=method)
 
 
@@ -341,7 +342,7 @@ def renew_recovery_codes(user: User, *, otp: object) -> list[str]:
 
 
 def _require_totp(user: User) -> None:
-    if user.auth_method != "tfa_totp" or not user.totp_secret:
+    if user.auth_method != AuthMethod.TFA_TOTP or not user.totp_secret:
         raise ValidationFailed(
             "Two-step login with an authenticator app is not on for this user.",
             code="totp_not_enabled",
@@ -453,14 +454,6 @@ def _no_pending_setup() -> ValidationFailed:
     )
 
 
-def _commit() -> None:
-    try:
-        db.session.commit()
-    except BaseException:
-        db.session.rollback()
-        raise
-
-
 # --- recovery codes -------------------------------------------------------------------
 
 
@@ -470,7 +463,7 @@ def regenerate_recovery_codes(user: User) -> list[str]:
     No proof is checked here: callers acting for the user use `renew_recovery_codes`.
     """
     codes = _replace_recovery_codes(user)
-    _commit()
+    commit(conflict=False)
     emit(
         "identity.recovery_codes.create.success", user=user, account=user.account, count=len(codes)
     )
@@ -498,7 +491,7 @@ def use_recovery_code(user: User, code: str) -> None:
         )
         .values(used_at=utcnow())
     )
-    db.session.commit()
+    commit(conflict=False)
     if result.rowcount != 1:  # type: ignore[attr-defined]
         raise InvalidOtp()
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, true
 
-from authserver.identity import accounts, rules, twofactor, verification
+from authserver.identity import rules, twofactor, verification
 from authserver.identity.tokens import revoke_user_tokens
+from authserver.platform.database import commit
 from authserver.platform.errors import (
     Conflict,
     DomainError,
@@ -26,12 +27,22 @@ from authserver.platform.errors import (
 )
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
-from authserver.platform.models import Account, AccountMembership, RecoveryCode, User, utcnow
+from authserver.platform.models import (
+    Account,
+    AccountMembership,
+    AuthMethod,
+    RecoveryCode,
+    Role,
+    User,
+    UserStatus,
+    utcnow,
+)
 
-MANAGERS = ("owner", "administrator")  # the roles that manage an account's users
+MANAGERS = (Role.OWNER, Role.ADMINISTRATOR)  # the roles that manage an account's users
 GUEST = "guest"
-CREATE_STATUSES = ("active", "pending")  # pending: invited, chooses a password by email
-LISTED_STATUSES = ("active", "pending", "disabled")  # deleted users are gone for listings
+# Pending: invited, chooses a password by email. Deleted users are gone for listings.
+CREATE_STATUSES = (UserStatus.ACTIVE, UserStatus.PENDING)
+LISTED_STATUSES = (UserStatus.ACTIVE, UserStatus.PENDING, UserStatus.DISABLED)
 # The fields of a user an administrator may set, creating or changing one. The front doors
 # derive their names from this list, SIGN_UP_FIELDS and profile.SELF_FIELDS, so a new
 # field is added here only.
@@ -138,7 +149,7 @@ def _new_user(
     email_verified: bool = False,
     phone_number: object | None = None,
     auth_method: object | None = None,
-    status: str = "active",
+    status: str = UserStatus.ACTIVE,
     **attributes: Any,
 ) -> User:
     """Validate, add and flush a new user (no commit); the username is checked and locked."""
@@ -149,9 +160,9 @@ def _new_user(
     method = rules.check_auth_method(
         auth_method
         if auth_method is not None
-        else (account.default_auth_method if account else "simple")
+        else (account.default_auth_method if account else AuthMethod.SIMPLE)
     )
-    if method == "tfa_totp" and not attributes.get("totp_secret"):
+    if method == AuthMethod.TFA_TOTP and not attributes.get("totp_secret"):
         if auth_method is not None:  # nobody but the user can set up their app
             raise ValidationFailed(
                 "The user sets up an authenticator app themselves; create them with another "
@@ -159,16 +170,16 @@ def _new_user(
                 field="auth_method",
                 code="totp_not_enrolled",
             )
-        method = "simple"  # the account's default: they switch once their app is set up
-    if method == "tfa_email" and not email:
+        method = AuthMethod.SIMPLE  # the account's default: they switch once their app is set up
+    if method == AuthMethod.TFA_EMAIL and not email:
         raise ValidationFailed("Email is required for email two-step login.", field="email")
-    if method == "tfa_sms" and not phone:
+    if method == AuthMethod.TFA_SMS and not phone:
         raise ValidationFailed(
             "A phone number is required for SMS two-step login.", field="phone_number"
         )
     if email_verified and not email:
         raise ValidationFailed("There is no email to verify.", field="email_verified")
-    if password is None and status != "pending":
+    if password is None and status != UserStatus.PENDING:
         raise ValidationFailed("Password is required.", field="password", code="required")
     if password is not None:  # before any write: a refused password changes nothing
         rules.check_password(password, username=username, email=email, field="password")
@@ -218,7 +229,7 @@ def create_user(
     except DomainError:
         db.session.rollback()
         raise
-    accounts.commit(conflict=username_taken())
+    commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=account)
     return user
 
@@ -238,7 +249,7 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
         raise Conflict("An account user already has this username.", field="username", code="taken")
     membership = AccountMembership(account_id=account.id, user_id=user.id, role=role)
     db.session.add(membership)
-    accounts.commit(conflict=Conflict("Already a member.", field="user", code="taken"))
+    commit(conflict=Conflict("Already a member.", field="user", code="taken"))
     return membership
 
 
@@ -264,13 +275,13 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
         db.session.rollback()
         raise
     user = member.user
-    accounts.commit(conflict=username_taken())
+    commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=actor.account)
-    if user.status == "pending":  # the activation link verifies the address too
+    if user.status == UserStatus.PENDING:  # the activation link verifies the address too
         verification.send_activation(user)
-    elif user.email and not user.email_verified and user.status == "active":
+    elif user.email and not user.email_verified and user.status == UserStatus.ACTIVE:
         verification.send_email_verification(user)
-    if code is not None and user.auth_method == "tfa_sms":
+    if code is not None and user.auth_method == AuthMethod.TFA_SMS:
         twofactor.prime_challenge(user, str(code).strip())
     return member
 
@@ -282,19 +293,19 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
                 raise ValidationFailed(
                     "A guest may not set this.", field=name, code="unknown_attribute"
                 )
-        role = fields.pop("role", None) or "customer"
-        if role != "customer":
+        role = fields.pop("role", None) or Role.CUSTOMER
+        if role != Role.CUSTOMER:
             raise Forbidden("Signing up makes a customer.", field="role", code="forbidden_role")
     else:
         require_manager(actor)
         if fields.get("role") is None:
             raise ValidationFailed("Role is required.", field="role", code="required")
         role = fields.pop("role")
-        if role == "owner" and actor.role != "owner":
+        if role == Role.OWNER and actor.role != Role.OWNER:
             raise Forbidden("Only the owner may make an owner.", field="role", code="owner_only")
-    status = fields.pop("status", None) or "active"
+    status = fields.pop("status", None) or UserStatus.ACTIVE
     rules.check_choice(status, CREATE_STATUSES, "status")
-    if status == "pending":
+    if status == UserStatus.PENDING:
         if fields.get("password") is not None:
             raise ValidationFailed(
                 "An invited user chooses their password: leave it out.",
@@ -309,7 +320,7 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
             )
     explicit = fields.get("auth_method")
     method = explicit if explicit is not None else actor.account.default_auth_method
-    if method == "tfa_sms" and code is None:
+    if method == AuthMethod.TFA_SMS and code is None:
         raise ValidationFailed(
             "SMS two-step login needs a verified phone: send phoneVerificationCode.",
             field="phone_verification_code",
@@ -317,13 +328,13 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
         )
     # The account's default applies without proof (the first login's OTP proves the
     # address); choosing email two-step login needs an address known to work.
-    if explicit == "tfa_email" and not fields.get("email_verified"):
+    if explicit == AuthMethod.TFA_EMAIL and not fields.get("email_verified"):
         raise ValidationFailed(
             "Email two-step login needs a verified email.",
             field="auth_method",
             code="email_not_verified",
         )
-    if explicit == "tfa_totp":
+    if explicit == AuthMethod.TFA_TOTP:
         raise ValidationFailed(
             "Authenticator-app login is set up by the user after signing up.",
             field="auth_method",
@@ -388,7 +399,7 @@ def get_member(account: Account, user_id: object) -> Member:
     except ValueError:
         raise missing from None
     user = db.session.get(User, str(user_id))
-    if user is None or user.status == "deleted":
+    if user is None or user.status == UserStatus.DELETED:
         raise missing
     if user.account_id == account.id:
         return Member(user, user.role)
@@ -421,7 +432,7 @@ def list_members(
     effective_role = func.coalesce(AccountMembership.role, User.role)
     where = [
         or_(User.account_id == account.id, AccountMembership.id.is_not(None)),
-        User.status != "deleted",
+        User.status != UserStatus.DELETED,
     ]
     if status is not None:
         where.append(User.status == rules.check_choice(status, LISTED_STATUSES, "status"))
@@ -461,7 +472,7 @@ def require_manager(actor: Actor) -> None:
 
 def check_may_touch(actor: Actor, member: Member) -> None:
     """Nobody but an owner changes or removes an owner."""
-    if member.role == "owner" and actor.role != "owner":
+    if member.role == Role.OWNER and actor.role != Role.OWNER:
         raise Forbidden("Only the owner may change the owner.", code="owner_protected")
 
 
@@ -490,12 +501,12 @@ def delete_user(actor: Actor, user_id: object) -> None:
     else:
         _erase(user)
     revoke_user_tokens(user)
-    accounts.commit()
+    commit()
     emit("identity.user.delete.success", user=user, account=actor.account)
 
 
 def _erase(user: User) -> None:
-    user.status = "deleted"
+    user.status = UserStatus.DELETED
     # Frees the name; ids, not names, identify people. The ":" is outside the username
     # alphabet, so no live user can already hold the tombstone and block the delete.
     user.username = f"deleted:{user.id}"

@@ -17,10 +17,11 @@ from flask import current_app
 
 from authserver.identity import accounts, rules
 from authserver.platform import background
+from authserver.platform.database import commit
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
-from authserver.platform.models import Account, User, utcnow
+from authserver.platform.models import Account, AccountStatus, User, UserStatus, utcnow
 from authserver.platform.security import digest, keyed_digest, random_digits, random_token
 
 EMAIL_TOKEN_LIFETIME = 24 * 3600
@@ -92,9 +93,9 @@ def _redeem(kind: TokenKind, token: object) -> tuple[User, str]:
         raise invalid
     kv.delete(pointer)
     user = db.session.get(User, data["u"])
-    if user is None or user.status in ("deleted", "disabled"):
+    if user is None or user.status in (UserStatus.DELETED, UserStatus.DISABLED):
         raise invalid
-    if user.account is not None and user.account.status != "active":
+    if user.account is not None and user.account.status != AccountStatus.ACTIVE:
         raise invalid
     return user, str(data["v"])
 
@@ -107,7 +108,7 @@ def send_email_verification(user: User) -> None:
     """
     if not user.email:
         raise ValidationFailed("The user has no email address.", field="user", code="no_email")
-    if user.status not in ("active", "pending"):
+    if user.status not in (UserStatus.ACTIVE, UserStatus.PENDING):
         raise ValidationFailed("The user is not active.", field="user", code="inactive_user")
     hit = store().hit(f"evt-sends:{user.id}", *EMAIL_VERIFICATION_SENDS)
     if not hit.allowed:
@@ -125,7 +126,7 @@ def verify_email(token: object) -> User:
         )
     user.email_verified = True
     user.email_verified_at = utcnow()
-    accounts.commit()
+    commit()
     emit("identity.email_verification.create.success", user=user, account=user.account)
     return user
 
@@ -136,7 +137,7 @@ def send_activation(user: User, *, locale: str | None = None) -> None:
     Only for pending users: for anyone else the link would be a password reset that
     nobody asked for (and that skips the reset's throttle).
     """
-    if user.status != "pending":
+    if user.status != UserStatus.PENDING:
         raise ValidationFailed("Only a pending user can be activated.", code="not_pending")
     token = _issue(ACTIVATION, user, _password_stamp(user))
     emit(ACTIVATION.event, user=user, account=user.account, token=token, locale=locale)
@@ -181,12 +182,16 @@ def _send_reset(account_id: str, identifier: str, locale: str | None) -> None:
 
 
 def _send_reset_to(user: User, account: Account | None, locale: str | None) -> None:
-    if user.status not in ("active", "pending") or account is None or account.status != "active":
+    if (
+        user.status not in (UserStatus.ACTIVE, UserStatus.PENDING)
+        or account is None
+        or account.status != AccountStatus.ACTIVE
+    ):
         return
     limit, window = RESET_REQUESTS
     if not store().hit(f"reset-user:{user.id}", limit, window).allowed:
         return
-    if user.status == "pending":  # never activated: the invitation again, not a reset
+    if user.status == UserStatus.PENDING:  # never activated: the invitation again, not a reset
         send_activation(user, locale=locale)
         return
     token = _issue(PASSWORD_RESET, user, _password_stamp(user))
@@ -216,8 +221,8 @@ def reset_password(token: object, new_password: object, confirmation: object = N
             field="reset_token",
             code="invalid_token",
         )
-    if user.status == "pending":
-        user.status = "active"
+    if user.status == UserStatus.PENDING:
+        user.status = UserStatus.ACTIVE
     newly_verified = bool(user.email) and not user.email_verified
     if newly_verified:
         user.email_verified = True

@@ -32,6 +32,7 @@ from authserver.identity.consents import scope_words
 from authserver.platform import i18n
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.i18n import gettext as _
+from authserver.platform.web import no_store
 
 from .clients import ClientInfo
 
@@ -203,9 +204,7 @@ def _redirect(location: str) -> Response:
 
 
 def page(template: str, status: int, **context: Any) -> Response:
-    response = Response(render_template(template, **context), status=status)
-    response.headers["Cache-Control"] = "no-store"
-    return response
+    return no_store(Response(render_template(template, **context), status=status))
 
 
 def error_page(description: str, status: int = 400) -> Response:
@@ -313,10 +312,8 @@ def _handle(decision: str | None) -> Response:
 
 
 @bp.after_request
-def no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
+def never_cached(response: Response) -> Response:
+    return no_store(response, pragma=True)
 
 
 def owns_path(path: str) -> bool:

@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import select
 
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, OAuthClient
+from authserver.platform.models import Account, AccountStatus, OAuthClient
 from authserver.platform.security import digest, same
 
 CACHE_TTL = 10.0  # seconds
@@ -123,7 +123,7 @@ def load_client(client_id: str) -> ClientInfo | None:
     if row is None:
         return None
     client, account = row
-    if client.status != "active" or account.status != "active":
+    if client.status != "active" or account.status != AccountStatus.ACTIVE:
         return None
     twin = account.test_account_id
     if account.mode == "test":

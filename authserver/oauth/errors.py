@@ -6,6 +6,8 @@ from typing import Any
 
 from authlib.oauth2.rfc6749.errors import OAuth2Error
 
+from authserver.platform.models import AuthMethod
+
 
 class OtpRequiredError(OAuth2Error):
     """The password was right; send it again with `otp` (or `recovery_code`)."""
@@ -24,7 +26,7 @@ class OtpRequiredError(OAuth2Error):
         body.append(("otp_method", self.method))
         if self.destination:
             body.append(("otp_destination", self.destination))
-        if self.method != "tfa_totp":
+        if self.method != AuthMethod.TFA_TOTP:
             body.append(("otp_resend_after", self.resend_after))
         return body
 

@@ -40,7 +40,7 @@ from authserver.platform.errors import (
     Throttled,
 )
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, User
+from authserver.platform.models import Account, AccountStatus, User
 
 from .clients import ClientInfo
 from .errors import (
@@ -228,7 +228,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
 
     def _validate_publishable(self, value: str) -> None:
         account = db.session.scalar(select(Account).where(Account.publishable_token == value))
-        if account is None or account.status != "active":
+        if account is None or account.status != AccountStatus.ACTIVE:
             raise InvalidGrantError("The refresh token is invalid.")
         client = self._optional_client()
         if client is not None and not client.owns_account(account.id):

@@ -23,6 +23,7 @@ from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext as _
 from authserver.platform.models import Account, User
+from authserver.platform.web import no_store
 
 from .authorize import error_page, page
 
@@ -129,10 +130,8 @@ def confirm() -> Response:
 
 
 @bp.after_request
-def no_store(response: Response) -> Response:
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Pragma"] = "no-cache"
-    return response
+def never_cached(response: Response) -> Response:
+    return no_store(response, pragma=True)
 
 
 def owns_path(path: str) -> bool:

@@ -23,7 +23,8 @@ from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.errors import ServiceUnavailable, Unauthenticated
 from authserver.platform.extensions import keyring
 from authserver.platform.keys import ID_TOKEN_ALG
-from authserver.platform.models import ROLES
+from authserver.platform.models import ROLES, AuthMethod
+from authserver.platform.web import no_store
 
 from .errors import TemporarilyUnavailableError
 from .oidc import user_info
@@ -31,7 +32,6 @@ from .oidc import user_info
 bp = Blueprint("oauth", __name__)
 
 FORM = "application/x-www-form-urlencoded"
-NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 CORS = {
     "Access-Control-Allow-Origin": "*",
     "Access-Control-Expose-Headers": "X-OTP, Retry-After, X-Request-Id, WWW-Authenticate",
@@ -219,11 +219,11 @@ def too_large(error: RequestEntityTooLarge) -> Response:
 
 
 @bp.after_request
-def no_store(response: Response) -> Response:
+def never_cached(response: Response) -> Response:
     if request.endpoint and not request.endpoint.endswith(
         ("jwks", "metadata", "openid_configuration")
     ):
-        response.headers.update(NO_STORE)
+        no_store(response, pragma=True)
     return response
 
 
@@ -302,7 +302,7 @@ def metadata_document() -> dict[str, Any]:
             "role",
         ],
         "roles_supported": [*ROLES, "guest"],
-        "otp_methods_supported": ["tfa_email", "tfa_sms", "tfa_totp"],
+        "otp_methods_supported": [AuthMethod.TFA_EMAIL, AuthMethod.TFA_SMS, AuthMethod.TFA_TOTP],
     }
 
 
@@ -338,5 +338,4 @@ def http_error(error: HTTPException) -> Response:
     for name, value in error.get_headers():
         if name.lower() == "allow":
             response.headers["Allow"] = value
-    response.headers.update(NO_STORE)
-    return response
+    return no_store(response, pragma=True)

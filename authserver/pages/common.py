@@ -1,23 +1,39 @@
 """What every hosted page shares: which paths are pages, the account and language a page
-is shown for, the safe `next` target, rendering, HTML errors (and which form field a domain
-error is about) and the extra headers.
+is shown for, the safe `next` target, the signed-in check, form pages, rendering, HTML
+errors (and which form field a domain error is about) and the extra headers.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Concatenate, ParamSpec, overload
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Response, current_app, g, get_flashed_messages, render_template, request, session
+from flask import (
+    Response,
+    current_app,
+    g,
+    get_flashed_messages,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException
+from werkzeug.wrappers import Response as BaseResponse
 
+from authserver.identity import browser_login
 from authserver.platform.errors import DomainError, ServiceUnavailable, Throttled
 from authserver.platform.extensions import db
 from authserver.platform.i18n import best_request_locale, gettext
-from authserver.platform.models import Account
+from authserver.platform.models import Account, AccountStatus, User
+from authserver.platform.web import no_store
 
 # Paths that belong to other front doors (they render their own errors).
 NOT_PAGES = ("/v1", "/oauth", "/.well-known")
@@ -81,7 +97,7 @@ def _account(account_id: object) -> Account | None:
     if not isinstance(account_id, str) or not UUID_RE.match(account_id):
         return None
     account = db.session.get(Account, account_id)
-    return account if account is not None and account.status == "active" else None
+    return account if account is not None and account.status == AccountStatus.ACTIVE else None
 
 
 def requested_account_id() -> str | None:
@@ -134,6 +150,84 @@ def render(template: str, status: int = 200, **context: Any) -> Response:
         **context,
     )
     return Response(html, status, mimetype="text/html")
+
+
+def see_other(target: str) -> BaseResponse:
+    # 303: the browser follows with GET and never re-sends the credentials (RFC 9700 4.12).
+    return redirect(target, 303)
+
+
+@dataclass
+class Page:
+    """A form page: its template and what it shows besides the form."""
+
+    template: str
+    form: Any
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def show(self, status: int = 200) -> Response:
+        return render(self.template, status, form=self.form, **self.context)
+
+    def invalid(self) -> Response:
+        """The form as first shown (GET), or with its field errors (422)."""
+        return self.show(422 if request.method == "POST" else 200)
+
+    def field_error(self, field: Any, message: str, status: int) -> Response:
+        field.errors = [*field.errors, message]
+        return self.show(status)
+
+    def throttled(self, field: Any, error: Throttled) -> Response:
+        message = gettext("Too many attempts. Please wait a few minutes and try again.")
+        response = self.field_error(field, message, 429)
+        response.headers["Retry-After"] = str(error.retry_after)
+        return response
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """Who a signed-in page is for: the browser's login and its user."""
+
+    login: browser_login.BrowserLogin
+    user: User
+
+
+P = ParamSpec("P")
+SignedInView = Callable[Concatenate[SignedIn, P], BaseResponse]
+View = Callable[P, BaseResponse]
+
+
+@overload
+def signed_in(view: SignedInView[P], /) -> View[P]: ...
+@overload
+def signed_in(*, back: str | None = None) -> Callable[[SignedInView[P]], View[P]]: ...
+def signed_in(
+    view: SignedInView[P] | None = None, /, *, back: str | None = None
+) -> View[P] | Callable[[SignedInView[P]], View[P]]:
+    """A page for the signed-in only: the view gets the SignedIn first; anyone else gets a
+    303 to the login page that comes back afterwards to the `back` endpoint if given, else
+    to this page after a GET and to the security overview after a POST (a form's POST
+    cannot be replayed through a redirect).
+    """
+
+    def decorate(view: SignedInView[P]) -> View[P]:
+        @functools.wraps(view)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> BaseResponse:
+            login = browser_login.current_login(session, now())
+            user = db.session.get(User, login.user_id) if login is not None else None
+            if login is None or user is None:
+                return see_other(url_for(".login", next=_come_back_to(back)))
+            return view(SignedIn(login, user), *args, **kwargs)
+
+        return wrapper
+
+    return decorate if view is None else decorate(view)
+
+
+def _come_back_to(back: str | None) -> str:
+    if back is not None:
+        return url_for(back)
+    target = request.full_path if request.method == "GET" else url_for(".security")
+    return target.rstrip("?")
 
 
 def error_page(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -217,7 +311,7 @@ def _origin(url: str) -> str:
 def page_headers(response: Response) -> Response:
     """No caching of pages that hold codes and tokens; HSTS when the issuer is HTTPS."""
     if owns_path(request.path):
-        response.headers["Cache-Control"] = "no-store"
+        no_store(response)
         response.headers.setdefault("Content-Language", g.get("locale", "en"))
         if current_app.config["ISSUER"].startswith("https://"):
             response.headers.setdefault("Strict-Transport-Security", HSTS)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
 
 from flask import flash, request, session, url_for
 from markupsafe import Markup
@@ -26,34 +24,16 @@ from authserver.identity.consents import scope_words
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext
-from authserver.platform.models import Account, User
+from authserver.platform.models import Account, AuthMethod, LoginMethod, User
 
 from . import common
 from .blueprint import bp
-from .common import now, render
+from .common import Page, SignedIn, render, see_other, signed_in
 from .forms import ButtonForm, ChangePasswordForm, CodeForm, ProofForm
 from .selfservice import PASSWORD_RULES
-from .signin import Page, _see_other
 
 HISTORY_PAGE_SIZE = 20
 RECOVERY_CODE_RE = re.compile(r"^[a-z0-9]{4}(-[a-z0-9]{4}){3}$")
-
-
-@dataclass(frozen=True)
-class SignedIn:
-    login: browser_login.BrowserLogin
-    user: User
-
-
-def _signed_in() -> SignedIn | Response:
-    """The signed-in user, or a 303 to the login page that comes back here afterwards."""
-    login = browser_login.current_login(session, now())
-    user = db.session.get(User, login.user_id) if login is not None else None
-    if login is None or user is None:
-        target = request.full_path if request.method == "GET" else url_for(".security")
-        args: dict[str, Any] = {"next": target.rstrip("?")}
-        return _see_other(url_for(".login", **args))
-    return SignedIn(login, user)
 
 
 def _login_url(login: browser_login.BrowserLogin) -> str:
@@ -62,14 +42,14 @@ def _login_url(login: browser_login.BrowserLogin) -> str:
 
 def _done(message: str) -> Response:
     flash(message)
-    return _see_other(url_for(".security"))
+    return see_other(url_for(".security"))
 
 
 def _signed_out(login: browser_login.BrowserLogin, message: str) -> Response:
     """This browser's login is over too: say why on the login page."""
     browser_login.end_login(session)
     flash(message)
-    return _see_other(_login_url(login))
+    return see_other(_login_url(login))
 
 
 def _code_message(error: ValidationFailed) -> str:
@@ -92,11 +72,9 @@ def _code_message(error: ValidationFailed) -> str:
 
 
 @bp.get("/account/security")
-def security() -> Response:
+@signed_in
+def security(me: SignedIn) -> Response:
     """Everything in one place: password, two-step login, apps, sign out, history."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     words = scope_words()
     apps = [
         {
@@ -122,11 +100,9 @@ def security() -> Response:
 
 
 @bp.route("/account/security/password", methods=["GET", "POST"])
-def change_password() -> Response:
+@signed_in
+def change_password(me: SignedIn) -> Response:
     """Current password and the new one twice; success signs out everywhere."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     form = ChangePasswordForm()
     page = Page("pages/change_password.html", form)
     if not form.validate_on_submit():
@@ -177,17 +153,15 @@ def _proof_values(form: ProofForm) -> dict[str, str | None]:
 
 
 @bp.route("/account/security/totp", methods=["GET", "POST"])
-def totp_start() -> Response:
+@signed_in
+def totp_start(me: SignedIn) -> Response:
     """Step 1 of the setup: prove it is you (password, and the current factor if any)."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     form = ProofForm()
     page = _proof_page("pages/totp_start.html", form, me.user)
     if not form.validate_on_submit():
         return page.invalid()
     values = _proof_values(form)
-    if me.user.auth_method != "tfa_totp":
+    if me.user.auth_method != AuthMethod.TFA_TOTP:
         values.update(otp=None, recovery_code=None)  # only a factor being replaced is asked
     try:
         twofactor.start_totp_setup(me.user, **values)
@@ -195,19 +169,17 @@ def totp_start() -> Response:
         return page.throttled(form.password, exc)
     except ValidationFailed as exc:
         return _proof_error(page, form, exc)
-    return _see_other(url_for(".totp_confirm"))
+    return see_other(url_for(".totp_confirm"))
 
 
 @bp.route("/account/security/totp/confirm", methods=["GET", "POST"])
-def totp_confirm() -> Response:
+@signed_in
+def totp_confirm(me: SignedIn) -> Response:
     """Step 2: the QR code and the secret in text, confirmed by a code from the app."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     setup = twofactor.pending_totp_setup(me.user)
     if setup is None:
         flash(gettext("This setup expired or had too many wrong codes. Start again."))
-        return _see_other(url_for(".totp_start"))
+        return see_other(url_for(".totp_start"))
     form = CodeForm()
     page = Page(
         "pages/totp_confirm.html",
@@ -222,7 +194,7 @@ def totp_confirm() -> Response:
     except ValidationFailed as exc:
         if exc.code == "no_pending_setup":
             flash(_code_message(exc))
-            return _see_other(url_for(".totp_start"))
+            return see_other(url_for(".totp_start"))
         return page.field_error(form.code, _code_message(exc), 422)
     return _recovery_codes_page(codes, gettext("Two-step login is on"))
 
@@ -243,13 +215,11 @@ def _recovery_codes_page(codes: list[str], title: str) -> Response:
 
 
 @bp.route("/account/security/recovery-codes", methods=["GET", "POST"])
-def recovery_codes() -> Response:
+@signed_in
+def recovery_codes(me: SignedIn) -> Response:
     """New recovery codes for a code from the authenticator app; the old ones die."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
-    if me.user.auth_method != "tfa_totp":
-        return _see_other(url_for(".security"))
+    if me.user.auth_method != AuthMethod.TFA_TOTP:
+        return see_other(url_for(".security"))
     form = CodeForm()
     page = Page("pages/recovery_codes_renew.html", form)
     if not form.validate_on_submit():
@@ -264,15 +234,13 @@ def recovery_codes() -> Response:
 
 
 @bp.post("/account/security/recovery-codes/download")
-def recovery_codes_download() -> Response:
+@signed_in
+def recovery_codes_download(me: SignedIn) -> Response:
     """The codes the page just showed, posted back, as a text file to keep.
 
     The server keeps no readable copy of the codes, so the page sends them back; only
     well-formed codes are written, so the file cannot carry anything else.
     """
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     if not ButtonForm(prefix="download").validate_on_submit():
         return common.render_http_error(NotFound())
     codes = [c for c in request.form.getlist("code")[:20] if RECOVERY_CODE_RE.match(c)]
@@ -287,13 +255,11 @@ def recovery_codes_download() -> Response:
 
 
 @bp.route("/account/security/tfa/disable", methods=["GET", "POST"])
-def tfa_disable() -> Response:
+@signed_in
+def tfa_disable(me: SignedIn) -> Response:
     """Turn two-step login off: the password and a code (or a recovery code)."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
-    if me.user.auth_method == "simple":
-        return _see_other(url_for(".security"))
+    if me.user.auth_method == AuthMethod.SIMPLE:
+        return see_other(url_for(".security"))
     form = ProofForm()
     page = _proof_page("pages/tfa_disable.html", form, me.user)
     if not form.validate_on_submit():
@@ -308,11 +274,9 @@ def tfa_disable() -> Response:
 
 
 @bp.post("/account/security/tfa/send-code")
-def tfa_send_code() -> Response:
+@signed_in
+def tfa_send_code(me: SignedIn) -> Response:
     """Email or text a code (the login's cooldown applies) for a user whose factor is sent."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     if ButtonForm(prefix="send").validate_on_submit():
         aid = me.login.account_id
         account = db.session.get(Account, aid) if aid else None
@@ -326,18 +290,16 @@ def tfa_send_code() -> Response:
                     seconds=challenge.resend_after,
                 )
             )
-    return _see_other(url_for(".tfa_disable"))
+    return see_other(url_for(".tfa_disable"))
 
 
 # --- apps, sessions, history ------------------------------------------------------------
 
 
 @bp.post("/account/security/apps/<client_pk>/revoke")
-def revoke_consent(client_pk: str) -> Response:
+@signed_in
+def revoke_consent(me: SignedIn, client_pk: str) -> Response:
     """Forget the user's "yes" to an app; 404 for an app the user never allowed."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     if not ButtonForm().validate_on_submit():
         return common.render_http_error(NotFound())
     if len(client_pk) > 64 or not consents.revoke(me.user.id, client_pk):
@@ -346,13 +308,11 @@ def revoke_consent(client_pk: str) -> Response:
 
 
 @bp.post("/account/security/sign-out-everywhere")
-def sign_out_everywhere() -> Response:
+@signed_in
+def sign_out_everywhere(me: SignedIn) -> Response:
     """End every login of the user: apps' tokens, other browsers and this one."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     if not ButtonForm().validate_on_submit():
-        return _see_other(url_for(".security"))
+        return see_other(url_for(".security"))
     accounts.sign_out_everywhere(me.user)
     return _signed_out(me.login, gettext("You were signed out on every device and app."))
 
@@ -360,20 +320,18 @@ def sign_out_everywhere() -> Response:
 def method_words() -> dict[str, str]:
     """Login history's method parts (login.METHOD_NAMES, and refresh) in words."""
     return {
-        "password": gettext("Password"),
-        "otp": gettext("Code"),
-        "sms": gettext("Text message code"),
-        "recovery_code": gettext("Recovery code"),
-        "refresh": gettext("App session renewed"),
+        LoginMethod.PASSWORD: gettext("Password"),
+        LoginMethod.OTP: gettext("Code"),
+        LoginMethod.SMS: gettext("Text message code"),
+        LoginMethod.RECOVERY_CODE: gettext("Recovery code"),
+        LoginMethod.REFRESH: gettext("App session renewed"),
     }
 
 
 @bp.get("/account/security/history")
-def login_history() -> Response:
+@signed_in
+def login_history(me: SignedIn) -> Response:
     """The user's sign-ins, successful or not, newest first, a page at a time."""
-    me = _signed_in()
-    if isinstance(me, Response):
-        return me
     number = request.args.get("page", "1")
     page = int(number) if number.isdigit() and 0 < len(number) < 7 else 1
     records, total = accounts.login_history(

@@ -20,9 +20,8 @@ from authserver.platform.models import User
 
 from . import common
 from .blueprint import bp
-from .common import render
+from .common import Page, render
 from .forms import ForgotPasswordForm, NewPasswordForm, TokenForm
-from .signin import Page
 
 PASSWORD_RULES = {  # rules.check_password codes -> what the person reads
     "too_short": lambda: gettext("Use at least 8 characters."),

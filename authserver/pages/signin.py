@@ -10,30 +10,22 @@ every factor) makes a login that other pages accept.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from flask import current_app, redirect, request, session, url_for
+from flask import current_app, request, session, url_for
 from werkzeug.wrappers import Response
 
 from authserver.identity import browser_login
 from authserver.identity.login import LoginAttempt, LoginResult, continue_login, password_login
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
-from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext
-from authserver.platform.models import User
 
 from . import common
 from .blueprint import bp
-from .common import PENDING, now, render
+from .common import PENDING, Page, SignedIn, now, render, see_other, signed_in
 from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
 
 CARRIED = ("aid", "next", "ui_locales")  # query parameters the login form posts back
-
-
-def _see_other(target: str) -> Response:
-    # 303: the browser follows with GET and never re-sends the credentials (RFC 9700 4.12).
-    return redirect(target, 303)
 
 
 def _carried() -> dict[str, Any]:
@@ -50,33 +42,7 @@ def _finish(result: LoginResult, target: str) -> Response:
     """Every factor passed: a fresh session holding only the login."""
     account_id = result.account.id if result.account is not None else None
     browser_login.start_login(session, result.user, account_id, result.amr, now())
-    return _see_other(target)
-
-
-@dataclass
-class Page:
-    """A form page: its template and what it shows besides the form."""
-
-    template: str
-    form: Any
-    context: dict[str, Any] = field(default_factory=dict)
-
-    def show(self, status: int = 200) -> Response:
-        return render(self.template, status, form=self.form, **self.context)
-
-    def invalid(self) -> Response:
-        """The form as first shown (GET), or with its field errors (422)."""
-        return self.show(422 if request.method == "POST" else 200)
-
-    def field_error(self, field: Any, message: str, status: int) -> Response:
-        field.errors = [*field.errors, message]
-        return self.show(status)
-
-    def throttled(self, field: Any, error: Throttled) -> Response:
-        message = gettext("Too many attempts. Please wait a few minutes and try again.")
-        response = self.field_error(field, message, 429)
-        response.headers["Retry-After"] = str(error.retry_after)
-        return response
+    return see_other(target)
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -106,7 +72,7 @@ def login() -> Response:
         return page.throttled(form.password, exc)
     except OtpRequired as exc:
         _start_second_step(attempt, exc, target)
-        return _see_other(url_for(".login_code"))
+        return see_other(url_for(".login_code"))
     return _finish(result, target)
 
 
@@ -148,7 +114,7 @@ def _restart(pending: dict[str, Any] | None) -> Response:
             args["aid"] = pending["aid"]
         if pending.get("next"):
             args["next"] = pending["next"]
-    return _see_other(url_for(".login", **args))
+    return see_other(url_for(".login", **args))
 
 
 def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttempt:
@@ -213,7 +179,7 @@ def login_code_resend() -> Response:
         return _restart(session.get(PENDING))
     button = ButtonForm(prefix="resend")
     if not button.validate_on_submit():
-        return _see_other(url_for(".login_code"))
+        return see_other(url_for(".login_code"))
     form = CodeForm(formdata=None)
     try:
         continue_login(pending["uid"], pending["gen"], _second_attempt(pending))
@@ -247,23 +213,20 @@ def login_recovery() -> Response:
 
 @bp.get("/")
 def home() -> Response:
-    return _see_other(url_for(".account"))
+    return see_other(url_for(".account"))
 
 
 @bp.get("/account")
-def account() -> Response:
+@signed_in(back=".account")
+def account(me: SignedIn) -> Response:
     """Who is signed in, with the logout button; strangers are sent to the login page."""
-    login = browser_login.current_login(session, now())
-    if login is None:
-        return _see_other(url_for(".login", next=url_for(".account")))
-    user = db.session.get(User, login.user_id)
-    return render("pages/account.html", user=user, login=login, logout_form=ButtonForm())
+    return render("pages/account.html", user=me.user, login=me.login, logout_form=ButtonForm())
 
 
 @bp.post("/logout")
 def logout() -> Response:
     """Sign out of this browser (POST only, with the CSRF token)."""
     if not ButtonForm().validate_on_submit():
-        return _see_other(url_for(".account"))
+        return see_other(url_for(".account"))
     browser_login.end_login(session)
-    return _see_other(url_for(".login"))
+    return see_other(url_for(".login"))

@@ -1,4 +1,6 @@
-"""All tables, as SQLAlchemy 2 typed models. Times are stored in UTC and read back aware.
+"""All tables, as SQLAlchemy 2 typed models, and the StrEnums of the values their status,
+role and method columns hold (equal to the plain strings). Times are stored in UTC and
+read back aware.
 
 Secrets never sit here in the clear: passwords are argon2 hashes, client secrets, refresh
 tokens and recovery codes are digests. The publishable refresh token is public by design.
@@ -8,6 +10,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
@@ -28,22 +31,55 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from authserver.platform.extensions import db
 
-MODES = ("live", "test")
-ACCOUNT_STATUSES = ("active", "deleted")
-USER_STATUSES = ("active", "pending", "disabled", "deleted")
-AUTH_METHODS = ("simple", "tfa_email", "tfa_sms", "tfa_totp")
-ROLES = (
-    "owner",
-    "administrator",
-    "developer",
-    "manager",
-    "support_specialist",
-    "marketing_specialist",
-    "goods_specialist",
-    "read_only",
-    "customer",
-)
-LOCALIZABLE_ACCOUNT_FIELDS = ("name", "caption", "description", "company_name", "custom_data")
+
+class AccountStatus(StrEnum):
+    ACTIVE = "active"
+    DELETED = "deleted"
+
+
+class UserStatus(StrEnum):
+    ACTIVE = "active"
+    PENDING = "pending"  # invited: chooses a password through the emailed link
+    DISABLED = "disabled"
+    DELETED = "deleted"
+
+
+class AuthMethod(StrEnum):
+    """How a user logs in: the password alone, or with a second factor."""
+
+    SIMPLE = "simple"
+    TFA_EMAIL = "tfa_email"
+    TFA_SMS = "tfa_sms"
+    TFA_TOTP = "tfa_totp"
+
+
+class Role(StrEnum):
+    OWNER = "owner"
+    ADMINISTRATOR = "administrator"
+    DEVELOPER = "developer"
+    MANAGER = "manager"
+    SUPPORT_SPECIALIST = "support_specialist"
+    MARKETING_SPECIALIST = "marketing_specialist"
+    GOODS_SPECIALIST = "goods_specialist"
+    READ_ONLY = "read_only"
+    CUSTOMER = "customer"
+
+
+class LoginMethod(StrEnum):
+    """The parts of `LoginRecord.method`, joined with "+" for a login with two factors."""
+
+    PASSWORD = "password"  # noqa: S105 - the name of a login method, not a secret
+    OTP = "otp"
+    SMS = "sms"
+    RECOVERY_CODE = "recovery_code"
+    REFRESH = "refresh"
+
+
+# The values as plain strings, for the checks and schemas that list them and for click's
+# Choice, which would match an Enum member by its name rather than its value.
+USER_STATUSES = tuple(s.value for s in UserStatus)
+AUTH_METHODS = tuple(m.value for m in AuthMethod)
+ROLES = tuple(r.value for r in Role)
 
 
 def utcnow() -> datetime:
@@ -84,11 +120,11 @@ class Account(Timestamps, db.Model):  # type: ignore[name-defined]
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     mode: Mapped[str] = mapped_column(String(8))
     test_account_id: Mapped[str | None] = mapped_column(ForeignKey("accounts.id"), unique=True)
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=AccountStatus.ACTIVE)
     name: Mapped[str] = mapped_column(String(255))
     company_name: Mapped[str | None] = mapped_column(String(255))
     default_locale: Mapped[str] = mapped_column(String(8), default="en")
-    default_auth_method: Mapped[str] = mapped_column(String(16), default="simple")
+    default_auth_method: Mapped[str] = mapped_column(String(16), default=AuthMethod.SIMPLE)
     website_url: Mapped[str | None] = mapped_column(String(2048))
     support_email: Mapped[str | None] = mapped_column(String(254))
     tech_email: Mapped[str | None] = mapped_column(String(254))
@@ -132,9 +168,9 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
     name: Mapped[str | None] = mapped_column(String(255))
     first_name: Mapped[str | None] = mapped_column(String(255))
     last_name: Mapped[str | None] = mapped_column(String(255))
-    auth_method: Mapped[str] = mapped_column(String(16), default="simple")
+    auth_method: Mapped[str] = mapped_column(String(16), default=AuthMethod.SIMPLE)
     role: Mapped[str] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16), default="active")
+    status: Mapped[str] = mapped_column(String(16), default=UserStatus.ACTIVE)
     locale: Mapped[str | None] = mapped_column(String(8))
     email_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     email_verified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -191,7 +227,7 @@ class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
     post_logout_redirect_uris: Mapped[list[str]] = mapped_column(JSON, default=list)
     grant_types: Mapped[list[str]] = mapped_column(JSON, default=list)
     scope: Mapped[str] = mapped_column(String(1024), default="")
-    role: Mapped[str] = mapped_column(String(32), default="developer")  # client_credentials role
+    role: Mapped[str] = mapped_column(String(32), default=Role.DEVELOPER)  # client_credentials role
     status: Mapped[str] = mapped_column(String(16), default="active")
     # A first-party app may skip the consent page; never on by default (issue 5).
     skip_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
@@ -268,6 +304,6 @@ class LoginRecord(db.Model):  # type: ignore[name-defined]
     client_id: Mapped[str | None] = mapped_column(String(64))
     ip: Mapped[str | None] = mapped_column(String(45))
     user_agent: Mapped[str | None] = mapped_column(String(512))
-    method: Mapped[str] = mapped_column(String(32))  # password, otp, recovery_code, ...
+    method: Mapped[str] = mapped_column(String(32))  # LoginMethod values, "+"-joined
     success: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(64))  # why it failed

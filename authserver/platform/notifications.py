@@ -26,6 +26,7 @@ from jinja2 import TemplateNotFound
 from authserver.platform.config import ConfigError
 from authserver.platform.events import signal
 from authserver.platform.i18n import force_locale, negotiate
+from authserver.platform.models import AuthMethod
 from authserver.platform.security import mask_address
 from authserver.platform.senders import (
     EMAIL_RE,
@@ -123,9 +124,9 @@ class Notifier:
             return self._sms(event, payload.get("phone_number"), locale, context)
         if event == OTP_EVENT:
             context.update(code=payload["code"], minutes=self.otp_minutes)
-            if payload.get("method") == "tfa_sms":
+            if payload.get("method") == AuthMethod.TFA_SMS:
                 return self._sms(event, getattr(user, "phone_number", None), locale, context)
-            if payload.get("method") != "tfa_email":
+            if payload.get("method") != AuthMethod.TFA_EMAIL:
                 return []
         path = EMAIL_EVENTS.get(event)
         if path:

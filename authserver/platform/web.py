@@ -1,14 +1,17 @@
-"""Plain-HTTP endpoints and behaviour shared by every page: health checks and headers."""
+"""Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
+(`no_store`) and the dispatch of HTTP errors to the front door that owns the path."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
+from werkzeug.wrappers import Response as BaseResponse
 
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.extensions import db, store
@@ -43,6 +46,20 @@ def readyz() -> tuple[Response, int]:
         checks["redis"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+R = TypeVar("R", bound=BaseResponse)
+
+
+def no_store(response: R, *, pragma: bool = False) -> R:
+    """Keep `response` out of every cache: it holds tokens, codes or personal data.
+
+    `pragma` adds HTTP/1.0's `Pragma: no-cache` too, as RFC 6749 5.1 asks of token answers.
+    """
+    response.headers["Cache-Control"] = "no-store"
+    if pragma:
+        response.headers["Pragma"] = "no-cache"
+    return response
 
 
 ErrorRenderer = Callable[[HTTPException], Response]

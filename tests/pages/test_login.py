@@ -200,6 +200,14 @@ def test_recovery_code_finishes_the_login_once(web, world):
     assert ("password+recovery_code", True) in login_records(web, user_id)
 
 
+@pytest.mark.parametrize("path", ["/account", "/account?x=1"])
+def test_account_sends_strangers_to_the_login_page(web, path):
+    """Not signed in, /account answers a 303 to the login page that comes back to /account."""
+    response = web.test_client().get(path)
+    assert response.status_code == 303
+    assert response.headers["Location"] == "/login?next=/account"
+
+
 @pytest.mark.parametrize("path", ["/account", "/login/code", "/login/recovery"])
 def test_second_step_cannot_be_skipped(web, world, path):
     """After the password alone, later URLs do not sign in (nor does /login/code without one)."""

@@ -104,6 +104,7 @@ def test_post_without_login_changes_nothing(web, world):
     token = csrf(client.get("/login"))
     response = client.post("/account/security/sign-out-everywhere", data={"csrf_token": token})
     assert response.status_code == 303 and "/login" in response.headers["Location"]
+    assert response.headers["Location"] == "/login?next=/account/security"  # a POST can't return
     assert _user(web, world.alice_id).token_generation == before
 
 
