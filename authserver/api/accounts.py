@@ -15,7 +15,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, Account, AccountStatus, Role, User
 
-from . import jsonapi, names, openapi
+from . import documents, jsonapi, names, openapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -98,15 +98,15 @@ def patch_account() -> Response:
     """Change the live account; the test account follows in the same transaction."""
     account = token_account()
     locale = request_locale(account)
-    attrs = jsonapi.parse_document(type_="Account", require_id=account.id, allowed=WRITABLE)
+    attrs = documents.parse_document(type_="Account", require_id=account.id, allowed=WRITABLE)
     changes: dict[str, Any] = {}
     for name, max_len in STRING_CAPS.items():
         if name in attrs:
-            changes[names.field_of(name)] = jsonapi.expect_str(
+            changes[names.field_of(name)] = documents.expect_str(
                 attrs, name, max_len=max_len, nullable=name != "name"
             )
     if "customData" in attrs:
-        changes["custom_data"] = jsonapi.expect_object(attrs, "customData")
+        changes["custom_data"] = documents.expect_object(attrs, "customData")
     token = current_token()
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.update_account(account, changes, locale=locale, by=by)
@@ -151,7 +151,7 @@ def reset_account() -> Response:
     """Wipe the test account's users but the caller (test accounts only; live: 422)."""
     account = token_account()
     if request.content_length:  # a body is optional; if sent, it must be an AccountReset
-        jsonapi.parse_document(type_="AccountReset", allowed=set())
+        documents.parse_document(type_="AccountReset", allowed=set())
     token = current_token()
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.reset_test_account(account, by=by)

@@ -14,7 +14,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, AuthMethod, User, new_id, utcnow
 
-from . import jsonapi
+from . import documents, jsonapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -34,13 +34,13 @@ def _user() -> User:
 
 
 def _strings(attrs: dict[str, Any], caps: dict[str, int]) -> dict[str, str | None]:
-    return {name: jsonapi.expect_str(attrs, name, max_len=cap) for name, cap in caps.items()}
+    return {name: documents.expect_str(attrs, name, max_len=cap) for name, cap in caps.items()}
 
 
 def _one_code(type_: str, name: str) -> str | None:
     """The body is a `type_` whose one (required) attribute is the code `name`."""
-    attrs = jsonapi.parse_document(type_=type_, allowed={name}, required={name})
-    return jsonapi.expect_str(attrs, name, max_len=OTP_MAX)
+    attrs = documents.parse_document(type_=type_, allowed={name}, required={name})
+    return documents.expect_str(attrs, name, max_len=OTP_MAX)
 
 
 PROOF = {"password": PASSWORD_MAX, "otp": OTP_MAX, "recoveryCode": RECOVERY_CODE_MAX}
@@ -51,7 +51,7 @@ PROOF = {"password": PASSWORD_MAX, "otp": OTP_MAX, "recoveryCode": RECOVERY_CODE
 def start_totp_setup() -> Response:
     """A new pending TOTP secret, its otpauth:// URI and QR code (10 minutes to confirm)."""
     user = _user()
-    attrs = jsonapi.parse_document(type_="TotpSetup", allowed=set(PROOF), required={"password"})
+    attrs = documents.parse_document(type_="TotpSetup", allowed=set(PROOF), required={"password"})
     given = _strings(attrs, PROOF)
     setup = twofactor.start_totp_setup(
         user, password=given["password"], otp=given["otp"], recovery_code=given["recoveryCode"]
@@ -100,7 +100,7 @@ def renew_recovery_codes() -> Response:
 def disable_tfa() -> Response:
     """Switch TOTP off (password and a current code or recovery code); 204."""
     user = _user()
-    attrs = jsonapi.parse_document(
+    attrs = documents.parse_document(
         type_="TfaDisablement", allowed=set(PROOF), required={"password"}
     )
     given = _strings(attrs, PROOF)

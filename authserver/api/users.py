@@ -16,7 +16,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, ROLES, Account, User
 
-from . import jsonapi, names, openapi
+from . import documents, jsonapi, names, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token
 from .blueprint import bp
@@ -90,11 +90,11 @@ def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
     for name in attrs:
         kind, max_len, nullable = WIRE[name]
         if kind == "str":
-            value: Any = jsonapi.expect_str(attrs, name, max_len=max_len, nullable=nullable)
+            value: Any = documents.expect_str(attrs, name, max_len=max_len, nullable=nullable)
         elif kind == "bool":
-            value = jsonapi.expect_bool(attrs, name)
+            value = documents.expect_bool(attrs, name)
         else:
-            value = jsonapi.expect_object(attrs, name)
+            value = documents.expect_object(attrs, name)
         fields[names.field_of(name)] = value
     return fields
 
@@ -130,7 +130,7 @@ def create_user() -> Response:
     actor = _actor()
     allowed = GUEST_ATTRIBUTES if actor.role == users.GUEST else ADMIN_ATTRIBUTES
     required = {"username"} if actor.role == users.GUEST else {"username", "role"}
-    attrs = jsonapi.parse_document(type_="User", allowed=allowed, required=required)
+    attrs = documents.parse_document(type_="User", allowed=allowed, required=required)
     member = users.register_user(actor, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, request_locale(actor.account), status=201)
 
@@ -189,7 +189,7 @@ def update_user(user_id: str) -> Response:
     """An administrator changes a user; a new password, role or status voids its tokens."""
     actor = _actor()
     member = users.get_member(actor.account, user_id)  # 404 before any body error
-    attrs = jsonapi.parse_document(
+    attrs = documents.parse_document(
         type_="User", require_id=member.user.id, allowed=ADMIN_ATTRIBUTES
     )
     member = profile.update_user(actor, user_id, _fields(attrs))
@@ -224,7 +224,7 @@ def update_current_user() -> Response:
     """The current user changes their own profile (not role, status, password or
     emailVerified); a new email is unverified and gets a verification link."""
     user, account = _current()
-    attrs = jsonapi.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
+    attrs = documents.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
     member = profile.update_current_user(user, account, _fields(attrs))
     return _member_document(member, _locale_of(user, account))
 

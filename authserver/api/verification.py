@@ -16,7 +16,7 @@ from authserver.platform.errors import Forbidden, NotFound, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, Role, User
 
-from . import jsonapi, openapi
+from . import documents, jsonapi, openapi
 from .accounts import token_account
 from .auth import current_token, require_token
 from .blueprint import bp
@@ -33,7 +33,7 @@ USER_POINTER = jsonapi.relationship_pointer("user")
 @require_token(*ROLES)  # all but guests; a client token has no user, so only as a manager
 def create_email_verification_token() -> Response:
     """Email the linked user a link that verifies their address (204)."""
-    parsed = jsonapi.parse_resource(
+    parsed = documents.parse_resource(
         type_="EmailVerificationToken",
         relationships={"user": "User"},
         required_relationships={"user"},
@@ -73,8 +73,10 @@ def _verification_target(user_id: str) -> User:
 @require_token()
 def create_email_verification() -> Response:
     """Spend an email verification token: the user's email becomes verified (204)."""
-    attrs = jsonapi.parse_document(type_="EmailVerification", allowed={"token"}, required={"token"})
-    verification.verify_email(jsonapi.expect_str(attrs, "token", max_len=SECRET_MAX))
+    attrs = documents.parse_document(
+        type_="EmailVerification", allowed={"token"}, required={"token"}
+    )
+    verification.verify_email(documents.expect_str(attrs, "token", max_len=SECRET_MAX))
     return jsonapi.no_content()
 
 
@@ -85,10 +87,10 @@ def create_email_verification() -> Response:
 @require_token("guest")  # seed 000: made with a publishable (guest) token of the account
 def create_password_reset_token() -> Response:
     """Email a reset link to the account's user with this username, if any; always 204."""
-    attrs = jsonapi.parse_document(
+    attrs = documents.parse_document(
         type_="PasswordResetToken", allowed={"username", "locale"}, required={"username"}
     )
-    username = jsonapi.expect_str(attrs, "username", max_len=255, min_len=1)
+    username = documents.expect_str(attrs, "username", max_len=255, min_len=1)
     verification.request_password_reset(
         token_account(), username, locale=_locale(attrs), ip=request.remote_addr
     )
@@ -96,7 +98,7 @@ def create_password_reset_token() -> Response:
 
 
 def _locale(attrs: dict[str, Any]) -> str | None:
-    locale = jsonapi.expect_str(attrs, "locale", max_len=8, nullable=True)
+    locale = documents.expect_str(attrs, "locale", max_len=8, nullable=True)
     if locale is not None and locale not in SUPPORTED_LOCALES:
         jsonapi.fail(
             422,
@@ -119,10 +121,10 @@ def update_password() -> Response:
     Either way every token of the user stops working and the user is emailed; the answer
     is 204 and logs nobody in.
     """
-    attrs = jsonapi.parse_document(
+    attrs = documents.parse_document(
         type_="Password", allowed=PASSWORD_ATTRIBUTES, required={"value"}
     )
-    values = {name: jsonapi.expect_str(attrs, name, max_len=SECRET_MAX) for name in attrs}
+    values = {name: documents.expect_str(attrs, name, max_len=SECRET_MAX) for name in attrs}
     reset_token, current = values.get("resetToken"), values.get("currentPassword")
     if (reset_token is None) == (current is None):
         code, title = (
@@ -160,10 +162,10 @@ def update_password() -> Response:
 @require_token()  # guests too: a number is verified before its user exists (sign-up)
 def create_phone_verification_code() -> Response:
     """Text a 6-digit code to a phone number (204); throttled per number and per IP."""
-    attrs = jsonapi.parse_document(
+    attrs = documents.parse_document(
         type_="PhoneVerificationCode", allowed={"phoneNumber"}, required={"phoneNumber"}
     )
-    phone = jsonapi.expect_str(attrs, "phoneNumber", max_len=32)
+    phone = documents.expect_str(attrs, "phoneNumber", max_len=32)
     token = current_token()
     user = db.session.get(User, token.user_id) if token.user_id else None
     verification.send_phone_code(

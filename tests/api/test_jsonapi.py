@@ -22,7 +22,7 @@ from flask import Flask, Response, current_app
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
-from authserver.api import jsonapi, names
+from authserver.api import documents, jsonapi, names
 from authserver.api.jsonapi import MEDIA_TYPE
 from authserver.platform.errors import (
     Conflict,
@@ -51,12 +51,12 @@ def _calls() -> list[str]:
 
 def create_widget() -> Response:
     _calls().append("create")
-    attrs = jsonapi.parse_document(type_="Widget", allowed=ALLOWED, required={"name"})
-    name = jsonapi.expect_str(attrs, "name", max_len=20, min_len=1)
-    nickname = jsonapi.expect_str(attrs, "nickname", max_len=20, nullable=True)
-    enabled = jsonapi.expect_bool(attrs, "enabled")
-    count = jsonapi.expect_int(attrs, "count", min_value=0, max_value=100)
-    settings = jsonapi.expect_object(attrs, "settings")
+    attrs = documents.parse_document(type_="Widget", allowed=ALLOWED, required={"name"})
+    name = documents.expect_str(attrs, "name", max_len=20, min_len=1)
+    nickname = documents.expect_str(attrs, "nickname", max_len=20, nullable=True)
+    enabled = documents.expect_bool(attrs, "enabled")
+    count = documents.expect_int(attrs, "count", min_value=0, max_value=100)
+    settings = documents.expect_object(attrs, "settings")
     data = {"display_name": name, "nick_name": nickname, "is_enabled": enabled, "count": count}
     return jsonapi.document(
         jsonapi.resource("Widget", "w1", {**data, "settings": settings}), status=201
@@ -64,13 +64,13 @@ def create_widget() -> Response:
 
 
 def update_widget(widget_id: str) -> Response:
-    attrs = jsonapi.parse_document(type_="Widget", require_id=widget_id, allowed=ALLOWED)
+    attrs = documents.parse_document(type_="Widget", require_id=widget_id, allowed=ALLOWED)
     return jsonapi.document(jsonapi.resource("Widget", widget_id, attrs))
 
 
 def create_badge() -> Response:
     """A create with a required `owner` (User) and an optional `issuer` (Account) to-one."""
-    parsed = jsonapi.parse_resource(
+    parsed = documents.parse_resource(
         type_="Badge",
         allowed={"label"},
         relationships={"owner": "User", "issuer": "Account"},
