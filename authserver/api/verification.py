@@ -84,7 +84,7 @@ def create_email_verification() -> Response:
 
 
 @bp.post("/password_reset_tokens")
-@require_token("guest")  # seed 000: made with a publishable (guest) token of the account
+@require_token("guest")  # a guest token, made from the account's publishable token
 def create_password_reset_token() -> Response:
     """Email a reset link to the account's user with this username, if any; always 204."""
     attrs = documents.parse_document(

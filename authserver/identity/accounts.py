@@ -54,7 +54,8 @@ class NewAccount:
 
 
 def new_publishable_token(mode: str) -> str:
-    """`prt-live-<uuid>` / `prt-test-<uuid>` as in the seed; public by design."""
+    """`prt-live-<uuid>` / `prt-test-<uuid>`; public by design (apps ship it to get guest
+    tokens)."""
     return f"prt-{mode}-{uuid.uuid4()}"
 
 

@@ -105,7 +105,8 @@ def start_challenge(user: User, account: Account | None) -> Challenge:
 def prime_challenge(user: User, code: str) -> None:
     """Make `code`, just proven to reach the user's phone, their pending login code.
 
-    Seed 003: at sign-up the phone verification code doubles as the first login's OTP.
+    At sign-up the phone verification code doubles as the first login's OTP, so the
+    person types one code, not two, in their first minutes.
     """
     config = current_app.config
     store().put(_otp_key(user), json.dumps({"h": _code_hash(code)}), config["OTP_LIFETIME"])

@@ -1,6 +1,6 @@
-"""Users as members of accounts: who may manage whom, the username cross-rules of seed 000,
-creating (an administrator, or a guest signing up a customer), reading, listing and
-deleting. Changing a user's profile lives in `profile`.
+"""Users as members of accounts: who may manage whom, the username cross-rules between
+account users and global members, creating (an administrator, or a guest signing up a
+customer), reading, listing and deleting. Changing a user's profile lives in `profile`.
 
 An account's members are its own users plus the global users who joined it (their role
 there comes from the membership). Each use case validates, writes, commits, then emits.
@@ -103,7 +103,7 @@ def _lock_account(account: Account) -> None:
 
 
 def check_username_free(username: str, *, account: Account | None, user: User | None) -> None:
-    """Seed 000: an account user's username is unique among the account's users and the
+    """An account user's username is unique among the account's users and the
     global users who joined it; a global user's among global users and among the account
     users of every account it joined. `user` is the one being renamed (None: a new one).
     """
@@ -235,8 +235,8 @@ def create_user(
 
 
 def add_member(account: Account, user: User, role: object) -> AccountMembership:
-    """Make a global user a member of `account` with `role` (seed 000: refused when an
-    account user of that account has the same username)."""
+    """Make a global user a member of `account` with `role` (refused when an account
+    user of that account has the same username)."""
     if not user.is_global:
         raise ValidationFailed("Only global users can join accounts.", field="user")
     role = rules.check_role(role)
@@ -257,7 +257,7 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
     """An administrator creates a user of its account, or a guest signs up a customer.
     Sends the activation email (a pending user; using it verifies the address) or else the
     verification email (an active user with an unverified email), and makes a spent phone
-    code the first login's OTP (seed 003).
+    code the first login's OTP.
 
     `fields` holds ADMIN_FIELDS (SIGN_UP_FIELDS for a guest) as given; the
     `phone_verification_code` proves the phone. A guest's sign-ups are throttled per `ip`

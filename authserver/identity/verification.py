@@ -5,7 +5,7 @@ Mailed tokens (email verification, password reset, activation) are 256-bit rando
 kept in Redis as SHA-256 digests with a TTL; a user has one valid token of each kind (a
 new one voids the old), a token works once (GETDEL) and dies when what it vouches for
 changed (the email for a verification, the password for a reset). Phone verification
-codes are 6 digits kept as HMACs for 30 minutes; several may be valid at once (seed 000).
+codes are 6 digits kept as HMACs for 30 minutes; several may be valid at once.
 """
 
 from __future__ import annotations
@@ -243,7 +243,7 @@ def _peek(kind: TokenKind, token: object) -> str | None:
 def change_password(
     user: User, current_password: object, new_password: object, confirmation: object = None
 ) -> User:
-    """The user changes their own password, proving the current one (seed 002)."""
+    """The user changes their own password, proving the current one."""
     _check_confirmation(new_password, confirmation)
     limit, window = PASSWORD_CHANGE_FAILURES
     failures = f"password-change-fail:{user.id}"
@@ -344,7 +344,7 @@ def verify_phone_for(user: User, code: object, *, account: Account | None = None
     `account` is the account the code was asked for (the token's); by default the user's
     own, which differs for a global member acting in an account.
 
-    Returns the code: at sign-up it may also answer the first two-step login (seed 003,
+    Returns the code: at sign-up it may also answer the first two-step login (see
     `twofactor.prime_challenge`).
     """
     if not user.phone_number:

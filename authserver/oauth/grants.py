@@ -241,7 +241,8 @@ class RefreshGrant(grants.RefreshTokenGrant):
         self.request.rotate = False
 
     def _optional_client(self) -> ClientInfo | None:
-        """Publishable tokens are public by design (seed 003): a client is optional."""
+        """Publishable tokens are public by design (they ship in browser and mobile apps): a
+        client is optional."""
         has_basic = self.request.headers.get("Authorization", "").lower().startswith("basic ")
         if not has_basic and not self.request.form.get("client_id"):
             return None

@@ -1,4 +1,4 @@
-"""Domain events as blinker signals, named after the seed's events.
+"""Domain events as blinker signals, named `identity.<resource>.<action>.<outcome>`.
 
 Use cases call `emit(NAME, **payload)` after their transaction committed; receivers (the
 notifications, the audit log) get the app as sender. Payloads, by event:
