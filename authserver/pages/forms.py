@@ -6,6 +6,8 @@ they read in the page's language. Limits match the domain's (login.USERNAME_MAX.
 
 from __future__ import annotations
 
+from typing import Any
+
 from flask_wtf import FlaskForm
 from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
@@ -18,15 +20,19 @@ REQUIRED = lazy_gettext("This field is required.")
 TOO_LONG = lazy_gettext("This is too long.")
 
 
+def password_field(label: Any) -> PasswordField:
+    """A required password input, capped at the length the login policy accepts."""
+    return PasswordField(
+        label, validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)]
+    )
+
+
 class LoginForm(FlaskForm):
     username = StringField(
         lazy_gettext("Username"),
         validators=[DataRequired(REQUIRED), Length(max=USERNAME_MAX, message=TOO_LONG)],
     )
-    password = PasswordField(
-        lazy_gettext("Password"),
-        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
-    )
+    password = password_field(lazy_gettext("Password"))
 
 
 class CodeForm(FlaskForm):
@@ -57,10 +63,7 @@ class ForgotPasswordForm(FlaskForm):
 class NewPasswordFields(FlaskForm):
     """A new password, typed twice (templates place the fields by name)."""
 
-    password = PasswordField(
-        lazy_gettext("New password"),
-        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
-    )
+    password = password_field(lazy_gettext("New password"))
     confirmation = PasswordField(
         lazy_gettext("New password again"),
         validators=[
@@ -82,19 +85,13 @@ class TokenForm(FlaskForm):
 
 
 class ChangePasswordForm(NewPasswordFields):
-    current_password = PasswordField(
-        lazy_gettext("Current password"),
-        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
-    )
+    current_password = password_field(lazy_gettext("Current password"))
 
 
 class ProofForm(FlaskForm):
     """The password, and for a factor already on a code or a recovery code (either one)."""
 
-    password = PasswordField(
-        lazy_gettext("Password"),
-        validators=[DataRequired(REQUIRED), Length(max=PASSWORD_MAX, message=TOO_LONG)],
-    )
+    password = password_field(lazy_gettext("Password"))
     code = StringField(
         lazy_gettext("Verification code"),
         validators=[Optional(), Length(max=OTP_MAX, message=TOO_LONG)],

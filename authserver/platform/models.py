@@ -229,7 +229,7 @@ class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
     scope: Mapped[str] = mapped_column(String(1024), default="")
     role: Mapped[str] = mapped_column(String(32), default=Role.DEVELOPER)  # client_credentials role
     status: Mapped[str] = mapped_column(String(16), default="active")
-    # A first-party app may skip the consent page; never on by default (issue 5).
+    # A first-party app may skip the consent page; never on by default.
     skip_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     account: Mapped[Account] = relationship()
