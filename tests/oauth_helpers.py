@@ -1,6 +1,5 @@
-"""Helpers for OAuth tests: a small world of accounts, users and clients, and token calls.
-
-Data is created with the domain functions; requests go through the Flask test client.
+"""Helpers for OAuth tests: token calls through the Flask test client, JWT pieces and
+timing and threading aids. The data they work on comes from tests/factories.py.
 """
 
 from __future__ import annotations
@@ -11,87 +10,19 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import pyotp
+from factories import PASSWORD, World
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
 from werkzeug.test import TestResponse
 
-from authserver.identity import accounts, clients, users
 from authserver.platform.extensions import db
 from authserver.platform.models import LoginRecord, RefreshToken
 
-PASSWORD = "correct-horse-battery"
 SCOPE = "openid profile email"
-TOKEN_GRANTS = ["password", "refresh_token"]
-
-
-@dataclass(frozen=True)
-class World:
-    """Ids and secrets of the fixtures every OAuth test starts from."""
-
-    live_id: str
-    test_id: str
-    other_id: str
-    live_prt: str
-    test_prt: str
-    other_prt: str
-    alice_id: str  # simple user of the live account (owner)
-    tess_id: str  # simple user of the test account (owner)
-    public_id: str  # public client of the live account (password, refresh_token)
-    conf_id: str  # confidential client of the live account (all three grants)
-    conf_secret: str
-    test_public_id: str  # public client of the test account
-    other_id_client: str  # confidential client of another account
-    other_secret: str
-    other_public_id: str  # public client of another account
-
-
-def make_world(app: Flask) -> World:
-    """Two account pairs, two simple users, and public and confidential clients."""
-    with app.app_context():
-        acme = accounts.create_account("Acme")
-        other = accounts.create_account("Other")
-        alice = users.create_user(
-            account=acme.live, username="alice", password=PASSWORD, role="owner"
-        )
-        tess = users.create_user(
-            account=acme.test, username="tess", password=PASSWORD, role="owner"
-        )
-        public = clients.create_client(acme.live, "Native", public=True, grant_types=TOKEN_GRANTS)
-        conf = clients.create_client(
-            acme.live, "Backend", grant_types=[*TOKEN_GRANTS, "client_credentials"]
-        )
-        test_public = clients.create_client(
-            acme.test, "Native test", public=True, grant_types=TOKEN_GRANTS
-        )
-        other_conf = clients.create_client(
-            other.live, "Other backend", grant_types=[*TOKEN_GRANTS, "client_credentials"]
-        )
-        other_public = clients.create_client(
-            other.live, "Other native", public=True, grant_types=TOKEN_GRANTS
-        )
-        assert conf.secret and other_conf.secret
-        return World(
-            live_id=acme.live.id,
-            test_id=acme.test.id,
-            other_id=other.live.id,
-            live_prt=acme.live.publishable_token,
-            test_prt=acme.test.publishable_token,
-            other_prt=other.live.publishable_token,
-            alice_id=alice.id,
-            tess_id=tess.id,
-            public_id=public.client.client_id,
-            conf_id=conf.client.client_id,
-            conf_secret=conf.secret,
-            test_public_id=test_public.client.client_id,
-            other_id_client=other_conf.client.client_id,
-            other_secret=other_conf.secret,
-            other_public_id=other_public.client.client_id,
-        )
 
 
 def basic(client_id: str, secret: str) -> dict[str, str]:

@@ -1,5 +1,6 @@
-"""Helpers for the OpenID Connect tests: clients with redirect URIs, a signed-in browser,
-PKCE pairs and the authorization request -> code -> token steps through the test client."""
+"""Helpers for the OpenID Connect tests: a signed-in browser, PKCE pairs and the
+authorization request -> code -> token steps through the test client (the clients with
+redirect URIs are in tests/factories.py)."""
 
 from __future__ import annotations
 
@@ -7,66 +8,16 @@ import base64
 import hashlib
 import secrets
 import time
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from factories import SPA_CB
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_helpers import World, make_world
 
-from authserver.identity import browser_login, clients
+from authserver.identity import browser_login
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, OAuthConsent, User
-
-WEB_CB = "https://app.example/cb"
-SPA_CB = "https://spa.example/cb"
-OTHER_CB = "https://spa.example/other"
-CODE_GRANTS = ["authorization_code", "refresh_token"]
-
-
-@dataclass(frozen=True)
-class OidcWorld:
-    base: World
-    web_id: str  # confidential client, one redirect URI
-    web_secret: str
-    spa_id: str  # public client, two redirect URIs
-    first_party_id: str  # public client with skip_consent
-    other_spa_id: str  # public client of another account
-
-
-def make_oidc_world(app: Flask) -> OidcWorld:
-    """make_world plus browser-flow clients of the live account and of another account."""
-    base = make_world(app)
-    with app.app_context():
-        live = db.session.get(Account, base.live_id)
-        other = db.session.get(Account, base.other_id)
-        web = clients.create_client(
-            live, "Acme Web", redirect_uris=[WEB_CB], grant_types=CODE_GRANTS
-        )
-        spa = clients.create_client(
-            live, "Acme SPA", public=True, redirect_uris=[SPA_CB, OTHER_CB], grant_types=CODE_GRANTS
-        )
-        first = clients.create_client(
-            live,
-            "Acme Home",
-            public=True,
-            redirect_uris=[SPA_CB],
-            grant_types=CODE_GRANTS,
-            skip_consent=True,
-        )
-        other_spa = clients.create_client(
-            other, "Other SPA", public=True, redirect_uris=[SPA_CB], grant_types=CODE_GRANTS
-        )
-        assert web.secret
-        return OidcWorld(
-            base,
-            web.client.client_id,
-            web.secret,
-            spa.client.client_id,
-            first.client.client_id,
-            other_spa.client.client_id,
-        )
+from authserver.platform.models import OAuthConsent, User
 
 
 def sign_in(

@@ -1,5 +1,5 @@
-"""Helpers for the hosted-page tests: an app with CSRF on, the CSRF token of a page,
-form posts the way a browser sends them, and users of each second-factor kind.
+"""Helpers for the hosted-page tests: the CSRF token of a page, form posts the way a browser
+sends them, recovery codes, emailed codes and login records.
 """
 
 from __future__ import annotations
@@ -7,14 +7,12 @@ from __future__ import annotations
 import re
 from typing import Any
 
-import pyotp
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_helpers import PASSWORD
 
-from authserver.identity import twofactor, users
+from authserver.identity import twofactor
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, LoginRecord, User
+from authserver.platform.models import LoginRecord, User
 
 CSRF_RE = re.compile(r'name="(?:[\w-]*-)?csrf_token" type="hidden" value="([^"]+)"')
 
@@ -32,35 +30,6 @@ def submit(
     """GET the form page (`token_from`, else `path`), then POST `data` with its CSRF token."""
     page = client.get(token_from or path)
     return client.post(path, data={"csrf_token": csrf(page), **data})
-
-
-def make_user(app: Flask, account_id: str | None, username: str, **attrs: Any) -> str:
-    attrs.setdefault("password", PASSWORD)
-    attrs.setdefault("role", "customer")
-    with app.app_context():
-        account = db.session.get(Account, account_id) if account_id else None
-        return users.create_user(account=account, username=username, **attrs).id
-
-
-def make_totp_user(app: Flask, account_id: str | None, username: str) -> tuple[str, pyotp.TOTP]:
-    user_id = make_user(app, account_id, username)
-    with app.app_context():
-        user = db.session.get(User, user_id)
-        assert user is not None
-        user.auth_method = "tfa_totp"
-        user.totp_secret = twofactor.new_totp_secret()
-        db.session.commit()
-        return user_id, pyotp.TOTP(user.totp_secret)
-
-
-def make_email_otp_user(app: Flask, account_id: str | None, username: str) -> str:
-    return make_user(
-        app,
-        account_id,
-        username,
-        email=f"{username}@example.com",
-        auth_method="tfa_email",
-    )
 
 
 def recovery_codes(app: Flask, user_id: str) -> list[str]:

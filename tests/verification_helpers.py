@@ -13,15 +13,15 @@ from email.message import EmailMessage
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+from factories import World, make_user
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_helpers import PASSWORD, World, basic, bearer, login
+from oauth_helpers import basic, bearer, login
 
-from authserver.identity import users
 from authserver.platform import background
 from authserver.platform.events import signal
 from authserver.platform.extensions import db
-from authserver.platform.models import ROLES, Account, User
+from authserver.platform.models import ROLES, User
 
 MEDIA = "application/vnd.api+json"
 OTHER_ROLES = tuple(r for r in ROLES if r not in ("owner", "administrator"))
@@ -38,15 +38,6 @@ class Person:
     refresh: str
 
 
-def new_user(app: Flask, account_id: str | None, username: str, **attrs: Any) -> str:
-    """Create a user (password PASSWORD unless given) and return the id."""
-    attrs.setdefault("password", PASSWORD)
-    attrs.setdefault("role", "customer")
-    with app.app_context():
-        account = db.session.get(Account, account_id) if account_id else None
-        return users.create_user(account=account, username=username, **attrs).id
-
-
 def person(
     app: Flask,
     client: FlaskClient,
@@ -61,10 +52,17 @@ def person(
     account_id = account_id or world.live_id
     username = username or f"{role}-{account_id[:8]}"
     email = attrs.pop("email", f"{username}@example.com")
-    user_id = new_user(app, account_id, username, role=role, email=email, **attrs)
+    user_id = make_user(app, account_id, username, role=role, email=email, **attrs)
     public = world.test_public_id if account_id == world.test_id else world.public_id
     body = login(client, world, username=username, aid=account_id, client_id=public)
     return Person(user_id, username, email, body["access_token"], body["refresh_token"])
+
+
+def role_token(
+    app: Flask, client: FlaskClient, world: World, role: str, account_id: str | None = None
+) -> str:
+    """The access token of a new user with `role` and no email, of the live (or given) account."""
+    return person(app, client, world, role, account_id=account_id, email=None).access
 
 
 def guest_token(client: FlaskClient, publishable: str) -> str:

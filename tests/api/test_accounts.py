@@ -6,9 +6,10 @@ import json
 from typing import Any
 
 import pytest
-from oauth_helpers import PASSWORD, World, bearer, login, make_world
+from factories import PASSWORD, World, make_user, make_world
+from oauth_helpers import bearer, login
+from verification_helpers import guest_token, role_token
 
-from authserver.identity import users
 from authserver.platform.events import signal
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, LoginRecord, User
@@ -19,18 +20,6 @@ MEDIA = "application/vnd.api+json"
 @pytest.fixture
 def world(app: Any) -> World:
     return make_world(app)
-
-
-def _token(app: Any, client: Any, world: World, role: str, account_id: str | None = None) -> str:
-    """A password-grant access token of a new user with `role` in the live (or given) account."""
-    account_id = account_id or world.live_id
-    username = f"{role}-{account_id[:8]}"
-    with app.app_context():
-        account = db.session.get(Account, account_id)
-        users.create_user(account=account, username=username, password=PASSWORD, role=role)
-    public = world.public_id if account_id == world.live_id else world.test_public_id
-    body = login(client, world, username=username, aid=account_id, client_id=public)
-    return str(body["access_token"])
 
 
 def _patch(client: Any, token: str, attributes: dict[str, Any], **kwargs: Any) -> Any:
@@ -49,11 +38,9 @@ def _attributes(response: Any) -> dict[str, Any]:
 
 def test_get_account_for_every_role_and_guests(app, client, world):
     """GET /v1/account answers the token's account to a customer, an owner and a guest."""
-    guest = client.post(
-        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": world.live_prt}
-    ).get_json()["access_token"]
+    guest = guest_token(client, world.live_prt)
     for token in (
-        _token(app, client, world, "customer"),
+        role_token(app, client, world, "customer"),
         login(client, world)["access_token"],
         guest,
     ):
@@ -76,7 +63,7 @@ def test_get_account_without_a_token_is_401(client):
 
 def test_patch_changes_the_live_and_the_test_account(app, client, world):
     """An administrator's PATCH changes the live account and copies it to the test account."""
-    token = _token(app, client, world, "administrator")
+    token = role_token(app, client, world, "administrator")
     changes = {
         "name": "Acme Two",
         "supportEmail": "help@acme.example",
@@ -95,7 +82,7 @@ def test_patch_changes_the_live_and_the_test_account(app, client, world):
 @pytest.mark.parametrize("role", ["customer", "read_only", "manager", "support_specialist"])
 def test_patch_is_forbidden_to_other_roles(app, client, world, role):
     """Roles other than owner, administrator and developer get 403 and change nothing."""
-    token = _token(app, client, world, role)
+    token = role_token(app, client, world, role)
     response = _patch(client, token, {"name": "Hacked"}, account_id=world.live_id)
     assert response.status_code == 403
     with app.app_context():
@@ -104,9 +91,7 @@ def test_patch_is_forbidden_to_other_roles(app, client, world, role):
 
 def test_patch_by_a_guest_or_client_token_is_forbidden(app, client, world):
     """A guest token cannot change the account."""
-    guest = client.post(
-        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": world.live_prt}
-    ).get_json()["access_token"]
+    guest = guest_token(client, world.live_prt)
     assert _patch(client, guest, {"name": "X"}, account_id=world.live_id).status_code == 403
 
 
@@ -215,7 +200,7 @@ def _guest(client: Any, prt: str) -> Any:
 
 def test_publishable_token_read_and_regenerated_by_an_administrator(app, client, world):
     """GET shows the account's prt; POST makes a new one; the old one stops giving tokens."""
-    token = _token(app, client, world, "administrator")
+    token = role_token(app, client, world, "administrator")
     shown = client.get("/v1/account/publishable_token", headers=bearer(token)).get_json()
     assert shown["data"]["attributes"] == {"value": world.live_prt, "mode": "live"}
     response = client.post("/v1/account/publishable_token", headers=bearer(token))
@@ -230,7 +215,7 @@ def test_publishable_token_read_and_regenerated_by_an_administrator(app, client,
 @pytest.mark.parametrize("role", ["developer", "customer", "read_only"])
 def test_publishable_token_is_for_administrators_only(app, client, world, role):
     """Other roles get 403 on both GET and POST, and the token stays the same."""
-    token = _token(app, client, world, role)
+    token = role_token(app, client, world, role)
     assert client.get("/v1/account/publishable_token", headers=bearer(token)).status_code == 403
     assert client.post("/v1/account/publishable_token", headers=bearer(token)).status_code == 403
     assert _guest(client, world.live_prt).status_code == 200
@@ -241,7 +226,7 @@ def test_owner_deletes_the_account_and_every_token_stops(app, client, world):
     of both accounts answer 401 / invalid_grant; logins are refused."""
     owner = login(client, world)  # alice owns the live account
     tester = login(client, world, username="tess")
-    guest = _guest(client, world.live_prt).get_json()["access_token"]
+    guest = guest_token(client, world.live_prt)
     response = client.delete("/v1/account", headers=bearer(owner["access_token"]))
     assert response.status_code == 204
     with app.app_context():
@@ -282,7 +267,7 @@ def test_owner_deletes_the_account_and_every_token_stops(app, client, world):
 @pytest.mark.parametrize("role", ["administrator", "developer", "customer"])
 def test_only_the_owner_deletes_the_account(app, client, world, role):
     """Any other role gets 403 and the account stays active."""
-    token = _token(app, client, world, role)
+    token = role_token(app, client, world, role)
     assert client.delete("/v1/account", headers=bearer(token)).status_code == 403
     with app.app_context():
         assert db.session.get(Account, world.live_id).status == "active"
@@ -307,14 +292,8 @@ def _count_users(app: Any, account_id: str) -> int:
 def test_reset_wipes_the_test_accounts_users_but_the_caller(app, client, world):
     """POST /v1/account_resets with a test token: other test users go (with their logins),
     the caller stays, and the live account's users are untouched."""
-    _token(app, client, world, "customer", account_id=world.test_id)  # logs in: has history
-    with app.app_context():
-        users.create_user(
-            account=db.session.get(Account, world.test_id),
-            username="t-two",
-            password=PASSWORD,
-            role="customer",
-        )
+    role_token(app, client, world, "customer", account_id=world.test_id)  # logs in: has history
+    make_user(app, world.test_id, "t-two")
     live_before = _count_users(app, world.live_id)
     token = login(client, world, username="tess")["access_token"]
     response = client.post("/v1/account_resets", headers=bearer(token))
@@ -340,7 +319,7 @@ def test_reset_of_a_live_account_is_422(app, client, world):
 
 def test_reset_is_refused_to_customers(app, client, world):
     """A customer of the test account gets 403 and nobody is removed."""
-    token = _token(app, client, world, "customer", account_id=world.test_id)
+    token = role_token(app, client, world, "customer", account_id=world.test_id)
     before = _count_users(app, world.test_id)
     assert client.post("/v1/account_resets", headers=bearer(token)).status_code == 403
     assert _count_users(app, world.test_id) == before

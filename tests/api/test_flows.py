@@ -9,7 +9,8 @@ from typing import Any
 
 import pyotp
 import pytest
-from oauth_helpers import PASSWORD, World, login, make_world
+from factories import PASSWORD, World, make_user, make_world
+from oauth_helpers import login
 from verification_helpers import (
     call,
     document,
@@ -21,7 +22,6 @@ from verification_helpers import (
     user_row,
 )
 
-from authserver.identity import users
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, RecoveryCode
 
@@ -267,13 +267,7 @@ def test_admin_moving_a_user_off_totp_forgets_the_app(app, client, world):
 
 def test_global_member_verifies_a_phone_with_a_code_sent_in_the_account(app, client, world):
     """A global user acting in an account spends a phone code asked for in that account."""
-    with app.app_context():
-        account = db.session.get(Account, world.live_id)
-        gus = users.create_user(
-            account=None, username="gus@example.com", password=PASSWORD, role="customer"
-        )
-        users.add_member(account, gus, "customer")
-        gus_id = gus.id
+    gus_id = make_user(app, None, "gus@example.com", member_of={world.live_id: "customer"})
     token = login(client, world, username="gus@example.com")["access_token"]
     phone = "+15551237777"
     sent = call(

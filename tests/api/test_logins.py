@@ -5,22 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oauth_helpers import PASSWORD, World, bearer, login, make_world, refresh
+from factories import World, make_user, make_world
+from oauth_helpers import bearer, login, refresh
 
-from authserver.identity import users
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, User
+from authserver.platform.models import User
 
 
 @pytest.fixture
 def world(app: Any) -> World:
     return make_world(app)
-
-
-def _user(app: Any, world: World, username: str, role: str) -> None:
-    with app.app_context():
-        account = db.session.get(Account, world.live_id)
-        users.create_user(account=account, username=username, password=PASSWORD, role=role)
 
 
 def _failed_login(client: Any, world: World, username: str, ip: str) -> None:
@@ -40,7 +34,7 @@ def _failed_login(client: Any, world: World, username: str, ip: str) -> None:
 
 def test_own_history_newest_first_with_failures(app, client, world):
     """A user sees their own logins, newest first, failures with a reason, nobody else's."""
-    _user(app, world, "carl", "customer")
+    make_user(app, world.live_id, "carl", role="customer")
     _failed_login(client, world, "carl", "198.51.100.7")
     token = login(client, world, username="carl")["access_token"]
     login(client, world)  # alice: not in carl's history
@@ -60,8 +54,8 @@ def test_own_history_newest_first_with_failures(app, client, world):
 
 def test_account_history_for_administrators_only(app, client, world):
     """An administrator sees every login into the live account; a customer gets 403."""
-    _user(app, world, "ada", "administrator")
-    _user(app, world, "carl", "customer")
+    make_user(app, world.live_id, "ada", role="administrator")
+    make_user(app, world.live_id, "carl", role="customer")
     carl = login(client, world, username="carl")["access_token"]
     login(client, world, username="tess")  # the test account's history is its own
     admin = login(client, world, username="ada")["access_token"]

@@ -7,10 +7,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-import pyotp
 import pytest
 import sqlalchemy as sa
-from oauth_helpers import PASSWORD, World, bearer, make_world, refresh
+from factories import PASSWORD, World, make_totp_user, make_user, make_world
+from oauth_helpers import bearer, refresh
 from verification_helpers import (
     OTHER_ROLES,
     assert_no_content,
@@ -21,7 +21,6 @@ from verification_helpers import (
     guest_token,
     link_token,
     mails,
-    new_user,
     one_error,
     outbox,
     person,
@@ -30,7 +29,7 @@ from verification_helpers import (
     user_row,
 )
 
-from authserver.identity import accounts, twofactor, users, verification
+from authserver.identity import accounts, verification
 from authserver.platform import background
 from authserver.platform.errors import ValidationFailed
 from authserver.platform.extensions import db, passwords
@@ -88,7 +87,7 @@ def password_is(app: Any, user_id: str, password: str) -> bool:
 
 def carol(app: Any, world: World, **attrs: Any) -> str:
     attrs.setdefault("email", "carol@example.com")
-    return new_user(app, world.live_id, "carol", **attrs)
+    return make_user(app, world.live_id, "carol", **attrs)
 
 
 # --- the reset request --------------------------------------------------------------------
@@ -119,10 +118,10 @@ def test_rec01_same_answer_for_existing_unknown_pending_and_disabled(app, client
     """REC-01: status, body and headers are identical whoever the username names; only an
     existing user gets a reset mail and a pending one the invitation again."""
     carol(app, world)
-    new_user(
+    make_user(
         app, world.live_id, "penny", email="penny@example.com", password=None, status="pending"
     )
-    disabled = new_user(app, world.live_id, "dora", email="dora@example.com")
+    disabled = make_user(app, world.live_id, "dora", email="dora@example.com")
     with app.app_context():
         accounts.set_status(db.session.get(User, disabled), "disabled")
     guest = guest_token(client, world.live_prt)
@@ -151,7 +150,7 @@ def test_reset_request_does_the_same_work_for_existing_and_unknown_usernames(
     guest = guest_token(http, world.live_prt)
     rounds = 4
     for i in range(rounds):  # a user each, so the silent per-user cap never saves the work
-        new_user(app, world.live_id, f"user{i}", email=f"user{i}@example.com")
+        make_user(app, world.live_id, f"user{i}", email=f"user{i}@example.com")
     with smtp_app.app_context():
         engine = db.engine
     here = threading.get_ident()
@@ -212,7 +211,7 @@ def test_rec07_username_is_compared_in_canonical_form(app, client, world, typed)
 )
 def test_rec07_lookalike_usernames_reach_nobody(app, client, world, typed):
     """REC-07: Unicode look-alikes of `mike` and of his email send nothing to anyone."""
-    new_user(app, world.live_id, "mike", email="mike@example.org")
+    make_user(app, world.live_id, "mike", email="mike@example.org")
     assert_no_content(ask_reset(client, guest_token(client, world.live_prt), typed))
     assert mails(app) == []
 
@@ -220,7 +219,7 @@ def test_rec07_lookalike_usernames_reach_nobody(app, client, world, typed):
 def test_reset_by_email_goes_to_the_stored_address(app, client, world):
     """The email instead of the username also works (any case), and the mail goes to the
     address as stored, not as typed."""
-    new_user(app, world.live_id, "mike", email="Mike@example.org")
+    make_user(app, world.live_id, "mike", email="Mike@example.org")
     assert_no_content(ask_reset(client, guest_token(client, world.live_prt), "MIKE@EXAMPLE.ORG"))
     assert [m.to for m in mails(app)] == ["Mike@example.org"]
 
@@ -235,11 +234,7 @@ def test_reset_request_stays_inside_the_guests_account(app, client, world):
 
 def test_global_member_can_reset_through_the_account(app, client, world):
     """A global user who is a member of the account gets the mail through its guest token."""
-    gail = new_user(app, None, "gail", email="gail@example.com")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, gail), "customer"
-        )
+    make_user(app, None, "gail", email="gail@example.com", member_of={world.live_id: "customer"})
     assert_no_content(ask_reset(client, guest_token(client, world.live_prt), "gail"))
     assert [m.to for m in mails(app, RESET_EVENT)] == ["gail@example.com"]
 
@@ -259,7 +254,7 @@ def test_reset_mail_in_the_requested_locale(app, client, world, locale, subject)
 
 def test_pending_user_gets_the_invitation_again_in_the_locale(app, client, world):
     """A pending user's reset request re-sends the activation link, in `locale`."""
-    new_user(
+    make_user(
         app, world.live_id, "penny", email="penny@example.com", password=None, status="pending"
     )
     guest = guest_token(client, world.live_prt)
@@ -475,20 +470,14 @@ def test_reset_with_any_token_but_not_without(app, client, world):
 
 def test_rec04_reset_keeps_totp_and_mints_no_token(app, client, world):
     """REC-04: a TOTP user who reset their password still needs the TOTP code to log in."""
-    user_id = carol(app, world)
-    with app.app_context():
-        user = db.session.get(User, user_id)
-        user.auth_method = "tfa_totp"
-        user.totp_secret = twofactor.new_totp_secret()
-        db.session.commit()
-        totp = pyotp.TOTP(user.totp_secret)
+    user_id, totp = make_totp_user(app, world.live_id, "carol", email="carol@example.com")
     token = requested_reset(app, client, world)
     response = set_password(
         client, guest_token(client, world.live_prt), resetToken=token, value=NEW_PASSWORD
     )
     assert_no_content(response)
     after = user_row(app, user_id)
-    assert (after.auth_method, after.totp_secret) == ("tfa_totp", user.totp_secret)
+    assert (after.auth_method, after.totp_secret) == ("tfa_totp", totp.secret)
     response = password_grant(client, world, "carol", NEW_PASSWORD)
     assert response.status_code == 400 and response.get_json()["error"] == "otp_required"
     assert password_grant(client, world, "carol", NEW_PASSWORD, totp.now()).status_code == 200
@@ -685,17 +674,12 @@ def test_guests_and_clients_have_no_own_password(app, client, world):
 
 def pending_user(app: Any, world: World, **kw: Any) -> str:
     """An invited user (no password, status pending) who has been sent the activation email."""
+    user_id = make_user(
+        app, world.live_id, "penny", password=None, email="penny@example.com", status="pending"
+    )
     with app.app_context():
-        user = users.create_user(
-            account=db.session.get(Account, world.live_id),
-            username="penny",
-            password=None,
-            role="customer",
-            email="penny@example.com",
-            status="pending",
-        )
-        verification.send_activation(user, **kw)
-        return user.id
+        verification.send_activation(db.session.get(User, user_id), **kw)
+    return user_id
 
 
 def test_activation_sets_the_password_and_activates(app, client, world, store):

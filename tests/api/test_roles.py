@@ -9,10 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from oauth_helpers import PASSWORD, World, bearer, login, make_world
+from factories import World, make_user, make_world
+from oauth_helpers import bearer, login
+from verification_helpers import guest_token
 
 from authserver.api.openapi import ANY_TOKEN, openapi_path
-from authserver.identity import users
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, RecoveryCode, RefreshToken, User
 
@@ -89,19 +90,12 @@ def world(app: Any) -> World:
 def _tokens(app: Any, client: Any, world: World) -> dict[str, str]:
     """An access token per role of the live account (a new user each), and a guest token."""
     tokens = {}
-    with app.app_context():
-        account = db.session.get(Account, world.live_id)
-        for role in ROLES:
-            users.create_user(
-                account=account, username=f"role-{role}", password=PASSWORD, role=role
-            )
+    for role in ROLES:
+        make_user(app, world.live_id, f"role-{role}", role=role)
     for role in ROLES:
         body = login(client, world, username=f"role-{role}", client_id=world.public_id)
         tokens[role] = body["access_token"]
-    guest = client.post(
-        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": world.live_prt}
-    )
-    tokens["guest"] = guest.get_json()["access_token"]
+    tokens["guest"] = guest_token(client, world.live_prt)
     return tokens
 
 

@@ -12,20 +12,11 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
-from oauth_helpers import (
-    PASSWORD,
-    World,
-    bearer,
-    login,
-    make_world,
-    run_together,
-    settle_totp_step,
-    wrong_totp,
-)
+from factories import PASSWORD, World, make_user, make_world
+from oauth_helpers import bearer, login, run_together, settle_totp_step, wrong_totp
 from verification_helpers import client_token, guest_token
 
 from authserver.api.tfa import OPENAPI
-from authserver.identity import users
 from authserver.platform.events import signal
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, RecoveryCode, User
@@ -118,21 +109,8 @@ def grant(client: Any, world: World, **extra: str) -> Any:
     return client.post("/oauth/token", data=data)
 
 
-def new_user(app: Any, account_id: str, username: str, **attributes: Any) -> str:
-    """A customer of `account_id` with the test password; returns its id."""
-    with app.app_context():
-        user = users.create_user(
-            account=db.session.get(Account, account_id),
-            username=username,
-            password=PASSWORD,
-            role="customer",
-            **attributes,
-        )
-        return user.id
-
-
 def user_with_email(app: Any, world: World, username: str, locale: str) -> str:
-    return new_user(app, world.live_id, username, email=f"{username}@example.com", locale=locale)
+    return make_user(app, world.live_id, username, email=f"{username}@example.com", locale=locale)
 
 
 # ---------------------------------------------------------------- end to end
@@ -212,9 +190,7 @@ def test_start_returns_secret_uri_and_qr_code_and_keeps_it_pending(app, client, 
 
 def test_a_global_users_setup_is_issued_by_this_server(app, client, world):
     """A global user (member of Acme) sees the server's host name as the issuer."""
-    with app.app_context():
-        gina = users.create_user(account=None, username="gina", password=PASSWORD, role="owner")
-        users.add_member(db.session.get(Account, world.live_id), gina, "administrator")
+    make_user(app, None, "gina", role="owner", member_of={world.live_id: "administrator"})
     token = login(client, world, username="gina")["access_token"]
     uri = urlsplit(ok(post(client, SETUPS, token, {"password": PASSWORD}))["otpauthUri"])
     host = urlsplit(app.config["ISSUER"]).hostname
@@ -511,7 +487,7 @@ def test_client_credentials_token_is_404(client, world, path):
 
 def test_customer_of_the_test_account_can_enrol(app, client, world):
     """Any role but guest may enrol, in the test account too; only that user changes."""
-    cora = new_user(app, world.test_id, "cora")
+    cora = make_user(app, world.test_id, "cora")
     token = login(
         client, world, username="cora", aid=world.test_id, client_id=world.test_public_id
     )["access_token"]

@@ -15,7 +15,9 @@ from typing import Any
 
 import pyotp
 import pytest
-from oauth_helpers import PASSWORD, World, basic, bearer, login, make_world
+from factories import PASSWORD, World, make_user, make_world
+from oauth_helpers import basic, bearer, login
+from verification_helpers import guest_token, role_token
 
 from authserver.api import users as users_api
 from authserver.identity import users, verification
@@ -31,31 +33,6 @@ FORBIDDEN_ROLES = [r for r in ROLES if r not in ("owner", "administrator")]
 @pytest.fixture
 def world(app: Any) -> World:
     return make_world(app)
-
-
-def _make_user(app: Any, account_id: str | None, username: str, role: str, **fields: Any) -> str:
-    with app.app_context():
-        account = db.session.get(Account, account_id) if account_id else None
-        fields.setdefault("password", PASSWORD)
-        return users.create_user(account=account, username=username, role=role, **fields).id
-
-
-def _token(app: Any, client: Any, world: World, role: str, account_id: str | None = None) -> str:
-    """A password-grant access token of a new user with `role` in the live (or given) account."""
-    account_id = account_id or world.live_id
-    username = f"{role}-{account_id[:8]}"
-    _make_user(app, account_id, username, role)
-    public = world.public_id if account_id == world.live_id else world.test_public_id
-    return str(
-        login(client, world, username=username, aid=account_id, client_id=public)["access_token"]
-    )
-
-
-def _guest(client: Any, prt: str) -> str:
-    response = client.post(
-        "/oauth/token", data={"grant_type": "refresh_token", "refresh_token": prt}
-    )
-    return str(response.get_json()["access_token"])
 
 
 def _send(client: Any, method: str, path: str, token: str | None, body: Any = None) -> Any:
@@ -106,13 +83,15 @@ def _outbox(app: Any) -> Any:
 
 @pytest.fixture
 def admin(app: Any, client: Any, world: World) -> str:
-    return _token(app, client, world, "administrator")
+    return role_token(app, client, world, "administrator")
 
 
 @pytest.fixture
 def carl(app: Any, world: World) -> str:
     """A customer of the live account with an email."""
-    return _make_user(app, world.live_id, "carl", "customer", email="carl@example.com", name="Carl")
+    return make_user(
+        app, world.live_id, "carl", role="customer", email="carl@example.com", name="Carl"
+    )
 
 
 @pytest.fixture
@@ -271,7 +250,7 @@ def test_owner_may_make_an_owner_an_administrator_may_not(app, client, world, ad
 
 def test_guest_signs_up_a_customer(app, client, world):
     """A publishable (guest) token creates a customer; it can then log in."""
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     response = _create(client, guest, {"username": "Newbie", "password": PASSWORD})
     assert response.status_code == 201, response.get_data(as_text=True)
     assert response.get_json()["data"]["attributes"]["role"] == "customer"
@@ -282,7 +261,7 @@ def test_guest_sign_ups_are_throttled_per_ip(app, client, world):
     """A guest signs up at most SIGN_UPS_PER_IP users an hour from one IP (each sends a
     verification email to any address it names): then 429 with Retry-After, nobody more
     is created and no more mail goes out; another IP is unaffected."""
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     limit = users.SIGN_UPS_PER_IP[0]
 
     def sign_up(name: str, ip: str) -> Any:
@@ -318,7 +297,7 @@ def test_guest_may_not_choose_role_status_or_email_verified(
     app, client, world, attributes, status, pointer
 ):
     """A guest choosing a role, status or emailVerified is refused and nobody is created."""
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     response = _create(client, guest, {"username": "sneaky", "password": PASSWORD, **attributes})
     assert response.status_code == status
     assert response.get_json()["errors"][0]["source"]["pointer"] == pointer
@@ -347,7 +326,7 @@ def test_seed_003_sign_up_with_sms_two_step_login(app, client, world):
     """A guest signs up with phoneNumber, the texted phoneVerificationCode and tfa_sms: the
     phone is verified, the code is spent, and it answers the first login's OTP."""
     code = _phone_code(app, world, "+15550001111")
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     response = _sms_sign_up(client, guest, "smsy", "+15550001111", code)
     assert response.status_code == 201, response.get_data(as_text=True)
     row = _row(app, response.get_json()["data"]["id"])
@@ -374,7 +353,7 @@ def test_seed_003_sign_up_with_sms_two_step_login(app, client, world):
 
 def test_tfa_sms_sign_up_without_a_code_is_refused(app, client, world):
     """tfa_sms without phoneVerificationCode: 422 required, nobody created."""
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     response = _sms_sign_up(client, guest, "nocode", "+15550002222", None)
     assert response.status_code == 422
     assert _errors(response) == [("required", "/data/attributes/phoneVerificationCode")]
@@ -426,7 +405,7 @@ def _admin_endpoints(target: str) -> list[tuple[str, str, Any]]:
 def test_user_management_is_forbidden_to_other_roles(app, client, world, carl, role):
     """Every /v1/users endpoint answers 403 to roles other than owner and administrator,
     and nothing changes."""
-    token = _token(app, client, world, role)
+    token = role_token(app, client, world, role)
     before = (_usernames(app, world.live_id), _row(app, carl))
     for method, path, body in _admin_endpoints(carl):
         response = _send(client, method, path, token, body)
@@ -436,7 +415,7 @@ def test_user_management_is_forbidden_to_other_roles(app, client, world, carl, r
 
 def test_user_management_anonymous_401_guest_403(app, client, world, carl):
     """No token: 401 everywhere; a guest: 403 everywhere but sign-up; nothing changes."""
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     before = _row(app, carl)
     for method, path, body in _admin_endpoints(carl):
         assert _send(client, method, path, None, body).status_code == 401, (method, path)
@@ -566,8 +545,13 @@ def test_a_manager_moving_their_own_second_factor_is_sent_to_patch_v1_user(app, 
     """An administrator with email codes switching their own second factor to SMS through
     PATCH /v1/users/{own id} gets 403 self_not_allowed at authMethod, told to use
     PATCH /v1/user (which asks for the password); nothing changes."""
-    admin_id = _make_user(
-        app, world.live_id, "adm-tfa", "administrator", email="adm@example.com", email_verified=True
+    admin_id = make_user(
+        app,
+        world.live_id,
+        "adm-tfa",
+        role="administrator",
+        email="adm@example.com",
+        email_verified=True,
     )
     admin = login(client, world, username="adm-tfa")["access_token"]
     owner = login(client, world)["access_token"]
@@ -599,7 +583,7 @@ def _id_of(app: Any, world: World, username: str, account_id: str | None = None)
 def test_users_of_another_account_or_the_test_twin_are_404(app, client, world, admin):
     """Ids of another account's user and of the test twin's user: 404 on GET, PATCH and
     DELETE, and they stay unchanged; they never show in the list."""
-    stranger = _make_user(app, world.other_id, "stranger", "customer")
+    stranger = make_user(app, world.other_id, "stranger", role="customer")
     for user_id in (stranger, world.tess_id):
         before = _row(app, user_id)
         assert client.get(f"/v1/users/{user_id}", headers=bearer(admin)).status_code == 404
@@ -615,7 +599,7 @@ def test_users_of_another_account_or_the_test_twin_are_404(app, client, world, a
 
 def test_test_account_admin_sees_only_test_users(app, client, world):
     """A test-account token lists the test account's users only, and live ids are 404."""
-    token = _token(app, client, world, "administrator", account_id=world.test_id)
+    token = role_token(app, client, world, "administrator", account_id=world.test_id)
     names = {
         u["attributes"]["username"]
         for u in client.get("/v1/users", headers=bearer(token)).get_json()["data"]
@@ -658,7 +642,7 @@ def test_username_unique_per_account_case_insensitively(app, client, world, admi
     )
     assert response.status_code == 409
     assert _errors(response) == [("taken", "/data/attributes/username")]
-    other_admin = _token(app, client, world, "administrator", account_id=world.test_id)
+    other_admin = role_token(app, client, world, "administrator", account_id=world.test_id)
     assert (
         _create(
             client, other_admin, {"username": "carl", "password": PASSWORD, "role": "customer"}
@@ -670,19 +654,21 @@ def test_username_unique_per_account_case_insensitively(app, client, world, admi
 def test_account_user_cannot_take_a_global_members_username(app, client, world, admin):
     """Seed 000: a global member's username is taken in the accounts it joined (create and
     rename: 409), and free in other accounts."""
-    gina = _make_user(app, None, "gina@example.com", "customer")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, gina), "support_specialist"
-        )
+    make_user(
+        app,
+        None,
+        "gina@example.com",
+        role="customer",
+        member_of={world.live_id: "support_specialist"},
+    )
     response = _create(
         client, admin, {"username": "gina@example.com", "password": PASSWORD, "role": "customer"}
     )
     assert response.status_code == 409
-    carl = _make_user(app, world.live_id, "carl", "customer")
+    carl = make_user(app, world.live_id, "carl", role="customer")
     assert _patch(client, admin, carl, {"username": "gina@example.com"}).status_code == 409
     assert _row(app, carl)["username"] == "carl"
-    other_admin = _token(app, client, world, "administrator", account_id=world.test_id)
+    other_admin = role_token(app, client, world, "administrator", account_id=world.test_id)
     assert (
         _create(
             client,
@@ -695,8 +681,8 @@ def test_account_user_cannot_take_a_global_members_username(app, client, world, 
 
 def test_global_user_cannot_join_where_an_account_user_has_its_name(app, world):
     """Seed 000: a global user whose username an account user of the account has cannot join it."""
-    _make_user(app, world.live_id, "user3@example.com", "customer")
-    glob = _make_user(app, None, "user3@example.com", "customer")
+    make_user(app, world.live_id, "user3@example.com", role="customer")
+    glob = make_user(app, None, "user3@example.com", role="customer")
     with app.app_context():
         with pytest.raises(Conflict):
             users.add_member(
@@ -848,13 +834,9 @@ def test_list_pages_filters_and_members(app, client, world, admin):
     its membership role; filter[role], filter[status] and search narrow it; deleted users
     never show."""
     for name, role in (("ann", "customer"), ("ben", "customer"), ("cat", "manager")):
-        _make_user(app, world.live_id, name, role, email=f"{name}@shop.example")
-    gone = _make_user(app, world.live_id, "gone", "customer")
-    gina = _make_user(app, None, "gina@example.com", "owner")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, gina), "manager"
-        )
+        make_user(app, world.live_id, name, role=role, email=f"{name}@shop.example")
+    gone = make_user(app, world.live_id, "gone", role="customer")
+    make_user(app, None, "gina@example.com", role="owner", member_of={world.live_id: "manager"})
     assert _send(client, "DELETE", f"/v1/users/{gone}", admin).status_code == 204
     _patch(client, admin, _id_of(app, world, "ben"), {"status": "disabled"})
     page = client.get("/v1/users?page[size]=2", headers=bearer(admin)).get_json()
@@ -881,9 +863,9 @@ def test_list_pages_filters_and_members(app, client, world, admin):
 
 def test_search_treats_percent_and_underscore_literally(app, client, world, admin):
     """'%' and '_' match themselves, not any text: no SQL wildcards."""
-    _make_user(app, world.live_id, "under_score", "customer")
-    _make_user(app, world.live_id, "underxscore", "customer")
-    _make_user(app, world.live_id, "plain", "customer", email="100%@example.com")
+    make_user(app, world.live_id, "under_score", role="customer")
+    make_user(app, world.live_id, "underxscore", role="customer")
+    make_user(app, world.live_id, "plain", role="customer", email="100%@example.com")
 
     def names(term: str) -> list[str]:
         response = client.get("/v1/users", query_string={"search": term}, headers=bearer(admin))
@@ -1026,11 +1008,14 @@ def test_patch_with_another_id_in_the_body_is_409(app, client, world, admin, car
 
 def test_global_member_only_its_role_changes(app, client, world, admin):
     """A global member's role here may change (the membership), its profile may not (403)."""
-    gina = _make_user(app, None, "gina@example.com", "customer", name="Gina")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, gina), "customer"
-        )
+    gina = make_user(
+        app,
+        None,
+        "gina@example.com",
+        role="customer",
+        name="Gina",
+        member_of={world.live_id: "customer"},
+    )
     assert _patch(client, admin, gina, {"name": "Renamed"}).status_code == 403
     response = _patch(client, admin, gina, {"role": "manager"})
     assert response.status_code == 200
@@ -1081,7 +1066,7 @@ def test_delete_is_soft_frees_the_username_keeps_history_and_stops_tokens(
 def test_a_squatted_tombstone_username_does_not_block_deletion(app, client, world, admin):
     """A customer who signs up again as `deleted-<own id>` cannot make their first user
     undeletable (it was an IntegrityError, 500): the delete still answers 204."""
-    guest = _guest(client, world.live_prt)
+    guest = guest_token(client, world.live_prt)
     bob = _create(client, guest, {"username": "bob", "password": PASSWORD}).get_json()["data"]
     squat = _create(client, guest, {"username": f"deleted-{bob['id']}", "password": PASSWORD})
     assert squat.status_code == 201
@@ -1092,11 +1077,9 @@ def test_a_squatted_tombstone_username_does_not_block_deletion(app, client, worl
 
 def test_deleting_a_global_member_removes_only_the_membership(app, client, world, admin):
     """A global member is removed from this account only; its token for the account stops."""
-    gina = _make_user(app, None, "gina@example.com", "customer")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, gina), "customer"
-        )
+    gina = make_user(
+        app, None, "gina@example.com", role="customer", member_of={world.live_id: "customer"}
+    )
     token = login(client, world, username="gina@example.com", aid=world.live_id)["access_token"]
     assert _send(client, "DELETE", f"/v1/users/{gina}", admin).status_code == 204
     assert client.get("/v1/user", headers=bearer(token)).status_code == 401
@@ -1240,11 +1223,7 @@ def test_current_user_needs_a_verified_email_for_email_codes(app, client, world,
 
 def test_global_member_sees_its_membership_role(app, client, world):
     """GET /v1/user for a global member logged into an account shows its role there."""
-    gina = _make_user(app, None, "gina@example.com", "customer")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, gina), "manager"
-        )
+    make_user(app, None, "gina@example.com", role="customer", member_of={world.live_id: "manager"})
     token = login(client, world, username="gina@example.com", aid=world.live_id)["access_token"]
     assert (
         client.get("/v1/user", headers=bearer(token)).get_json()["data"]["attributes"]["role"]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oauth_helpers import World, make_world
+from factories import World, make_user, make_world
 from verification_helpers import (
     MEDIA,
     OTHER_ROLES,
@@ -18,7 +18,6 @@ from verification_helpers import (
     guest_token,
     link_token,
     mails,
-    new_user,
     one_error,
     outbox,
     person,
@@ -27,7 +26,7 @@ from verification_helpers import (
     user_row,
 )
 
-from authserver.identity import accounts, users, verification
+from authserver.identity import accounts, verification
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, User
@@ -98,12 +97,10 @@ def test_managers_ask_for_users_of_their_account(app, client, world, role):
     """Owners and administrators may have an EVT sent to any user of their account,
     a global member included; the email goes to that user."""
     manager = person(app, client, world, role)
-    target = new_user(app, world.live_id, "carol", email="carol@example.com")
-    member = new_user(app, None, "gail", email="gail@example.com")
-    with app.app_context():
-        users.add_member(
-            db.session.get(Account, world.live_id), db.session.get(User, member), "customer"
-        )
+    target = make_user(app, world.live_id, "carol", email="carol@example.com")
+    member = make_user(
+        app, None, "gail", email="gail@example.com", member_of={world.live_id: "customer"}
+    )
     assert_no_content(request_evt(client, manager.access, target))
     assert_no_content(request_evt(client, manager.access, member))
     assert [m.to for m in mails(app, EVT_EVENT)] == ["carol@example.com", "gail@example.com"]
@@ -114,7 +111,7 @@ def test_other_roles_ask_only_for_themselves(app, client, world, role):
     """Other roles get 403 for another user, existing or not (the answer does not tell),
     and nothing is sent."""
     caller = person(app, client, world, role)
-    target = new_user(app, world.live_id, "carol", email="carol@example.com")
+    target = make_user(app, world.live_id, "carol", email="carol@example.com")
     for user_id in (target, "e407d0dc-58d4-48ff-a70f-c6e022e028f1"):
         one_error(request_evt(client, caller.access, user_id), 403, "forbidden")
     assert mails(app) == []
@@ -124,9 +121,9 @@ def test_managers_get_404_outside_their_account(app, client, world):
     """An administrator gets 404 (pointed at the id) for a user of another account, of the
     test twin, a deleted user, or an unknown id; nothing is sent."""
     admin = person(app, client, world, "administrator")
-    elsewhere = new_user(app, world.other_id, "oscar", email="o@example.com")
-    twin = new_user(app, world.test_id, "tina", email="t@example.com")
-    gone = new_user(app, world.live_id, "gone", email="g@example.com")
+    elsewhere = make_user(app, world.other_id, "oscar", email="o@example.com")
+    twin = make_user(app, world.test_id, "tina", email="t@example.com")
+    gone = make_user(app, world.live_id, "gone", email="g@example.com")
     with app.app_context():
         accounts.set_status(db.session.get(User, gone), "deleted")
     for user_id in (elsewhere, twin, world.tess_id, gone, "nope", "x" * 300):
@@ -137,7 +134,7 @@ def test_managers_get_404_outside_their_account(app, client, world):
 
 def test_guests_clients_and_anonymous_may_not_ask(app, client, world):
     """A guest token and a client token (no user) get 403; no token 401; nothing sent."""
-    target = new_user(app, world.live_id, "carol", email="carol@example.com")
+    target = make_user(app, world.live_id, "carol", email="carol@example.com")
     for token in (guest_token(client, world.live_prt), client_token(client, world)):
         one_error(request_evt(client, token, target), 403, "forbidden")
     response = request_evt(client, "", target)
@@ -156,7 +153,7 @@ def test_user_without_email_is_422_at_the_relationship(app, client, world):
 def test_disabled_user_gets_no_verification_email(app, client, world):
     """An administrator asking for a disabled user gets 422 inactive_user; nothing is sent."""
     admin = person(app, client, world, "administrator")
-    target = new_user(app, world.live_id, "carol", email="carol@example.com")
+    target = make_user(app, world.live_id, "carol", email="carol@example.com")
     with app.app_context():
         accounts.set_status(db.session.get(User, target), "disabled")
     one_error(request_evt(client, admin.access, target), 422, "inactive_user", USER_POINTER)

@@ -7,15 +7,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from oauth_helpers import PASSWORD
+from factories import CODE_GRANTS, PASSWORD, make_client
 from oic import rndstr
 from oic.oic import Client
 from oic.oic.message import AuthorizationResponse, RegistrationResponse
 from oic.utils.authn.client import CLIENT_AUTHN_METHOD
-
-from authserver.identity import clients
-from authserver.platform.extensions import db
-from authserver.platform.models import Account
 
 
 @dataclass
@@ -33,16 +29,15 @@ def relying_party(
 ) -> tuple[Client, str]:
     """A confidential web client registered with us, and pyoidc configured from discovery."""
     callback = f"{live_server}/callback"
-    with app.app_context():
-        account = db.session.get(Account, account_id)
-        made = clients.create_client(
-            account,
-            "Acme Web",
-            redirect_uris=[callback],
-            post_logout_redirect_uris=post_logout or [],
-            grant_types=["authorization_code", "refresh_token"],
-        )
-        client_id, secret = made.client.client_id, made.secret
+    made = make_client(
+        app,
+        account_id,
+        "Acme Web",
+        redirect_uris=[callback],
+        post_logout_redirect_uris=post_logout or [],
+        grant_types=CODE_GRANTS,
+    )
+    client_id, secret = made.client_id, made.secret
     rp = Client(client_authn_method=CLIENT_AUTHN_METHOD)
     rp.provider_config(live_server)
     rp.store_registration_info(

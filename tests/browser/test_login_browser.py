@@ -3,8 +3,7 @@ code is shown next to the field, and logout ends it."""
 
 from __future__ import annotations
 
-from oauth_helpers import PASSWORD, make_world
-from pages_helpers import make_totp_user
+from factories import PASSWORD, make_totp_user, make_world
 
 
 def test_totp_user_signs_in_and_out_in_chromium(app, live_server, page, shots):

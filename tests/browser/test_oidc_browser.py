@@ -5,8 +5,7 @@ and JWKS. None of the relying-party side is our code."""
 
 from __future__ import annotations
 
-from oauth_helpers import make_world
-from pages_helpers import make_totp_user
+from factories import make_totp_user, make_world
 from rp_helpers import finish, password_step, relying_party, start
 
 

@@ -9,8 +9,7 @@ import time
 from typing import Any
 
 import pytest
-from oauth_helpers import make_world
-from pages_helpers import make_email_otp_user
+from factories import make_email_otp_user, make_world
 from rp_helpers import finish, password_step, relying_party, start
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauth_helpers import make_world
-from pages_helpers import make_totp_user, recovery_codes
+from factories import make_totp_user, make_world
+from pages_helpers import recovery_codes
 from rp_helpers import finish, password_step, relying_party, start
 
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from oauth_helpers import PASSWORD, make_world
-from pages_helpers import make_user
+from factories import PASSWORD, make_user, make_world
 from verification_helpers import body_of
 
 from authserver.identity import consents

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oauth_helpers import World, make_world
+from factories import World, make_world
 
 from authserver.identity import browser_login
 from authserver.identity.tokens import revoke_user_tokens

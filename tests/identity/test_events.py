@@ -6,7 +6,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from oauth_helpers import World, bearer, login, make_world
+from factories import World, make_world
+from oauth_helpers import bearer, login
 from verification_helpers import call, mails, record_events
 
 from authserver.identity import accounts

@@ -8,17 +8,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from factories import OTHER_CB, SPA_CB, WEB_CB, OidcWorld, make_client, make_oidc_world, make_user
 from oidc_helpers import (
-    OTHER_CB,
-    SPA_CB,
-    WEB_CB,
-    OidcWorld,
     approve,
     auth_params,
     consent_count,
     csrf_from,
     exchange,
-    make_oidc_world,
     pkce,
     query_of,
     sign_in,
@@ -149,14 +145,14 @@ def test_bad_requests_go_back_to_the_client(browser, web, world, store, change, 
 
 def test_a_client_without_the_code_grant_is_unauthorized(browser, web, world, app):
     """A client registered without authorization_code gets unauthorized_client."""
-    from authserver.identity import clients
-
-    with app.app_context():
-        live = db.session.get(Account, world.base.live_id)
-        new = clients.create_client(
-            live, "No code", public=True, redirect_uris=[SPA_CB], grant_types=["password"]
-        )
-        new_id = new.client.client_id
+    new_id = make_client(
+        app,
+        world.base.live_id,
+        "No code",
+        public=True,
+        redirect_uris=[SPA_CB],
+        grant_types=["password"],
+    ).client_id
     _signed_in(web, browser, world)
     _, challenge = pkce()
     response = browser.get("/oauth/authorize", query_string=auth_params(new_id, challenge))
@@ -292,10 +288,7 @@ def test_first_party_client_skips_consent_only_when_set(browser, web, world):
 
 def test_a_login_for_another_account_is_not_accepted(browser, web, world, app):
     """Signed in to another account: asked to log in again (login_required with none)."""
-    with app.app_context():
-        other = db.session.get(Account, world.base.other_id)
-        bob = users.create_user(account=other, username="bob", password="x" * 12, role="owner")
-        bob_id = bob.id
+    bob_id = make_user(app, world.base.other_id, "bob", password="x" * 12, role="owner")
     sign_in(web, browser, bob_id, world.base.other_id)
     _, challenge = pkce()
     response = browser.get("/oauth/authorize", query_string=auth_params(world.spa_id, challenge))
@@ -308,9 +301,7 @@ def test_a_login_for_another_account_is_not_accepted(browser, web, world, app):
 
 def test_a_global_member_may_sign_in_and_a_global_non_member_may_not(browser, web, world, app):
     """A global user signed in globally gets through if a member of the client's account."""
-    with app.app_context():
-        gus = users.create_user(account=None, username="gus", password="x" * 12, role="owner")
-        gus_id = gus.id
+    gus_id = make_user(app, None, "gus", password="x" * 12, role="owner")
     sign_in(web, browser, gus_id, None)
     _, challenge = pkce()
     params = auth_params(world.first_party_id, challenge)
@@ -369,10 +360,7 @@ def test_id_token_hint_for_someone_else_needs_a_login(browser, web, world, app):
         ),
     )
     assert "code" in query_of(ok)
-    with app.app_context():
-        live = db.session.get(Account, world.base.live_id)
-        carol = users.create_user(account=live, username="carol", password="x" * 12, role="owner")
-        carol_id = carol.id
+    carol_id = make_user(app, world.base.live_id, "carol", password="x" * 12, role="owner")
     sign_in(web, browser, carol_id, world.base.live_id)
     other = browser.get(
         "/oauth/authorize",

@@ -8,15 +8,13 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from factories import SPA_CB, OidcWorld, make_oidc_world
 from oidc_helpers import (
-    SPA_CB,
-    OidcWorld,
     approve,
     auth_params,
     consent_count,
     csrf_from,
     exchange,
-    make_oidc_world,
     pkce,
     query_of,
     sign_in,

@@ -9,25 +9,12 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from factories import CODE_GRANTS, SPA_CB, OidcWorld, make_client, make_oidc_world
 from joserfc import jwt
-from oidc_helpers import (
-    CODE_GRANTS,
-    SPA_CB,
-    OidcWorld,
-    approve,
-    auth_params,
-    csrf_from,
-    exchange,
-    make_oidc_world,
-    pkce,
-    query_of,
-    sign_in,
-)
+from oidc_helpers import approve, auth_params, csrf_from, exchange, pkce, query_of, sign_in
 
-from authserver.identity import clients
-from authserver.platform.extensions import db, keyring
+from authserver.platform.extensions import keyring
 from authserver.platform.keys import ID_TOKEN_ALG
-from authserver.platform.models import Account
 
 ISSUER = "http://127.0.0.1:5000"
 BYE = "https://spa.example/bye"
@@ -42,17 +29,15 @@ def world(app: Any) -> OidcWorld:
 @pytest.fixture
 def rp(app: Any, world: OidcWorld) -> str:
     """A public client of the live account with BYE as its post-logout redirect URI."""
-    with app.app_context():
-        live = db.session.get(Account, world.base.live_id)
-        made = clients.create_client(
-            live,
-            "Acme Logout",
-            public=True,
-            redirect_uris=[SPA_CB],
-            post_logout_redirect_uris=[BYE],
-            grant_types=CODE_GRANTS,
-        )
-        return str(made.client.client_id)
+    return make_client(
+        app,
+        world.base.live_id,
+        "Acme Logout",
+        public=True,
+        redirect_uris=[SPA_CB],
+        post_logout_redirect_uris=[BYE],
+        grant_types=CODE_GRANTS,
+    ).client_id
 
 
 def _sign_in(web: Any, browser: Any, world: OidcWorld, **kw: Any) -> None:

@@ -9,21 +9,12 @@ from typing import Any
 import pytest
 from authlib.oidc.core import CodeIDToken
 from authlib.oidc.discovery import OpenIDProviderMetadata
+from factories import WEB_CB, OidcWorld, make_oidc_world
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from oauth_helpers import basic, bearer
-from oidc_helpers import (
-    WEB_CB,
-    OidcWorld,
-    approve,
-    auth_params,
-    exchange,
-    make_oidc_world,
-    pkce,
-    query_of,
-    sign_in,
-)
+from oidc_helpers import approve, auth_params, exchange, pkce, query_of, sign_in
 
 from authserver.platform.extensions import db
 from authserver.platform.models import User

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import argon2
-import pyotp
 import pytest
+from factories import Cred, make_account, make_client, make_totp_user, make_user
 from flask import Flask
 from flask.testing import FlaskClient
 from joserfc import jwt
@@ -24,7 +24,7 @@ from oauth_helpers import run_together, settle_totp_step, wrong_totp
 from sqlalchemy import select
 from werkzeug.test import TestResponse
 
-from authserver.identity import accounts, clients, twofactor, users
+from authserver.identity import accounts, twofactor
 from authserver.identity.login import FAILURES_FROM_IP, FAILURES_PER_IP, FAILURES_PER_USER
 from authserver.identity.twofactor import SENDS_PER_HOUR
 from authserver.platform.extensions import db, passwords
@@ -47,12 +47,6 @@ GRANTS = ["password", "refresh_token"]
 
 
 @dataclass(frozen=True)
-class Cred:
-    client_id: str
-    secret: str | None = None
-
-
-@dataclass(frozen=True)
 class World:
     live: str  # account A (live)
     test: str  # A's test twin
@@ -63,72 +57,35 @@ class World:
     users: dict[str, str]  # label -> user id
 
 
-def new_user(
-    app: Flask,
-    account_id: str | None,
-    username: str,
-    password: str = PASSWORD,
-    role: str = "customer",
-    **attrs: Any,
-) -> str:
-    with app.app_context():
-        account = db.session.get(Account, account_id) if account_id else None
-        user = users.create_user(
-            account=account, username=username, password=password, role=role, **attrs
-        )
-        return user.id
-
-
-def totp_user(app: Flask, account_id: str | None, username: str) -> tuple[str, pyotp.TOTP]:
-    """A user whose second factor is TOTP, set up through the database."""
-    user_id = new_user(app, account_id, username)
-    with app.app_context():
-        user = db.session.get(User, user_id)
-        assert user is not None
-        user.auth_method = "tfa_totp"
-        user.totp_secret = twofactor.new_totp_secret()
-        db.session.commit()
-        return user_id, pyotp.TOTP(user.totp_secret)
-
-
 @pytest.fixture
 def world(app: Flask) -> World:
-    """Accounts A (with its test twin) and B, their clients, and users of every kind."""
-    with app.app_context():
-        a = accounts.create_account("Acme")
-        b = accounts.create_account("Beta")
-        public = clients.create_client(a.live, "Acme app", public=True, grant_types=GRANTS)
-        confidential = clients.create_client(a.live, "Acme web", grant_types=GRANTS)
-        other_public = clients.create_client(b.live, "Beta app", public=True, grant_types=GRANTS)
-        ids = (a.live.id, a.test.id, b.live.id)
-        creds = (
-            Cred(public.client.client_id),
-            Cred(confidential.client.client_id, confidential.secret),
-            Cred(other_public.client.client_id),
-        )
-    live, test, other = ids
+    """Accounts A (with its test twin) and B, their clients, and users of every kind.
+
+    Not the suite's `world`: two users named alice (one per account) with their own
+    passwords, global users who are members, and a disabled and a deleted user."""
+    a = make_account(app, "Acme")
+    b = make_account(app, "Beta")
+    live, test, other = a.live_id, a.test_id, b.live_id
+    public = make_client(app, live, "Acme app", public=True, grant_types=GRANTS)
+    confidential = make_client(app, live, "Acme web", grant_types=GRANTS)
+    other_public = make_client(app, other, "Beta app", public=True, grant_types=GRANTS)
     user_ids = {
-        "alice@a": new_user(app, live, "alice", "alice-in-acme"),
-        "alice@b": new_user(app, other, "alice", "alice-in-beta"),
-        "tess@test": new_user(app, test, "tess"),
-        "gina": new_user(app, None, "gina", role="owner"),
-        "glen": new_user(app, None, "glen"),
-        "dora": new_user(app, live, "dora", auth_method="tfa_email", email=EMAIL),
-        "dave": new_user(app, live, "dave"),
+        "alice@a": make_user(app, live, "alice", password="alice-in-acme"),
+        "alice@b": make_user(app, other, "alice", password="alice-in-beta"),
+        "tess@test": make_user(app, test, "tess", password=PASSWORD),
+        "gina": make_user(
+            app, None, "gina", password=PASSWORD, role="owner", member_of={live: "administrator"}
+        ),
+        "glen": make_user(app, None, "glen", password=PASSWORD, member_of={other: "customer"}),
+        "dora": make_user(
+            app, live, "dora", password=PASSWORD, auth_method="tfa_email", email=EMAIL
+        ),
+        "dave": make_user(app, live, "dave", password=PASSWORD),
     }
     with app.app_context():
-        users.add_member(db.session.get(Account, live), _user("gina"), "administrator")
-        users.add_member(db.session.get(Account, other), _user("glen"), "customer")
-        accounts.set_status(_user("dora"), "disabled")
-        accounts.set_status(_user("dave"), "deleted")
-    return World(live, test, other, *creds, user_ids)
-
-
-def _user(username: str) -> User:
-    """The one user with this username (only for usernames used once in `world`)."""
-    user = db.session.scalar(select(User).where(User.username == username))
-    assert user is not None
-    return user
+        accounts.set_status(db.session.get(User, user_ids["dora"]), "disabled")
+        accounts.set_status(db.session.get(User, user_ids["dave"]), "deleted")
+    return World(live, test, other, public, confidential, other_public, user_ids)
 
 
 def login(
@@ -418,7 +375,7 @@ def test_email_otp_dance_over_smtp(app, world, mail_app):
     """tfa_email: otp_required, masked address, X-OTP; the emailed code gives tokens once."""
     http_app, sink = mail_app()
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
 
     response = login(http, world.public, "erin", aid=world.live)
     assert response.status_code == 400
@@ -447,7 +404,7 @@ def test_otp_step_is_only_revealed_after_the_right_password(app, world, mail_app
     """A wrong password (with or without otp) gets invalid_grant, no X-OTP, and sends nothing."""
     http_app, sink = mail_app()
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     for otp in (None, "123456"):
         response = login(http, world.public, "erin", WRONG, aid=world.live, otp=otp)
         assert response.status_code == 400
@@ -461,7 +418,9 @@ def test_expired_email_code_is_refused(app, world, mail_app):
     http_app, sink = mail_app()
     store = http_app.extensions["authserver.store"]  # memory:// is per app
     http = http_app.test_client()
-    user_id = new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    user_id = make_user(
+        app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL
+    )
     assert login(http, world.public, "erin", aid=world.live).json["error"] == "otp_required"
     [code] = emailed_codes(sink)
     ttl = store.ttl(f"otp:{user_id}")
@@ -475,7 +434,7 @@ def test_email_code_is_void_after_five_wrong_tries(app, world, mail_app):
     """After 5 wrong codes the right one fails too; a newly requested code works."""
     http_app, sink = mail_app(OTP_RESEND_COOLDOWN=0)
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     assert login(http, world.public, "erin", aid=world.live).json["error"] == "otp_required"
     [code] = emailed_codes(sink)
     # Each try from its own IP: the per-IP login throttle (5) would otherwise stop the 5th.
@@ -497,7 +456,7 @@ def test_four_wrong_tries_leave_the_code_usable(app, world, mail_app):
     """OTP_MAX_ATTEMPTS is 5: after 4 wrong codes the right one still gives tokens."""
     http_app, sink = mail_app()
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     login(http, world.public, "erin", aid=world.live)
     [code] = emailed_codes(sink)
     for i in range(4):
@@ -512,7 +471,7 @@ def test_asking_again_within_the_cooldown_sends_nothing(app, world, mail_app):
     """A second request within 30 s sends no message, says when to retry, and the code stands."""
     http_app, sink = mail_app()
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     first = login(http, world.public, "erin", aid=world.live)
     second = login(http, world.public, "erin", aid=world.live)
     assert first.json["otp_resend_after"] == 30
@@ -529,7 +488,7 @@ def test_a_spent_code_lifts_the_cooldown_for_the_next_login(app, world, mail_app
     cooldown would otherwise leave the person with no valid code for 30 s)."""
     http_app, sink = mail_app()
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     login(http, world.public, "erin", aid=world.live)
     [code] = emailed_codes(sink)
     assert_tokens(login(http, world.public, "erin", aid=world.live, otp=code))
@@ -543,7 +502,7 @@ def test_after_the_cooldown_a_new_code_replaces_the_old(app, world, mail_app):
     """After OTP_RESEND_COOLDOWN a new code is sent; the old one no longer works, the new does."""
     http_app, sink = mail_app(OTP_RESEND_COOLDOWN=1)
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     assert login(http, world.public, "erin", aid=world.live).json["otp_resend_after"] == 1
     time.sleep(1.2)
     assert login(http, world.public, "erin", aid=world.live).json["error"] == "otp_required"
@@ -557,7 +516,7 @@ def test_codes_sent_per_hour_are_capped(app, make_app, world):
     """Even without a cooldown, at most SENDS_PER_HOUR codes a user go out in an hour."""
     http_app = make_app(OTP_RESEND_COOLDOWN=0)
     http = http_app.test_client()
-    new_user(app, world.live, "erin", auth_method="tfa_email", email=EMAIL)
+    make_user(app, world.live, "erin", password=PASSWORD, auth_method="tfa_email", email=EMAIL)
     answers = [login(http, world.public, "erin", aid=world.live) for _ in range(SENDS_PER_HOUR + 2)]
     assert {a.json["error"] for a in answers} == {"otp_required"}
     assert len(http_app.extensions["authserver.outbox"]) == SENDS_PER_HOUR
@@ -570,7 +529,7 @@ def test_codes_sent_per_hour_are_capped(app, make_app, world):
 def test_sms_otp_dance_over_a_webhook(app, make_app, world, webhook):
     """tfa_sms: otp_required with a masked number; the texted code gives tokens once."""
     http = make_app(SMS_URL=webhook.url).test_client()
-    new_user(app, world.live, "sam", auth_method="tfa_sms", phone_number=PHONE)
+    make_user(app, world.live, "sam", password=PASSWORD, auth_method="tfa_sms", phone_number=PHONE)
 
     response = login(http, world.public, "sam", aid=world.live)
     assert response.status_code == 400
@@ -595,7 +554,7 @@ def test_sms_otp_dance_over_a_webhook(app, make_app, world, webhook):
 
 def test_totp_otp_required_sends_nothing(app, client, world):
     """tfa_totp: otp_required names the method, has no destination, and sends no message."""
-    totp_user(app, world.live, "tom")
+    make_totp_user(app, world.live, "tom", password=PASSWORD)
     response = login(client, world.public, "tom", aid=world.live)
     assert response.status_code == 400
     assert response.json == {
@@ -609,7 +568,7 @@ def test_totp_otp_required_sends_nothing(app, client, world):
 
 def test_totp_code_works_once(app, client, world):
     """The current TOTP code gives tokens; replaying the same step is invalid_otp."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     settle_totp_step()
     code = totp.now()
     assert_tokens(login(client, world.public, "tom", aid=world.live, otp=code))
@@ -619,7 +578,7 @@ def test_totp_code_works_once(app, client, world):
 
 def test_totp_accepts_the_previous_step_but_not_two_steps_ago(app, client, world):
     """A code of the previous 30 s step is accepted (+-1 step); one from two steps ago is not."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     settle_totp_step()
     now = time.time()
     two_ago, previous = totp.at(now - 60), totp.at(now - 30)
@@ -630,7 +589,7 @@ def test_totp_accepts_the_previous_step_but_not_two_steps_ago(app, client, world
 
 def test_totp_older_step_is_refused_after_a_newer_one(app, client, world):
     """After the current step's code is used, the previous step's code is refused too."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     settle_totp_step()
     now = time.time()
     current, previous = totp.at(now), totp.at(now - 30)
@@ -641,7 +600,7 @@ def test_totp_older_step_is_refused_after_a_newer_one(app, client, world):
 
 def test_totp_step_before_a_used_later_step_is_refused(app, client, world):
     """After the code of step T+1 is used, the code of step T-1 (still in the window) fails."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     settle_totp_step()
     now = time.time()
     later, earlier = totp.at(now + 30), totp.at(now - 30)
@@ -652,7 +611,7 @@ def test_totp_step_before_a_used_later_step_is_refused(app, client, world):
 
 def test_wrong_totp_code_is_invalid_otp(app, client, world):
     """A TOTP code that matches no step of the window gets invalid_otp."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     assert_invalid_otp(login(client, world.public, "tom", aid=world.live, otp=wrong_totp(totp)))
 
 
@@ -661,7 +620,7 @@ def test_wrong_totp_code_is_invalid_otp(app, client, world):
 
 def test_recovery_code_works_once(app, client, world):
     """A recovery code instead of otp gives tokens once; the same code again is invalid_otp."""
-    user_id, _ = totp_user(app, world.live, "tom")
+    user_id, _ = make_totp_user(app, world.live, "tom", password=PASSWORD)
     with app.app_context():
         codes = twofactor.regenerate_recovery_codes(db.session.get(User, user_id))
     assert_tokens(login(client, world.public, "tom", aid=world.live, recovery_code=codes[0]))
@@ -675,7 +634,7 @@ def test_recovery_code_works_once(app, client, world):
 
 def test_recovery_code_used_concurrently_succeeds_once(app, world):
     """20 concurrent logins with one recovery code (each from its own IP): exactly one 200."""
-    user_id, _ = totp_user(app, world.live, "tom")
+    user_id, _ = make_totp_user(app, world.live, "tom", password=PASSWORD)
     with app.app_context():
         [code, *_] = twofactor.regenerate_recovery_codes(db.session.get(User, user_id))
 
@@ -722,7 +681,7 @@ def test_unknown_username_is_throttled_the_same_way(client, world):
 
 def test_otp_failures_count_towards_the_throttle(app, client, world):
     """Wrong codes use up the attempts (otp_required does not): the right code then gets 429."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     for _ in range(3):  # asking for the second factor costs nothing
         assert login(client, world.public, "tom", aid=world.live).json["error"] == "otp_required"
     for _ in range(FAILURES_PER_IP):
@@ -803,7 +762,7 @@ def test_success_writes_a_login_record(app, client, world):
 def test_failures_write_login_records_with_a_reason(app, client, world):
     """Wrong password, unknown user, disabled user, wrong otp and wrong recovery code each
     write a failed record naming the method tried."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     login(client, world.public, "gina", WRONG, ip="203.0.113.1")
     login(client, world.public, "nobody", WRONG, ip="203.0.113.2")
     login(client, world.public, "dora", aid=world.live, ip="203.0.113.3")
@@ -822,7 +781,7 @@ def test_failures_write_login_records_with_a_reason(app, client, world):
 
 def test_no_secret_in_login_records_or_logs(app, client, world, log_stream):
     """No password, OTP or recovery code ends up in a login record column or the log."""
-    user_id, totp = totp_user(app, world.live, "tom")
+    user_id, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     with app.app_context():
         recovery = twofactor.regenerate_recovery_codes(db.session.get(User, user_id))
     bad_otp = wrong_totp(totp)
@@ -909,7 +868,7 @@ def test_access_token_is_an_es256_at_jwt_verifiable_with_the_jwks(app, client, w
 
 def test_every_token_response_is_no_store(app, client, world):
     """Success and every error of the password grant carry Cache-Control: no-store."""
-    _, totp = totp_user(app, world.live, "tom")
+    _, totp = make_totp_user(app, world.live, "tom", password=PASSWORD)
     responses = {
         "tokens": login(client, world.public, "glen"),
         "invalid_grant": login(client, world.public, "glen", WRONG),

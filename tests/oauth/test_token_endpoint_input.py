@@ -12,7 +12,8 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from oauth_helpers import PASSWORD, World, basic, login, make_world, refresh, row_counts
+from factories import PASSWORD, World, make_world
+from oauth_helpers import basic, login, refresh, row_counts
 
 FORM = "application/x-www-form-urlencoded"
 OAUTH_PATHS = ["/oauth/token", "/v1/token", "/oauth/revoke", "/oauth/introspect"]

@@ -16,11 +16,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from factories import PASSWORD, World, make_world
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from oauth_helpers import (
-    PASSWORD,
-    World,
     access_claims,
     b64url,
     basic,
@@ -28,7 +27,6 @@ from oauth_helpers import (
     introspect,
     jwt_parts,
     login,
-    make_world,
     refresh,
     sign_with_app_key,
     unb64url,

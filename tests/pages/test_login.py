@@ -6,17 +6,8 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from oauth_helpers import PASSWORD, World, make_world
-from pages_helpers import (
-    csrf,
-    emailed_code,
-    login_records,
-    make_email_otp_user,
-    make_totp_user,
-    recovery_codes,
-    signed_in,
-    submit,
-)
+from factories import PASSWORD, World, make_email_otp_user, make_totp_user, make_world
+from pages_helpers import csrf, emailed_code, login_records, recovery_codes, signed_in, submit
 
 from authserver.identity import login as login_policy
 

@@ -9,9 +9,10 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from oauth_helpers import PASSWORD, World, make_world, refresh
+from factories import PASSWORD, World, make_totp_user, make_user, make_world
 from oauth_helpers import login as password_grant
-from pages_helpers import csrf, make_totp_user, recovery_codes, signed_in, submit
+from oauth_helpers import refresh
+from pages_helpers import csrf, recovery_codes, signed_in, submit
 
 from authserver.identity import consents, twofactor
 from authserver.platform.extensions import db, passwords
@@ -428,11 +429,7 @@ def test_consents_listed_and_revoked(web, world):
 def test_revoking_another_users_consent_is_404(web, world):
     """A consent id that is not the signed-in user's: 404, and the other user's consent stays."""
     pk = _client_pk(web, world.other_id_client)
-    with web.app_context():
-        from authserver.identity import users
-
-        bob = users.create_user(account=None, username="bob", password=PASSWORD, role="customer")
-        bob_id = bob.id
+    bob_id = make_user(web, None, "bob")
     _consent(web, bob_id, pk)
     client = web.test_client()
     _sign_in(client, world)

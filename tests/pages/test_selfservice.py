@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from oauth_helpers import PASSWORD, World, make_world
-from pages_helpers import csrf, make_totp_user, make_user, signed_in, submit
+from factories import PASSWORD, World, make_totp_user, make_user, make_world
+from pages_helpers import csrf, signed_in, submit
 
 from authserver.identity import verification
 from authserver.platform import background
