@@ -403,3 +403,36 @@ def webhook() -> Iterator[WebhookSink]:
     server.shutdown()
     server.server_close()
     thread.join()
+
+
+# ---------------------------------------------------------------- test data, mailing app
+# The worlds of tests/factories.py as fixtures, and an app that mails over SMTP.
+# (factories is imported here, not at the top, to keep this section to itself.)
+
+from factories import OidcWorld, World, make_oidc_world, make_world  # noqa: E402
+
+
+@pytest.fixture
+def world(app: Flask) -> World:
+    """Two account pairs, the users alice and tess, and the OAuth clients (make_world)."""
+    return make_world(app)
+
+
+@pytest.fixture
+def oidc_world(app: Flask, world: World) -> OidcWorld:
+    """`world` plus clients for the browser flows, with redirect URIs (make_oidc_world)."""
+    return make_oidc_world(app, world)
+
+
+@pytest.fixture
+def mail_app(
+    app: Flask, make_app: Callable[..., Flask], smtp: Any
+) -> Callable[..., tuple[Flask, SmtpSink]]:
+    """mail_app(**overrides) builds an app on `app`'s tables that sends its email to the
+    `smtp` fixture's real local SMTP server: (that app, the SmtpSink)."""
+    sink, port = smtp
+
+    def make(**overrides: Any) -> tuple[Flask, SmtpSink]:
+        return make_app(MAIL_URL=f"smtp://127.0.0.1:{port}", **overrides), sink
+
+    return make

@@ -189,9 +189,10 @@ class OidcWorld:
     other_spa_id: str  # public client of another account
 
 
-def make_oidc_world(app: Flask) -> OidcWorld:
-    """make_world plus browser-flow clients of the live account and of another account."""
-    base = make_world(app)
+def make_oidc_world(app: Flask, base: World | None = None) -> OidcWorld:
+    """`base` (else a new make_world) plus browser-flow clients of the live account and of
+    another account."""
+    base = base or make_world(app)
     live, other = base.live_id, base.other_id
     web = make_client(app, live, "Acme Web", redirect_uris=[WEB_CB], grant_types=CODE_GRANTS)
     spa = make_client(

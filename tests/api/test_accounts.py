@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 import pytest
-from factories import PASSWORD, World, make_user, make_world
+from factories import PASSWORD, make_user
 from oauth_helpers import bearer, login
 from verification_helpers import guest_token, role_token
 
@@ -15,11 +15,6 @@ from authserver.platform.extensions import db
 from authserver.platform.models import Account, LoginRecord, User
 
 MEDIA = "application/vnd.api+json"
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _patch(client: Any, token: str, attributes: dict[str, Any], **kwargs: Any) -> Any:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pyotp
 import pytest
-from factories import PASSWORD, World, make_user, make_world
+from factories import PASSWORD, World, make_user
 from oauth_helpers import login
 from verification_helpers import (
     call,
@@ -26,11 +26,6 @@ from authserver.platform.extensions import db
 from authserver.platform.models import Account, RecoveryCode
 
 NEW_PASSWORD = "a-brand-new-passphrase"
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _owner(client: Any, world: World) -> str:

@@ -5,16 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import World, make_user, make_world
+from factories import World, make_user
 from oauth_helpers import bearer, login, refresh
 
 from authserver.platform.extensions import db
 from authserver.platform.models import User
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _failed_login(client: Any, world: World, username: str, ip: str) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from factories import PASSWORD, World, make_totp_user, make_user, make_world
+from factories import PASSWORD, World, make_totp_user, make_user
 from oauth_helpers import bearer, refresh
 from verification_helpers import (
     OTHER_ROLES,
@@ -43,11 +43,6 @@ ACTIVATION_EVENT = "identity.activation_token.create.success"
 CHANGED_EVENT = "identity.password.update.success"
 NEW_PASSWORD = "a-brand-new-passphrase"
 OTHER_PASSWORD = "yet-another-passphrase"
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def ask_reset(client: Any, token: str, username: Any, **kw: Any) -> Any:
@@ -138,14 +133,12 @@ def test_rec01_same_answer_for_existing_unknown_pending_and_disabled(app, client
     ]
 
 
-def test_reset_request_does_the_same_work_for_existing_and_unknown_usernames(
-    app, world, make_app, smtp
-):
+def test_reset_request_does_the_same_work_for_existing_and_unknown_usernames(app, world, mail_app):
     """With mail going over real SMTP, the request itself runs the same SQL for an existing
     username as for an unknown one and looks up no user: the lookup and the email happen in
     the background, so the answer's timing cannot tell who exists (bench/timing.py measures
     the wall clock)."""
-    smtp_app, sink = smtp_client(make_app, smtp)
+    smtp_app, sink = mail_app()
     http = smtp_app.test_client()
     guest = guest_token(http, world.live_prt)
     rounds = 4
@@ -716,12 +709,6 @@ def test_activation_is_only_for_pending_users(app, world):
 # --- end to end over SMTP ---------------------------------------------------------------------
 
 
-def smtp_client(make_app: Any, smtp: Any) -> tuple[Any, Any]:
-    sink, port = smtp
-    smtp_app = make_app(MAIL_URL=f"smtp://127.0.0.1:{port}")
-    return smtp_app, sink
-
-
 def mail_link(sink: Any, path: str) -> str:
     """The token of the `path` link in the newest email the SMTP server received."""
     message = sink.messages()[-1]
@@ -729,11 +716,11 @@ def mail_link(sink: Any, path: str) -> str:
     return link_token(text, path)
 
 
-def test_forgotten_password_end_to_end_over_smtp(app, world, make_app, smtp):
+def test_forgotten_password_end_to_end_over_smtp(app, world, mail_app):
     """Done means: a guest asks for a reset, the mail arrives at a real SMTP server, the
     link's token sets a new password, and /oauth/token logs in with it (not the old one)."""
     carol(app, world)
-    smtp_app, sink = smtp_client(make_app, smtp)
+    smtp_app, sink = mail_app()
     http = smtp_app.test_client()
     guest = guest_token(http, world.live_prt)
     assert_no_content(ask_reset(http, guest, "Carol"))
@@ -747,9 +734,9 @@ def test_forgotten_password_end_to_end_over_smtp(app, world, make_app, smtp):
     assert sink.messages()[-1]["Subject"] == "Your password was changed"
 
 
-def test_activation_end_to_end_over_smtp(app, world, make_app, smtp):
+def test_activation_end_to_end_over_smtp(app, world, mail_app):
     """Done means: an invited (pending) user activates from the emailed link and logs in."""
-    smtp_app, sink = smtp_client(make_app, smtp)
+    smtp_app, sink = mail_app()
     pending_user(smtp_app, world)
     token = mail_link(sink, "/activate")
     http = smtp_app.test_client()
@@ -758,10 +745,10 @@ def test_activation_end_to_end_over_smtp(app, world, make_app, smtp):
     assert password_grant(http, world, "penny", NEW_PASSWORD).status_code == 200
 
 
-def test_change_end_to_end_over_smtp(app, world, make_app, smtp):
+def test_change_end_to_end_over_smtp(app, world, mail_app):
     """Done means: a password change revokes the old tokens and the SMTP server gets the
     "password changed" mail."""
-    smtp_app, sink = smtp_client(make_app, smtp)
+    smtp_app, sink = mail_app()
     http = smtp_app.test_client()
     me = person(app, http, world, "customer", username="carol")
     assert_no_content(set_password(http, me.access, currentPassword=PASSWORD, value=NEW_PASSWORD))

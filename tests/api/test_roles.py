@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from factories import World, make_user, make_world
+from factories import World, make_user
 from oauth_helpers import bearer, login
 from verification_helpers import guest_token
 
@@ -80,11 +80,6 @@ def test_table_covers_every_route_and_matches_the_code(app):
         else:
             assert expected == admitted, (method, path)
             assert not allowed["anonymous"], (method, path)
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _tokens(app: Any, client: Any, world: World) -> dict[str, str]:

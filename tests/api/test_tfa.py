@@ -12,7 +12,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pyotp
 import pytest
-from factories import PASSWORD, World, make_user, make_world
+from factories import PASSWORD, World, make_user
 from oauth_helpers import bearer, login, run_together, settle_totp_step, wrong_totp
 from verification_helpers import client_token, guest_token
 
@@ -33,11 +33,6 @@ TYPES = {
     CODE_SETS: "RecoveryCodeSet",
     DISABLEMENTS: "TfaDisablement",
 }
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 @pytest.fixture(autouse=True)
@@ -717,10 +712,10 @@ def test_enrolment_email_in_french_and_no_codes_in_it(app, client, world):
     assert totp.secret not in message.text and not any(c in message.text for c in codes)
 
 
-def test_enrolment_email_over_smtp(app, client, world, make_app, smtp):
+def test_enrolment_email_over_smtp(app, client, world, mail_app):
     """The switch-on email reaches a real SMTP server."""
-    sink, port = smtp
-    http = make_app(MAIL_URL=f"smtp://127.0.0.1:{port}").test_client()
+    mailing, sink = mail_app()
+    http = mailing.test_client()
     user_with_email(app, world, "sam", "en")
     token = login(http, world, username="sam")["access_token"]
     enrol(http, token)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pyotp
 import pytest
-from factories import PASSWORD, World, make_user, make_world
+from factories import PASSWORD, World, make_user
 from oauth_helpers import basic, bearer, login
 from verification_helpers import guest_token, role_token
 
@@ -28,11 +28,6 @@ from authserver.platform.models import ROLES, Account, AccountMembership, LoginR
 
 MEDIA = "application/vnd.api+json"
 FORBIDDEN_ROLES = [r for r in ROLES if r not in ("owner", "administrator")]
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _send(client: Any, method: str, path: str, token: str | None, body: Any = None) -> Any:

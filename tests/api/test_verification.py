@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import World, make_user, make_world
+from factories import make_user
 from verification_helpers import (
     MEDIA,
     OTHER_ROLES,
@@ -39,11 +39,6 @@ EVT_EVENT = "identity.email_verification_token.create.success"
 EV_EVENT = "identity.email_verification.create.success"
 PVC_EVENT = "identity.phone_verification_code.create.success"
 USER_POINTER = "/data/relationships/user"
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def evt_body(user_id: Any, type_: str = "User") -> dict[str, Any]:

@@ -34,10 +34,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 @pytest.fixture
-def live_config() -> dict[str, Any]:
-    """Extra config for the live server's app; a test module overrides this fixture (for
-    example MAIL_URL pointing at the `smtp` fixture's server)."""
-    return {}
+def live_config(request: pytest.FixtureRequest) -> dict[str, Any]:
+    """Extra config for the live server's app: none, but in a module marked `live_smtp`
+    its mail goes to the `smtp` fixture's local SMTP server (for tests that read it). A
+    test module may still override this fixture."""
+    if request.node.get_closest_marker("live_smtp") is None:
+        return {}
+    _, port = request.getfixturevalue("smtp")
+    return {"MAIL_URL": f"smtp://127.0.0.1:{port}"}
 
 
 @pytest.fixture

@@ -3,13 +3,12 @@ code is shown next to the field, and logout ends it."""
 
 from __future__ import annotations
 
-from factories import PASSWORD, make_totp_user, make_world
+from factories import PASSWORD, make_totp_user
 
 
-def test_totp_user_signs_in_and_out_in_chromium(app, live_server, page, shots):
+def test_totp_user_signs_in_and_out_in_chromium(app, world, live_server, page, shots):
     """Password step, a wrong code (error next to the field), the right code, the account
     page, then logout by the button; screenshots of each page."""
-    world = make_world(app)
     _, totp = make_totp_user(app, world.live_id, "tina")
 
     page.goto(f"{live_server}/login?aid={world.live_id}")

@@ -5,15 +5,14 @@ and JWKS. None of the relying-party side is our code."""
 
 from __future__ import annotations
 
-from factories import make_totp_user, make_world
+from factories import make_totp_user
 from rp_helpers import finish, password_step, relying_party, start
 
 
-def test_code_flow_with_pkce_for_a_totp_user(app, live_server, page, shots):
+def test_code_flow_with_pkce_for_a_totp_user(app, world, live_server, page, shots):
     """Login with password + TOTP, consent, code back with our state; pyoidc exchanges it
     with the PKCE verifier and accepts the ID token (signature, iss, aud, nonce); the ID
     token says two factors were used, and userinfo answers for the same subject."""
-    world = make_world(app)
     user_id, totp = make_totp_user(app, world.live_id, "tina")
     rp, callback = relying_party(app, live_server, world.live_id)
     flow = start(rp, callback)

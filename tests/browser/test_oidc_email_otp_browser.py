@@ -9,14 +9,10 @@ import time
 from typing import Any
 
 import pytest
-from factories import make_email_otp_user, make_world
+from factories import make_email_otp_user
 from rp_helpers import finish, password_step, relying_party, start
 
-
-@pytest.fixture
-def live_config(smtp: Any) -> dict[str, Any]:
-    """The live server mails through the local SMTP server."""
-    return {"MAIL_URL": f"smtp://127.0.0.1:{smtp[1]}"}
+pytestmark = pytest.mark.live_smtp  # the live server mails through the local SMTP server
 
 
 def _mailed_code(sink: Any, to: str, timeout: float = 10.0) -> str:
@@ -34,12 +30,11 @@ def _mailed_code(sink: Any, to: str, timeout: float = 10.0) -> str:
 
 
 def test_code_flow_for_an_email_otp_user_reading_the_mailed_code(
-    app, smtp, live_server, page, shots
+    app, world, smtp, live_server, page, shots
 ):
     """Password, then the code from the email the SMTP server received, consent, and a
     code pyoidc exchanges; the ID token says password + OTP were used."""
     sink, _ = smtp
-    world = make_world(app)
     user_id = make_email_otp_user(app, world.live_id, "emma")
     rp, callback = relying_party(app, live_server, world.live_id)
     flow = start(rp, callback)

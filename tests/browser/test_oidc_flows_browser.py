@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from factories import make_totp_user, make_world
+from factories import make_totp_user
 from pages_helpers import recovery_codes
 from rp_helpers import finish, password_step, relying_party, start
 
@@ -22,10 +22,11 @@ def _totp_login_and_consent(page: Any, shots: Any, url: str, username: str, totp
     page.get_by_role("button", name="Allow").click()
 
 
-def test_code_flow_with_a_recovery_code_instead_of_the_totp_code(app, live_server, page, shots):
+def test_code_flow_with_a_recovery_code_instead_of_the_totp_code(
+    app, world, live_server, page, shots
+):
     """ "Use a recovery code instead" on the second step: the recovery code signs in, the
     ID token says a recovery code was used; the same code does not work twice."""
-    world = make_world(app)
     user_id, _ = make_totp_user(app, world.live_id, "rita")
     codes = recovery_codes(app, user_id)
     rp, callback = relying_party(app, live_server, world.live_id)
@@ -62,10 +63,11 @@ def test_code_flow_with_a_recovery_code_instead_of_the_totp_code(app, live_serve
     shots(page, "oidc-recovery-2-spent")
 
 
-def test_consent_once_then_prompt_none_returns_a_code_without_a_page(app, live_server, page, shots):
+def test_consent_once_then_prompt_none_returns_a_code_without_a_page(
+    app, world, live_server, page, shots
+):
     """After one login and "Allow", a prompt=none request is answered with a redirect
     only (no page of ours is shown) and its code exchanges for the same subject."""
-    world = make_world(app)
     user_id, totp = make_totp_user(app, world.live_id, "tina")
     rp, callback = relying_party(app, live_server, world.live_id)
     first = start(rp, callback)
@@ -87,11 +89,10 @@ def test_consent_once_then_prompt_none_returns_a_code_without_a_page(app, live_s
     assert tokens["id_token"]["sub"] == user_id
 
 
-def test_rp_initiated_logout_returns_to_the_registered_uri(app, live_server, page, shots):
+def test_rp_initiated_logout_returns_to_the_registered_uri(app, world, live_server, page, shots):
     """Without a hint the logout asks first ("Stay signed in" keeps the login); pyoidc's
     end-session request with the ID token signs out at once and comes back to the
     registered post-logout URI with its state; the account page then asks to log in."""
-    world = make_world(app)
     _, totp = make_totp_user(app, world.live_id, "tina")
     bye = f"{live_server}/bye"
     rp, callback = relying_party(app, live_server, world.live_id, post_logout=[bye])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pyotp
 import pytest
-from factories import PASSWORD, make_user, make_world
+from factories import PASSWORD, make_user
 from verification_helpers import body_of
 
 from authserver.identity import consents
@@ -21,11 +21,7 @@ NEW_PASSWORD = "a-brand-new-passphrase"
 CODE_RE = re.compile(r"\b[a-z0-9]{4}(?:-[a-z0-9]{4}){3}\b")
 
 
-@pytest.fixture
-def live_config(smtp):
-    """The live server sends its mail to the local SMTP server (the reset test reads it)."""
-    _, port = smtp
-    return {"MAIL_URL": f"smtp://127.0.0.1:{port}"}
+pytestmark = pytest.mark.live_smtp  # the live server mails over SMTP: the reset test reads it
 
 
 def _sign_in(page, base, aid, username, password=PASSWORD):
@@ -35,10 +31,11 @@ def _sign_in(page, base, aid, username, password=PASSWORD):
     page.get_by_role("button", name="Sign in").click()
 
 
-def test_totp_setup_from_the_qr_page_then_sign_in_with_it(app, live_server, page, shots, tmp_path):
+def test_totp_setup_from_the_qr_page_then_sign_in_with_it(
+    app, world, live_server, page, shots, tmp_path
+):
     """Set up TOTP from the QR page (secret read from the text), keep the downloaded
     recovery codes, sign out, and sign in again with a code from the new secret."""
-    world = make_world(app)
     _sign_in(page, live_server, world.live_id, "alice")
     page.wait_for_url("**/account")
     page.get_by_role("link", name="Security settings").click()
@@ -95,10 +92,9 @@ def test_totp_setup_from_the_qr_page_then_sign_in_with_it(app, live_server, page
     assert "alice" in page.content()
 
 
-def test_sign_out_everywhere_ends_another_browsers_session(app, live_server, page, shots):
+def test_sign_out_everywhere_ends_another_browsers_session(app, world, live_server, page, shots):
     """Two browser contexts signed in as one user; "sign out everywhere" in the first ends
     the second's session too. Also shows the apps list and the login history."""
-    world = make_world(app)
     with app.app_context():
         pk = db.session.scalar(db.select(OAuthClient.id).where(OAuthClient.name == "Backend"))
         consents.remember(world.alice_id, str(pk), "openid profile email offline_access")
@@ -140,12 +136,11 @@ def test_sign_out_everywhere_ends_another_browsers_session(app, live_server, pag
         other.close()
 
 
-def test_forgot_password_from_the_emailed_link(app, live_server, smtp, page, shots):
+def test_forgot_password_from_the_emailed_link(app, world, live_server, smtp, page, shots):
     """Ask for a reset link, open it from the mail a real SMTP server got, set a new
     password, and sign in with it."""
     sink, _ = smtp
     base = live_server
-    world = make_world(app)
     make_user(app, world.live_id, "rita", email="rita@example.com")
 
     page.goto(f"{base}/login?aid={world.live_id}")

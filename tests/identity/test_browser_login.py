@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import World, make_world
+from factories import World
 
 from authserver.identity import browser_login
 from authserver.identity.tokens import revoke_user_tokens
@@ -13,11 +13,6 @@ from authserver.platform.extensions import db
 from authserver.platform.models import User
 
 NOW = 1_800_000_000
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _start(app: Any, world: World, session: dict[str, Any]) -> None:

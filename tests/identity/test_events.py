@@ -5,19 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import pytest
-from factories import World, make_world
 from oauth_helpers import bearer, login
 from verification_helpers import call, mails, record_events
 
 from authserver.identity import accounts
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, LoginRecord, User
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _committed(app: Any, statement: Any) -> Any:

@@ -5,11 +5,9 @@ TOTP, recovery codes, the throttle, login records, client authentication and the
 from __future__ import annotations
 
 import base64
-import email.message
 import re
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,6 +20,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from oauth_helpers import run_together, settle_totp_step, wrong_totp
 from sqlalchemy import select
+from verification_helpers import body_of
 from werkzeug.test import TestResponse
 
 from authserver.identity import accounts, twofactor
@@ -149,18 +148,12 @@ def assert_invalid_otp(response: TestResponse) -> None:
     assert response.json["error"] == "invalid_otp"
 
 
-def plain_body(message: email.message.EmailMessage) -> str:
-    part = message.get_body(("plain",))
-    assert part is not None
-    return str(part.get_content()).replace("\r\n", "\n")
-
-
 def emailed_codes(sink: Any) -> list[str]:
     """The login codes in the messages the SMTP server received, oldest first."""
     codes = []
     for message in sink.messages():
-        found = re.search(r"^ {4}(\d{6})$", plain_body(message), re.MULTILINE)
-        assert found, plain_body(message)
+        found = re.search(r"^ {4}(\d{6})$", body_of(message), re.MULTILINE)
+        assert found, body_of(message)
         codes.append(found.group(1))
     return codes
 
@@ -168,17 +161,6 @@ def emailed_codes(sink: Any) -> list[str]:
 def other_code(code: str) -> str:
     """A six-digit code that is not `code`."""
     return f"{(int(code) + 1) % 1_000_000:06d}"
-
-
-@pytest.fixture
-def mail_app(app: Flask, make_app: Any, smtp: Any) -> Callable[..., tuple[Flask, Any]]:
-    """Builds an app that sends its email to a real local SMTP server: (app, sink)."""
-    sink, port = smtp
-
-    def make(**overrides: Any) -> tuple[Flask, Any]:
-        return make_app(MAIL_URL=f"smtp://127.0.0.1:{port}", **overrides), sink
-
-    return make
 
 
 # ---------------------------------------------------------------- aid: account selection

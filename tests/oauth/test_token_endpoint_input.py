@@ -12,16 +12,11 @@ from typing import Any
 from urllib.parse import urlencode
 
 import pytest
-from factories import PASSWORD, World, make_world
+from factories import PASSWORD, World
 from oauth_helpers import basic, login, refresh, row_counts
 
 FORM = "application/x-www-form-urlencoded"
 OAUTH_PATHS = ["/oauth/token", "/v1/token", "/oauth/revoke", "/oauth/introspect"]
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _password_form(world: World, **changes: str | None) -> dict[str, str]:

@@ -16,7 +16,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-from factories import PASSWORD, World, make_world
+from factories import PASSWORD, World
 from joserfc import jwt
 from joserfc.jwk import KeySet
 from oauth_helpers import (
@@ -39,11 +39,6 @@ from authserver.platform.extensions import db
 from authserver.platform.models import RefreshToken, User, utcnow
 
 NEW_PASSWORD = "a-brand-new-passphrase"
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
 
 
 def _row(app: Any, value: str) -> RefreshToken:

@@ -6,15 +6,10 @@ from __future__ import annotations
 from urllib.parse import quote
 
 import pytest
-from factories import PASSWORD, World, make_email_otp_user, make_totp_user, make_world
+from factories import PASSWORD, make_email_otp_user, make_totp_user
 from pages_helpers import csrf, emailed_code, login_records, recovery_codes, signed_in, submit
 
 from authserver.identity import login as login_policy
-
-
-@pytest.fixture
-def world(app) -> World:
-    return make_world(app)
 
 
 def _login(client, world, username="alice", password=PASSWORD, next_=None):

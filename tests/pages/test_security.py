@@ -9,7 +9,7 @@ import time
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from factories import PASSWORD, World, make_totp_user, make_user, make_world
+from factories import PASSWORD, make_totp_user, make_user
 from oauth_helpers import login as password_grant
 from oauth_helpers import refresh
 from pages_helpers import csrf, recovery_codes, signed_in, submit
@@ -21,11 +21,6 @@ from authserver.platform.models import OAuthClient, RecoveryCode, User
 NEW_PASSWORD = "a-brand-new-passphrase"
 CODE_RE = re.compile(r"<code>([a-z0-9]{4}(?:-[a-z0-9]{4}){3})</code>")
 SECRET_RE = re.compile(r'<code id="totp-secret">([A-Z2-7 ]+)</code>')
-
-
-@pytest.fixture
-def world(app) -> World:
-    return make_world(app)
 
 
 def _sign_in(client, world, username="alice"):

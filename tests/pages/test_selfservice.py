@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-from factories import PASSWORD, World, make_totp_user, make_user, make_world
+from factories import PASSWORD, make_totp_user, make_user
 from pages_helpers import csrf, signed_in, submit
 
 from authserver.identity import verification
@@ -14,11 +13,6 @@ from authserver.platform.extensions import db
 from authserver.platform.models import User
 
 NEW_PASSWORD = "a-brand-new-passphrase"
-
-
-@pytest.fixture
-def world(app) -> World:
-    return make_world(app)
 
 
 def _reset_token(web, user_id: str) -> str:
