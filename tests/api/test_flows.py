@@ -1,5 +1,5 @@
 """End-to-end flows across the /v1 resources, only through HTTP: an invitation accepted,
-seed 003's sign-up with SMS two-step login, and second factors that a bearer token alone
+a guest's sign-up with SMS two-step login, and second factors that a bearer token alone
 cannot switch off.
 """
 
@@ -135,7 +135,7 @@ def test_reset_link_dies_when_the_email_changes(app, client, world):
 
 
 def test_sign_up_with_sms_two_step_login_over_http(app, client, world):
-    """Seed 003: a guest texts a code to a phone, signs up a tfa_sms customer with it, and
+    """A guest texts a code to a phone, signs up a tfa_sms customer with it, and
     the same code answers the first login's one-time password; a second use fails."""
     guest = guest_token(client, world.live_prt)
     phone = "+15551230000"

@@ -1,6 +1,8 @@
-"""Passwords over /v1: reset requests (REC-01..07), PATCH /v1/password with a reset or
-activation token or the current password, revocation of old tokens, throttles, bad input,
-and the forgotten-password and activation flows end to end over a real SMTP server."""
+"""Passwords over /v1: reset requests (one answer and one timing whoever the username
+names, links on ISSUER only, usernames matched in canonical form: the OWASP Forgot Password
+Cheat Sheet), PATCH /v1/password with a reset or activation token or the current password,
+revocation of old tokens, throttles, bad input, and the forgotten-password and activation
+flows end to end over a real SMTP server."""
 
 from __future__ import annotations
 
@@ -109,9 +111,13 @@ def test_reset_request_emails_a_link_to_the_stored_address(app, client, world, s
     )
 
 
-def test_rec01_same_answer_for_existing_unknown_pending_and_disabled(app, client, world):
-    """REC-01: status, body and headers are identical whoever the username names; only an
-    existing user gets a reset mail and a pending one the invitation again."""
+def test_reset_request_answers_the_same_for_existing_unknown_pending_and_disabled_users(
+    app, client, world
+):
+    """Status, body and headers are identical whoever the username names, so the answer
+    tells nobody which accounts exist (OWASP Forgot Password Cheat Sheet, "Forgot Password
+    Request"); only an existing user gets a reset mail and a pending one the invitation
+    again."""
     carol(app, world)
     make_user(
         app, world.live_id, "penny", email="penny@example.com", password=None, status="pending"
@@ -170,8 +176,10 @@ def test_reset_request_does_the_same_work_for_existing_and_unknown_usernames(app
     assert len(sink.envelopes) == rounds  # the background did find and mail each user
 
 
-def test_rec05_link_uses_the_configured_issuer_not_the_host(app, client, world):
-    """REC-05: a request with Host: evil.example still gets an ISSUER link."""
+def test_reset_link_uses_the_configured_issuer_not_the_host_header(app, client, world):
+    """A request with Host: evil.example still gets an ISSUER link: the link is never built
+    from the request's Host or X-Forwarded-Host (OWASP Forgot Password Cheat Sheet, "URL
+    Tokens": Host header injection)."""
     carol(app, world)
     guest = guest_token(client, world.live_prt)
     response = call(
@@ -189,9 +197,11 @@ def test_rec05_link_uses_the_configured_issuer_not_the_host(app, client, world):
 
 
 @pytest.mark.parametrize("typed", ["CAROL", "  Carol ", "carol"])
-def test_rec07_username_is_compared_in_canonical_form(app, client, world, typed):
-    """REC-07: case and surrounding space do not matter, and the mail goes to the stored
-    address (the request names no address at all)."""
+def test_reset_request_matches_the_username_in_any_case_and_surrounding_space(
+    app, client, world, typed
+):
+    """Case and surrounding space do not matter, and the mail goes to the stored address
+    (the request names no address at all)."""
     carol(app, world)
     assert_no_content(ask_reset(client, guest_token(client, world.live_prt), typed))
     assert [m.to for m in mails(app)] == ["carol@example.com"]
@@ -202,8 +212,9 @@ def test_rec07_username_is_compared_in_canonical_form(app, client, world, typed)
     ["m\u0131ke", "M\u0130KE", "\uff4d\uff49\uff4b\uff45", "m\u0131ke@example.org", "mi\u200bke"],
     ids=["dotless-i", "dotted-I", "fullwidth", "dotless-i-email", "zero-width"],
 )
-def test_rec07_lookalike_usernames_reach_nobody(app, client, world, typed):
-    """REC-07: Unicode look-alikes of `mike` and of his email send nothing to anyone."""
+def test_reset_request_for_a_unicode_lookalike_username_reaches_nobody(app, client, world, typed):
+    """Unicode look-alikes of `mike` and of his email (dotless i, dotted capital I,
+    full-width letters, a zero-width space) match nobody: nothing is sent to anyone."""
     make_user(app, world.live_id, "mike", email="mike@example.org")
     assert_no_content(ask_reset(client, guest_token(client, world.live_prt), typed))
     assert mails(app) == []
@@ -237,7 +248,7 @@ def test_global_member_can_reset_through_the_account(app, client, world):
     [("fr", "Réinitialisez votre mot de passe"), ("es", "Restablece tu contraseña")],
 )
 def test_reset_mail_in_the_requested_locale(app, client, world, locale, subject):
-    """Seed 001: `locale` chooses the language of the reset email."""
+    """`locale` chooses the language of the reset email."""
     carol(app, world)
     response = ask_reset(client, guest_token(client, world.live_prt), "carol", locale=locale)
     assert_no_content(response)
@@ -262,7 +273,8 @@ def test_pending_user_gets_the_invitation_again_in_the_locale(app, client, world
 
 @pytest.mark.parametrize("role", ["owner", "administrator", "customer"])
 def test_reset_request_needs_a_guest_token(app, client, world, role):
-    """Seed 000: only guests (publishable tokens) ask for resets; users 403, no token 401."""
+    """Only guests (tokens made from the account's publishable token) ask for resets: a
+    user's or a client's token is 403, no token 401."""
     carol(app, world)
     caller = person(app, client, world, role)
     one_error(ask_reset(client, caller.access, "carol"), 403, "forbidden")
@@ -323,9 +335,9 @@ def requested_reset(app: Any, client: Any, world: World, username: str = "carol"
 
 
 def test_reset_sets_the_password_revokes_tokens_and_emails(app, client, world):
-    """REC-06: after a reset the new password works, the old one does not, the old access
-    and refresh tokens are refused, the user is emailed, the event fires after the commit,
-    and the answer logs nobody in."""
+    """After a reset the new password works, the old one does not, the old access and
+    refresh tokens are refused, the user is emailed, the event fires after the commit, and
+    the answer logs nobody in (OWASP Forgot Password Cheat Sheet, "Reset the Password")."""
     me = person(app, client, world, "customer", username="carol")
     seen = record_events(
         app, CHANGED_EVENT, lambda p: committed_column(app, p["user"].id, "password_hash")
@@ -461,8 +473,9 @@ def test_reset_with_any_token_but_not_without(app, client, world):
     assert password_is(app, user_id, NEW_PASSWORD)
 
 
-def test_rec04_reset_keeps_totp_and_mints_no_token(app, client, world):
-    """REC-04: a TOTP user who reset their password still needs the TOTP code to log in."""
+def test_reset_keeps_the_totp_second_factor_and_logs_nobody_in(app, client, world):
+    """A reset changes the password only: it answers with no token, and a TOTP user who
+    reset their password still needs the TOTP code to log in."""
     user_id, totp = make_totp_user(app, world.live_id, "carol", email="carol@example.com")
     token = requested_reset(app, client, world)
     response = set_password(
@@ -476,8 +489,9 @@ def test_rec04_reset_keeps_totp_and_mints_no_token(app, client, world):
     assert password_grant(client, world, "carol", NEW_PASSWORD, totp.now()).status_code == 200
 
 
-def test_rec04_reset_keeps_sms_two_step_login(app, client, world):
-    """REC-04: an SMS-TFA user still gets an SMS code after a reset, and needs it."""
+def test_reset_keeps_sms_two_step_login(app, client, world):
+    """A reset changes the password only: an SMS two-step user still gets an SMS code
+    after it, and needs it."""
     user_id = carol(app, world, auth_method="tfa_sms", phone_number="+15551230000")
     token = requested_reset(app, client, world)
     response = set_password(
@@ -586,8 +600,8 @@ def test_password_wrong_content_type_is_415(app, client, world):
 
 
 def test_change_revokes_old_tokens_and_emails(app, client, world):
-    """Seed 002: the user changes their own password; every earlier token stops (this one
-    too), the event fires after the commit and the user is told by email."""
+    """The user changes their own password (proving the current one); every earlier token
+    stops (this one too), the event fires after the commit and the user is told by email."""
     me = person(app, client, world, "customer", username="carol")
     seen = record_events(
         app, CHANGED_EVENT, lambda p: committed_column(app, p["user"].id, "password_hash")
@@ -662,7 +676,7 @@ def test_guests_and_clients_have_no_own_password(app, client, world):
     )
 
 
-# --- activation (seed 001) -------------------------------------------------------------------
+# --- activation of an invited (pending) user -------------------------------------------------
 
 
 def pending_user(app: Any, world: World, **kw: Any) -> str:
@@ -717,7 +731,7 @@ def mail_link(sink: Any, path: str) -> str:
 
 
 def test_forgotten_password_end_to_end_over_smtp(app, world, mail_app):
-    """Done means: a guest asks for a reset, the mail arrives at a real SMTP server, the
+    """End to end: a guest asks for a reset, the mail arrives at a real SMTP server, the
     link's token sets a new password, and /oauth/token logs in with it (not the old one)."""
     carol(app, world)
     smtp_app, sink = mail_app()
@@ -735,7 +749,7 @@ def test_forgotten_password_end_to_end_over_smtp(app, world, mail_app):
 
 
 def test_activation_end_to_end_over_smtp(app, world, mail_app):
-    """Done means: an invited (pending) user activates from the emailed link and logs in."""
+    """End to end: an invited (pending) user activates from the emailed link and logs in."""
     smtp_app, sink = mail_app()
     pending_user(smtp_app, world)
     token = mail_link(sink, "/activate")
@@ -746,7 +760,7 @@ def test_activation_end_to_end_over_smtp(app, world, mail_app):
 
 
 def test_change_end_to_end_over_smtp(app, world, mail_app):
-    """Done means: a password change revokes the old tokens and the SMTP server gets the
+    """End to end: a password change revokes the old tokens and the SMTP server gets the
     "password changed" mail."""
     smtp_app, sink = mail_app()
     http = smtp_app.test_client()

@@ -2,7 +2,7 @@
 
 Roles, the owner and self rules, account and live/test isolation, username rules, a
 concurrent creation, pagination and search, bad input, events, emails, token revocation
-and the seed-003 sign-up with SMS two-step login.
+and a guest's sign-up with SMS two-step login (the texted code answers the first login).
 """
 
 from __future__ import annotations
@@ -164,7 +164,7 @@ def test_admin_creates_a_user_normalised_with_the_account_default_method(
 
 
 def test_create_with_an_unverified_email_sends_the_verification_email(app, client, world, admin):
-    """Seed 000: email set and emailVerified false -> a verification link is emailed."""
+    """A user created with an email and emailVerified false is emailed a verification link."""
     seen: list[str] = []
 
     def record(sender: Any, **payload: Any) -> None:
@@ -193,8 +193,8 @@ def test_create_with_an_unverified_email_sends_the_verification_email(app, clien
 
 
 def test_pending_user_without_password_gets_an_activation_email(app, client, world, admin):
-    """Seed 001: status pending and no password -> 201 pending, activation link emailed;
-    the pending user cannot log in yet."""
+    """An invitation (status pending, no password): 201 pending, an activation link is
+    emailed, and the pending user cannot log in yet."""
     response = _create(
         client,
         admin,
@@ -317,7 +317,9 @@ def _sms_sign_up(client: Any, guest: str, username: str, phone: str, code: str |
     return _create(client, guest, attributes)
 
 
-def test_seed_003_sign_up_with_sms_two_step_login(app, client, world):
+def test_guest_sign_up_with_sms_two_step_login_spends_the_code_on_the_first_login(
+    app, client, world
+):
     """A guest signs up with phoneNumber, the texted phoneVerificationCode and tfa_sms: the
     phone is verified, the code is spent, and it answers the first login's OTP."""
     code = _phone_code(app, world, "+15550001111")
@@ -647,7 +649,7 @@ def test_username_unique_per_account_case_insensitively(app, client, world, admi
 
 
 def test_account_user_cannot_take_a_global_members_username(app, client, world, admin):
-    """Seed 000: a global member's username is taken in the accounts it joined (create and
+    """A global member's username is taken in the accounts it joined (create and
     rename: 409), and free in other accounts."""
     make_user(
         app,
@@ -675,7 +677,7 @@ def test_account_user_cannot_take_a_global_members_username(app, client, world, 
 
 
 def test_global_user_cannot_join_where_an_account_user_has_its_name(app, world):
-    """Seed 000: a global user whose username an account user of the account has cannot join it."""
+    """A global user whose username an account user of the account has cannot join it."""
     make_user(app, world.live_id, "user3@example.com", role="customer")
     glob = make_user(app, None, "user3@example.com", role="customer")
     with app.app_context():

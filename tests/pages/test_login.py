@@ -294,8 +294,9 @@ def test_logout_by_post_signs_out(web, world):
 
 
 def test_cookie_copied_before_logout_is_signed_out_after_it(web, world):
-    """Logout ends the login on the server: the signed-in cookie replayed afterwards (say,
-    copied off the machine before logout) is no longer signed in (SES-03)."""
+    """Logout ends the login on the server, not only in the browser: the signed-in cookie
+    replayed afterwards (say, copied off the machine before logout) is no longer signed in
+    (OWASP Session Management Cheat Sheet, "Session Expiration")."""
     client = web.test_client()
     _login(client, world)
     signed_in_cookie = client.get_cookie("authserver_session").value
