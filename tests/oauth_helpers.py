@@ -44,6 +44,35 @@ def post_form(
     return client.post(path, data=data, headers=headers or {})
 
 
+def password_grant(
+    client: FlaskClient,
+    world: World,
+    username: str = "alice",
+    password: str = PASSWORD,
+    *,
+    scope: str = "",
+    aid: str | None = None,
+    client_id: str | None = None,
+    ip: str | None = None,
+    **extra: str,
+) -> Any:
+    """POST /oauth/token with grant_type=password through the public client of the live
+    account (of the test account for tess, or `client_id`) with scope `scope` aid:<account>;
+    `extra` (otp, recovery_code, ...) joins the form. The response, whatever it is."""
+    aid = aid or (world.test_id if username == "tess" else world.live_id)
+    client_id = client_id or (world.test_public_id if username == "tess" else world.public_id)
+    data = {
+        "grant_type": "password",
+        "username": username,
+        "password": password,
+        "client_id": client_id,
+        "scope": f"{scope} aid:{aid}".strip(),
+        **extra,
+    }
+    environ = {"REMOTE_ADDR": ip} if ip else {}
+    return client.post("/oauth/token", data=data, environ_base=environ)
+
+
 def login(
     client: FlaskClient,
     world: World,
@@ -55,17 +84,8 @@ def login(
     scope: str = SCOPE,
 ) -> dict[str, Any]:
     """Password grant for a simple user; asserts success and returns the token response."""
-    aid = aid or (world.test_id if username == "tess" else world.live_id)
-    client_id = client_id or (world.test_public_id if username == "tess" else world.public_id)
-    response = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "client_id": client_id,
-            "scope": f"{scope} aid:{aid}".strip(),
-        },
+    response = password_grant(
+        client, world, username, password, scope=scope, aid=aid, client_id=client_id
     )
     assert response.status_code == 200, response.get_data(as_text=True)
     return response.get_json()

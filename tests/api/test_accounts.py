@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 from factories import PASSWORD, make_user
-from oauth_helpers import bearer, login
+from oauth_helpers import bearer, login, password_grant
 from verification_helpers import guest_token, role_token
 
 from authserver.platform.events import signal
@@ -244,16 +244,7 @@ def test_owner_deletes_the_account_and_every_token_stops(app, client, world):
         assert again.status_code in (400, 401)
     assert _guest(client, world.live_prt).status_code == 400
     assert _guest(client, world.other_prt).status_code == 200  # another account is untouched
-    relogin = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": PASSWORD,
-            "client_id": world.public_id,
-            "scope": f"aid:{world.live_id}",
-        },
-    )
+    relogin = password_grant(client, world, "alice", PASSWORD)
     assert relogin.status_code in (400, 401) and "access_token" not in relogin.get_json()
     with app.app_context():
         assert db.session.get(Account, world.other_id).status == "active"

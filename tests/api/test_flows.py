@@ -10,7 +10,7 @@ from typing import Any
 import pyotp
 import pytest
 from factories import PASSWORD, World, make_user
-from oauth_helpers import login
+from oauth_helpers import login, password_grant
 from verification_helpers import (
     call,
     document,
@@ -37,20 +37,6 @@ def _create(client: Any, token: str, **attributes: Any) -> Any:
     return call(client, "POST", "/v1/users", document("User", **attributes), token)
 
 
-def _password_grant(client: Any, world: World, username: str, password: str, **extra: str) -> Any:
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "client_id": world.public_id,
-            "scope": f"aid:{world.live_id}",
-            **extra,
-        },
-    )
-
-
 def test_invited_user_activates_from_the_one_email_and_logs_in(app, client, world):
     """An administrator invites a pending user: one email (the activation link) goes out;
     setting a password with it makes the user active with a verified email, and they log in."""
@@ -63,7 +49,7 @@ def test_invited_user_activates_from_the_one_email_and_logs_in(app, client, worl
     sent = mails(app)
     assert [m.event for m in sent] == ["identity.activation_token.create.success"]
     assert sent[0].to == "ivy@example.com"
-    assert _password_grant(client, world, "ivy", NEW_PASSWORD).status_code == 400
+    assert password_grant(client, world, "ivy", NEW_PASSWORD).status_code == 400
 
     token = link_token(sent[0].text, "/activate")
     guest = guest_token(client, world.live_prt)
@@ -78,7 +64,7 @@ def test_invited_user_activates_from_the_one_email_and_logs_in(app, client, worl
     row = user_row(app, user_id)
     assert (row.status, row.email_verified) == ("active", True)
     assert row.email_verified_at is not None
-    assert _password_grant(client, world, "ivy", NEW_PASSWORD).status_code == 200
+    assert password_grant(client, world, "ivy", NEW_PASSWORD).status_code == 200
     again = call(
         client,
         "PATCH",
@@ -163,9 +149,9 @@ def test_sign_up_with_sms_two_step_login_over_http(app, client, world):
     assert (attrs["username"], attrs["role"], attrs["authMethod"]) == ("sam", "customer", "tfa_sms")
     assert user_row(app, created.get_json()["data"]["id"]).phone_verified
 
-    first = _password_grant(client, world, "sam", PASSWORD, otp=code)
+    first = password_grant(client, world, "sam", PASSWORD, otp=code)
     assert first.status_code == 200, first.get_data(as_text=True)
-    replay = _password_grant(client, world, "sam", PASSWORD, otp=code)
+    replay = password_grant(client, world, "sam", PASSWORD, otp=code)
     assert replay.status_code == 400
     assert replay.get_json()["error"] in ("invalid_otp", "otp_required")
 
@@ -308,13 +294,13 @@ def test_email_code_user_switches_two_step_login_off_with_a_sent_code(app, clien
     )
     assert created.status_code == 201, created.get_data(as_text=True)
     user_id = created.get_json()["data"]["id"]
-    asked = _password_grant(client, world, "eve", PASSWORD)
+    asked = password_grant(client, world, "eve", PASSWORD)
     assert asked.get_json()["error"] == "otp_required"
     [mail] = mails(app, "identity.otp.create.success")
     code = next(word for word in mail.text.split() if word.isdigit() and len(word) == 6)
-    token = _password_grant(client, world, "eve", PASSWORD, otp=code).get_json()["access_token"]
+    token = password_grant(client, world, "eve", PASSWORD, otp=code).get_json()["access_token"]
     store.delete(f"otp-sent:{user_id}")  # skip the 30 s resend cooldown
-    _password_grant(client, world, "eve", PASSWORD)  # another code for the disablement
+    password_grant(client, world, "eve", PASSWORD)  # another code for the disablement
     code = next(
         word
         for word in mails(app, "identity.otp.create.success")[-1].text.split()

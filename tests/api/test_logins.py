@@ -5,32 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from factories import World, make_user
-from oauth_helpers import bearer, login, refresh
+from factories import make_user
+from oauth_helpers import bearer, login, password_grant, refresh
 
 from authserver.platform.extensions import db
 from authserver.platform.models import User
 
 
-def _failed_login(client: Any, world: World, username: str, ip: str) -> None:
-    response = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": "wrong password",
-            "client_id": world.public_id,
-            "scope": f"aid:{world.live_id}",
-        },
-        environ_base={"REMOTE_ADDR": ip},
-    )
-    assert response.status_code == 400
-
-
 def test_own_history_newest_first_with_failures(app, client, world):
     """A user sees their own logins, newest first, failures with a reason, nobody else's."""
     make_user(app, world.live_id, "carl", role="customer")
-    _failed_login(client, world, "carl", "198.51.100.7")
+    assert (
+        password_grant(client, world, "carl", "wrong password", ip="198.51.100.7").status_code
+        == 400
+    )
     token = login(client, world, username="carl")["access_token"]
     login(client, world)  # alice: not in carl's history
     response = client.get("/v1/user/logins", headers=bearer(token))

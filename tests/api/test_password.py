@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from factories import PASSWORD, World, make_totp_user, make_user
-from oauth_helpers import bearer, refresh
+from oauth_helpers import bearer, password_grant, refresh
 from verification_helpers import (
     OTHER_ROLES,
     assert_no_content,
@@ -62,19 +62,12 @@ def reset_tokens(app: Any, path: str = "/reset-password") -> list[str]:
     return [link_token(m.text, path) for m in mails(app) if path in m.text]
 
 
-def password_grant(
+def openid_grant(
     client: Any, world: World, username: str, password: str, otp: str | None = None
 ) -> Any:
-    form = {
-        "grant_type": "password",
-        "username": username,
-        "password": password,
-        "client_id": world.public_id,
-        "scope": f"openid aid:{world.live_id}",
-    }
-    if otp:
-        form["otp"] = otp
-    return client.post("/oauth/token", data=form)
+    """A password grant with scope openid (and `otp` when given)."""
+    extra = {"otp": otp} if otp else {}
+    return password_grant(client, world, username, password, scope="openid", **extra)
 
 
 def password_is(app: Any, user_id: str, password: str) -> bool:
@@ -351,8 +344,8 @@ def test_reset_sets_the_password_revokes_tokens_and_emails(app, client, world):
     assert seen == [user_row(app, me.id).password_hash]
     assert client.get("/v1/user", headers=bearer(me.access)).status_code == 401
     assert refresh(client, me.refresh, world.public_id).get_json()["error"] == "invalid_grant"
-    assert password_grant(client, world, "carol", PASSWORD).status_code == 400
-    assert password_grant(client, world, "carol", NEW_PASSWORD).status_code == 200
+    assert openid_grant(client, world, "carol", PASSWORD).status_code == 400
+    assert openid_grant(client, world, "carol", NEW_PASSWORD).status_code == 200
     [changed] = mails(app, CHANGED_EVENT)
     assert changed.to == me.email
 
@@ -484,9 +477,9 @@ def test_reset_keeps_the_totp_second_factor_and_logs_nobody_in(app, client, worl
     assert_no_content(response)
     after = user_row(app, user_id)
     assert (after.auth_method, after.totp_secret) == ("tfa_totp", totp.secret)
-    response = password_grant(client, world, "carol", NEW_PASSWORD)
+    response = openid_grant(client, world, "carol", NEW_PASSWORD)
     assert response.status_code == 400 and response.get_json()["error"] == "otp_required"
-    assert password_grant(client, world, "carol", NEW_PASSWORD, totp.now()).status_code == 200
+    assert openid_grant(client, world, "carol", NEW_PASSWORD, totp.now()).status_code == 200
 
 
 def test_reset_keeps_sms_two_step_login(app, client, world):
@@ -499,7 +492,7 @@ def test_reset_keeps_sms_two_step_login(app, client, world):
     )
     assert_no_content(response)
     assert user_row(app, user_id).auth_method == "tfa_sms"
-    response = password_grant(client, world, "carol", NEW_PASSWORD)
+    response = openid_grant(client, world, "carol", NEW_PASSWORD)
     assert response.get_json()["error"] == "otp_required"
     [sms] = outbox(app).of("sms")
     assert sms.to == "+15551230000"
@@ -618,7 +611,7 @@ def test_change_revokes_old_tokens_and_emails(app, client, world):
     assert seen == [user_row(app, me.id).password_hash]
     assert client.get("/v1/user", headers=bearer(me.access)).status_code == 401
     assert refresh(client, me.refresh, world.public_id).get_json()["error"] == "invalid_grant"
-    assert password_grant(client, world, "carol", NEW_PASSWORD).status_code == 200
+    assert openid_grant(client, world, "carol", NEW_PASSWORD).status_code == 200
     assert [m.to for m in mails(app, CHANGED_EVENT)] == [me.email]
 
 
@@ -695,11 +688,11 @@ def test_activation_sets_the_password_and_activates(app, client, world, store):
     user_id = pending_user(app, world)
     [token] = reset_tokens(app, "/activate")
     assert 3 * 86_400 - 10 <= store.ttl(f"pwreset:{digest(token)}") <= 3 * 86_400
-    assert password_grant(client, world, "penny", NEW_PASSWORD).status_code == 400
+    assert openid_grant(client, world, "penny", NEW_PASSWORD).status_code == 400
     guest = guest_token(client, world.live_prt)
     assert_no_content(set_password(client, guest, resetToken=token, value=NEW_PASSWORD))
     assert user_row(app, user_id).status == "active"
-    assert password_grant(client, world, "penny", NEW_PASSWORD).status_code == 200
+    assert openid_grant(client, world, "penny", NEW_PASSWORD).status_code == 200
     one_error(
         set_password(client, guest, resetToken=token, value=OTHER_PASSWORD), 422, "invalid_token"
     )
@@ -742,8 +735,8 @@ def test_forgotten_password_end_to_end_over_smtp(app, world, mail_app):
     assert [e.rcpt_tos for e in sink.envelopes] == [["carol@example.com"]]
     token = mail_link(sink, "/reset-password")
     assert_no_content(set_password(http, guest, resetToken=token, value=NEW_PASSWORD))
-    assert password_grant(http, world, "carol", PASSWORD).get_json()["error"] == "invalid_grant"
-    body = password_grant(http, world, "carol", NEW_PASSWORD).get_json()
+    assert openid_grant(http, world, "carol", PASSWORD).get_json()["error"] == "invalid_grant"
+    body = openid_grant(http, world, "carol", NEW_PASSWORD).get_json()
     assert body["access_token"] and body["refresh_token"]
     assert sink.messages()[-1]["Subject"] == "Your password was changed"
 
@@ -756,7 +749,7 @@ def test_activation_end_to_end_over_smtp(app, world, mail_app):
     http = smtp_app.test_client()
     guest = guest_token(http, world.live_prt)
     assert_no_content(set_password(http, guest, resetToken=token, value=NEW_PASSWORD))
-    assert password_grant(http, world, "penny", NEW_PASSWORD).status_code == 200
+    assert openid_grant(http, world, "penny", NEW_PASSWORD).status_code == 200
 
 
 def test_change_end_to_end_over_smtp(app, world, mail_app):

@@ -13,7 +13,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 import pyotp
 import pytest
 from factories import PASSWORD, World, make_user
-from oauth_helpers import bearer, login, run_together, settle_totp_step, wrong_totp
+from oauth_helpers import bearer, login, password_grant, run_together, settle_totp_step, wrong_totp
 from verification_helpers import client_token, guest_token
 
 from authserver.api.tfa import OPENAPI
@@ -92,16 +92,8 @@ def state(app: Any, user_id: str) -> tuple[str, str | None, int]:
 
 
 def grant(client: Any, world: World, **extra: str) -> Any:
-    """alice's password grant through the public client, with `otp` or `recovery_code`."""
-    data = {
-        "grant_type": "password",
-        "username": "alice",
-        "password": PASSWORD,
-        "client_id": world.public_id,
-        "scope": f"openid aid:{world.live_id}",
-        **extra,
-    }
-    return client.post("/oauth/token", data=data)
+    """alice's password grant (scope openid), with `otp` or `recovery_code`."""
+    return password_grant(client, world, scope="openid", **extra)
 
 
 def user_with_email(app: Any, world: World, username: str, locale: str) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 import pyotp
 import pytest
 from factories import PASSWORD, World, make_user
-from oauth_helpers import basic, bearer, login
+from oauth_helpers import basic, bearer, login, password_grant
 from verification_helpers import guest_token, role_token
 
 from authserver.api import users as users_api
@@ -328,17 +328,7 @@ def test_guest_sign_up_with_sms_two_step_login_spends_the_code_on_the_first_logi
     assert response.status_code == 201, response.get_data(as_text=True)
     row = _row(app, response.get_json()["data"]["id"])
     assert (row["auth_method"], row["phone_verified"]) == ("tfa_sms", True)
-    token = client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "smsy",
-            "password": PASSWORD,
-            "otp": code,
-            "client_id": world.public_id,
-            "scope": f"aid:{world.live_id}",
-        },
-    )
+    token = password_grant(client, world, "smsy", PASSWORD, otp=code)
     assert token.status_code == 200, token.get_data(as_text=True)
     again = _sms_sign_up(client, guest, "smsy2", "+15550001111", code)
     assert again.status_code == 422  # the code was spent

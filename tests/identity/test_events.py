@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from oauth_helpers import bearer, login
+from oauth_helpers import bearer, login, password_grant
 from verification_helpers import call, mails, record_events
 
 from authserver.identity import accounts
@@ -78,16 +78,7 @@ def test_login_failure_fires_after_its_record_committed(app, client, world):
         ),
     )
     for username in ("alice", "nobody"):
-        response = client.post(
-            "/oauth/token",
-            data={
-                "grant_type": "password",
-                "username": username,
-                "password": "wrong password",
-                "client_id": world.public_id,
-                "scope": f"aid:{world.live_id}",
-            },
-        )
+        response = password_grant(client, world, username, "wrong password")
         assert response.status_code == 400
     assert seen == [
         (world.alice_id, world.live_id, "bad_credentials", 1),

@@ -27,6 +27,7 @@ from oauth_helpers import (
     introspect,
     jwt_parts,
     login,
+    password_grant,
     refresh,
     sign_with_app_key,
     unb64url,
@@ -626,7 +627,7 @@ def test_password_change_revokes_earlier_tokens_at_once(app, client, world):
     assert not _active(client, world, old["access_token"])
     assert not _active(client, world, old["refresh_token"])
     assert _error(refresh(client, old["refresh_token"], world.public_id)) == "invalid_grant"
-    assert _error(_login_response(client, world, PASSWORD)) == "invalid_grant"
+    assert _error(password_grant(client, world, "alice", PASSWORD)) == "invalid_grant"
     new = login(client, world, password=NEW_PASSWORD)
     assert _user_status(client, new["access_token"]) == 200
     assert _active(client, world, new["access_token"])
@@ -647,19 +648,6 @@ def test_second_revocation_in_the_same_second_voids_the_token_between(app, clien
     assert _error(refresh(client, middle["refresh_token"], world.public_id)) == "invalid_grant"
 
 
-def _login_response(client: Any, world: World, password: str) -> Any:
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": password,
-            "client_id": world.public_id,
-            "scope": f"aid:{world.live_id}",
-        },
-    )
-
-
 @pytest.mark.parametrize("status", ["disabled", "deleted"])
 def test_leaving_active_status_revokes_every_token(app, client, world, status):
     """set_status disabled/deleted: old tokens die at once, and logging in is refused."""
@@ -668,7 +656,7 @@ def test_leaving_active_status_revokes_every_token(app, client, world, status):
     _assert_invalid_token(client.get("/v1/user", headers=bearer(old["access_token"])))
     assert not _active(client, world, old["access_token"])
     assert _error(refresh(client, old["refresh_token"], world.public_id)) == "invalid_grant"
-    assert _error(_login_response(client, world, PASSWORD)) == "invalid_grant"
+    assert _error(password_grant(client, world, "alice", PASSWORD)) == "invalid_grant"
 
 
 def test_reactivated_user_keeps_old_tokens_dead_and_can_log_in_again(app, client, world):

@@ -7,6 +7,7 @@ from urllib.parse import quote
 
 import pytest
 from factories import PASSWORD, make_email_otp_user, make_totp_user
+from oauth_helpers import password_grant
 from pages_helpers import csrf, emailed_code, login_records, recovery_codes, signed_in, submit
 
 from authserver.identity import login as login_policy
@@ -253,16 +254,7 @@ def test_throttle_is_shared_with_the_password_grant(web, world):
     """Token-endpoint failures count for the page: past the limit the right password gets 429."""
     client = web.test_client()
     for _ in range(login_policy.FAILURES_PER_IP):
-        client.post(
-            "/oauth/token",
-            data={
-                "grant_type": "password",
-                "username": "alice",
-                "password": "wrong-password",
-                "client_id": world.public_id,
-                "scope": f"aid:{world.live_id}",
-            },
-        )
+        password_grant(client, world, "alice", "wrong-password")
     response = _login(client, world)
     assert response.status_code == 429 and "Retry-After" in response.headers
     assert not signed_in(client)

@@ -10,8 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from factories import PASSWORD, make_totp_user, make_user
-from oauth_helpers import login as password_grant
-from oauth_helpers import refresh
+from oauth_helpers import login, refresh
 from pages_helpers import csrf, recovery_codes, signed_in, submit
 
 from authserver.identity import consents, twofactor
@@ -123,7 +122,7 @@ def test_change_password_signs_out_everywhere(web, world):
     client, other = web.test_client(), web.test_client()
     _sign_in(client, world)
     _sign_in(other, world)
-    tokens = password_grant(web.test_client(), world)
+    tokens = login(web.test_client(), world)
     response = submit(
         client,
         "/account/security/password",
@@ -453,7 +452,7 @@ def test_sign_out_everywhere_ends_browsers_and_tokens(web, world):
     client, other = web.test_client(), web.test_client()
     _sign_in(client, world)
     _sign_in(other, world)
-    tokens = password_grant(web.test_client(), world)
+    tokens = login(web.test_client(), world)
     response = submit(
         client, "/account/security/sign-out-everywhere", {}, token_from="/account/security"
     )
