@@ -10,9 +10,10 @@ from typing import Any
 
 import pytest
 from argon2 import extract_parameters
+from factories import PASSWORD, make_email_otp_user
 from flask import Flask
-from oauth_helpers import PASSWORD, World, bearer, login, make_world, refresh
-from pages_helpers import emailed_code, make_email_otp_user, signed_in, submit
+from oauth_helpers import bearer, login, password_grant, refresh
+from pages_helpers import emailed_code, signed_in, submit
 
 from authserver.identity import accounts
 from authserver.platform.extensions import db, passwords
@@ -22,11 +23,6 @@ MEDIA = "application/vnd.api+json"
 WRONG = "not the password at all"
 OLD_TIME_COST = 1  # the suite's cheap settings (tests/conftest.py)
 NEW_TIME_COST = 2
-
-
-@pytest.fixture
-def world(app: Flask) -> World:
-    return make_world(app)
 
 
 @pytest.fixture
@@ -48,20 +44,6 @@ def _row(app: Flask, user_id: str) -> dict[str, Any]:
 
 def _time_cost(app: Flask, user_id: str) -> int:
     return extract_parameters(_row(app, user_id)["hash"]).time_cost
-
-
-def _grant(client: Any, world: World, username: str, password: str, **extra: str) -> Any:
-    return client.post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": username,
-            "password": password,
-            "client_id": world.public_id,
-            "scope": f"aid:{world.live_id}",
-            **extra,
-        },
-    )
 
 
 def _post(client: Any, path: str, token: str, kind: str, attributes: dict[str, Any]) -> Any:
@@ -94,8 +76,8 @@ def test_wrong_password_leaves_the_old_hash(app, client, world, stronger):
     right password afterwards renews it."""
     new = stronger.test_client()
     before = _row(app, world.alice_id)["hash"]
-    old_answer = _grant(client, world, "alice", WRONG)
-    new_answer = _grant(new, world, "alice", WRONG)
+    old_answer = password_grant(client, world, "alice", WRONG)
+    new_answer = password_grant(new, world, "alice", WRONG)
     assert (new_answer.status_code, new_answer.get_json()) == (
         old_answer.status_code,
         old_answer.get_json(),
@@ -111,12 +93,12 @@ def test_otp_required_step_keeps_the_renewed_hash(app, world, stronger):
     user_id = make_email_otp_user(app, world.live_id, "otto")
     generation = _row(app, user_id)["generation"]
     new = stronger.test_client()
-    assert _grant(new, world, "otto", WRONG).status_code == 400
+    assert password_grant(new, world, "otto", WRONG).status_code == 400
     assert _time_cost(stronger, user_id) == OLD_TIME_COST
-    step = _grant(new, world, "otto", PASSWORD)
+    step = password_grant(new, world, "otto", PASSWORD)
     assert step.status_code == 400 and step.get_json()["error"] == "otp_required"
     assert _time_cost(stronger, user_id) == NEW_TIME_COST
-    done = _grant(new, world, "otto", PASSWORD, otp=emailed_code(stronger))
+    done = password_grant(new, world, "otto", PASSWORD, otp=emailed_code(stronger))
     assert done.status_code == 200, done.get_data(as_text=True)
     assert _row(stronger, user_id)["generation"] == generation
 

@@ -3,20 +3,13 @@ front doors add where to go)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
-from oauth_helpers import PASSWORD, World, make_world
+from factories import make_user
 
 from authserver.identity import profile, users
 from authserver.platform.errors import DomainError, Forbidden, ValidationFailed
 from authserver.platform.extensions import db
-from authserver.platform.models import Account
-
-
-@pytest.fixture
-def world(app: Any) -> World:
-    return make_world(app)
+from authserver.platform.models import Account, User
 
 
 def _no_wire(error: DomainError) -> None:
@@ -44,12 +37,17 @@ def test_a_manager_editing_themselves_is_refused_in_domain_terms(app, world, cha
 
 def test_switching_two_step_login_off_is_refused_in_domain_terms(app, world):
     """tfa_disablement_required names auth_method and no route."""
+    user_id = make_user(
+        app,
+        world.live_id,
+        "tfa",
+        email="tfa@example.com",
+        email_verified=True,
+        auth_method="tfa_email",
+    )
     with app.app_context():
         account = db.session.get(Account, world.live_id)
-        tfa = {"email": "tfa@example.com", "email_verified": True, "auth_method": "tfa_email"}
-        user = users.create_user(
-            account=account, username="tfa", password=PASSWORD, role="customer", **tfa
-        )
+        user = db.session.get(User, user_id)
         with pytest.raises(ValidationFailed) as caught:
             profile.update_current_user(user, account, {"auth_method": "simple"})
     assert (caught.value.code, caught.value.field) == ("tfa_disablement_required", "auth_method")
