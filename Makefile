@@ -12,10 +12,8 @@ run: install instance/config.py
 	$(BIN)/authserver run --host $(HOST) --port $(PORT)
 
 test: install-dev
-	@echo "== store tests on the embedded memory:// backend"
-	AUTHSERVER_TEST_REDIS_URL=memory:// $(BIN)/pytest -q -p no:cacheprovider tests/platform/test_store.py
-	@echo "== the whole suite, on both cores (pytest-xdist); the 10 slowest tests at the end"
-	$(BIN)/pytest -p no:cacheprovider -n auto --durations=10
+	@echo "== the whole suite, on every core (pytest-xdist); the 10 slowest tests at the end"
+	$(BIN)/pytest -p no:cacheprovider -n auto --dist worksteal --durations=10
 
 lint: install-dev
 	$(BIN)/ruff check .
