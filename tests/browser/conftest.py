@@ -59,19 +59,26 @@ def live_server(make_app: Any, unused_port: int, live_config: dict[str, Any]) ->
         thread.join(timeout=5)
 
 
-@pytest.fixture
-def page(tmp_path: Path) -> Iterator[Any]:
-    """A fresh Chromium page (360 px wide, like a small phone)."""
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One Chromium per test process (starting it costs about a second); each test gets
+    its own context, so no cookie or storage passes from one test to the next."""
     if not os.access(CHROMIUM, os.X_OK):
         pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run does)")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 360, "height": 780})
-        yield context.new_page()
-        context.close()
+        yield browser
         browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh Chromium page in a fresh context (360 px wide, like a small phone)."""
+    context = chromium.new_context(viewport={"width": 360, "height": 780})
+    yield context.new_page()
+    context.close()
 
 
 @pytest.fixture
