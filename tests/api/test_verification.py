@@ -388,10 +388,11 @@ def use_code(app: Any, account_id: str, code: str, phone: str = PHONE) -> str:
         return verification.use_phone_code(phone, code, account=account)
 
 
-def test_code_is_texted_to_the_sms_gateway(app, world, make_app, webhook, store):
+def test_code_is_texted_to_the_sms_gateway(app, world, make_app, webhook):
     """A guest's PVC request: 204, the SMS gateway gets the number and a 6-digit code; Redis
     keeps only an HMAC of it, for 30 minutes."""
     sms_app = make_app(SMS_URL=webhook.url)
+    store = sms_app.extensions["authserver.store"]  # (memory:// is per app)
     http = sms_app.test_client()
     assert_no_content(send_code(http, guest_token(http, world.live_prt)))
     [sent] = webhook.requests

@@ -157,9 +157,10 @@ def test_code_is_bound_to_client_and_redirect_uri(browser, web, oidc_world):
     assert exchange(browser, code, verifier, oidc_world.spa_id).status_code == 200
 
 
-def test_codes_live_in_redis_for_the_configured_lifetime(browser, web, oidc_world, store):
+def test_codes_live_in_redis_for_the_configured_lifetime(browser, web, oidc_world):
     """The code is stored under its digest with a TTL of AUTHORIZATION_CODE_LIFETIME."""
     code, _, _ = _code(web, browser, oidc_world)
+    store = web.extensions["authserver.store"]  # the app that issued it (memory:// is per app)
     ttl = store.ttl(f"authz-code:{digest(code)}")
     assert ttl is not None and 0 < ttl <= web.config["AUTHORIZATION_CODE_LIFETIME"] <= 600
     assert store.get(f"authz-code:{code}") is None  # never stored in the clear
