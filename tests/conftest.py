@@ -31,6 +31,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
+from factories import OidcWorld, World, make_oidc_world, make_world
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from redis import Redis
@@ -40,6 +41,7 @@ from authserver import create_app
 from authserver.platform import background
 from authserver.platform.extensions import db
 from authserver.platform.keys import rotate
+from authserver.platform.store import Store
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/15"
@@ -160,14 +162,12 @@ def cleaner(database_url: str) -> Iterator[Callable[[str], None]]:
     connection kept for the whole session (a test's own apps close theirs)."""
     engine = sa.create_engine(database_url, pool_size=1)
     tables = list(reversed(db.metadata.sorted_tables))
+    # memory:// lives and dies with its app; a Redis server keeps keys until deleted.
     redis = None if REDIS_URL.startswith("memory:") else Redis.from_url(REDIS_URL)
 
     def forget_keys(prefix: str) -> None:
-        if redis is not None:  # (memory:// lives and dies with its app)
-            # Prefixes are letters, digits, "-" and ":": nothing to escape for the glob.
-            keys = list(redis.scan_iter(match=prefix + "*", count=1000))
-            if keys:
-                redis.delete(*keys)
+        if redis is not None:
+            Store(redis, prefix).flush_prefix()
 
     # PostgreSQL takes every DELETE in one round trip; SQLite's driver runs one at a time.
     one_trip = engine.dialect.name == "postgresql"
@@ -414,9 +414,6 @@ def webhook() -> Iterator[WebhookSink]:
 
 # ---------------------------------------------------------------- test data, mailing app
 # The worlds of tests/factories.py as fixtures, and an app that mails over SMTP.
-# (factories is imported here, not at the top, to keep this section to itself.)
-
-from factories import OidcWorld, World, make_oidc_world, make_world  # noqa: E402
 
 
 @pytest.fixture

@@ -245,8 +245,8 @@ def replayed(app: Flask, key: str, build: Callable[[Flask], T]) -> T:
     """`build(app)`, or a copy of the rows the first such build wrote in this process.
 
     A build is kept only when what it did is all in those new rows: it changed no row
-    that was there before, wrote no Redis key and used no autoincrement id (a copied id
-    would not move the sequence). Otherwise every call builds for real.
+    that was there before, wrote no Redis key, sent no message and used no autoincrement
+    id (a copied id would not move the sequence). Otherwise every call builds for real.
     """
     with app.app_context():
         engine = db.engine
@@ -258,9 +258,13 @@ def replayed(app: Flask, key: str, build: Callable[[Flask], T]) -> T:
                     conn.execute(table.insert(), table_rows)
             return result  # type: ignore[no-any-return]
         before, keys_before = _all_rows(), _redis_keys(app)
+    outbox = app.extensions["authserver.outbox"]
+    sent_before = len(outbox)
     result = build(app)
     with app.app_context():
         after, keys_after = _all_rows(), _redis_keys(app)
+    if len(outbox) != sent_before:
+        return result  # it sent mail or SMS, which a copy of rows would not
     new: Rows = []
     for table in db.metadata.sorted_tables:
         old = before[table.name]

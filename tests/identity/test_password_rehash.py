@@ -10,14 +10,17 @@ from typing import Any
 
 import pytest
 from argon2 import extract_parameters
-from factories import PASSWORD, make_email_otp_user
+from factories import PASSWORD, make_email_otp_user, make_user
 from flask import Flask
 from oauth_helpers import bearer, login, password_grant, refresh
 from pages_helpers import emailed_code, signed_in, submit
+from verification_helpers import link_token, mails
 
-from authserver.identity import accounts
+from authserver.identity import accounts, verification
+from authserver.platform import background
+from authserver.platform.errors import ValidationFailed
 from authserver.platform.extensions import db, passwords
-from authserver.platform.models import User
+from authserver.platform.models import Account, User
 
 MEDIA = "application/vnd.api+json"
 WRONG = "not the password at all"
@@ -112,7 +115,7 @@ def test_hosted_login_renews_the_hash_and_keeps_browser_logins(web, world, make_
     stronger_web = make_app(ARGON2_TIME_COST=NEW_TIME_COST, WTF_CSRF_ENABLED=True)
     browser = stronger_web.test_client()
     wrong = submit(browser, path, {"username": "alice", "password": WRONG})
-    assert wrong.status_code != 303
+    assert wrong.status_code == 401  # the login page again, with its error
     assert _time_cost(stronger_web, world.alice_id) == OLD_TIME_COST
     right = submit(browser, path, {"username": "alice", "password": PASSWORD})
     assert right.status_code == 303 and right.headers["Location"] == "/account"
@@ -191,3 +194,32 @@ def test_renewal_never_undoes_a_password_change_made_meanwhile(world, stronger):
     with stronger.app_context():
         assert passwords().verify(stored, "the new passphrase")
         assert not passwords().verify(stored, PASSWORD)
+
+
+def test_a_renewed_hash_ends_the_users_outstanding_reset_link(app, world, stronger):
+    """A reset link vouches for the stored hash: after a login under new settings renewed
+    it, the link mailed before is refused and the password stays the one typed."""
+    user_id = make_user(app, world.live_id, "rita", email="rita@example.com")
+    with app.app_context():
+        account = db.session.get(Account, world.live_id)
+        assert account is not None
+        verification.request_password_reset(account, "rita")
+        assert background.jobs(app).drain()
+    [mail] = mails(app, "identity.password_reset_token.create.success")
+    token = link_token(mail.text, "/reset-password")
+    assert password_grant(stronger.test_client(), world, "rita").status_code == 200
+    assert _time_cost(stronger, user_id) == NEW_TIME_COST
+    with stronger.app_context(), pytest.raises(ValidationFailed) as refused:
+        verification.reset_password(token, "a-brand-new-passphrase")
+    assert refused.value.code == "invalid_token"
+    assert password_grant(stronger.test_client(), world, "rita").status_code == 200
+
+
+def test_a_disabled_users_right_password_renews_nothing(app, world, stronger):
+    """A right password of a disabled user is still refused, and its hash is not touched:
+    the renewal comes after every check of the login."""
+    user_id = make_user(app, world.live_id, "dina", status="disabled")
+    before = _row(app, user_id)["hash"]
+    refused = password_grant(stronger.test_client(), world, "dina")
+    assert refused.status_code == 400 and refused.get_json()["error"] == "invalid_grant"
+    assert _row(stronger, user_id)["hash"] == before

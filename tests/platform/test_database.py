@@ -39,11 +39,12 @@ def test_a_refused_commit_is_a_generic_conflict_and_rolls_back(app):
 def test_a_refused_commit_becomes_the_conflict_given(app):
     """The caller's Conflict (its field and code) is raised as it is."""
     with app.app_context():
-        _duplicate_user()
+        account_id = _duplicate_user()
         taken = Conflict("Taken.", field="username", code="taken")
         with pytest.raises(Conflict) as caught:
             commit(conflict=taken)
         assert caught.value is taken
+        assert _users(account_id) == 0
 
 
 def test_conflict_false_keeps_the_database_error(app):
