@@ -1,5 +1,5 @@
 """The `/v1` blueprint that every resource module adds its routes to, with the JSON:API
-hooks (negotiation, no-store, error rendering) installed on it."""
+hooks (content negotiation, error rendering) installed on it."""
 
 from __future__ import annotations
 

@@ -23,9 +23,8 @@ from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext as _
 from authserver.platform.models import Account, User
-from authserver.platform.web import no_store
 
-from .authorize import error_page, page
+from .authorize import error_page, never_cached, page
 
 bp = Blueprint("logout", __name__)
 
@@ -129,9 +128,7 @@ def confirm() -> Response:
     return _handle(confirmed=True)
 
 
-@bp.after_request
-def never_cached(response: Response) -> Response:
-    return no_store(response, pragma=True)
+bp.after_request(never_cached)  # the same no-store as the authorization pages
 
 
 def owns_path(path: str) -> bool:

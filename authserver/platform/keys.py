@@ -15,7 +15,7 @@ import json
 import os
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +37,7 @@ class StoredKey:
     jwk: dict[str, Any]  # private JWK with kid, alg and use
     created_at: datetime
     retired_at: datetime | None  # when a newer key took over signing
+    key: Key = field(repr=False, compare=False)  # the JWK imported (and checked) once
 
 
 class KeyRing:
@@ -70,7 +71,7 @@ class KeyRing:
                     raise KeysMissing(
                         f"{self.path} holds no signing key; run `authserver keys rotate`"
                     )
-                imported = [_import(k.jwk) for k in keys]
+                imported = [k.key for k in keys]
                 signing = {key.alg: key for key in imported if key.alg}  # newest last wins
                 missing = [alg for alg in ALGORITHMS if alg not in signing]
                 if missing:
@@ -112,9 +113,10 @@ def read_key_file(path: str) -> list[StoredKey]:
             doc = json.load(fh)
         keys = [
             StoredKey(
-                jwk=_private_jwk(item["jwk"]),
+                jwk=item["jwk"],
                 created_at=_aware(item["created_at"]),
                 retired_at=_aware(item["retired_at"]) if item["retired_at"] else None,
+                key=_private_key(item["jwk"]),
             )
             for item in doc["keys"]
         ]
@@ -126,7 +128,7 @@ def read_key_file(path: str) -> list[StoredKey]:
     return keys
 
 
-def _private_jwk(jwk: Any) -> dict[str, Any]:
+def _private_key(jwk: Any) -> Key:
     if not isinstance(jwk, dict):
         raise TypeError("a key is not a JWK object")
     key = _import(jwk)
@@ -134,7 +136,7 @@ def _private_jwk(jwk: Any) -> dict[str, Any]:
         raise ValueError(f"key {jwk.get('kid')} has no supported alg ({', '.join(ALGORITHMS)})")
     if not key.is_private:
         raise ValueError(f"key {jwk.get('kid')} has no private part and cannot sign")
-    return jwk
+    return key
 
 
 def _import(jwk: dict[str, Any]) -> Key:
@@ -164,13 +166,13 @@ def rotate(path: str, max_token_lifetime: int, now: datetime | None = None) -> l
     keys = read_key_file(path) if os.path.exists(path) else []
     grace = timedelta(seconds=max_token_lifetime + 60)  # +60 s for clock leeway
     kept = [k for k in keys if k.retired_at is None or k.retired_at + grace > now]
-    kept = [StoredKey(k.jwk, k.created_at, k.retired_at or now) for k in kept]
+    kept = [replace(k, retired_at=k.retired_at or now) for k in kept]
     stamp = now.strftime("%Y%m%dT%H%M%S") + "-" + os.urandom(4).hex()
     ec = ECKey.generate_key(
         "P-256", parameters={"kid": f"es-{stamp}", "use": "sig", "alg": "ES256"}
     )
     rsa = RSAKey.generate_key(2048, parameters={"kid": f"rs-{stamp}", "use": "sig", "alg": "RS256"})
-    new = [StoredKey(k.as_dict(private=True), now, None) for k in (ec, rsa)]
+    new = [StoredKey(k.as_dict(private=True), now, None, k) for k in (ec, rsa)]
     _write(path, [*kept, *new])
     return new
 
