@@ -75,6 +75,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=20)
     args = parser.parse_args()
+    if not 1 <= args.rounds <= 45:
+        # Each round is one wrong password for the same known user: past the per-user
+        # throttle (50 in 15 minutes) the answers would be 429s, not the timing asked for.
+        parser.error("--rounds must be 1 to 45")
     with tempfile.TemporaryDirectory() as folder:
         app = build(folder)
         with app.app_context():
