@@ -96,7 +96,9 @@ def import_users(account: Account, lines: Iterable[bytes]) -> ImportResult:
         for row in rows:
             del row["_line"]
         if rows:
-            db.session.execute(insert(User), rows)
+            # Core's executemany (multi-row INSERTs): the ORM's bulk path sent one INSERT
+            # a row here (about 600 users/s instead of several thousand).
+            db.session.execute(insert(User.__table__), rows)
     except BaseException:
         db.session.rollback()
         raise
