@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from authserver.identity import accounts, clients, demo, imports, users
+from authserver.identity import accounts, clients, demo, imports, retention, users
 from authserver.platform import keys
 from authserver.platform.config import ConfigError
 from authserver.platform.errors import DomainError, ServiceUnavailable
@@ -329,6 +329,27 @@ def keys_rotate(as_json: bool) -> None:
         lambda: click.echo(
             f"New signing keys {', '.join(kids)}; published: {', '.join(published)}"
         ),
+    )
+
+
+@cli.command("prune")
+@click.option(
+    "--batch-size",
+    default=retention.BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rows deleted per transaction.",
+)
+@json_option
+@with_appcontext
+def prune_command(batch_size: int, as_json: bool) -> None:
+    """Delete expired refresh tokens, spent recovery codes and login history older than
+    AUTHSERVER_LOGIN_HISTORY_RETENTION_DAYS. Safe to run on several hosts at once."""
+    counts = retention.prune(batch_size)
+    _emit(
+        {"deleted": counts},
+        as_json,
+        lambda: click.echo("\n".join(f"{name}: {n} deleted" for name, n in counts.items())),
     )
 
 
