@@ -258,3 +258,15 @@ def test_same_username_in_another_account_is_allowed(app, world, run_import):
     result = run_import(world.other_id, jsonl(person("alice")))
     assert result.exit_code == 0, result.output
     assert _user(app, world.other_id, "alice") is not None
+
+
+def test_import_reads_standard_input(app, runner, world):
+    """`-` as FILE reads the JSON lines from standard input."""
+    result = runner.invoke(
+        cli,
+        ["users", "import", "--account", world.live_id, "-", "--json"],
+        input=jsonl(person("piped")).encode(),
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["imported"] == 1
+    assert _user(app, world.live_id, "piped") is not None

@@ -19,6 +19,7 @@ from sqlalchemy import func, select
 
 from authserver.cli import cli
 from authserver.identity import retention
+from authserver.platform.config import ConfigError
 from authserver.platform.extensions import db
 from authserver.platform.models import (
     LoginRecord,
@@ -236,3 +237,9 @@ def test_prune_skips_rows_another_transaction_holds(app, world):
     assert count(app, RefreshToken) == 1
     assert prune_cli(app)["refresh_tokens"] == 1
     assert count(app, RefreshToken) == 0
+
+
+def test_retention_below_one_day_stops_start_up(make_app):
+    """LOGIN_HISTORY_RETENTION_DAYS=0 would let prune wipe today's history: refused."""
+    with pytest.raises(ConfigError, match="LOGIN_HISTORY_RETENTION_DAYS"):
+        make_app(LOGIN_HISTORY_RETENTION_DAYS=0)
