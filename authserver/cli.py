@@ -17,7 +17,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from authserver.identity import accounts, clients, demo, users
+from authserver.identity import accounts, clients, demo, imports, retention, users
 from authserver.platform import keys
 from authserver.platform.config import ConfigError
 from authserver.platform.errors import DomainError, ServiceUnavailable
@@ -224,6 +224,30 @@ def users_create(
     )
 
 
+@users_group.command("import")
+@click.option("--account", "account_id", required=True, help="The account the users join.")
+@click.argument("file", type=click.File("rb"))
+@json_option
+@with_appcontext
+@_domain_errors
+def users_import(account_id: str, file: Any, as_json: bool) -> None:
+    """Import users from JSON lines (FILE, or - for stdin) with their password hashes
+    (argon2, bcrypt $2b$, Django pbkdf2_sha256$): all of them, or none if a line is bad."""
+    result = imports.import_users(accounts.get_account(account_id), file)
+    errors = [{"line": e.line, "field": e.field, "detail": e.detail} for e in result.errors]
+    if as_json:
+        click.echo(json.dumps({"imported": result.imported, "errors": errors}, indent=2))
+    elif errors:
+        for e in result.errors:
+            where = f" ({e.field})" if e.field else ""
+            click.echo(f"line {e.line}: {e.detail}{where}", err=True)
+        click.echo(f"authserver: error: {len(errors)} bad lines; nothing imported", err=True)
+    else:
+        click.echo(f"Imported {result.imported} users into account {account_id}")
+    if errors:
+        sys.exit(1)
+
+
 @cli.group("clients")
 def clients_group() -> None:
     """Manage OAuth clients."""
@@ -305,6 +329,27 @@ def keys_rotate(as_json: bool) -> None:
         lambda: click.echo(
             f"New signing keys {', '.join(kids)}; published: {', '.join(published)}"
         ),
+    )
+
+
+@cli.command("prune")
+@click.option(
+    "--batch-size",
+    default=retention.BATCH_SIZE,
+    show_default=True,
+    type=click.IntRange(1, 100_000),
+    help="Rows deleted per transaction.",
+)
+@json_option
+@with_appcontext
+def prune_command(batch_size: int, as_json: bool) -> None:
+    """Delete expired refresh tokens, spent recovery codes and login history older than
+    AUTHSERVER_LOGIN_HISTORY_RETENTION_DAYS. Safe to run on several hosts at once."""
+    counts = retention.prune(batch_size)
+    _emit(
+        {"deleted": counts},
+        as_json,
+        lambda: click.echo("\n".join(f"{name}: {n} deleted" for name, n in counts.items())),
     )
 
 

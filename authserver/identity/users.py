@@ -96,7 +96,7 @@ def username_taken() -> Conflict:
 # --- username rules -------------------------------------------------------------------
 
 
-def _lock_account(account: Account) -> None:
+def lock_account(account: Account) -> None:
     """Serialise username changes within one account (row lock until commit), so two
     concurrent creations cannot both pass the cross-rule checks below."""
     db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
@@ -109,7 +109,7 @@ def check_username_free(username: str, *, account: Account | None, user: User | 
     """
     other = User.id != user.id if user is not None else true()
     if account is not None:
-        _lock_account(account)
+        lock_account(account)
         own = select(User.id).where(User.account_id == account.id, User.username == username)
         member = (
             select(User.id)
@@ -240,7 +240,7 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
     if not user.is_global:
         raise ValidationFailed("Only global users can join accounts.", field="user")
     role = rules.check_role(role)
-    _lock_account(account)
+    lock_account(account)
     clash = db.session.scalar(
         select(User.id).where(User.account_id == account.id, User.username == user.username)
     )

@@ -14,6 +14,7 @@ from flask import Flask
 
 from authserver.platform.security import is_loopback_host
 from authserver.platform.senders import parse_sender_urls
+from authserver.platform.store import parse_sentinel_url
 
 DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - refused in production
 
@@ -23,7 +24,7 @@ class Defaults:
 
     SECRET_KEY = DEFAULT_SECRET_KEY  # signs sessions and CSRF tokens; refused in production
     DATABASE_URL = ""  # SQLAlchemy URL; empty means sqlite:///<instance>/authserver.sqlite3
-    REDIS_URL = "memory://"  # redis://host:port/db, or memory:// (one process only)
+    REDIS_URL = "memory://"  # redis://host:port/db, redis+sentinel://..., memory:// (one process)
     REDIS_PREFIX = "authserver:"  # every short-lived key starts with this
     ISSUER = "http://127.0.0.1:5000"  # public base URL; https:// required unless loopback
     MAIL_URL = "file://{instance}/outbox console:"  # smtp://host:port, file://DIR, console:
@@ -43,6 +44,7 @@ class Defaults:
     OTP_LIFETIME = 300  # seconds an emailed/texted login code stays valid
     OTP_RESEND_COOLDOWN = 30  # seconds before another login code is sent
     OTP_MAX_ATTEMPTS = 5  # wrong codes before a login code is void
+    LOGIN_HISTORY_RETENTION_DAYS = 365  # `authserver prune` deletes older login history
     DEFAULT_LOCALE = "en"  # language when neither the user nor the account says
     MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger request bodies get 413
     LOG_LEVEL = "INFO"  # DEBUG, INFO, WARNING, ERROR
@@ -53,6 +55,7 @@ class Defaults:
 
 
 SUPPORTED_LOCALES = ("en", "es", "fr")
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "memory://")
 INT_SETTINGS = (
     "SMS_TIMEOUT",
     "SMTP_TIMEOUT",
@@ -67,6 +70,7 @@ INT_SETTINGS = (
     "OTP_LIFETIME",
     "OTP_RESEND_COOLDOWN",
     "OTP_MAX_ATTEMPTS",
+    "LOGIN_HISTORY_RETENTION_DAYS",
     "MAX_CONTENT_LENGTH",
     "PROXY_FIX",
 )
@@ -96,6 +100,7 @@ MINIMUMS = {
     "OTP_LIFETIME": 30,
     "OTP_RESEND_COOLDOWN": 0,
     "OTP_MAX_ATTEMPTS": 1,
+    "LOGIN_HISTORY_RETENTION_DAYS": 1,
     "MAX_CONTENT_LENGTH": 1024,
     "SMS_TIMEOUT": 1,
     "SMTP_TIMEOUT": 1,
@@ -180,8 +185,16 @@ def check_config(config: Any) -> None:
             raise ConfigError(f"AUTHSERVER_{key} must be a string, got {config.get(key)!r}")
     if not config["DATABASE_URL"].startswith(("sqlite:", "postgresql", "postgres:")):
         raise ConfigError("AUTHSERVER_DATABASE_URL must be a sqlite:// or postgresql:// URL")
-    if not config["REDIS_URL"].startswith(("redis://", "rediss://", "unix://", "memory://")):
-        raise ConfigError("AUTHSERVER_REDIS_URL must be redis://, rediss://, unix:// or memory://")
+    if not config["REDIS_URL"].startswith(REDIS_SCHEMES):
+        raise ConfigError(
+            "AUTHSERVER_REDIS_URL must be redis://, rediss://, unix://, redis+sentinel:// "
+            "or memory://"
+        )
+    if config["REDIS_URL"].startswith("redis+sentinel://"):
+        try:
+            parse_sentinel_url(config["REDIS_URL"])
+        except ValueError as exc:
+            raise ConfigError(f"AUTHSERVER_REDIS_URL: {exc}") from None
     if config["DEFAULT_LOCALE"] not in SUPPORTED_LOCALES:
         raise ConfigError(
             f"AUTHSERVER_DEFAULT_LOCALE must be one of {', '.join(SUPPORTED_LOCALES)}"

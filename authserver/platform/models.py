@@ -271,7 +271,7 @@ class RefreshToken(db.Model):  # type: ignore[name-defined]
     user_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)  # the login this family began with
     issued_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # prune finds by it
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
@@ -286,7 +286,7 @@ class RecoveryCode(db.Model):  # type: ignore[name-defined]
     user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     code_hash: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
-    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)  # prune
 
 
 class LoginRecord(db.Model):  # type: ignore[name-defined]
@@ -296,7 +296,7 @@ class LoginRecord(db.Model):  # type: ignore[name-defined]
     __table_args__ = (Index("ix_login_records_user_created", "user_id", "created_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
     account_id: Mapped[str | None] = mapped_column(
         ForeignKey("accounts.id", ondelete="CASCADE"), index=True
     )

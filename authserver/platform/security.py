@@ -1,20 +1,25 @@
-"""Pure security helpers: password hashing (argon2id), random tokens and codes, digests,
-TOTP (RFC 6238) matching, otpauth:// URIs and their QR codes.
+"""Pure security helpers: password hashing (argon2id, and verifying imported bcrypt and
+Django PBKDF2 hashes), random tokens and codes, digests, TOTP (RFC 6238) matching,
+otpauth:// URIs and their QR codes.
 
 Nothing here touches the app, the database or Redis; callers pass in what is needed.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 import ipaddress
+import re
 import secrets
 from dataclasses import dataclass
 
+import bcrypt
 import pyotp
 import qrcode
-from argon2 import PasswordHasher
+from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from qrcode.image.svg import SvgPathImage
 
@@ -44,7 +49,11 @@ class Passwords:
         return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
-        """True if `password` matches; with no hash, still spends one verify and says False."""
+        """True if `password` matches; with no hash, still spends one verify and says False.
+
+        Imported bcrypt and Django PBKDF2 hashes verify too (`needs_rehash` is then True)."""
+        if password_hash and not password_hash.startswith("$argon2"):
+            return verify_legacy(password_hash, password)
         try:
             return self._hasher.verify(password_hash or self._dummy_hash, password) and bool(
                 password_hash
@@ -54,8 +63,67 @@ class Passwords:
 
     def needs_rehash(self, password_hash: str) -> bool:
         """True if the hash was made with other argon2 parameters than this hasher's (older
-        or stronger settings alike): after a right password, hash it again and store that."""
+        or stronger settings alike), or is not argon2id at all (an imported bcrypt, PBKDF2,
+        argon2i or argon2d hash): after a right password, hash it again and store that."""
+        if not password_hash.startswith("$argon2id$"):
+            return True
         return self._hasher.check_needs_rehash(password_hash)
+
+
+# --- imported password hashes -----------------------------------------------------------
+# Hashes made elsewhere, accepted by `users import` and verified at login until the first
+# right password replaces them with argon2id. The upper bounds keep one login from costing
+# seconds of CPU (or gigabytes of memory) whatever a file said.
+BCRYPT_RE = re.compile(r"^\$2[aby]\$(\d\d)\$[./A-Za-z0-9]{53}$")
+BCRYPT_COST_MAX = 15
+DJANGO_PBKDF2_RE = re.compile(r"^pbkdf2_sha256\$(\d{1,9})\$([^$]{1,128})\$([A-Za-z0-9+/]{43}=)$")
+PBKDF2_ITERATIONS_MAX = 2_000_000
+ARGON2_LIMITS = {"time_cost": 16, "memory_cost": 262_144, "parallelism": 16}  # 256 MiB
+BCRYPT_MAX_BYTES = 72  # bcrypt reads no further; bcrypt>=5 refuses longer input instead
+
+
+def password_hash_scheme(password_hash: str) -> str:
+    """`argon2`, `bcrypt` or `pbkdf2_sha256` for a hash this server can verify; raises
+    ValueError saying what is wrong with anything else (or with out-of-bounds costs)."""
+    if password_hash.startswith("$argon2"):
+        try:
+            params = extract_parameters(password_hash)
+        except (InvalidHashError, ValueError):
+            raise ValueError("not a valid argon2 hash") from None
+        for name, limit in ARGON2_LIMITS.items():
+            if getattr(params, name) > limit:
+                raise ValueError(f"argon2 {name} is above {limit}")
+        return "argon2"
+    if match := BCRYPT_RE.match(password_hash):
+        if not 4 <= int(match.group(1)) <= BCRYPT_COST_MAX:
+            raise ValueError(f"bcrypt cost must be 4..{BCRYPT_COST_MAX}")
+        return "bcrypt"
+    if match := DJANGO_PBKDF2_RE.match(password_hash):
+        if not 1 <= int(match.group(1)) <= PBKDF2_ITERATIONS_MAX:
+            raise ValueError(f"PBKDF2 iterations must be 1..{PBKDF2_ITERATIONS_MAX}")
+        return "pbkdf2_sha256"
+    raise ValueError("must be an argon2, bcrypt ($2b$) or Django pbkdf2_sha256$ hash")
+
+
+def verify_legacy(password_hash: str, password: str) -> bool:
+    """Check `password` against an imported bcrypt or Django PBKDF2 hash (False for any
+    other or malformed hash)."""
+    try:
+        scheme = password_hash_scheme(password_hash)
+    except ValueError:
+        return False
+    raw = password.encode("utf-8")
+    if scheme == "bcrypt":
+        # The system that made the hash used only the first 72 bytes; do the same.
+        return bcrypt.checkpw(raw[:BCRYPT_MAX_BYTES], password_hash.encode("ascii"))
+    if scheme == "pbkdf2_sha256":
+        _, iterations, salt, expected = password_hash.split("$")
+        derived = hashlib.pbkdf2_hmac("sha256", raw, salt.encode("utf-8"), int(iterations))
+        try:
+            return hmac.compare_digest(derived, base64.b64decode(expected, validate=True))
+        except binascii.Error:
+            return False
+    return False
 
 
 def random_token(nbytes: int = 32) -> str:

@@ -4,6 +4,7 @@ One `Store` per app, over one redis-py client (its pool is shared by threads). E
 gets the configured prefix. `memory://` gives an in-process Redis (fakeredis) that is
 claimed by one process only; a second process using it is refused. When Redis cannot be
 reached every operation raises `StoreUnavailable`, so callers fail closed.
+`redis+sentinel://host:port[,host:port]/SERVICE/DB` asks Redis Sentinel for the master.
 """
 
 from __future__ import annotations
@@ -16,13 +17,17 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, ClassVar
+from urllib.parse import unquote
 
 import fakeredis
 import redis
 from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
+from redis.sentinel import Sentinel
 
 from authserver.platform.errors import ServiceUnavailable
+
+SOCKET_TIMEOUT = 2  # seconds to connect to, or wait for, Redis or a sentinel
 
 
 class StoreUnavailable(ServiceUnavailable):
@@ -57,20 +62,22 @@ class Store:
             return cls(fake, prefix, claim)
         # Short timeouts and few retries: a request must not hang when Redis is down.
         # Only a refused/reset connection is retried (once: it heals a pooled connection
-        # that a Redis restart closed). A timeout is not retried: redis-py nests the
-        # connect retry inside the command retry, so retrying timeouts multiplied into
-        # ~20 s per operation against a server that accepts but never answers.
-        client = redis.Redis.from_url(
-            url,
-            decode_responses=True,
-            socket_connect_timeout=2,
-            socket_timeout=2,
-            retry=Retry(
+        # that a Redis restart closed, or one to a master that a failover demoted). A
+        # timeout is not retried: redis-py nests the connect retry inside the command
+        # retry, so retrying timeouts multiplied into ~20 s per operation against a server
+        # that accepts but never answers.
+        options: dict[str, Any] = {
+            "decode_responses": True,
+            "socket_connect_timeout": SOCKET_TIMEOUT,
+            "socket_timeout": SOCKET_TIMEOUT,
+            "retry": Retry(
                 ExponentialBackoff(cap=0.2, base=0.02), 1, supported_errors=(redis.ConnectionError,)
             ),
-            health_check_interval=30,
-        )
-        return cls(client, prefix)
+            "health_check_interval": 30,
+        }
+        if url.startswith("redis+sentinel://"):
+            return cls(_sentinel_master(url, options), prefix)
+        return cls(redis.Redis.from_url(url, **options), prefix)
 
     @property
     def is_memory(self) -> bool:
@@ -176,6 +183,63 @@ class Store:
             pattern = re.sub(r"([*?\[\]\\])", r"\\\1", self._prefix) + "*"
             keys = list(r.scan_iter(match=pattern, count=500))
             return int(r.delete(*keys)) if keys else 0
+
+
+@dataclass(frozen=True)
+class SentinelURL:
+    """The parts of `redis+sentinel://[:password@]host:port[,host:port]/SERVICE[/DB]`."""
+
+    sentinels: list[tuple[str, int]]
+    service: str
+    db: int
+    username: str | None
+    password: str | None
+
+
+def parse_sentinel_url(url: str) -> SentinelURL:
+    """Split a sentinel URL; raises ValueError saying what is wrong. The password (if any)
+    is the master's; the sentinels are asked without one."""
+    rest = url.removeprefix("redis+sentinel://")
+    netloc, _, path = rest.partition("/")
+    auth, _, hosts = netloc.rpartition("@")
+    username, _, password = auth.partition(":") if auth else ("", "", "")
+    sentinels = []
+    for part in hosts.split(","):
+        host, _, port = part.strip().rpartition(":")
+        host = host.strip("[]")  # [::1]:26379
+        if not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"sentinel address {part!r} must be host:port")
+        sentinels.append((host, int(port)))
+    service, _, db = path.strip("/").partition("/")
+    if not service or "/" in db:
+        raise ValueError("a sentinel URL is redis+sentinel://host:port[,host:port]/SERVICE/DB")
+    if db and not db.isdigit():
+        raise ValueError(f"the database must be a number, got {db!r}")
+    return SentinelURL(
+        sentinels, service, int(db or 0), unquote(username) or None, unquote(password) or None
+    )
+
+
+def _sentinel_master(url: str, options: dict[str, Any]) -> redis.Redis:
+    """A client of the service's current master: each new connection asks the sentinels
+    where it is, so after a failover the retry reconnects to the new one; with no sentinel
+    answering, every operation fails with MasterNotFoundError (a ConnectionError)."""
+    parts = parse_sentinel_url(url)
+    sentinel = Sentinel(
+        parts.sentinels,
+        socket_timeout=SOCKET_TIMEOUT,
+        sentinel_kwargs={
+            "socket_connect_timeout": SOCKET_TIMEOUT,
+            "socket_timeout": SOCKET_TIMEOUT,
+        },
+    )
+    return sentinel.master_for(
+        parts.service,
+        db=parts.db,
+        username=parts.username,
+        password=parts.password,
+        **options,
+    )
 
 
 class ProcessClaim:
