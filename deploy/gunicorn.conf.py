@@ -49,6 +49,11 @@ preload_app = False
 # scheme from other headers a client could pass through the proxy (X-Forwarded-Ssl, ...).
 secure_scheme_headers: dict[str, str] = {}
 
+# No control socket (gunicorn 25.1+ opens one in $HOME for `gunicornc` by default): systemd
+# or the container engine runs the process, and a second server of the same user would
+# fight over the same path. (Older gunicorn ignores the unknown name.)
+control_socket_disable = True
+
 # The heartbeat file on tmpfs: a worker is not killed because a disk stalled. (gunicorn
 # makes it with mkstemp and unlinks it at once, so a shared /dev/shm is no risk.)
 if os.path.isdir("/dev/shm"):  # noqa: S108
