@@ -20,8 +20,24 @@ from authserver.platform.keys import KeyRing, KeysMissing
 from authserver.platform.security import Argon2Params, Passwords
 from authserver.platform.store import Store, StoreUnavailable
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(PACKAGE_DIR)
 __all__ = ["ConfigError", "create_app"]
+
+
+def _bundled(name: str) -> str:
+    """The folder `templates` or `static`: inside the package in an installed wheel (the build
+    maps them there), else at the top level of the checkout, where they are kept."""
+    packaged = os.path.join(PACKAGE_DIR, name)
+    return packaged if os.path.isdir(packaged) else os.path.join(ROOT, name)
+
+
+def _default_instance_path() -> str | None:
+    """`instance/` of the checkout; for an installed wheel, Flask's default for an installed
+    package (`<venv>/var/authserver-instance`) rather than a folder inside site-packages."""
+    if os.path.isdir(os.path.join(PACKAGE_DIR, "templates")):
+        return None
+    return os.path.join(ROOT, "instance")
 
 
 def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool = True) -> Flask:
@@ -31,10 +47,10 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
     """
     app = Flask(
         __name__,
-        instance_path=os.environ.get("AUTHSERVER_INSTANCE_PATH") or os.path.join(ROOT, "instance"),
+        instance_path=os.environ.get("AUTHSERVER_INSTANCE_PATH") or _default_instance_path(),
         instance_relative_config=True,
-        template_folder=os.path.join(ROOT, "templates"),
-        static_folder=os.path.join(ROOT, "static"),
+        template_folder=_bundled("templates"),
+        static_folder=_bundled("static"),
     )
     load_config(app, test_config)
     logs.init_app(app)
