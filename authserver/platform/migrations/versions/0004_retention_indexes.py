@@ -1,6 +1,6 @@
 """indexes for `authserver prune`
 
-Revision ID: 0007
+Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-07 16:30:00
 
@@ -10,7 +10,7 @@ login_records.created_at; without these indexes each batch scanned the whole tab
 
 from alembic import op
 
-revision = "0007"
+revision = "0004"
 down_revision = "0003"
 branch_labels = None
 depends_on = None
