@@ -5,10 +5,10 @@
 - RefreshGrant: rotates user refresh tokens (reuse revokes the family); a publishable token
   (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with no client or
   one of that account; `aid:<test account>` with a live user's token gives a test-mode token.
+- ClientCredentials: a token for the client's own account with the client's role.
 
 A client logs people into its own account only (a live client also global users); a test
 account's client never reaches the live account (issue 14).
-- ClientCredentials: a token for the client's own account with the client's role.
 
 Domain errors are translated here into OAuth errors; nothing here touches the database or
 Redis directly except through the domain modules.
