@@ -327,9 +327,10 @@ def test_live_password_grant_cannot_log_a_test_user_in(client, world):
     assert response.status_code == 400 and response.get_json() == BAD_CREDENTIALS
 
 
-def test_live_user_may_still_switch_to_the_test_account(client, world):
+def test_live_user_may_still_switch_to_the_test_account(client, world, pair):
     """Kept: a live user's refresh token through the live client gives a token for the
-    paired test account (aid and mode test), which that client's userinfo accepts."""
+    paired test account (aid and mode test), which userinfo accepts; introspection shows
+    it to the test account's client only (it is a test-mode token)."""
     value = login(client, world)["refresh_token"]
     response = refresh(client, value, world.public_id, scope=f"aid:{world.test_id}")
     assert response.status_code == 200, response.get_data(as_text=True)
@@ -338,6 +339,8 @@ def test_live_user_may_still_switch_to_the_test_account(client, world):
     assert (claims["aid"], claims["mode"], claims["sub"]) == (world.test_id, "test", world.alice_id)
     info = client.get("/oauth/userinfo", headers=bearer(access)).get_json()
     assert (info["aid"], info["mode"]) == (world.test_id, "test")
+    assert _introspect(client, _live_conf(world), access) == {"active": False}
+    assert _introspect(client, pair.conf, access)["mode"] == "test"
 
 
 # ---------------------------------------------------------------- global users, test clients
