@@ -59,7 +59,6 @@ class Client:
     pk: str
     client_id: str
     account_id: str
-    twin_account_id: str | None
     skip_consent: bool
 
 
@@ -84,13 +83,14 @@ class Member:
 
 
 def member_for(client: Client, login: BrowserLogin | None) -> Member | None:
-    """The browser login as a user of the client's account (its own users, global users
-    who are members, or a login to its test/live twin), or None when it is not one."""
+    """The browser login as a user of the client's account (its own users, or global
+    users who are its members), or None when it is not one. A login to the paired live
+    or test account is not: a live app must never take a test identity for a live one,
+    nor a test app reach a live user (issue 14)."""
     if login is None:
         return None
-    allowed = {a for a in (client.account_id, client.twin_account_id) if a}
     account_id = login.account_id or client.account_id
-    if account_id not in allowed:
+    if account_id != client.account_id:
         return None  # a login for another account: that person must log in here again
     user = db.session.get(User, login.user_id)
     account = db.session.get(Account, account_id)

@@ -4,7 +4,8 @@ The one login policy behind the password grant and the hosted login page:
 
 - `aid` picks the account: its account users, and global users who are its members, may
   log in; without `aid` only global users may. An account the front door may not serve
-  (another client's) is treated exactly like an account that does not exist.
+  (not the client's own; through a test account's client, no global login either) is
+  treated exactly like an account that does not exist.
 - An unknown user or account, a wrong password and a user who is not active all give the
   same InvalidCredentials, after the same argon2 work (a dummy hash stands in).
 - Throttle: every attempt is counted *before* any password is checked, so concurrent
@@ -66,9 +67,12 @@ class LoginAttempt:
     ip: str | None = None
     user_agent: str | None = None
     client_id: str | None = None
-    # The accounts this front door may log into (a client's account and its test twin);
+    # The accounts this front door may log into (a client's own account; None: any);
     # any other `account_id` is treated exactly like an unknown account.
     allowed_account_ids: frozenset[str] | None = None
+    # Whether a global login (no `account_id`, a live-mode session) may go through it: not
+    # through a test account's client, which must never yield a live login.
+    allow_global: bool = True
 
 
 @dataclass(frozen=True)
@@ -85,11 +89,7 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     username = attempt.username.strip().lower()
     keys = _throttle_keys(attempt.account_id, username, attempt.ip)
     _count_attempt(keys)
-    allowed = attempt.allowed_account_ids
-    if allowed is not None and attempt.account_id is not None and attempt.account_id not in allowed:
-        found = None
-    else:
-        found = find_member(attempt.account_id, username)
+    found = find_member(attempt.account_id, username) if _may_serve(attempt) else None
     user, account, role = found if found else (None, None, "")
     valid = passwords().verify(user.password_hash if user else None, attempt.password)
     if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
@@ -112,6 +112,14 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     return _succeed(attempt, user, account, role, keys, amr)
 
 
+def _may_serve(attempt: LoginAttempt) -> bool:
+    """Whether the front door may log into the attempt's account (issue 14)."""
+    if attempt.account_id is None:
+        return attempt.allow_global
+    allowed = attempt.allowed_account_ids
+    return allowed is None or attempt.account_id in allowed
+
+
 def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -> LoginResult:
     """The second step of a login whose password step passed a moment ago.
 
@@ -130,6 +138,7 @@ def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -
     user, account, role = found if found else (None, None, "")
     if (
         user is None
+        or not _may_serve(attempt)
         or user.id != user_id
         or user.token_generation != token_generation
         or user.status != UserStatus.ACTIVE

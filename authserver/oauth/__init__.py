@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749.errors import InvalidGrantError
 from flask import Flask, current_app
 
 from authserver.identity import tokens
@@ -36,6 +37,13 @@ class TokenGenerator:
         principal = user or tokens.Principal(
             user_id=None, account_id=client.account_id, mode=client.account_mode, role=client.role
         )
+        # The last gate before a token leaves (issue 14): whatever a grant let through, no
+        # token for an account or mode the client may not reach, and no refresh token
+        # bound to an account it does not serve (a code issued before the fix, say).
+        if not client.reaches(principal.account_id, principal.mode) or (
+            principal.user_id is not None and not client.serves(principal.home_account_id)
+        ):
+            raise InvalidGrantError("The grant is not for this client's account.")
         lifetime = expires_in or current_app.config["ACCESS_TOKEN_LIFETIME"]
         token: dict[str, Any] = {
             "token_type": "Bearer",

@@ -245,7 +245,6 @@ def _policy_client(client: ClientInfo) -> authorization.Client:
         pk=client.pk,
         client_id=client.client_id,
         account_id=client.account_id,
-        twin_account_id=client.twin_account_id,
         skip_consent=client.skip_consent,
     )
 

@@ -36,7 +36,10 @@ class ClientInfo(ClientMixin):
     is_public: bool
     account_id: str
     account_mode: str
-    twin_account_id: str | None  # the paired test account of a live account, or vice versa
+    # A live account's paired test account, where a live user's refresh token may switch
+    # to (Freshcom's dashboard); None for a test account: nothing of a test client may
+    # reach the live account.
+    twin_account_id: str | None
     redirect_uris: tuple[str, ...]
     post_logout_redirect_uris: tuple[str, ...]
     grant_types: tuple[str, ...]
@@ -79,9 +82,21 @@ class ClientInfo(ClientMixin):
     def check_grant_type(self, grant_type: str) -> bool:
         return grant_type in self.grant_types
 
-    def owns_account(self, account_id: str | None) -> bool:
-        """The client's own account or its test/live twin."""
-        return account_id is not None and account_id in (self.account_id, self.twin_account_id)
+    def serves(self, account_id: str | None) -> bool:
+        """Whether a login (a user's session, a refresh token, a code) for `account_id`
+        may go through this client: its own account only; a global user's login without
+        an account (a live-mode one) through a live client only."""
+        if account_id is None:
+            return self.account_mode == "live"
+        return account_id == self.account_id
+
+    def reaches(self, account_id: str | None, mode: str) -> bool:
+        """Whether this client may hold an access token for `account_id` in `mode`: what it
+        serves, and a live client also its test account (a live user's refresh token
+        switched there with aid:<test account>). A test client never reaches live."""
+        if account_id is not None and account_id == self.twin_account_id:
+            return mode == "test"
+        return mode == self.account_mode and self.serves(account_id)
 
 
 class ClientCache:
@@ -125,9 +140,9 @@ def load_client(client_id: str) -> ClientInfo | None:
     client, account = row
     if client.status != "active" or account.status != AccountStatus.ACTIVE:
         return None
-    twin = account.test_account_id
-    if account.mode == "test":
-        twin = db.session.scalar(select(Account.id).where(Account.test_account_id == account.id))
+    # Only live -> test: a test account's client gets no twin (issue 14: it used to get
+    # the live account, and with it live users and live tokens).
+    twin = account.test_account_id if account.mode == "live" else None
     return ClientInfo(
         pk=client.id,
         client_id=client.client_id,

@@ -4,7 +4,8 @@ Both take a refresh token (opaque, looked up by digest) or an access token (JWT,
 by `tokens.validate_access_token`, the same rule as the /v1 bearer guard). Revoking a
 refresh token ends its whole family; revoking an access token deny-lists its `jti` until
 it expires. Introspection needs a confidential client and answers only for tokens of the
-client's own account (and its test twin); anything else is `{"active": false}`.
+client's own account and mode (not its live or test twin: issue 14); anything else is
+`{"active": false}`.
 """
 
 from __future__ import annotations
@@ -31,9 +32,30 @@ class FoundToken:
     access: tokens.AccessClaims | None = None
 
     def check_client(self, client: ClientInfo) -> bool:
+        """Issued to this client, for an account it may reach (a live token a test client
+        got before issue 14 is not its to revoke or read)."""
         if self.refresh is not None:
-            return self.refresh.client_id == client.pk
-        return self.access is not None and self.access.client_id == client.client_id
+            return self.refresh.client_id == client.pk and client.serves(self.refresh.account_id)
+        return (
+            self.access is not None
+            and self.access.client_id == client.client_id
+            and client.reaches(self.access.account_id, self.access.mode)
+        )
+
+    def of_account(self, client: ClientInfo) -> bool:
+        """For the client's own account and mode: its account's tokens, or (a global
+        login, no account) the ones issued to it. A token of the paired live or test
+        account is not (issue 14)."""
+        if self.refresh is not None:
+            account_id = self.refresh.account_id
+            mine = self.refresh.client_id == client.pk
+        elif self.access is not None:
+            if self.access.mode != client.account_mode:
+                return False
+            account_id, mine = self.access.account_id, self.access.client_id == client.client_id
+        else:
+            return False
+        return client.serves(account_id) and (account_id is not None or mine)
 
 
 def find_token(value: str, hint: str | None) -> FoundToken | None:
@@ -76,10 +98,7 @@ class Introspection(IntrospectionEndpoint):
         return find_token(token_string, token_type_hint)
 
     def check_permission(self, token: FoundToken, client: ClientInfo, request: Any) -> bool:
-        if token.refresh is not None:
-            return client.owns_account(token.refresh.account_id) or token.check_client(client)
-        assert token.access is not None
-        return client.owns_account(token.access.account_id) or token.check_client(client)
+        return token.of_account(client)
 
     def create_introspection_payload(self, token: FoundToken | None) -> dict[str, Any]:
         if token is None:
@@ -126,4 +145,5 @@ def _refresh_payload(token: RefreshToken | None) -> dict[str, Any]:
         "exp": int(token.expires_at.timestamp()),
         "iat": int(token.issued_at.timestamp()),
         "aid": token.account_id,
+        "mode": holder[1].mode if holder[1] is not None else "live",
     }

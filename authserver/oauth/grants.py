@@ -3,9 +3,12 @@
 - PasswordGrant: username + password (+ otp / recovery_code) through `login.password_login`,
   the same policy as the hosted login page. `aid:<account>` in `scope` picks the account.
 - RefreshGrant: rotates user refresh tokens (reuse revokes the family); a publishable token
-  (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with or without a
-  client; `aid:<test account>` with a live user's token gives a test-mode token.
+  (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with no client or
+  one of that account; `aid:<test account>` with a live user's token gives a test-mode token.
 - ClientCredentials: a token for the client's own account with the client's role.
+
+A client logs people into its own account only (a live client also global users); a test
+account's client never reaches the live account (issue 14).
 
 Domain errors are translated here into OAuth errors; nothing here touches the database or
 Redis directly except through the domain modules.
@@ -120,9 +123,8 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
             ip=flask_request.remote_addr,
             user_agent=self.request.headers.get("User-Agent"),
             client_id=client.client_id,
-            allowed_account_ids=frozenset(
-                a for a in (client.account_id, client.twin_account_id) if a
-            ),
+            allowed_account_ids=frozenset([client.account_id]),
+            allow_global=client.serves(None),
         )
         with domain_errors():
             result = password_login(attempt)
@@ -171,7 +173,9 @@ class RefreshGrant(grants.RefreshTokenGrant):
         client = self._validate_request_client()
         aid, scope = split_scope(client, self.request.payload.scope)
         token = tokens.find_refresh_token(value)
-        if token is None or token.client_id != client.pk:
+        # A token of an account the client does not serve (a live login through a test
+        # client, issued before issue 14) is refused like another client's: unchanged.
+        if token is None or token.client_id != client.pk or not client.serves(token.account_id):
             raise InvalidGrantError("The refresh token is invalid.")
         requested = " ".join(s for s in scope.split() if not s.startswith("aid:"))
         wider = bool(requested) and not set(requested.split()) <= set(token.scope.split())
@@ -231,7 +235,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
         if account is None or account.status != AccountStatus.ACTIVE:
             raise InvalidGrantError("The refresh token is invalid.")
         client = self._optional_client()
-        if client is not None and not client.owns_account(account.id):
+        if client is not None and not client.serves(account.id):
             raise InvalidGrantError("The refresh token is invalid.")
         self.request.client = client or publishable_client(account)
         self.request.user = tokens.Principal(

@@ -18,7 +18,7 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import OpenIDCode, UserInfo
 from flask import current_app
 
-from authserver.identity import authorization
+from authserver.identity import authorization, tokens
 from authserver.platform.extensions import db, keyring
 from authserver.platform.keys import ID_TOKEN_ALG
 from authserver.platform.models import User
@@ -72,11 +72,15 @@ class CodeGrant(grants.AuthorizationCodeGrant):
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 
-def user_info(user_id: str, scope: str) -> UserInfo:
-    """The standard claims of the user that `scope` allows (`sub` always a string)."""
+def user_info(user_id: str, scope: str, account_id: str | None, mode: str) -> UserInfo:
+    """The standard claims of the user that `scope` allows (`sub` always a string), and
+    always `aid` (the account the login is for; left out for a global login) and `mode`
+    (`live`/`test`): a test account's user may share a live user's username and email,
+    so a relying party must check these two to tell them apart (issue 14)."""
+    tenancy = {"aid": account_id, "mode": mode} if account_id else {"mode": mode}
     user = db.session.get(User, user_id)
     if user is None:
-        return UserInfo(sub=str(user_id))
+        return UserInfo(sub=str(user_id), **tenancy)
     claims = UserInfo(
         sub=str(user.id),
         name=user.name,
@@ -91,7 +95,7 @@ def user_info(user_id: str, scope: str) -> UserInfo:
         phone_number_verified=bool(user.phone_verified) if user.phone_number else None,
     )
     filtered = claims.filter(f"openid {scope}")
-    return UserInfo({k: v for k, v in filtered.items() if v is not None})
+    return UserInfo({**{k: v for k, v in filtered.items() if v is not None}, **tenancy})
 
 
 class IdToken(OpenIDCode):
@@ -100,8 +104,8 @@ class IdToken(OpenIDCode):
     def exists_nonce(self, nonce: str, request: Any) -> bool:
         return authorization.nonce_seen(request.payload.client_id, nonce)
 
-    def generate_user_info(self, user: Any, scope: str) -> UserInfo:
-        return user_info(user.user_id, scope)
+    def generate_user_info(self, user: tokens.Principal, scope: str) -> UserInfo:
+        return user_info(str(user.user_id), scope, user.account_id, user.mode)
 
     def resolve_client_private_key(self, client: ClientInfo) -> Any:
         return keyring().signing_key(ID_TOKEN_ALG)

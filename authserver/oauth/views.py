@@ -190,9 +190,14 @@ def userinfo() -> Response:
         return _error(TemporarilyUnavailableError())
     if claims.user_id is None:
         return _bearer_error(401, "invalid_token", "The access token is not for a user.")
+    client = current_app.extensions["authserver.clients"].get(claims.client_id)
+    if client is None or not client.reaches(claims.account_id, claims.mode):
+        # A live token a test client got before issue 14 (or a gone client's token).
+        return _bearer_error(401, "invalid_token", "The access token is not for its client.")
     if "openid" not in claims.scope.split():
         return _bearer_error(403, "insufficient_scope", "The access token lacks the openid scope.")
-    response = jsonify(dict(user_info(claims.user_id, claims.scope)))
+    info = user_info(claims.user_id, claims.scope, claims.account_id, claims.mode)
+    response = jsonify(dict(info))
     response.headers.update(CORS)
     return response
 

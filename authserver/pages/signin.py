@@ -33,9 +33,10 @@ def _carried() -> dict[str, Any]:
 
 
 def _allowed_accounts(client: Any) -> frozenset[str] | None:
+    """A flow's client logs people into its own account only (issue 14)."""
     if client is None:
         return None
-    return frozenset(a for a in (client.account_id, client.twin_account_id) if a)
+    return frozenset([client.account_id])
 
 
 def _finish(result: LoginResult, target: str) -> Response:
@@ -62,6 +63,7 @@ def login() -> Response:
         user_agent=request.headers.get("User-Agent"),
         client_id=client.client_id if client is not None else None,
         allowed_account_ids=_allowed_accounts(client),
+        allow_global=client is None or client.serves(None),
     )
     try:
         result = password_login(attempt)
@@ -86,6 +88,7 @@ def _start_second_step(attempt: LoginAttempt, challenge: OtpRequired, target: st
         "aid": attempt.account_id,
         "cid": attempt.client_id,
         "allowed": sorted(attempt.allowed_account_ids or []) or None,
+        "global": attempt.allow_global,
         "amr": ["pwd"],
         "method": challenge.method,
         "dest": challenge.destination,
@@ -127,6 +130,7 @@ def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttemp
         user_agent=request.headers.get("User-Agent"),
         client_id=pending.get("cid"),
         allowed_account_ids=frozenset(allowed) if allowed else None,
+        allow_global=pending.get("global") is not False,
         **codes,
     )
 

@@ -220,9 +220,13 @@ def test_global_non_member_is_refused_in_an_account(client, world):
     assert_tokens(login(client, world.public, "glen"))
 
 
-def test_client_may_ask_for_its_test_twin(client, world):
-    """A's client may log a user of A's test account in with aid:<test>; the token says test."""
-    body = assert_tokens(login(client, world.public, "tess", aid=world.test))
+def test_live_client_may_not_ask_for_its_test_twin(app, client, world):
+    """A's live client cannot log a user of A's test account in (issue 14); A's test
+    account's client can, and its token says test."""
+    refused = login(client, world.public, "tess", aid=world.test)
+    assert refused.status_code == 400 and refused.json == BAD_CREDENTIALS
+    test_app = make_client(app, world.test, "Acme test app", public=True, grant_types=GRANTS)
+    body = assert_tokens(login(client, test_app, "tess", aid=world.test))
     _, claims = claims_of(client, body["access_token"])
     assert (claims["sub"], claims["aid"]) == (world.users["tess@test"], world.test)
     assert claims["mode"] == "test"
@@ -288,7 +292,9 @@ def test_credential_failures_look_the_same(app, client, world, username, passwor
 
 
 def test_deleted_account_refuses_login_like_a_wrong_password(app, client, world):
-    """A user of a deleted account (A's test twin) gets the same invalid_grant."""
+    """A user of a deleted account (A's test twin) gets the same invalid_grant, and the
+    deleted account's own client is no client any more."""
+    test_app = make_client(app, world.test, "Acme test app", public=True, grant_types=GRANTS)
     with app.app_context():
         account = db.session.get(Account, world.test)
         assert account is not None
@@ -298,7 +304,9 @@ def test_deleted_account_refuses_login_like_a_wrong_password(app, client, world)
     assert response.status_code == 400
     assert response.json == BAD_CREDENTIALS
     [record] = records(app)
-    assert (record.success, record.reason) == (False, "account_deleted")
+    # Not A's live client's account to serve (issue 14), so not even looked up.
+    assert (record.success, record.reason) == (False, "bad_credentials")
+    assert login(client, test_app, "tess", aid=world.test).status_code == 401
 
 
 class WatchedHasher:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -10,9 +11,12 @@ import sys
 import sqlalchemy as sa
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from factories import make_account, make_client, make_user
 from flask_migrate import downgrade, upgrade
 
+from authserver.identity import tokens
 from authserver.platform.extensions import db
+from authserver.platform.models import Account, OAuthClient, RefreshToken, User
 
 
 def _diff(app):
@@ -77,3 +81,59 @@ def test_cli_db_upgrade_brings_a_new_database_to_head(tmp_path):
     )
     revisions = [f.split("_", 1)[0] for f in os.listdir(versions_dir) if f.endswith(".py")]
     assert version == max(revisions)
+
+
+def test_0006_revokes_refresh_tokens_that_crossed_live_and_test(make_app, fresh_database_url):
+    """Issue 14's data migration revokes the stored refresh tokens of a login into the
+    paired live/test account (or a global login through a test client), and only those."""
+    app = make_app(DATABASE_URL=fresh_database_url)
+    with app.app_context():
+        upgrade()
+    pair = make_account(app, "Acme")
+    live_client = make_client(app, pair.live_id, "Live app", public=True)
+    test_client = make_client(app, pair.test_id, "Test app", public=True)
+    alice = make_user(app, pair.live_id, "alice")
+    tess = make_user(app, pair.test_id, "tess")
+    gina = make_user(app, None, "gina", member_of={pair.live_id: "customer"})
+    logins = {  # label: (client, user, account of the login), kept?
+        "live": (live_client, alice, pair.live_id, True),
+        "global": (live_client, gina, None, True),
+        "test": (test_client, tess, pair.test_id, True),
+        "live via test": (test_client, alice, pair.live_id, False),
+        "global via test": (test_client, gina, None, False),
+        "test via live": (live_client, tess, pair.test_id, False),
+    }
+    families = {}
+    with app.app_context():
+        for label, (cred, user_id, account_id, _) in logins.items():
+            pk = db.session.scalar(
+                sa.select(OAuthClient.id).where(OAuthClient.client_id == cred.client_id)
+            )
+            account = db.session.get(Account, account_id) if account_id else None
+            user = db.session.get(User, user_id)
+            principal = tokens.user_principal(user, account, "customer", ["pwd"])
+            tokens.save_refresh_token(tokens.new_refresh_token_value(), pk, principal, "")
+            families[label] = principal.family_id
+        downgrade(revision=_down_revision_of("0006"))  # back to before it, data kept
+        upgrade()
+        for label, (*_, kept) in logins.items():
+            token = db.session.scalar(
+                sa.select(RefreshToken).where(RefreshToken.family_id == families[label])
+            )
+            assert (token.revoked_at is None) == kept, label
+
+
+def _down_revision_of(revision: str) -> str:
+    """The revision a migration follows (read from its file: the chain may be re-linked)."""
+    versions = os.path.join(
+        os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+        "authserver",
+        "platform",
+        "migrations",
+        "versions",
+    )
+    [name] = [f for f in os.listdir(versions) if f.startswith(f"{revision}_")]
+    with open(os.path.join(versions, name), encoding="utf-8") as source:
+        found = re.search(r'^down_revision = "([^"]+)"', source.read(), re.MULTILINE)
+    assert found, name
+    return found.group(1)
