@@ -83,7 +83,7 @@ def test_cli_db_upgrade_brings_a_new_database_to_head(tmp_path):
     assert version == max(revisions)
 
 
-def test_0006_revokes_refresh_tokens_that_crossed_live_and_test(make_app, fresh_database_url):
+def test_0005_revokes_refresh_tokens_that_crossed_live_and_test(make_app, fresh_database_url):
     """Issue 14's data migration revokes the stored refresh tokens of a login into the
     paired live/test account (or a global login through a test client), and only those."""
     app = make_app(DATABASE_URL=fresh_database_url)
@@ -114,7 +114,7 @@ def test_0006_revokes_refresh_tokens_that_crossed_live_and_test(make_app, fresh_
             principal = tokens.user_principal(user, account, "customer", ["pwd"])
             tokens.save_refresh_token(tokens.new_refresh_token_value(), pk, principal, "")
             families[label] = principal.family_id
-        downgrade(revision=_down_revision_of("0006"))  # back to before it, data kept
+        downgrade(revision=_down_revision_of("0005"))  # back to before it, data kept
         upgrade()
         for label, (*_, kept) in logins.items():
             token = db.session.scalar(

@@ -1,7 +1,7 @@
 """revoke refresh tokens that crossed between a live account and its test account
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 Create Date: 2026-12-07 16:30:00
 
 Issue 14: before it, a test account's client could log live users in (and a live client
@@ -16,8 +16,8 @@ from datetime import UTC, datetime
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0006"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
