@@ -36,8 +36,8 @@ def issue(user: User) -> str:
 def read(token: object) -> Device | None:
     """The device a token names, if we signed it for a login within LIFETIME; else None
     (absent, forged, expired or malformed tokens are simply not a known device)."""
-    if not isinstance(token, str) or not token or len(token) > TOKEN_MAX:
-        return None
+    if not isinstance(token, str) or not token or len(token) > TOKEN_MAX or not token.isascii():
+        return None  # ours are short ASCII; anything else is not worth decoding
     try:
         data = _serializer().loads(token, max_age=LIFETIME)
     except BadData:
