@@ -134,3 +134,13 @@ def test_a_stolen_device_cookie_is_locked_out_on_its_own(web, world):
         assert page_login(thief, world, password=WRONG, ip=f"10.80.0.{i}").status_code == 401
     assert page_login(thief, world, ip="10.80.1.1").status_code == 429
     assert page_login(web.test_client(), world, ip="10.80.1.2").status_code == 303
+
+
+def test_a_garbled_device_cookie_is_ignored(web, world):
+    """A cookie we did not sign (or a malformed one) is a stranger's: the login still works,
+    and a new cookie replaces it."""
+    client = web.test_client()
+    client.set_cookie(COOKIE, "garbage.\x7f" + "x" * 600)
+    response = page_login(client, world)
+    assert response.status_code == 303
+    assert set_cookie_header(response).startswith(f"{COOKIE}=")
