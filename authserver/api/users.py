@@ -192,7 +192,7 @@ def update_user(user_id: str) -> Response:
     attrs = documents.parse_document(
         type_="User", require_id=member.user.id, allowed=ADMIN_ATTRIBUTES
     )
-    member = profile.update_user(actor, user_id, _fields(attrs))
+    member = profile.update_user(actor, user_id, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, request_locale(actor.account))
 
 
@@ -225,7 +225,7 @@ def update_current_user() -> Response:
     emailVerified); a new email is unverified and gets a verification link."""
     user, account = _current()
     attrs = documents.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
-    member = profile.update_current_user(user, account, _fields(attrs))
+    member = profile.update_current_user(user, account, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, _locale_of(user, account))
 
 

@@ -12,10 +12,15 @@ The one login policy behind the password grant and the hosted login page:
   guesses cannot slip past. A username gets FAILURES_PER_IP attempts per client IP and
   FAILURES_PER_USER attempts from all IPs within the window, and one IP gets
   FAILURES_FROM_IP failed attempts over all usernames (password spraying); past any of
-  them, the answer is Throttled (429, Retry-After) until the window ends. A successful
-  login clears the username's counters and gives the IP's attempt back; a right password
-  that only asks for the second factor gives its attempts back. Unknown usernames are
-  counted the same way, so the throttle reveals nothing.
+  them, the answer is Throttled (429, Retry-After) until the window ends. The username's
+  counters do not name the account (`aid`), so a global user has one budget however many
+  accounts they can log into. A known device (a device token of `devices` that this user
+  earned by logging in) counts on its own DEVICE_FAILURES budget instead of the
+  all-IP one, so strangers exhausting that cannot lock the owner out, and a device past
+  its budget is locked out on its own. A successful login clears the counters it used
+  and gives the IP's attempt back; a right password that only asks for the second factor
+  gives its attempts back. Unknown usernames are counted the same way, so the throttle
+  reveals nothing.
 - Every outcome is written to the login history (LoginRecord).
 """
 
@@ -25,7 +30,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from authserver.identity import twofactor
+from authserver.identity import devices, twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
 from authserver.platform import database
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
@@ -46,6 +51,7 @@ THROTTLE_WINDOW = 15 * 60  # seconds
 FAILURES_PER_IP = 10  # per username and client IP in the window (Auth0 uses 10)
 FAILURES_PER_USER = 50  # per username from every IP in the window (NIST: <= 100)
 FAILURES_FROM_IP = 100  # for all usernames together from one IP in the window
+DEVICE_FAILURES = 10  # per known device (instead of FAILURES_PER_USER) in the window
 USERNAME_MAX = 255
 # How login history names the factors (RFC 8176 amr values -> words people read).
 METHOD_NAMES = {
@@ -73,6 +79,7 @@ class LoginAttempt:
     # Whether a global login (no `account_id`, a live-mode session) may go through it: not
     # through a test account's client, which must never yield a live login.
     allow_global: bool = True
+    device_token: str | None = None  # from a device that logged in before (devices.issue)
 
 
 @dataclass(frozen=True)
@@ -81,15 +88,15 @@ class LoginResult:
     account: Account | None  # the account the session is for; None for a global login
     role: str
     amr: list[str] = field(default_factory=list)  # RFC 8176 methods used: pwd, otp, ...
+    device_token: str = ""  # a new token for the device that logged in (devices.issue)
 
 
 def password_login(attempt: LoginAttempt) -> LoginResult:
     """Check password and second factor. Raises Throttled, InvalidCredentials,
     OtpRequired (password right, second factor missing) or InvalidOtp."""
     username = attempt.username.strip().lower()
-    keys = _throttle_keys(attempt.account_id, username, attempt.ip)
-    _count_attempt(keys)
-    found = find_member(attempt.account_id, username) if _may_serve(attempt) else None
+    keys = _count_attempt(attempt, username)
+    found = _find(attempt, username)
     user, account, role = found if found else (None, None, "")
     valid = passwords().verify(user.password_hash if user else None, attempt.password)
     if len(attempt.password) > PASSWORD_MAX or not valid or user is None:
@@ -132,8 +139,7 @@ def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -
     Raises Throttled, InvalidCredentials, OtpRequired or InvalidOtp.
     """
     username = attempt.username.strip().lower()
-    keys = _throttle_keys(attempt.account_id, username, attempt.ip)
-    _count_attempt(keys)
+    keys = _count_attempt(attempt, username)
     found = find_member(attempt.account_id, username)
     user, account, role = found if found else (None, None, "")
     if (
@@ -161,7 +167,8 @@ def _succeed(
 ) -> LoginResult:
     _clear_after_success(keys)
     _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
-    return LoginResult(user, account, role, amr + (["mfa"] if len(amr) > 1 else []))
+    amr = amr + (["mfa"] if len(amr) > 1 else [])
+    return LoginResult(user, account, role, amr, devices.issue(user))
 
 
 def _second_factor(
@@ -191,44 +198,84 @@ def _second_factor(
     )
 
 
+def _find(attempt: LoginAttempt, username: str) -> tuple[User, Account | None, str] | None:
+    """The member the attempt names; an account this front door may not serve is treated
+    like one that does not exist."""
+    return find_member(attempt.account_id, username) if _may_serve(attempt) else None
+
+
 @dataclass(frozen=True)
 class ThrottleKeys:
-    user: str  # this username (in this account), from every IP
+    user: str  # this username from every IP, whatever the account (strangers' budget)
     user_ip: str  # this username from this IP
     ip: str  # every username from this IP (password spraying)
+    device: str | None = None  # a known device of this user: its budget replaces `user`
 
     def all(self) -> tuple[str, str, str]:
-        return self.user, self.user_ip, self.ip
+        """The counters this attempt is counted on."""
+        return self.device or self.user, self.user_ip, self.ip
 
 
-def _throttle_keys(account_id: str | None, username: str, ip: str | None) -> ThrottleKeys:
-    who = f"{account_id or 'global'}:{username}"
-    return ThrottleKeys(f"login-fail:{who}", f"login-fail-ip:{who}:{ip or '-'}", f"login-ip:{ip}")
+def _throttle_keys(attempt: LoginAttempt, username: str) -> ThrottleKeys:
+    # Not the account: a global user logs in with any `aid` they are a member of (or none),
+    # and each must not be a fresh budget. Same-named users of different accounts share
+    # the strangers' budget; their known devices are what keeps them from lock-in.
+    ip = attempt.ip
+    device = _known_device(attempt, username)
+    return ThrottleKeys(
+        f"login-fail:{username}",
+        f"login-fail-ip:{username}:{ip or '-'}",
+        f"login-ip:{ip}",
+        f"login-device:{device.id}" if device else None,
+    )
 
 
-def _count_attempt(keys: ThrottleKeys) -> None:
+def _known_device(attempt: LoginAttempt, username: str) -> devices.Device | None:
+    """The attempt's device, if it is a known device of the user the attempt names.
+
+    Bound to the user, not to the name typed: a token earned by logging into one's own
+    "bob" is worth nothing against another account's "bob" (else anyone could mint
+    fresh budgets for a name). Looked up only for a validly signed token, so strangers'
+    floods cost no database read before their 429.
+    """
+    device = devices.read(attempt.device_token)
+    if device is None:
+        return None
+    found = _find(attempt, username)
+    return device if found is not None and found[0].id == device.user_id else None
+
+
+def _count_attempt(attempt: LoginAttempt, username: str) -> ThrottleKeys:
+    """Count the attempt on its three counters before anything is checked; raises
+    Throttled past any limit. Returns the keys, for the refunds and the clearing."""
+    keys = _throttle_keys(attempt, username)
+    first = (keys.device, DEVICE_FAILURES) if keys.device else (keys.user, FAILURES_PER_USER)
     kv = store()
     hits = [
-        kv.hit(keys.user, FAILURES_PER_USER, THROTTLE_WINDOW),
+        kv.hit(first[0], first[1], THROTTLE_WINDOW),
         kv.hit(keys.user_ip, FAILURES_PER_IP, THROTTLE_WINDOW),
         kv.hit(keys.ip, FAILURES_FROM_IP, THROTTLE_WINDOW),
     ]
     if not all(h.allowed for h in hits):
         raise Throttled(max(h.retry_after for h in hits))
+    return keys
 
 
 def _refund_attempt(keys: ThrottleKeys, *names: str) -> None:
-    """Give an attempt back on the given counters (all three when none are named)."""
+    """Give an attempt back on the given counters (all counted ones when none are named)."""
     kv = store()
     for name in names or keys.all():
         kv.incr(name, THROTTLE_WINDOW, amount=-1)
 
 
 def _clear_after_success(keys: ThrottleKeys) -> None:
-    # The username's counters start over; the IP's counter only gets this attempt back,
-    # so one good login cannot reset a spraying budget shared with other usernames.
-    store().delete(keys.user, keys.user_ip)
-    _refund_attempt(keys, keys.ip)
+    # The username's counters that this login used start over; the IP's counter only
+    # gets this attempt back, so one good login cannot reset a spraying budget shared with
+    # other usernames. A known device's login leaves the strangers' counter alone: the
+    # owner signing in must not hand a guessing attacker a fresh budget.
+    first, user_ip, ip = keys.all()
+    store().delete(first, user_ip)
+    _refund_attempt(keys, ip)
 
 
 def _record(

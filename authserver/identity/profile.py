@@ -23,6 +23,7 @@ from authserver.identity.users import (
     is_self,
     require_manager,
     role_in,
+    throttle_username_change,
     username_taken,
 )
 from authserver.platform.database import commit
@@ -48,19 +49,23 @@ class _Applied:
     code: str | None = None
 
 
-def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Member:
+def update_user(
+    actor: Actor, user_id: object, changes: dict[str, Any], *, ip: str | None = None
+) -> Member:
     """An administrator changes an account member.
 
     Nobody changes their own role or status, or does here for themselves what
     update_current_user refuses; only an owner touches an owner or makes one.
     A global member is the person's own across accounts: here only its role in this
     account (the membership) may change. A new role, a new password or leaving `active`
-    voids every token of the user at once.
+    voids every token of the user at once. A new username is throttled per caller and `ip`.
     """
     require_manager(actor)
     member = get_member(actor.account, user_id)
     check_may_touch(actor, member)
     user = member.user
+    if _renames(user, changes):
+        throttle_username_change(actor.user_id or f"account:{actor.account.id}", ip)
     unknown = set(changes) - ADMIN_FIELDS
     if unknown:
         raise ValueError(f"unexpected user fields: {sorted(unknown)}")
@@ -139,14 +144,19 @@ def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
     return True
 
 
-def update_current_user(user: User, account: Account | None, changes: dict[str, Any]) -> Member:
+def update_current_user(
+    user: User, account: Account | None, changes: dict[str, Any], *, ip: str | None = None
+) -> Member:
     """A user changes their own profile: SELF_FIELDS only (role, status and whether the
-    email is verified are for administrators; the password has its own use cases)."""
+    email is verified are for administrators; the password has its own use cases).
+    A new username is throttled per user and `ip` (its answer says whether a name is taken)."""
     not_allowed = sorted(set(changes) - SELF_FIELDS)
     if not_allowed:
         raise ValidationFailed(
             "You may not change this yourself.", field=not_allowed[0], code="unknown_attribute"
         )
+    if _renames(user, changes):
+        throttle_username_change(user.id, ip)
     changes = dict(changes)
     current_password = changes.pop("current_password", None)
     _check_no_downgrade(user, changes.get("auth_method"))
@@ -161,6 +171,11 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     commit(conflict=username_taken())
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
+
+
+def _renames(user: User, changes: dict[str, Any]) -> bool:
+    """Whether the change asks for another username (counted before it is even checked)."""
+    return "username" in changes and changes["username"] != user.username
 
 
 def _moves_second_factor(user: User, changes: dict[str, Any]) -> bool:

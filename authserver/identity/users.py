@@ -69,6 +69,9 @@ SEARCH_MAX = 255
 # Guest sign-ups per client IP an hour: each costs a password hash and may send a
 # verification email to any address it names (inbox flooding, mass sign-ups).
 SIGN_UPS_PER_IP = (20, 3600)
+# Username changes an hour, per client IP and per person asking: each one answers "is this
+# name taken?", so without a cap a signed-in member could probe who exists at full speed.
+USERNAME_CHANGES = (20, 3600)
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,17 @@ def lock_account(account: Account) -> None:
     """Serialise username changes within one account (row lock until commit), so two
     concurrent creations cannot both pass the cross-rule checks below."""
     db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
+
+
+def throttle_username_change(who: str, ip: str | None) -> None:
+    """Count a request to change a username, per `who` (the person or client asking) and per
+    `ip`, before anything is checked, as sign-ups are; raises Throttled past the limit."""
+    kv = store()
+    hits = [kv.hit(f"username-change:{who}", *USERNAME_CHANGES)]
+    if ip:
+        hits.append(kv.hit(f"username-change-ip:{ip}", *USERNAME_CHANGES))
+    if not all(h.allowed for h in hits):
+        raise Throttled(max(h.retry_after for h in hits))
 
 
 def check_username_free(username: str, *, account: Account | None, user: User | None) -> None:

@@ -2,6 +2,7 @@
 
 - PasswordGrant: username + password (+ otp / recovery_code) through `login.password_login`,
   the same policy as the hosted login page. `aid:<account>` in `scope` picks the account.
+  The answer carries a `device_token` the app sends back at its next login (known device).
 - RefreshGrant: rotates user refresh tokens (reuse revokes the family); a publishable token
   (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with no client or
   one of that account; `aid:<test account>` with a live user's token gives a test-mode token.
@@ -33,7 +34,7 @@ from authlib.oauth2.rfc6749.hooks import hooked
 from flask import request as flask_request
 from sqlalchemy import select
 
-from authserver.identity import login, tokens, users
+from authserver.identity import devices, login, tokens, users
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
 from authserver.platform.errors import (
     InvalidCredentials,
@@ -113,6 +114,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         password = _field(form, "password", PASSWORD_MAX)
         otp = _field(form, "otp", 16, required=False)
         recovery_code = _field(form, "recovery_code", 64, required=False)
+        device_token = _field(form, "device_token", devices.TOKEN_MAX, required=False)
         aid, scope = split_scope(client, self.request.payload.scope)
         attempt = LoginAttempt(
             username=username or "",
@@ -125,10 +127,12 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
             client_id=client.client_id,
             allowed_account_ids=frozenset([client.account_id]),
             allow_global=client.serves(None),
+            device_token=device_token,
         )
         with domain_errors():
             result = password_login(attempt)
         self.request.client = client
+        self.request.device_token = result.device_token
         self.request.user = tokens.user_principal(
             result.user, result.account, result.role, result.amr
         )
@@ -138,6 +142,9 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
         token = self.generate_token(user=self.request.user, scope=self.request.scope)
         self.save_token(token)
+        # The app sends it back as `device_token` at its next password login: a known
+        # device passes the per-user lockout that strangers exhaust (see identity.login).
+        token["device_token"] = self.request.device_token
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 

@@ -15,7 +15,7 @@ from typing import Any
 from flask import current_app, request, session, url_for
 from werkzeug.wrappers import Response
 
-from authserver.identity import browser_login
+from authserver.identity import browser_login, devices
 from authserver.identity.login import LoginAttempt, LoginResult, continue_login, password_login
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from authserver.platform.i18n import gettext
@@ -26,6 +26,7 @@ from .common import PENDING, Page, SignedIn, now, render, see_other, signed_in
 from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
 
 CARRIED = ("aid", "next", "ui_locales")  # query parameters the login form posts back
+DEVICE_COOKIE = "authserver_device"  # a device token (identity.devices), one user per browser
 
 
 def _carried() -> dict[str, Any]:
@@ -39,11 +40,28 @@ def _allowed_accounts(client: Any) -> frozenset[str] | None:
     return frozenset([client.account_id])
 
 
+def _device_cookie() -> str:
+    """The known-device cookie's name: `__Host-` (Secure, whole host) when served over https."""
+    secure = current_app.config["SESSION_COOKIE_SECURE"]
+    return ("__Host-" if secure else "") + DEVICE_COOKIE
+
+
 def _finish(result: LoginResult, target: str) -> Response:
-    """Every factor passed: a fresh session holding only the login."""
+    """Every factor passed: a fresh session holding only the login, and this browser is a
+    known device of the user from now on (it passes the lockout strangers cause)."""
     account_id = result.account.id if result.account is not None else None
     browser_login.start_login(session, result.user, account_id, result.amr, now())
-    return see_other(target)
+    response = see_other(target)
+    response.set_cookie(
+        _device_cookie(),
+        result.device_token,
+        max_age=devices.LIFETIME,
+        path="/",
+        secure=current_app.config["SESSION_COOKIE_SECURE"],
+        httponly=True,  # no script needs it; an XSS must not carry it off
+        samesite="Strict",  # only our own login forms post it
+    )
+    return response
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -64,6 +82,7 @@ def login() -> Response:
         client_id=client.client_id if client is not None else None,
         allowed_account_ids=_allowed_accounts(client),
         allow_global=client is None or client.serves(None),
+        device_token=request.cookies.get(_device_cookie()),
     )
     try:
         result = password_login(attempt)
@@ -131,6 +150,7 @@ def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttemp
         client_id=pending.get("cid"),
         allowed_account_ids=frozenset(allowed) if allowed else None,
         allow_global=pending.get("global") is not False,
+        device_token=request.cookies.get(_device_cookie()),
         **codes,
     )
 

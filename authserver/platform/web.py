@@ -85,11 +85,31 @@ def _render_http_error(error: HTTPException) -> HTTPException | Response:
     return error  # Flask's default (the pages layer will render HTML errors)
 
 
+PROXY_WARNING = (
+    "requests carry X-Forwarded-For but PROXY_FIX is 0: every client looks like the proxy's "
+    "address, so the per-IP login throttles lump all users behind it together. Set "
+    "PROXY_FIX to the number of proxies in front of the server (README, Configuration)."
+)
+
+
+def _warn_of_untrusted_proxy() -> None:
+    """Say once per process (not per request: a log flood helps nobody) that a proxy seems
+    to be in front while none is trusted."""
+    if "X-Forwarded-For" not in request.headers:
+        return
+    warned = current_app.extensions.setdefault("authserver.proxy_warning", [])
+    if not warned:  # a check-then-append race only costs a second line, once
+        warned.append(True)
+        log.warning(PROXY_WARNING)
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
     if app.config["PROXY_FIX"]:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
+    else:
+        app.before_request(_warn_of_untrusted_proxy)
     app.register_blueprint(bp)
 
     @app.after_request

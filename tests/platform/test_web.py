@@ -115,6 +115,32 @@ def test_warning_logged_by_readyz_has_the_request_id(
     assert all("request_id=ready-warn-01" in line for line in lines)
 
 
+def _proxy_warnings(stream: io.StringIO) -> list[str]:
+    return [line for line in stream.getvalue().splitlines() if "PROXY_FIX is 0" in line]
+
+
+def test_forwarded_requests_without_proxy_fix_warn_once(
+    client: FlaskClient, log_stream: io.StringIO
+) -> None:
+    """X-Forwarded-For while PROXY_FIX is 0: one WARNING naming PROXY_FIX, not one a request;
+    requests without the header warn nothing."""
+    client.get("/healthz")
+    assert _proxy_warnings(log_stream) == []
+    for i in range(3):
+        client.get("/healthz", headers={"X-Forwarded-For": f"203.0.113.{i}"})
+    warnings = _proxy_warnings(log_stream)
+    assert len(warnings) == 1 and "level=WARNING" in warnings[0]
+
+
+def test_forwarded_requests_with_proxy_fix_do_not_warn(
+    make_app: Callable[..., Flask], log_stream: io.StringIO
+) -> None:
+    """With PROXY_FIX set the header is expected (it is trusted): no warning."""
+    client = make_app(PROXY_FIX=1).test_client()
+    client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.5"})
+    assert _proxy_warnings(log_stream) == []
+
+
 @pytest.mark.parametrize("path", ["/healthz", "/readyz", "/v1/nope", "/nope"])
 def test_security_headers_on_every_response(client: FlaskClient, path: str) -> None:
     """Responses, errors included, carry nosniff, no-referrer, DENY framing and a CSP."""
