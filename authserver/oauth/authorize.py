@@ -32,7 +32,7 @@ from authserver.identity.consents import scope_words
 from authserver.platform import i18n
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.i18n import gettext as _
-from authserver.platform.web import no_store
+from authserver.platform.web import MalformedInput, no_store
 
 from .clients import ClientInfo
 
@@ -323,7 +323,9 @@ def owns_path(path: str) -> bool:
 def http_error(error: HTTPException) -> Response:
     """405, a failed CSRF check (400)... on the authorization endpoint: an HTML page."""
     status = error.code or 500
-    if status == 400:
+    if isinstance(error, MalformedInput):
+        description = _("The request holds a form part without a name or a NUL character.")
+    elif status == 400:
         description = _("The form has expired or was not sent from this page. Please try again.")
     elif status == 405:
         description = _("Method not allowed.")

@@ -33,7 +33,7 @@ from authserver.platform.errors import DomainError, ServiceUnavailable, Throttle
 from authserver.platform.extensions import db
 from authserver.platform.i18n import best_request_locale, gettext
 from authserver.platform.models import Account, AccountStatus, User
-from authserver.platform.web import no_store
+from authserver.platform.web import MalformedInput, no_store
 
 # Paths that belong to other front doors (they render their own errors).
 NOT_PAGES = ("/v1", "/oauth", "/.well-known")
@@ -249,6 +249,11 @@ def render_http_error(error: HTTPException) -> Response:
         message = gettext(
             "This form expired or did not come from this site. Go back, reload the page"
             " and try again."
+        )
+    elif isinstance(error, MalformedInput):
+        message = gettext(
+            "What you sent holds characters that cannot be used (such as NUL) or a form"
+            " part without a name. Go back and try again."
         )
     elif status == 404:
         message = gettext("This page does not exist.")

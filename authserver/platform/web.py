@@ -1,15 +1,18 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
-(`no_store`) and the dispatch of HTTP errors to the front door that owns the path."""
+(`no_store`), the dispatch of HTTP errors to the front door that owns the path, and the
+input guard that refuses what no front door can store or parse (`guard_text`)."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -48,6 +51,11 @@ def readyz() -> tuple[Response, int]:
     return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
 
 
+# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8: either
+# would fail deep inside a query or a background job instead of as a clear 400.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MULTIPART = "multipart/form-data"
+
 R = TypeVar("R", bound=BaseResponse)
 
 
@@ -85,8 +93,45 @@ def _render_http_error(error: HTTPException) -> HTTPException | Response:
     return error  # Flask's default (the pages layer will render HTML errors)
 
 
+class MalformedInput(BadRequest):
+    """A form part without a name, or a NUL (or lone surrogate) in a parameter."""
+
+    description = "The request holds a form part without a name or a character we cannot store."
+
+
+def guard_text(app: Flask, matches: PathTest) -> None:
+    """Refuse NUL and lone surrogates in the query, form and path parameters of the paths
+    `matches` takes (a front door whose views do not check each value themselves)."""
+    app.extensions.setdefault("authserver.text_guarded", []).append(matches)
+
+
+def _unstorable(*texts: object) -> bool:
+    return any(isinstance(t, str) and UNSTORABLE.search(t) is not None for t in texts)
+
+
+def _refuse_malformed_input() -> None:
+    """Before every other hook (the CSRF check reads the form first): nameless multipart
+    parts anywhere (Flask-WTF and Authlib read form keys as strings), and unstorable
+    characters on the guarded paths. Raises MalformedInput, which the path's front door
+    renders as its own 400."""
+    if request.mimetype == MULTIPART and (None in request.form or None in request.files):
+        raise MalformedInput()
+    guarded: list[PathTest] = current_app.extensions.get("authserver.text_guarded", [])
+    if not any(matches(request.path) for matches in guarded):
+        return
+    sources: list[MultiDict[str, Any]] = [request.args, request.form, request.files]
+    for source in sources:
+        for key, values in source.lists():
+            if _unstorable(key, *values, *(getattr(v, "filename", None) for v in values)):
+                raise MalformedInput()
+    if _unstorable(*(request.view_args or {}).values()):
+        raise MalformedInput()
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
+    # First of all before_request hooks, whichever extension registered earlier.
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_malformed_input)
     if app.config["PROXY_FIX"]:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
