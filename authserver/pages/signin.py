@@ -41,7 +41,8 @@ def _allowed_accounts(client: Any) -> frozenset[str] | None:
 def _finish(result: LoginResult, target: str) -> Response:
     """Every factor passed: a fresh session holding only the login."""
     account_id = result.account.id if result.account is not None else None
-    browser_login.start_login(session, result.user, account_id, result.amr, now())
+    made_for = browser_login.fingerprint(target)  # the request this login serves
+    browser_login.start_login(session, result.user, account_id, result.amr, now(), made_for)
     return see_other(target)
 
 
