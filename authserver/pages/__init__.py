@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from flask import Flask, Response, request
 
-from authserver.platform.web import add_error_renderer, guard_text
+from authserver.platform.web import add_error_renderer, guard_input
 
 from . import common, security, selfservice, signin  # noqa: F401 - register their routes
 from .blueprint import bp
@@ -18,7 +18,7 @@ def init_app(app: Flask) -> None:
     # Last: the API and OAuth renderers claim their own prefixes first.
     add_error_renderer(app, common.owns_path, common.render_http_error)
     # Page forms pass their text straight to the use cases: NULs stop here, as a 400 page.
-    guard_text(app, common.owns_path)
+    guard_input(app, common.owns_path)
 
     @app.before_request
     def page_language() -> Response | None:

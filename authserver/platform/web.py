@@ -1,6 +1,6 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
 (`no_store`), the dispatch of HTTP errors to the front door that owns the path, and the
-input guard that refuses what no front door can store or parse (`guard_text`)."""
+input guard that refuses what no front door can store or parse (`guard_input`)."""
 
 from __future__ import annotations
 
@@ -99,10 +99,12 @@ class MalformedInput(BadRequest):
     description = "The request holds a form part without a name or a character we cannot store."
 
 
-def guard_text(app: Flask, matches: PathTest) -> None:
-    """Refuse NUL and lone surrogates in the query, form and path parameters of the paths
-    `matches` takes (a front door whose views do not check each value themselves)."""
-    app.extensions.setdefault("authserver.text_guarded", []).append(matches)
+def guard_input(app: Flask, matches: PathTest, *, text: bool = True) -> None:
+    """Refuse, on the paths `matches` takes, multipart parts without a name (Flask-WTF's
+    CSRF check and form code read form keys as strings) and, with `text`, NUL and lone
+    surrogates in the query, form and path parameters (for a front door whose views do
+    not check each value themselves)."""
+    app.extensions.setdefault("authserver.input_guards", []).append((matches, text))
 
 
 def _unstorable(*texts: object) -> bool:
@@ -110,14 +112,15 @@ def _unstorable(*texts: object) -> bool:
 
 
 def _refuse_malformed_input() -> None:
-    """Before every other hook (the CSRF check reads the form first): nameless multipart
-    parts anywhere (Flask-WTF and Authlib read form keys as strings), and unstorable
-    characters on the guarded paths. Raises MalformedInput, which the path's front door
-    renders as its own 400."""
+    """Before every other hook (the CSRF check reads the form first). Raises
+    MalformedInput, which the path's front door renders as its own 400."""
+    guards: list[tuple[PathTest, bool]] = current_app.extensions.get("authserver.input_guards", [])
+    checks = [text for matches, text in guards if matches(request.path)]
+    if not checks:
+        return
     if request.mimetype == MULTIPART and (None in request.form or None in request.files):
         raise MalformedInput()
-    guarded: list[PathTest] = current_app.extensions.get("authserver.text_guarded", [])
-    if not any(matches(request.path) for matches in guarded):
+    if not any(checks):
         return
     sources: list[MultiDict[str, Any]] = [request.args, request.form, request.files]
     for source in sources:
