@@ -1,11 +1,12 @@
 """Input no front door can store or parse: a NUL in any page form or query parameter, and
-multipart parts without a name, are a clear 400 that writes nothing and starts no job."""
+multipart parts without a name, are a clear 400 that writes nothing and starts no job;
+the OAuth endpoints and /v1 refuse NULs in their own wire formats."""
 
 from __future__ import annotations
 
 import pytest
 from factories import make_user
-from oauth_helpers import row_counts
+from oauth_helpers import bearer, login, row_counts
 from oidc_helpers import auth_params, pkce
 from pages_helpers import csrf, login_records
 
@@ -122,3 +123,36 @@ def test_nul_at_other_oauth_endpoints_is_400_never_500(web, world, path):
     client = web.test_client()
     response = client.post(path, data={"token": "a\x00b", "client_id": "c\x00", "state": "\x00"})
     assert 400 <= response.status_code < 500, response.get_data(as_text=True)[:300]
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "search=a%00b",
+        "filter%5Bstatus%5D=%00",
+        "filter%5Brole%5D=a%00",
+        "page%5Bsize%5D=1%00",
+        "page%5Bnumber%5D=%001",
+        "sort=%00",
+        "include=%00",
+        "fields%5BUser%5D=%00",
+    ],
+)
+def test_nul_in_api_query_parameters_is_400(app, client, world, query):
+    """A NUL in a /v1 list's query parameters: a JSON:API 400, never a 500."""
+    token = login(client, world)["access_token"]
+    response = client.get(f"/v1/users?{query}", headers=bearer(token))
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/vnd.api+json"
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/v1/users/a%00b", "/v1/user/logins?page%5Bsize%5D=%00", "/v1/logins?filter%5Buser%5D=%00"],
+)
+def test_nul_in_api_paths_and_other_queries_is_4xx(app, client, world, path):
+    """NULs in a /v1 path id or another list's query: a JSON:API 4xx, never a 500."""
+    token = login(client, world)["access_token"]
+    response = client.get(path, headers=bearer(token))
+    assert 400 <= response.status_code < 500, response.get_data(as_text=True)[:300]
+    assert response.mimetype == "application/vnd.api+json"
