@@ -12,7 +12,7 @@ from flask import Flask, current_app
 
 from authserver.identity import tokens
 from authserver.platform.extensions import csrf
-from authserver.platform.web import add_error_renderer, guard_input
+from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
 from . import authorize, logout, views
 from .clients import ClientCache, ClientInfo
@@ -87,3 +87,6 @@ def init_app(app: Flask) -> None:
     # part is a 400 page there (their views check NULs themselves).
     guard_input(app, authorize.owns_path, text=False)
     guard_input(app, logout.owns_path, text=False)
+    # Their POSTs come from our own pages only (the app's requests go to PATH and
+    # /oauth/logout): another site's, `Origin: null` included, is refused.
+    same_origin_posts(app, lambda path: path in (authorize.CONSENT_PATH, logout.CONFIRM_PATH))

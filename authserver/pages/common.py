@@ -291,34 +291,6 @@ def form_field(form: Any, error: DomainError, default: Any) -> Any:
     return form[name] if name and name in form else default
 
 
-def check_origin() -> Response | None:
-    """Refuse a POST that another site sent (on top of the CSRF token): an Origin that is
-    not ours, `Origin: null` (what a sandboxed frame, a data: URL or a page with
-    no-referrer sends), or a browser's Sec-Fetch-Site saying cross-site or same-site.
-
-    Our pages send `Referrer-Policy: same-origin`, so browsers put our own origin on our
-    forms' POSTs; only a client that sends no Origin at all (not a browser made in the
-    last years) is left to the CSRF token alone.
-    """
-    if request.method != "POST":
-        return None
-    fetch_site = request.headers.get("Sec-Fetch-Site")
-    origin = request.headers.get("Origin")
-    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
-        return render_http_error(CSRFError("The request came from another site."))
-    if origin is None:
-        return None
-    ours = {request.host_url.rstrip("/"), _origin(current_app.config["ISSUER"])}
-    if origin.rstrip("/") in ours:
-        return None
-    return render_http_error(CSRFError("The origin does not match."))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
 def page_headers(response: Response) -> Response:
     """No caching of pages that hold codes and tokens; HSTS when the issuer is HTTPS."""
     if owns_path(request.path):

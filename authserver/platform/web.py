@@ -1,6 +1,7 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
 (`no_store`), the dispatch of HTTP errors to the front door that owns the path, and the
-input guard that refuses what no front door can store or parse (`guard_input`)."""
+input guard that refuses what no front door can store or parse (`guard_input`), and
+the refusal of cross-site POSTs to our own forms (`same_origin_posts`)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, HTTPException
@@ -107,13 +110,53 @@ def guard_input(app: Flask, matches: PathTest, *, text: bool = True) -> None:
     app.extensions.setdefault("authserver.input_guards", []).append((matches, text))
 
 
+class CrossSitePost(CSRFError):
+    """A form POST another site sent: a foreign or `null` Origin, or a browser's
+    Sec-Fetch-Site saying cross-site or same-site (a 400, as a refused CSRF token)."""
+
+    description = "The form was not sent from this site."
+
+
+def same_origin_posts(app: Flask, matches: PathTest) -> None:
+    """Refuse, on the paths `matches` takes, POSTs that another site sent (on top of the
+    CSRF token): our own pages' forms only, never an app's cross-site request."""
+    app.extensions.setdefault("authserver.same_origin_paths", []).append(matches)
+
+
+def _cross_site_post() -> bool:
+    """Whether this POST came from another site, as far as the browser tells.
+
+    `Origin: null` is what a sandboxed frame, a data: URL or a page with
+    `Referrer-Policy: no-referrer` sends, so it is refused; our HTML pages send
+    `same-origin` (see security_headers), so browsers put our origin on our own forms. A
+    POST with no Origin at all (no browser of the last years) is left to the CSRF token.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    ours = {request.host_url.rstrip("/"), _origin_of(current_app.config["ISSUER"])}
+    return origin.rstrip("/") not in ours
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
 def _unstorable(*texts: object) -> bool:
     return any(isinstance(t, str) and UNSTORABLE.search(t) is not None for t in texts)
 
 
 def _refuse_malformed_input() -> None:
     """Before every other hook (the CSRF check reads the form first). Raises
-    MalformedInput, which the path's front door renders as its own 400."""
+    CrossSitePost or MalformedInput, which the path's front door renders as its own 400."""
+    if request.method == "POST":
+        same_origin: list[PathTest] = current_app.extensions.get("authserver.same_origin_paths", [])
+        if any(matches(request.path) for matches in same_origin) and _cross_site_post():
+            raise CrossSitePost()
     guards: list[tuple[PathTest, bool]] = current_app.extensions.get("authserver.input_guards", [])
     checks = [text for matches, text in guards if matches(request.path)]
     if not checks:
