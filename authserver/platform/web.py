@@ -1,7 +1,7 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
-(`no_store`), the dispatch of HTTP errors to the front door that owns the path, and the
-input guard that refuses what no front door can store or parse (`guard_input`), and
-the refusal of cross-site POSTs to our own forms (`same_origin_posts`)."""
+(`no_store`), the dispatch of HTTP errors to the front door that owns the path, and two
+guards a front door opts into for its paths: input no front door can store or parse
+(`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`)."""
 
 from __future__ import annotations
 
@@ -150,7 +150,7 @@ def _unstorable(*texts: object) -> bool:
     return any(isinstance(t, str) and UNSTORABLE.search(t) is not None for t in texts)
 
 
-def _refuse_malformed_input() -> None:
+def _refuse_bad_requests() -> None:
     """Before every other hook (the CSRF check reads the form first). Raises
     CrossSitePost or MalformedInput, which the path's front door renders as its own 400."""
     if request.method == "POST":
@@ -177,7 +177,7 @@ def _refuse_malformed_input() -> None:
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
     # First of all before_request hooks, whichever extension registered earlier.
-    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_malformed_input)
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_bad_requests)
     if app.config["PROXY_FIX"]:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
