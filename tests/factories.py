@@ -79,13 +79,16 @@ def make_user(
     """A user of the account (a global user when `account_id` is None); returns the id.
 
     `auth_method` None takes the account's default. "tfa_totp" gets a new TOTP secret
-    unless `totp_secret` is given (see make_totp_user); "tfa_email" needs `email`,
+    unless `totp_secret` is given (see make_totp_user); "tfa_email" needs `email` (taken
+    as verified unless `email_verified=False`),
     "tfa_sms" `phone_number`. `password` None is for pending (invited) users.
     `member_of` {account id: role} makes a global user a member of those accounts. Other
     `fields` (name, locale, email_verified, ...) go to users.create_user.
     """
     if auth_method == "tfa_totp":
         fields.setdefault("totp_secret", twofactor.new_totp_secret())
+    if auth_method == "tfa_email":
+        fields.setdefault("email_verified", True)  # codes are only mailed to a proven address
     with app.app_context():
         account = db.session.get(Account, account_id) if account_id else None
         user = users.create_user(

@@ -27,8 +27,9 @@ def csrf(response: Any) -> str:
 def submit(
     client: FlaskClient, path: str, data: dict[str, str], *, token_from: str | None = None
 ) -> Any:
-    """GET the form page (`token_from`, else `path`), then POST `data` with its CSRF token."""
-    page = client.get(token_from or path)
+    """GET the form page (`token_from`, else `path`, following redirects such as an emailed
+    link's move of its token into the session), then POST `data` with its CSRF token."""
+    page = client.get(token_from or path, follow_redirects=True)
     return client.post(path, data={"csrf_token": csrf(page), **data})
 
 

@@ -29,7 +29,7 @@ from authserver.platform.errors import (
     Unauthenticated,
     ValidationFailed,
 )
-from authserver.platform.web import add_error_renderer, no_store
+from authserver.platform.web import UNSTORABLE, add_error_renderer, no_store
 
 from . import names
 from .names import to_camel
@@ -401,10 +401,21 @@ def _has_body() -> bool:
 
 
 def negotiate() -> None:
-    """Before any /v1 view: refuse oversize bodies, undeclared body types, unusable Accept."""
+    """Before any /v1 view: refuse oversize bodies, undeclared body types, unusable Accept,
+    and query parameters that hold NUL."""
     if _has_body():
         check_content_type()
     check_accept()
+    check_query()
+
+
+def check_query() -> None:
+    """400 for a NUL (or lone surrogate) in any query parameter, used or not: no view has
+    to remember it, and nothing unstorable is read (strictjson does the same for bodies)."""
+    for name, values in request.args.lists():
+        if UNSTORABLE.search(name) or any(UNSTORABLE.search(v) for v in values):
+            detail = "Query parameters may not hold NUL characters."
+            fail_parameter(UNSTORABLE.sub("\ufffd", name), detail)
 
 
 # --- wiring -----------------------------------------------------------------------------

@@ -31,6 +31,9 @@ from authserver.platform.models import Account, AccountStatus, User, UserStatus
 from authserver.platform.security import digest, random_token
 
 CODE_MAX_LIFETIME = 600  # seconds; OAuth 2.1 4.1.2 recommends at most 10 minutes
+# How long a login made for a request that demanded one (prompt=login, max_age) answers
+# that request: the login, a consent page, and a little more.
+REAUTH_WINDOW = 600
 # NIST SP 800-63 assurance levels as acr values (as login.gov uses them).
 ACR_PASSWORD = "http://idmanagement.gov/ns/assurance/aal/1"  # noqa: S105 - a URI, not a secret
 ACR_MFA = "http://idmanagement.gov/ns/assurance/aal/2"
@@ -70,6 +73,7 @@ class Request:
     prompt: frozenset[str]
     max_age: int | None
     hinted_subject: str | None  # `sub` of a valid id_token_hint
+    fingerprint: str | None = None  # browser_login.fingerprint of the request's URL
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,11 @@ def decide(
     consent_given: bool = False,
 ) -> tuple[Step, Member | None]:
     """What the endpoint does next (OIDC Core 3.1.2.1-3.1.2.4). Raises AuthorizationError
-    (login_required, consent_required) when `prompt=none` forbids asking."""
+    (login_required, consent_required) when `prompt=none` forbids asking.
+
+    prompt=login, max_age=0 and an exceeded max_age are met only by a login made for this
+    request (its fingerprint) within REAUTH_WINDOW: an older login, or one made for
+    another request, is sent to log in again."""
     member = member_for(client, login)
     silent = "none" in request.prompt
     fresh_needed = "login" in request.prompt or request.max_age == 0
@@ -125,7 +133,14 @@ def decide(
         and request.hinted_subject is not None
         and request.hinted_subject != member.user.id
     )
-    if member is None or fresh_needed or stale or other_person:
+    # A login made for this very request, minutes ago, is the new login it asked for.
+    made_for_it = (
+        member is not None
+        and request.fingerprint is not None
+        and member.login.made_for == request.fingerprint
+        and 0 <= now - member.login.auth_time <= REAUTH_WINDOW
+    )
+    if member is None or ((fresh_needed or stale) and not made_for_it) or other_person:
         if silent:
             raise AuthorizationError("login_required", "The user must log in.")
         return Step.LOGIN, None

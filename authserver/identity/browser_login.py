@@ -11,13 +11,20 @@ is no login afterwards (a signed cookie alone cannot be taken back).
 
 The authorization endpoint and the self-service pages use `current_login`; only the
 login flow calls `start_login`, and logout `end_login`.
+
+A login made to serve one authorization request (the login page's `next`) names that
+request by its fingerprint (`made_for`): a request that demands a new login (prompt=login,
+max_age) accepts only a login made for it, so its `next` can keep those parameters and
+the round trip neither loops nor can be skipped by opening the `next` URL directly.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 from authserver.platform.extensions import db, store
 from authserver.platform.models import Account, AccountStatus, User, UserStatus
@@ -35,6 +42,15 @@ class BrowserLogin:
     account_id: str | None  # the account the person logged into; None: a global login
     amr: tuple[str, ...]  # RFC 8176 methods: pwd, otp, sms, rc, mfa
     auth_time: int  # when the factors were checked (seconds since the epoch)
+    made_for: str | None = None  # fingerprint of the request this login was made for
+
+
+def fingerprint(target: str) -> str:
+    """A digest naming a URL's path and query, whatever their order and encoding: the
+    login page's `next` and the request that later arrives there have the same one."""
+    parts = urlsplit(target)
+    pairs = sorted(parse_qsl(parts.query))  # blank values dropped, as the redirect drops them
+    return hashlib.sha256(f"{parts.path}?{urlencode(pairs)}".encode()).hexdigest()[:32]
 
 
 def start_login(
@@ -43,8 +59,10 @@ def start_login(
     account_id: str | None,
     amr: Sequence[str],
     now: int,
+    made_for: str | None = None,
 ) -> BrowserLogin:
-    """Record a finished login (every factor passed) in a freshly cleared session."""
+    """Record a finished login (every factor passed) in a freshly cleared session;
+    `made_for` is the fingerprint of the request the login page was to serve."""
     session.clear()
     sid = random_token(16)
     store().put(_sid_key(sid), user.id, ABSOLUTE_TIMEOUT)
@@ -56,8 +74,9 @@ def start_login(
         "at": now,
         "gen": user.token_generation,
         "seen": now,
+        "for": made_for,
     }
-    return BrowserLogin(user.id, account_id, tuple(amr), now)
+    return BrowserLogin(user.id, account_id, tuple(amr), now, made_for)
 
 
 def current_login(session: MutableMapping[str, Any], now: int) -> BrowserLogin | None:
@@ -72,6 +91,13 @@ def current_login(session: MutableMapping[str, Any], now: int) -> BrowserLogin |
     if now - int(data["seen"]) >= SEEN_RESOLUTION:
         session[KEY] = {**data, "seen": now}
     return login
+
+
+def spend_made_for(session: MutableMapping[str, Any]) -> None:
+    """The request this login was made for is answered: it serves no other (one use)."""
+    data = session.get(KEY)
+    if isinstance(data, dict) and data.get("for") is not None:
+        session[KEY] = {**data, "for": None}
 
 
 def end_login(session: MutableMapping[str, Any]) -> None:
@@ -99,7 +125,8 @@ def _parse(data: object) -> BrowserLogin | None:
         return None
     if not isinstance(data.get("gen"), int) or not isinstance(data.get("sid"), str):
         return None
-    return BrowserLogin(uid, aid, tuple(amr), at)
+    made_for = data.get("for")
+    return BrowserLogin(uid, aid, tuple(amr), at, made_for if isinstance(made_for, str) else None)
 
 
 def _still_good(login: BrowserLogin, data: dict[str, Any], now: int) -> bool:

@@ -28,7 +28,7 @@ from sqlalchemy import update
 
 from authserver.identity.accounts import upgrade_password_hash
 from authserver.platform.database import commit
-from authserver.platform.errors import InvalidOtp, Throttled, ValidationFailed
+from authserver.platform.errors import EmailNotVerified, InvalidOtp, Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import Account, AuthMethod, RecoveryCode, User, new_id, utcnow
@@ -82,10 +82,15 @@ def destination(user: User) -> str | None:
 
 
 def start_challenge(user: User, account: Account | None) -> Challenge:
-    """Ask for the user's second factor; sends a new code unless one went out recently."""
+    """Ask for the user's second factor; sends a new code unless one went out recently.
+    Raises EmailNotVerified for emailed codes to an unverified address."""
     method = user.auth_method
     if method not in SENT_METHODS:
         return Challenge(method, None, sent=False, resend_after=0)
+    if method == AuthMethod.TFA_EMAIL and not user.email_verified:
+        # Anyone may sign up with any address (an account whose default is emailed
+        # codes): every login would mail it. The verification link comes first.
+        raise EmailNotVerified()
     config = current_app.config
     cooldown = config["OTP_RESEND_COOLDOWN"]
     kv = store()

@@ -340,8 +340,9 @@ def _register(actor: Actor, fields: dict[str, Any], code: object) -> Member:
             field="phone_verification_code",
             code="required",
         )
-    # The account's default applies without proof (the first login's OTP proves the
-    # address); choosing email two-step login needs an address known to work.
+    # The account's default applies without proof (no code is mailed until the address
+    # is verified, see twofactor.start_challenge); choosing email two-step login needs an
+    # address known to work.
     if explicit == AuthMethod.TFA_EMAIL and not fields.get("email_verified"):
         raise ValidationFailed(
             "Email two-step login needs a verified email.",

@@ -13,7 +13,7 @@ from flask import Flask, current_app
 
 from authserver.identity import tokens
 from authserver.platform.extensions import csrf
-from authserver.platform.web import add_error_renderer
+from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
 from . import authorize, logout, views
 from .clients import ClientCache, ClientInfo
@@ -91,3 +91,10 @@ def init_app(app: Flask) -> None:
     add_error_renderer(app, authorize.owns_path, authorize.http_error)  # before views' /oauth/
     add_error_renderer(app, logout.owns_path, authorize.http_error)
     add_error_renderer(app, views.owns_path, views.http_error)
+    # The consent and logout confirmations are CSRF-checked forms: a nameless multipart
+    # part is a 400 page there (their views check NULs themselves).
+    guard_input(app, authorize.owns_path, text=False)
+    guard_input(app, logout.owns_path, text=False)
+    # Their POSTs come from our own pages only (the app's requests go to PATH and
+    # /oauth/logout): another site's, `Origin: null` included, is refused.
+    same_origin_posts(app, lambda path: path in (authorize.CONSENT_PATH, logout.CONFIRM_PATH))

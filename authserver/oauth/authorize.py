@@ -24,7 +24,7 @@ from flask import Blueprint, Response, current_app, g, render_template, request,
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import HTTPException
 
-from authserver.identity import authorization, consents
+from authserver.identity import authorization, browser_login, consents
 from authserver.identity.authorization import AuthorizationError, Member, Step
 from authserver.identity.browser_login import current_login
 from authserver.identity.clients import SCOPES
@@ -32,7 +32,7 @@ from authserver.identity.consents import scope_words
 from authserver.platform import i18n
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.i18n import gettext as _
-from authserver.platform.web import no_store
+from authserver.platform.web import MalformedInput, no_store
 
 from .clients import ClientInfo
 
@@ -179,6 +179,7 @@ def _checked_request(client: ClientInfo) -> authorization.Request:
         prompt=prompt,
         max_age=int(max_age) if max_age is not None else None,
         hinted_subject=_hinted_subject(_arg("id_token_hint"), client),
+        fingerprint=browser_login.fingerprint(_request_url()),
     )
 
 
@@ -211,18 +212,16 @@ def error_page(description: str, status: int = 400) -> Response:
     return page("pages/authorize_error.html", status, description=description)
 
 
+def _request_url() -> str:
+    """The request as a GET URL of PATH (a POSTed or consent request included)."""
+    pairs = [(k, v) for k, v in _params().items(multi=True) if v]
+    return f"{PATH}?{urlencode(pairs)}"
+
+
 def _login_redirect() -> Response:
-    """To the login page, coming back here without what just forced the login (no loop)."""
-    pairs: list[tuple[str, str]] = []
-    for key, value in _params().items(multi=True):
-        if key == "prompt":
-            value = " ".join(p for p in value.split() if p != "login")
-        if key == "max_age" and value == "0":
-            continue
-        if value:
-            pairs.append((key, value))
-    next_url = f"{PATH}?{urlencode(pairs)}"
-    return _redirect("/login?" + urlencode({"next": next_url}))
+    """To the login page, coming back here with the whole request: prompt=login and
+    max_age stay, and only a login made for this request meets them (no loop, no skip)."""
+    return _redirect("/login?" + urlencode({"next": _request_url()}))
 
 
 def _consent_page(client: ClientInfo, member: Member, scope: str) -> Response:
@@ -300,6 +299,8 @@ def _handle(decision: str | None) -> Response:
             nonce=_arg("nonce"),
             code_challenge=str(_arg("code_challenge")),
         )
+        if member.login.made_for == checked.fingerprint:
+            browser_login.spend_made_for(session)  # a new login answers one request
     except AuthorizationError as exc:
         return _to_client(redirect_uri, {"error": exc.code, "error_description": exc.description})
     except ServiceUnavailable:
@@ -322,7 +323,9 @@ def owns_path(path: str) -> bool:
 def http_error(error: HTTPException) -> Response:
     """405, a failed CSRF check (400)... on the authorization endpoint: an HTML page."""
     status = error.code or 500
-    if status == 400:
+    if isinstance(error, MalformedInput):
+        description = _("The request holds a form part without a name or a NUL character.")
+    elif status == 400:
         description = _("The form has expired or was not sent from this page. Please try again.")
     elif status == 405:
         description = _("Method not allowed.")

@@ -37,6 +37,7 @@ from sqlalchemy import select
 from authserver.identity import devices, login, tokens, users
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
 from authserver.platform.errors import (
+    EmailNotVerified,
     InvalidCredentials,
     InvalidOtp,
     OtpRequired,
@@ -85,6 +86,8 @@ def domain_errors() -> Iterator[None]:
         raise OtpRequiredError(exc.method, exc.destination, exc.resend_after) from None
     except InvalidOtp:
         raise InvalidOtpError("The one-time password is invalid or expired.") from None
+    except EmailNotVerified as exc:
+        raise InvalidGrantError(exc.detail) from None
     except Throttled as exc:
         raise ThrottledError(exc.retry_after) from None
     except ServiceUnavailable:

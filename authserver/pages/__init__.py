@@ -5,9 +5,9 @@ email verification). Views parse a form, call one use case and render.
 
 from __future__ import annotations
 
-from flask import Flask, Response, request
+from flask import Flask, request
 
-from authserver.platform.web import add_error_renderer
+from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
 from . import common, security, selfservice, signin  # noqa: F401 - register their routes
 from .blueprint import bp
@@ -17,12 +17,14 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     # Last: the API and OAuth renderers claim their own prefixes first.
     add_error_renderer(app, common.owns_path, common.render_http_error)
+    # Page forms pass their text straight to the use cases: NULs stop here, as a 400 page.
+    guard_input(app, common.owns_path)
+    # Every page form is ours: a POST that another site sent is refused (Origin check).
+    same_origin_posts(app, common.owns_path)
 
     @app.before_request
-    def page_language() -> Response | None:
-        if not common.owns_path(request.path) or request.endpoint == "static":
-            return None
-        common.choose_locale()
-        return common.check_origin()
+    def page_language() -> None:
+        if common.owns_path(request.path) and request.endpoint != "static":
+            common.choose_locale()
 
     app.after_request(common.page_headers)

@@ -33,7 +33,7 @@ from authserver.platform.errors import DomainError, ServiceUnavailable, Throttle
 from authserver.platform.extensions import db
 from authserver.platform.i18n import best_request_locale, gettext
 from authserver.platform.models import Account, AccountStatus, User
-from authserver.platform.web import no_store
+from authserver.platform.web import MalformedInput, no_store
 
 # Paths that belong to other front doors (they render their own errors).
 NOT_PAGES = ("/v1", "/oauth", "/.well-known")
@@ -250,6 +250,11 @@ def render_http_error(error: HTTPException) -> Response:
             "This form expired or did not come from this site. Go back, reload the page"
             " and try again."
         )
+    elif isinstance(error, MalformedInput):
+        message = gettext(
+            "What you sent holds characters that cannot be used (such as NUL) or a form"
+            " part without a name. Go back and try again."
+        )
     elif status == 404:
         message = gettext("This page does not exist.")
     elif status == 405:
@@ -284,28 +289,6 @@ def form_field(form: Any, error: DomainError, default: Any) -> Any:
     `default`."""
     name = FORM_FIELDS.get(error.field or "", error.field)
     return form[name] if name and name in form else default
-
-
-def check_origin() -> Response | None:
-    """Refuse a POST whose Origin is another site's (on top of the CSRF token).
-
-    `Referrer-Policy: no-referrer` makes browsers send `Origin: null` on our own forms,
-    so only a present, non-null, foreign origin is refused.
-    """
-    if request.method != "POST":
-        return None
-    origin = request.headers.get("Origin")
-    if not origin or origin == "null":
-        return None
-    ours = {request.host_url.rstrip("/"), _origin(current_app.config["ISSUER"])}
-    if origin.rstrip("/") in ours:
-        return None
-    return render_http_error(CSRFError("The origin does not match."))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
 
 
 def page_headers(response: Response) -> Response:

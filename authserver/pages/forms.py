@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField
+from wtforms import PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX
@@ -71,14 +71,6 @@ class NewPasswordFields(FlaskForm):
             EqualTo("password", message=lazy_gettext("The two passwords are not the same.")),
         ],
     )
-
-
-class NewPasswordForm(NewPasswordFields):
-    token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])
-
-
-class TokenForm(FlaskForm):
-    token = HiddenField(validators=[DataRequired(REQUIRED), Length(max=128, message=TOO_LONG)])
 
 
 # --- security settings ----------------------------------------------------------------

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Response
 
 from authserver.identity import accounts, browser_login, consents, twofactor, verification
 from authserver.identity.consents import scope_words
-from authserver.platform.errors import Throttled, ValidationFailed
+from authserver.platform.errors import EmailNotVerified, Throttled, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext
 from authserver.platform.models import Account, AuthMethod, LoginMethod, User
@@ -280,7 +280,11 @@ def tfa_send_code(me: SignedIn) -> Response:
     if ButtonForm(prefix="send").validate_on_submit():
         aid = me.login.account_id
         account = db.session.get(Account, aid) if aid else None
-        challenge = twofactor.start_challenge(me.user, account)
+        try:
+            challenge = twofactor.start_challenge(me.user, account)
+        except EmailNotVerified:
+            flash(gettext("Confirm your email address first: no code is sent to it until then."))
+            return see_other(url_for(".tfa_disable"))
         if challenge.sent:
             flash(gettext("We sent a new code."))
         elif challenge.resend_after:

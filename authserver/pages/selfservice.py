@@ -2,15 +2,17 @@
 activation and email verification.
 
 A GET only shows a form (mail scanners open links; they must not burn the token); the
-token is spent by the POST, through the same use cases as the API. A reset neither
-logs in nor switches two-step login off.
+token is spent by the POST, through the same use cases as the API. The link's first GET
+moves the token into the signed session and redirects to the same page without it, so
+the token is not left in the address bar, the history or any later request's URL. A
+reset neither logs in nor switches two-step login off.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from flask import request, url_for
+from flask import request, session, url_for
 from werkzeug.wrappers import Response
 
 from authserver.identity import verification
@@ -20,8 +22,11 @@ from authserver.platform.models import User
 
 from . import common
 from .blueprint import bp
-from .common import Page, render
-from .forms import ForgotPasswordForm, NewPasswordForm, TokenForm
+from .common import Page, render, see_other
+from .forms import ButtonForm, ForgotPasswordForm, NewPasswordFields
+
+LINK = "emailed_link"  # the session key of the emailed link's token: {"page", "token"}
+TOKEN_MAX = 128  # longer than any token we mail
 
 PASSWORD_RULES = {  # rules.check_password codes -> what the person reads
     "too_short": lambda: gettext("Use at least 8 characters."),
@@ -64,11 +69,35 @@ def _ui() -> dict[str, Any]:
     return {"ui_locales": ui} if ui else {}
 
 
+def _token_out_of_url() -> Response | None:
+    """The link's first GET: keep its token in the session, send the browser to the page
+    without it (its URL is what access logs, the history and the Referer would hold)."""
+    token = request.args.get("token")
+    if request.method != "GET" or token is None:
+        return None
+    session[LINK] = {"page": request.endpoint, "token": token[:TOKEN_MAX]}
+    response = see_other(url_for(str(request.endpoint), **_ui()))
+    response.headers["Referrer-Policy"] = "no-referrer"
+    return response
+
+
+def _link_token() -> str | None:
+    """The token the emailed link of this page left in the session, if any."""
+    link = session.get(LINK)
+    if not isinstance(link, dict) or link.get("page") != request.endpoint:
+        return None
+    token = link.get("token")
+    return token if isinstance(token, str) and token else None
+
+
 def _new_password(endpoint: str, template_title: str, done: str) -> Response:
-    token = request.args.get("token", "")
-    form = NewPasswordForm()
-    if request.method == "GET":
-        form.token.data = token[:128]
+    moved = _token_out_of_url()
+    if moved is not None:
+        return moved
+    token = _link_token()
+    if token is None:
+        return _bad_link()
+    form = NewPasswordFields()
     page = Page(
         "pages/new_password.html",
         form,
@@ -77,9 +106,7 @@ def _new_password(endpoint: str, template_title: str, done: str) -> Response:
     if not form.validate_on_submit():
         return page.invalid()
     try:
-        user = verification.reset_password(
-            form.token.data, form.password.data, form.confirmation.data
-        )
+        user = verification.reset_password(token, form.password.data, form.confirmation.data)
     except ValidationFailed as exc:
         if exc.code in PASSWORD_RULES:
             return page.field_error(form.password, PASSWORD_RULES[exc.code](), 422)
@@ -88,6 +115,7 @@ def _new_password(endpoint: str, template_title: str, done: str) -> Response:
                 form.confirmation, gettext("The two passwords are not the same."), 422
             )
         return _bad_link()
+    session.pop(LINK, None)
     # No login here: the person signs in with the new password (and their second factor).
     return render(
         "pages/message.html",
@@ -102,6 +130,7 @@ def _login_url(user: User) -> str:
 
 
 def _bad_link() -> Response:
+    session.pop(LINK, None)
     return common.error_page(
         400,
         gettext(
@@ -130,16 +159,21 @@ def activate() -> Response:
 @bp.route("/verify-email", methods=["GET", "POST"])
 def verify_email() -> Response:
     """The verification link: a button that verifies (the GET changes nothing)."""
-    form = TokenForm()
-    if request.method == "GET":
-        form.token.data = request.args.get("token", "")[:128]
+    moved = _token_out_of_url()
+    if moved is not None:
+        return moved
+    token = _link_token()
+    if token is None:
+        return _bad_link()
+    form = ButtonForm()
     page = Page("pages/verify_email.html", form, {"action": url_for(".verify_email", **_ui())})
     if not form.validate_on_submit():
         return page.invalid()
     try:
-        user = verification.verify_email(form.token.data)
+        user = verification.verify_email(token)
     except ValidationFailed:
         return _bad_link()
+    session.pop(LINK, None)
     return render(
         "pages/message.html",
         title=gettext("Email address verified"),

@@ -17,7 +17,13 @@ from werkzeug.wrappers import Response
 
 from authserver.identity import browser_login, devices
 from authserver.identity.login import LoginAttempt, LoginResult, continue_login, password_login
-from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from authserver.platform.errors import (
+    EmailNotVerified,
+    InvalidCredentials,
+    InvalidOtp,
+    OtpRequired,
+    Throttled,
+)
 from authserver.platform.i18n import gettext
 
 from . import common
@@ -50,7 +56,8 @@ def _finish(result: LoginResult, target: str) -> Response:
     """Every factor passed: a fresh session holding only the login, and this browser is a
     known device of the user from now on (it passes the lockout strangers cause)."""
     account_id = result.account.id if result.account is not None else None
-    browser_login.start_login(session, result.user, account_id, result.amr, now())
+    made_for = browser_login.fingerprint(target)  # the request this login serves
+    browser_login.start_login(session, result.user, account_id, result.amr, now(), made_for)
     response = see_other(target)
     response.set_cookie(
         _device_cookie(),
@@ -91,10 +98,19 @@ def login() -> Response:
         return page.field_error(form.password, gettext("The username or password is wrong."), 401)
     except Throttled as exc:
         return page.throttled(form.password, exc)
+    except EmailNotVerified:
+        return page.field_error(form.password, _verify_first(), 403)
     except OtpRequired as exc:
         _start_second_step(attempt, exc, target)
         return see_other(url_for(".login_code"))
     return _finish(result, target)
+
+
+def _verify_first() -> str:
+    return gettext(
+        "Your sign-in codes go to your email address, which is not confirmed yet. Open"
+        " the link in the email we sent you to confirm it, then sign in again."
+    )
 
 
 def _start_second_step(attempt: LoginAttempt, challenge: OtpRequired, target: str) -> None:

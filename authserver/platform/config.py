@@ -131,9 +131,9 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
         # __Host-: the browser only takes it Secure, Path=/ and without Domain (no subdomain
         # can plant or overwrite it).
         app.config["SESSION_COOKIE_NAME"] = "__Host-" + Defaults.SESSION_COOKIE_NAME
-    # The hosted pages send Referrer-Policy: no-referrer, so the Referer that Flask-WTF's
-    # strict mode demands on HTTPS never comes; the session-bound token, SameSite=Lax and
-    # the pages' Origin check (pages/__init__.py) stand in for it.
+    # Flask-WTF's strict mode demands a Referer on HTTPS, which privacy tools strip; the
+    # session-bound token, SameSite=Lax and the pages' Origin check (pages/common.py,
+    # which refuses `Origin: null` too) stand in for it.
     app.config.setdefault("WTF_CSRF_SSL_STRICT", False)
     app.config["PREFERRED_URL_SCHEME"] = urlsplit(app.config["ISSUER"]).scheme
     app.config.setdefault("WTF_CSRF_TIME_LIMIT", None)

@@ -109,6 +109,14 @@ class OtpRequired(DomainError):
         self.sent = sent  # a new code went out with this attempt
 
 
+class EmailNotVerified(DomainError):
+    """The password was right, but the user's second factor is a code emailed to an
+    address not yet verified: no code is mailed to an address nobody proved is theirs."""
+
+    code = "email_not_verified"
+    title = "Confirm your email address first: open the link we emailed to you."
+
+
 class InvalidOtp(DomainError):
     """The one-time password or recovery code is wrong, used or expired."""
 

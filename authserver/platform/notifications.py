@@ -113,8 +113,13 @@ class Notifier:
                 getattr(account, "default_locale", None),
             ]
         )
+        # The greeting names the person only at an address they proved is theirs: a name
+        # typed at sign-up (by anyone, for any address) is never mailed to a stranger.
+        verified = getattr(user, "email_verified", False) is True
         context = {
-            "name": getattr(user, "first_name", None) or getattr(user, "name", None),
+            "name": (getattr(user, "first_name", None) or getattr(user, "name", None))
+            if verified
+            else None,
             "account_name": _account_name(account, locale),
             "support_email": getattr(account, "support_email", None),
             "issuer": self.issuer,

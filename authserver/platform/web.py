@@ -1,15 +1,21 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
-(`no_store`) and the dispatch of HTTP errors to the front door that owns the path."""
+(`no_store`), the dispatch of HTTP errors to the front door that owns the path, and two
+guards a front door opts into for its paths: input no front door can store or parse
+(`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`)."""
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import BadRequest, HTTPException
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
@@ -47,6 +53,11 @@ def readyz() -> tuple[Response, int]:
     ready = all(v == "ok" for v in checks.values())
     return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
 
+
+# PostgreSQL text cannot hold NUL, and a lone surrogate cannot be encoded as UTF-8: either
+# would fail deep inside a query or a background job instead of as a clear 400.
+UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+MULTIPART = "multipart/form-data"
 
 R = TypeVar("R", bound=BaseResponse)
 
@@ -103,8 +114,88 @@ def _warn_of_untrusted_proxy() -> None:
         log.warning(PROXY_WARNING)
 
 
+class MalformedInput(BadRequest):
+    """A form part without a name, or a NUL (or lone surrogate) in a parameter."""
+
+    description = "The request holds a form part without a name or a character we cannot store."
+
+
+def guard_input(app: Flask, matches: PathTest, *, text: bool = True) -> None:
+    """Refuse, on the paths `matches` takes, multipart parts without a name (Flask-WTF's
+    CSRF check and form code read form keys as strings) and, with `text`, NUL and lone
+    surrogates in the query, form and path parameters (for a front door whose views do
+    not check each value themselves)."""
+    app.extensions.setdefault("authserver.input_guards", []).append((matches, text))
+
+
+class CrossSitePost(CSRFError):
+    """A form POST another site sent: a foreign or `null` Origin, or a browser's
+    Sec-Fetch-Site saying cross-site or same-site (a 400, as a refused CSRF token)."""
+
+    description = "The form was not sent from this site."
+
+
+def same_origin_posts(app: Flask, matches: PathTest) -> None:
+    """Refuse, on the paths `matches` takes, POSTs that another site sent (on top of the
+    CSRF token): our own pages' forms only, never an app's cross-site request."""
+    app.extensions.setdefault("authserver.same_origin_paths", []).append(matches)
+
+
+def _cross_site_post() -> bool:
+    """Whether this POST came from another site, as far as the browser tells.
+
+    `Origin: null` is what a sandboxed frame, a data: URL or a page with
+    `Referrer-Policy: no-referrer` sends, so it is refused; our HTML pages send
+    `same-origin` (see security_headers), so browsers put our origin on our own forms. A
+    POST with no Origin at all (no browser of the last years) is left to the CSRF token.
+    """
+    fetch_site = request.headers.get("Sec-Fetch-Site")
+    if fetch_site is not None and fetch_site not in ("same-origin", "none"):
+        return True
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    ours = {request.host_url.rstrip("/"), _origin_of(current_app.config["ISSUER"])}
+    return origin.rstrip("/") not in ours
+
+
+def _origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def _unstorable(*texts: object) -> bool:
+    return any(isinstance(t, str) and UNSTORABLE.search(t) is not None for t in texts)
+
+
+def _refuse_bad_requests() -> None:
+    """Before every other hook (the CSRF check reads the form first). Raises
+    CrossSitePost or MalformedInput, which the path's front door renders as its own 400."""
+    if request.method == "POST":
+        same_origin: list[PathTest] = current_app.extensions.get("authserver.same_origin_paths", [])
+        if any(matches(request.path) for matches in same_origin) and _cross_site_post():
+            raise CrossSitePost()
+    guards: list[tuple[PathTest, bool]] = current_app.extensions.get("authserver.input_guards", [])
+    checks = [text for matches, text in guards if matches(request.path)]
+    if not checks:
+        return
+    if request.mimetype == MULTIPART and (None in request.form or None in request.files):
+        raise MalformedInput()
+    if not any(checks):
+        return
+    sources: list[MultiDict[str, Any]] = [request.args, request.form, request.files]
+    for source in sources:
+        for key, values in source.lists():
+            if _unstorable(key, *values, *(getattr(v, "filename", None) for v in values)):
+                raise MalformedInput()
+    if _unstorable(*(request.view_args or {}).values()):
+        raise MalformedInput()
+
+
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
+    # First of all before_request hooks, whichever extension registered earlier.
+    app.before_request_funcs.setdefault(None, []).insert(0, _refuse_bad_requests)
     if app.config["PROXY_FIX"]:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
@@ -115,7 +206,11 @@ def init_app(app: Flask) -> None:
     @app.after_request
     def security_headers(response: Response) -> Response:
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        # HTML pages: `same-origin`, so our own form POSTs carry a real Origin (under
+        # no-referrer browsers send `Origin: null`, which the pages must refuse as it is
+        # what a sandboxed or no-referrer attacker page sends) and no URL leaves the site.
+        policy = "same-origin" if response.mimetype == "text/html" else "no-referrer"
+        response.headers.setdefault("Referrer-Policy", policy)
         response.headers.setdefault("X-Frame-Options", "DENY")
         response.headers.setdefault(
             "Content-Security-Policy",

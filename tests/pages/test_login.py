@@ -69,6 +69,52 @@ def test_foreign_origin_is_refused_even_with_a_token(web, world):
     assert not signed_in(client)
 
 
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Origin": "null"},
+        {"Origin": "null", "Sec-Fetch-Site": "same-origin"},
+        {"Origin": "http://localhost.evil.example"},
+        {"Sec-Fetch-Site": "cross-site"},
+        {"Sec-Fetch-Site": "same-site"},
+    ],
+)
+def test_null_origin_and_cross_site_posts_are_refused(web, world, headers):
+    """`Origin: null` (a sandboxed or no-referrer page's POST) and a browser's cross-site
+    Sec-Fetch-Site are refused with a 400 page although the CSRF token is valid."""
+    client = web.test_client()
+    token = csrf(client.get("/login"))
+    response = client.post(
+        f"/login?aid={world.live_id}",
+        data={"csrf_token": token, "username": "alice", "password": PASSWORD},
+        headers=headers,
+    )
+    assert response.status_code == 400
+    assert "did not come from this site" in response.get_data(as_text=True)
+    assert not signed_in(client)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Origin": "http://localhost"},
+        {"Origin": "http://localhost", "Sec-Fetch-Site": "same-origin"},
+    ],
+)
+def test_our_own_origin_or_none_is_accepted(web, world, headers):
+    """Control: our own Origin (what browsers send under same-origin), or no Origin, signs in."""
+    client = web.test_client()
+    token = csrf(client.get("/login"))
+    response = client.post(
+        f"/login?aid={world.live_id}",
+        data={"csrf_token": token, "username": "alice", "password": PASSWORD},
+        headers=headers,
+    )
+    assert response.status_code == 303
+    assert signed_in(client)
+
+
 def test_wrong_password_and_unknown_user_look_identical(web, world):
     """A wrong password and an unknown username give the same status and page."""
     client = web.test_client()
@@ -299,14 +345,15 @@ def test_cookie_copied_before_logout_is_signed_out_after_it(web, world):
 
 
 def test_security_headers_on_pages_and_error_pages(web):
-    """Login and error pages carry CSP (frame-ancestors 'none'), no-referrer, nosniff, no-store."""
+    """Login and error pages carry CSP (frame-ancestors 'none'), a same-origin referrer
+    policy, nosniff, no-store."""
     client = web.test_client()
     for path in ("/login", "/does-not-exist", "/forgot-password"):
         response = client.get(path)
         csp = response.headers["Content-Security-Policy"]
         assert "frame-ancestors 'none'" in csp and "script-src 'self'" in csp
         assert "unsafe-inline" not in csp
-        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert response.headers["Referrer-Policy"] == "same-origin"
         assert response.headers["X-Content-Type-Options"] == "nosniff"
         assert response.headers["Cache-Control"] == "no-store"
         assert "text/html" in response.content_type

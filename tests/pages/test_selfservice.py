@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import pytest
 from factories import PASSWORD, make_totp_user, make_user
 from pages_helpers import csrf, signed_in, submit
 
@@ -81,13 +82,12 @@ def test_reset_get_does_not_consume_the_token(web, world):
     token = _reset_token(web, user_id)
     client = web.test_client()
     for _ in range(2):
-        page = client.get(f"/reset-password?token={token}")
+        page = client.get(f"/reset-password?token={token}", follow_redirects=True)
         assert page.status_code == 200 and 'for="password"' in page.get_data(as_text=True)
     done = client.post(
         "/reset-password",
         data={
             "csrf_token": csrf(page),
-            "token": token,
             "password": NEW_PASSWORD,
             "confirmation": NEW_PASSWORD,
         },
@@ -110,7 +110,7 @@ def test_reset_does_not_log_in_nor_switch_off_tfa(web, world):
     done = submit(
         client,
         "/reset-password",
-        {"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+        {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
         token_from=f"/reset-password?token={token}",
     )
     assert done.status_code == 200
@@ -130,7 +130,7 @@ def test_reset_token_works_once(web, world):
     user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
     token = _reset_token(web, user_id)
     client = web.test_client()
-    data = {"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    data = {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
     submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
     before = _password_hash(web, user_id)
     data = {**data, "password": "yet-another-passphrase", "confirmation": "yet-another-passphrase"}
@@ -145,7 +145,7 @@ def test_reset_mismatch_keeps_the_token(web, world):
     token = _reset_token(web, user_id)
     client = web.test_client()
     before = _password_hash(web, user_id)
-    data = {"token": token, "password": NEW_PASSWORD, "confirmation": "something-else-entirely"}
+    data = {"password": NEW_PASSWORD, "confirmation": "something-else-entirely"}
     bad = submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
     assert bad.status_code == 422
     assert 'aria-describedby="confirmation-error"' in bad.get_data(as_text=True)
@@ -156,13 +156,16 @@ def test_reset_mismatch_keeps_the_token(web, world):
 
 
 def test_reset_without_csrf_changes_nothing(web, world):
-    """A reset POST without the CSRF token is 400 and the password stays."""
+    """A reset POST without the CSRF token is 400 and the password stays (the browser
+    opened the link, so the session holds the token)."""
     user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
     token = _reset_token(web, user_id)
     before = _password_hash(web, user_id)
-    response = web.test_client().post(
+    client = web.test_client()
+    client.get(f"/reset-password?token={token}")
+    response = client.post(
         "/reset-password",
-        data={"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
+        data={"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD},
     )
     assert response.status_code == 400
     assert _password_hash(web, user_id) == before
@@ -178,14 +181,13 @@ def test_activation_page_activates_a_pending_user(web, world):
     text = web.extensions["authserver.outbox"].of("email")[-1].text
     token = re.search(r"/activate\?token=([\w-]+)", text).group(1)
     client = web.test_client()
-    page = client.get(f"/activate?token={token}")
+    page = client.get(f"/activate?token={token}", follow_redirects=True)
     with web.app_context():
         assert db.session.get(User, user_id).status == "pending"
     done = client.post(
         "/activate",
         data={
             "csrf_token": csrf(page),
-            "token": token,
             "password": NEW_PASSWORD,
             "confirmation": NEW_PASSWORD,
         },
@@ -204,22 +206,92 @@ def test_verify_email_get_shows_a_button_and_post_verifies(web, world):
     text = web.extensions["authserver.outbox"].of("email")[-1].text
     token = re.search(r"/verify-email\?token=([\w-]+)", text).group(1)
     client = web.test_client()
-    page = client.get(f"/verify-email?token={token}")
+    page = client.get(f"/verify-email?token={token}", follow_redirects=True)
     with web.app_context():
         assert not db.session.get(User, user_id).email_verified
-    done = client.post("/verify-email", data={"csrf_token": csrf(page), "token": token})
+    done = client.post("/verify-email", data={"csrf_token": csrf(page)})
     assert done.status_code == 200
     with web.app_context():
         assert db.session.get(User, user_id).email_verified
-    again = client.post("/verify-email", data={"csrf_token": csrf(page), "token": token})
+    again = client.post("/verify-email", data={"csrf_token": csrf(page)})
     assert again.status_code == 400
 
 
-def test_reset_page_headers_and_no_third_party_resources(web):
-    """The reset page sends no-referrer and loads nothing from another origin."""
-    response = web.test_client().get("/reset-password?token=abc")
-    assert response.headers["Referrer-Policy"] == "no-referrer"
+def _emailed_link(web, user_id: str, path: str) -> str:
+    """Mail the `path` link (reset, activation or verification) and return its token."""
+    with web.app_context():
+        user = db.session.get(User, user_id)
+        if path == "/reset-password":
+            verification.request_password_reset(user.account, user.username)
+        elif path == "/activate":
+            verification.send_activation(user)
+        else:
+            verification.send_email_verification(user)
+    background.jobs(web).drain()
+    text = web.extensions["authserver.outbox"].of("email")[-1].text
+    match = re.search(rf"{re.escape(path)}\?token=([\w-]+)", text)
+    assert match, text
+    return match.group(1)
+
+
+@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
+def test_emailed_link_moves_its_token_out_of_the_url(web, world, path):
+    """The link's first GET keeps the token in the session and redirects (no-referrer) to
+    the page without it; the page neither shows nor needs the token, and its POST works."""
+    pending = path == "/activate"
+    user_id = make_user(
+        web,
+        world.live_id,
+        "bob",
+        email="bob@example.com",
+        password=None if pending else PASSWORD,
+        status="pending" if pending else "active",
+    )
+    token = _emailed_link(web, user_id, path)
+    client = web.test_client()
+    first = client.get(f"{path}?token={token}&ui_locales=es")
+    assert first.status_code == 303
+    assert first.headers["Location"] == f"{path}?ui_locales=es"
+    assert first.headers["Referrer-Policy"] == "no-referrer"
+    page = client.get(first.headers["Location"])
+    assert page.status_code == 200
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    assert token not in page.get_data(as_text=True)
+    fields = (
+        {} if path == "/verify-email" else {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    )
+    done = client.post(path, data={"csrf_token": csrf(page), **fields})
+    assert done.status_code == 200, done.get_data(as_text=True)[:500]
+    with web.app_context():
+        user = db.session.get(User, user_id)
+        assert user.email_verified if path == "/verify-email" else user.status == "active"
+    assert client.get(path).status_code == 400  # spent: the session no longer holds it
+
+
+@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
+def test_link_page_without_a_token_is_a_clear_400(web, path):
+    """The page opened without its link (or after the token was spent) says the link is bad."""
+    response = web.test_client().get(path)
+    assert response.status_code == 400
+    assert "This link is invalid" in response.get_data(as_text=True)
+
+
+def test_a_token_serves_only_the_page_of_its_link(web, world):
+    """A reset link's token in the session is not used by the verification page."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    client = web.test_client()
+    client.get(f"/reset-password?token={token}")
+    assert client.get("/verify-email").status_code == 400
+
+
+def test_link_pages_load_nothing_from_another_origin(web, world):
+    """The reset page loads nothing from another origin."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    token = _reset_token(web, user_id)
+    response = web.test_client().get(f"/reset-password?token={token}", follow_redirects=True)
     body = response.get_data(as_text=True)
+    assert response.status_code == 200
     assert "http://" not in body and "https://" not in body
 
 
@@ -228,7 +300,7 @@ def test_old_password_fails_after_reset(web, world):
     user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
     token = _reset_token(web, user_id)
     client = web.test_client()
-    data = {"token": token, "password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    data = {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
     submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
     old = submit(client, f"/login?aid={world.live_id}", {"username": "bob", "password": PASSWORD})
     assert old.status_code == 401

@@ -61,7 +61,13 @@ def warnings_of(records: list[logging.LogRecord]) -> list[logging.LogRecord]:
 
 
 def user(**attrs: Any) -> User:
-    values = {"email": EMAIL, "phone_number": PHONE, "first_name": "Jane", "locale": None}
+    values = {
+        "email": EMAIL,
+        "phone_number": PHONE,
+        "first_name": "Jane",
+        "locale": None,
+        "email_verified": True,
+    }
     values.update(attrs)
     return User(**values)
 
