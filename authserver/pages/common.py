@@ -256,12 +256,15 @@ def render_http_error(error: HTTPException) -> Response:
         message = gettext("This page cannot be used that way.")
     elif status == 413:
         message = gettext("What you sent is too large.")
+    elif status == 503:
+        message = gettext("The service is unavailable for a moment. Please try again shortly.")
     elif status >= 500:
         status = 500
         message = gettext("Something went wrong on our side. Please try again later.")
     else:
         message = gettext("The request could not be understood.")
-    return error_page(status, message)
+    retry = {k: v for k, v in error.get_headers() if k.lower() == "retry-after"}
+    return error_page(status, message, retry)
 
 
 def render_domain_error(error: DomainError) -> Response:

@@ -1,18 +1,23 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
-(`no_store`) and the dispatch of HTTP errors to the front door that owns the path."""
+(`no_store`, Retry-After on every 503) and the dispatch of HTTP errors to the front door
+that owns the path (an unhandled outage becomes that front door's 503, not a 500)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TypeVar
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy import text
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, InternalServerError
+from werkzeug.exceptions import ServiceUnavailable as HTTPServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
+from authserver.platform import attempts
+from authserver.platform.database import is_unavailable
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.extensions import db, store
 
@@ -36,7 +41,8 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # any driver error means "not ready", and is logged
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         checks["database"] = "unavailable"
-    finally:
+    # A dead connection was invalidated already: there is nothing left to end.
+    with contextlib.suppress(Exception):
         db.session.rollback()
     try:
         store().ping()
@@ -46,6 +52,15 @@ def readyz() -> tuple[Response, int]:
         checks["redis"] = "unavailable"
     ready = all(v == "ok" for v in checks.values())
     return jsonify(status="ok" if ready else "unavailable", checks=checks), 200 if ready else 503
+
+
+def _open_ledger() -> None:
+    attempts.begin()
+
+
+def _close_ledger(exc: BaseException | None) -> None:
+    # No recorded status (an exception escaped even the error handlers) is a failure too.
+    attempts.end(failed=exc is not None or g.get("authserver_failed", True))
 
 
 R = TypeVar("R", bound=BaseResponse)
@@ -76,6 +91,12 @@ def add_error_renderer(app: Flask, matches: PathTest, render: ErrorRenderer) -> 
 
 
 def _render_http_error(error: HTTPException) -> HTTPException | Response:
+    cause = error.original_exception if isinstance(error, InternalServerError) else None
+    if cause is not None and (isinstance(cause, ServiceUnavailable) or is_unavailable(cause)):
+        # An outage no view handled (a pool timeout, a query in a hook, a path no blueprint
+        # owns): the front door's 503, never a 500 that reads like a bug.
+        log.warning("dependency unavailable: %s", type(cause).__name__)
+        error = HTTPServiceUnavailable(retry_after=ServiceUnavailable.retry_after)
     renderers: list[tuple[PathTest, ErrorRenderer]] = current_app.extensions.get(
         "authserver.error_renderers", []
     )
@@ -91,6 +112,24 @@ def init_app(app: Flask) -> None:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
     app.register_blueprint(bp)
+
+    # Throttle counts made during a request that fails on our side are given back
+    # (attempts.py). Opened first and closed last, around every other hook.
+    app.before_request_funcs.setdefault(None, []).insert(0, _open_ledger)
+    app.teardown_request(_close_ledger)
+
+    @app.after_request
+    def retry_after(response: Response) -> Response:
+        # Every front door's 503 (a dependency down) tells clients when to retry, so a
+        # retry storm is paced instead of hammering a database that is coming back.
+        if response.status_code == 503:
+            response.headers.setdefault("Retry-After", str(ServiceUnavailable.retry_after))
+        return response
+
+    @app.after_request
+    def note_failure(response: Response) -> Response:
+        g.authserver_failed = response.status_code >= 500
+        return response
 
     @app.after_request
     def security_headers(response: Response) -> Response:
