@@ -17,6 +17,7 @@ from flask.testing import FlaskClient
 from oauth_helpers import bearer, login, password_grant
 
 from authserver.identity import login as login_policy
+from authserver.platform.extensions import db
 
 JSONAPI = "application/vnd.api+json"
 FROZEN_BOUND = 6.0  # seconds: a 2 s cut of a mute connection, a 2 s connect timeout, slack
@@ -209,3 +210,24 @@ def test_frozen_redis_answers_503_in_seconds_and_recovers(
         own_redis.thaw()
     for _ in range(login_policy.FAILURES_PER_IP):
         assert password_grant(client, world).status_code == 200
+
+
+def test_exhausted_pool_answers_503_after_the_pool_timeout(
+    db_fault_app: Flask, world: World
+) -> None:
+    """Every pooled connection busy: requests wait DATABASE_POOL_TIMEOUT, then get the
+    front door's 503 with Retry-After (not a 500), and are served once one is free."""
+    client = db_fault_app.test_client()
+    token = login(client, world)["access_token"]
+    with db_fault_app.app_context():
+        engine = db.engine
+    held = [engine.connect() for _ in range(engine.pool.size() + engine.pool._max_overflow)]
+    try:
+        response, took = _in_thread(lambda: client.get("/v1/user", headers=bearer(token)), 10)
+        _assert_503(response)
+        assert response.mimetype == JSONAPI and took < 3
+        _token_503(password_grant(client, world))
+    finally:
+        for conn in held:
+            conn.close()
+    assert client.get("/v1/user", headers=bearer(token)).status_code == 200

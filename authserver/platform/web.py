@@ -9,6 +9,7 @@ import logging
 from collections.abc import Callable
 from typing import TypeVar
 
+import sqlalchemy.exc
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy import text
 from werkzeug.exceptions import HTTPException, InternalServerError
@@ -90,13 +91,17 @@ def add_error_renderer(app: Flask, matches: PathTest, render: ErrorRenderer) -> 
     app.extensions.setdefault("authserver.error_renderers", []).append((matches, render))
 
 
+def _render_unavailable(cause: Exception) -> HTTPException | Response:
+    """An outage no view handled (the pool's timeout, a query in a hook, a path no
+    blueprint owns): the front door's 503, never a 500 that reads like a bug."""
+    log.warning("dependency unavailable: %s", type(cause).__name__)
+    return _render_http_error(HTTPServiceUnavailable(retry_after=ServiceUnavailable.retry_after))
+
+
 def _render_http_error(error: HTTPException) -> HTTPException | Response:
     cause = error.original_exception if isinstance(error, InternalServerError) else None
     if cause is not None and (isinstance(cause, ServiceUnavailable) or is_unavailable(cause)):
-        # An outage no view handled (a pool timeout, a query in a hook, a path no blueprint
-        # owns): the front door's 503, never a 500 that reads like a bug.
-        log.warning("dependency unavailable: %s", type(cause).__name__)
-        error = HTTPServiceUnavailable(retry_after=ServiceUnavailable.retry_after)
+        return _render_unavailable(cause)
     renderers: list[tuple[PathTest, ErrorRenderer]] = current_app.extensions.get(
         "authserver.error_renderers", []
     )
@@ -108,6 +113,9 @@ def _render_http_error(error: HTTPException) -> HTTPException | Response:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
+    # Every pooled connection busy for DATABASE_POOL_TIMEOUT: not a DBAPI error, so the
+    # engine's fault hook never sees it (database.py); no view catches it either.
+    app.register_error_handler(sqlalchemy.exc.TimeoutError, _render_unavailable)
     if app.config["PROXY_FIX"]:
         n = app.config["PROXY_FIX"]
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=n, x_proto=n, x_host=n, x_port=n)  # type: ignore[method-assign]
