@@ -91,7 +91,7 @@ def add_error_renderer(app: Flask, matches: PathTest, render: ErrorRenderer) -> 
     app.extensions.setdefault("authserver.error_renderers", []).append((matches, render))
 
 
-def _render_unavailable(cause: Exception) -> HTTPException | Response:
+def _render_unavailable(cause: BaseException) -> HTTPException | Response:
     """An outage no view handled (the pool's timeout, a query in a hook, a path no
     blueprint owns): the front door's 503, never a 500 that reads like a bug."""
     log.warning("dependency unavailable: %s", type(cause).__name__)
