@@ -51,3 +51,13 @@ def test_a_successful_block_keeps_its_counts(store: Any) -> None:
     with attempts.ledger():
         store.hit("t:user", 10, 60)
     assert store.count("t:user") == 1
+
+
+def test_a_password_verify_settles_the_counts(app: Any, store: Any) -> None:
+    """A login's password check (right or wrong) makes its counts stand: a failure after
+    it cannot give back guesses that were actually checked."""
+    with pytest.raises(Outage), attempts.ledger():
+        store.hit("t:user", 10, 60)
+        app.extensions["authserver.passwords"].verify(None, "a guess")
+        raise Outage
+    assert store.count("t:user") == 1
