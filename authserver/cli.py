@@ -20,6 +20,7 @@ from werkzeug.serving import WSGIRequestHandler, run_simple
 from authserver.identity import accounts, clients, demo, imports, retention, users
 from authserver.platform import keys
 from authserver.platform.config import ConfigError
+from authserver.platform.database import DatabaseUnavailable
 from authserver.platform.errors import DomainError, ServiceUnavailable
 from authserver.platform.models import AUTH_METHODS, ROLES, AuthMethod
 
@@ -47,14 +48,17 @@ def main() -> None:
         cli.main(prog_name="authserver")
     except ConfigError as exc:
         _fail(f"configuration: {exc}", 2)
-    except ServiceUnavailable as exc:
-        _fail(exc.detail, 4)
-    except (OperationalError, ProgrammingError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else type(exc).__name__
+    except (OperationalError, ProgrammingError, DatabaseUnavailable) as exc:
+        # DatabaseUnavailable stands for the driver's error it was raised from.
+        cause = exc.__cause__ if isinstance(exc, DatabaseUnavailable) else exc
+        orig = getattr(cause, "orig", None)
+        reason = str(orig).strip().splitlines()[0] if orig else type(exc).__name__
         _fail(
             f"database: {reason} (check AUTHSERVER_DATABASE_URL; run `authserver db upgrade`)",
             3,
         )
+    except ServiceUnavailable as exc:
+        _fail(exc.detail, 4)
 
 
 def _fail(message: str, code: int) -> None:
@@ -90,6 +94,8 @@ def _domain_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except DatabaseUnavailable:
+            raise  # main() says which setting to check (exit 3)
         except DomainError as exc:
             detail = _DETAILS.get((exc.code, exc.field or ""), exc.detail)
             where = f" ({_field_name(exc.field)})" if exc.field else ""

@@ -32,6 +32,7 @@ import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
 from factories import OidcWorld, World, make_oidc_world, make_world
+from faults import RedisServer, TcpProxy, target_of, through_proxy
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
 from redis import Redis
@@ -440,3 +441,37 @@ def mail_app(
         return make_app(MAIL_URL=f"smtp://127.0.0.1:{port}", **overrides), sink
 
     return make
+
+
+# ---------------------------------------------------------------- fault harness
+# Servers a test owns and breaks (tests/faults.py); the shared ones are never touched.
+FAST_DATABASE_FAULTS = {
+    "DATABASE_CONNECT_TIMEOUT": 2,  # libpq's least
+    "DATABASE_STATEMENT_TIMEOUT": 1,  # a mute server is cut after 2 s
+    "DATABASE_POOL_TIMEOUT": 1,
+}
+
+
+@pytest.fixture
+def pg_proxy(database_url: str) -> Iterator[TcpProxy]:
+    """A TCP proxy in front of this process's PostgreSQL that the test can cut or freeze."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("database fault tests need PostgreSQL")
+    proxy = TcpProxy(*target_of(database_url))
+    yield proxy
+    proxy.close()
+
+
+@pytest.fixture
+def db_fault_app(make_app: Callable[..., Flask], database_url: str, pg_proxy: TcpProxy) -> Flask:
+    """An app on this test's tables and Redis, reaching PostgreSQL only through `pg_proxy`,
+    with short database timeouts."""
+    return make_app(DATABASE_URL=through_proxy(database_url, pg_proxy), **FAST_DATABASE_FAULTS)
+
+
+@pytest.fixture
+def own_redis(tmp_path: Any) -> Iterator[RedisServer]:
+    """A redis-server of this test's own on a free port, to kill, freeze and restart."""
+    server = RedisServer(str(tmp_path))
+    yield server
+    server.close()

@@ -6,10 +6,13 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
+import urllib.parse
 import urllib.request
 
 import pytest
+from factories import PASSWORD
 
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 
@@ -97,3 +100,56 @@ def test_memory_store_serves_a_single_worker(serve):
     proc, url = serve(1, AUTHSERVER_REDIS_URL="memory://")
     _wait_up(url, proc)
     assert _get(url + "/readyz") == 200
+
+
+def _post(url: str, form: dict[str, str]) -> tuple[int, dict[str, str], str]:
+    data = urllib.parse.urlencode(form).encode()
+    try:
+        with urllib.request.urlopen(url, data=data, timeout=30) as response:  # noqa: S310 - loopback only
+            return int(response.status), dict(response.headers), response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return int(exc.code), dict(exc.headers), exc.read().decode()
+
+
+def test_database_faults_under_gunicorn(app, world, serve, pg_proxy, database_url):
+    """Findings 2 and 3 as measured: with PostgreSQL cut, then frozen, behind gunicorn the
+    token endpoint answers 503 temporarily_unavailable with Retry-After (never the
+    server's bare 500 page) within seconds, /healthz stays up, and it heals on its own."""
+    from faults import through_proxy
+
+    redis_url = app.config["REDIS_URL"]
+    if redis_url.startswith("memory://"):
+        pytest.skip("needs a Redis shared with the workers")
+    proc, url = serve(
+        1,
+        AUTHSERVER_DATABASE_URL=through_proxy(database_url, pg_proxy),
+        AUTHSERVER_REDIS_URL=redis_url,
+        AUTHSERVER_REDIS_PREFIX=app.config["REDIS_PREFIX"],
+        AUTHSERVER_DATABASE_CONNECT_TIMEOUT="2",
+        AUTHSERVER_DATABASE_STATEMENT_TIMEOUT="1",
+        GUNICORN_CMD_ARGS="--threads 4",
+    )
+    _wait_up(url, proc)
+    form = {
+        "grant_type": "password",
+        "username": "alice",
+        "password": PASSWORD,
+        "client_id": world.public_id,
+        "scope": f"aid:{world.live_id}",
+    }
+    assert _post(url + "/oauth/token", form)[0] == 200
+    token_url = url + "/oauth/token"
+    for break_it in (pg_proxy.cut, pg_proxy.freeze):
+        break_it()
+        answers: list[tuple[int, dict[str, str], str]] = []
+        started = time.monotonic()
+        call = threading.Thread(target=lambda box=answers: box.append(_post(token_url, form)))
+        call.start()
+        assert _get(url + "/healthz") == 200  # while the token request waits on the database
+        call.join(30)
+        assert time.monotonic() - started < 6
+        status, headers, body = answers[0]
+        assert status == 503 and '"temporarily_unavailable"' in body
+        assert int(headers["Retry-After"]) > 0
+        pg_proxy.restore()
+        assert _post(url + "/oauth/token", form)[0] == 200

@@ -185,6 +185,7 @@ _HTTP_CODES = {
 _HTTP_DETAILS = {
     404: "There is nothing at this URL.",
     405: "This URL does not accept this method; see the Allow header.",
+    503: "A service this request needs is unavailable; try again shortly.",
     500: "An unexpected error occurred. Quote meta.requestId when reporting it.",
 }
 

@@ -329,10 +329,12 @@ def http_error(error: HTTPException) -> Response:
         description = _("The form has expired or was not sent from this page. Please try again.")
     elif status == 405:
         description = _("Method not allowed.")
+    elif status == 503:
+        description = _("The service is temporarily unavailable.")
     else:
         description = _("The request could not be handled.")
     response = error_page(description, status)
     for name, value in error.get_headers():
-        if name.lower() == "allow":
-            response.headers["Allow"] = value
+        if name.lower() in ("allow", "retry-after"):
+            response.headers[name] = value
     return response

@@ -334,13 +334,15 @@ def http_error(error: HTTPException) -> Response:
     """404/405/413... on OAuth paths as RFC 6749-style JSON, never an HTML page."""
     status = error.code or 500
     description = {404: "Not found.", 405: "Method not allowed."}.get(status, "Bad request.")
-    if status >= 500:
+    code = "invalid_request" if status < 500 else "server_error"
+    if status == 503:
+        # The same answer as a ServiceUnavailable a view caught (TemporarilyUnavailableError).
+        code, description = "temporarily_unavailable", TemporarilyUnavailableError().description
+    elif status >= 500:
         description = "The server could not handle the request."
-    response = jsonify(
-        error="invalid_request" if status < 500 else "server_error", error_description=description
-    )
+    response = jsonify(error=code, error_description=description)
     response.status_code = status
     for name, value in error.get_headers():
-        if name.lower() == "allow":
-            response.headers["Allow"] = value
+        if name.lower() in ("allow", "retry-after"):
+            response.headers[name] = value
     return no_store(response, pragma=True)

@@ -236,10 +236,19 @@ def error_page(status: int, message: str, headers: dict[str, str] | None = None)
     return response
 
 
+def _without_database() -> None:
+    # A dependency is down: the error page must not ask the database for the account's
+    # name or language again (on a frozen one that costs another timeout, then fails).
+    g.setdefault("locale", "en")
+    g.setdefault("page_account", None)
+
+
 def render_http_error(error: HTTPException) -> Response:
     """404, 405, 413, a refused CSRF token... on a page path: an HTML page, never a trace."""
     status = error.code or 500
-    if "locale" not in g:
+    if status == 503:
+        _without_database()
+    elif "locale" not in g:
         try:
             choose_locale()
         except Exception:  # an error page must render even when the database is down
@@ -261,12 +270,15 @@ def render_http_error(error: HTTPException) -> Response:
         message = gettext("This page cannot be used that way.")
     elif status == 413:
         message = gettext("What you sent is too large.")
+    elif status == 503:
+        message = gettext("The service is unavailable for a moment. Please try again shortly.")
     elif status >= 500:
         status = 500
         message = gettext("Something went wrong on our side. Please try again later.")
     else:
         message = gettext("The request could not be understood.")
-    return error_page(status, message)
+    retry = {k: v for k, v in error.get_headers() if k.lower() == "retry-after"}
+    return error_page(status, message, retry)
 
 
 def render_domain_error(error: DomainError) -> Response:
@@ -278,6 +290,7 @@ def render_domain_error(error: DomainError) -> Response:
             {"Retry-After": str(error.retry_after)},
         )
     if isinstance(error, ServiceUnavailable):
+        _without_database()
         return error_page(
             503, gettext("The service is unavailable for a moment. Please try again shortly.")
         )

@@ -24,6 +24,9 @@ class Defaults:
 
     SECRET_KEY = DEFAULT_SECRET_KEY  # signs sessions and CSRF tokens; refused in production
     DATABASE_URL = ""  # SQLAlchemy URL; empty means sqlite:///<instance>/authserver.sqlite3
+    DATABASE_CONNECT_TIMEOUT = 5  # seconds to open a PostgreSQL connection (libpq: at least 2)
+    DATABASE_STATEMENT_TIMEOUT = 5  # seconds a statement may run; +1 s more cuts a mute server
+    DATABASE_POOL_TIMEOUT = 5  # seconds a request waits for a pooled connection
     REDIS_URL = "memory://"  # redis://host:port/db, redis+sentinel://..., memory:// (one process)
     REDIS_PREFIX = "authserver:"  # every short-lived key starts with this
     ISSUER = "http://127.0.0.1:5000"  # public base URL; https:// required unless loopback
@@ -57,6 +60,9 @@ class Defaults:
 SUPPORTED_LOCALES = ("en", "es", "fr")
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://", "redis+sentinel://", "memory://")
 INT_SETTINGS = (
+    "DATABASE_CONNECT_TIMEOUT",
+    "DATABASE_STATEMENT_TIMEOUT",
+    "DATABASE_POOL_TIMEOUT",
     "SMS_TIMEOUT",
     "SMTP_TIMEOUT",
     "ARGON2_TIME_COST",
@@ -104,9 +110,20 @@ MINIMUMS = {
     "MAX_CONTENT_LENGTH": 1024,
     "SMS_TIMEOUT": 1,
     "SMTP_TIMEOUT": 1,
+    "DATABASE_CONNECT_TIMEOUT": 2,
+    "DATABASE_STATEMENT_TIMEOUT": 1,
+    "DATABASE_POOL_TIMEOUT": 1,
     "PROXY_FIX": 0,
 }
-MAXIMUMS = {"AUTHORIZATION_CODE_LIFETIME": 600, "OTP_LIFETIME": 600, "OTP_MAX_ATTEMPTS": 10}
+MAXIMUMS = {
+    "AUTHORIZATION_CODE_LIFETIME": 600,
+    "OTP_LIFETIME": 600,
+    "OTP_MAX_ATTEMPTS": 10,
+    # A worker must never wait on the database for long: these bound a request's stall.
+    "DATABASE_CONNECT_TIMEOUT": 60,
+    "DATABASE_STATEMENT_TIMEOUT": 300,
+    "DATABASE_POOL_TIMEOUT": 60,
+}
 
 
 class ConfigError(Exception):
@@ -123,7 +140,7 @@ def load_config(app: Flask, test_config: dict[str, Any] | None) -> None:
     _expand_paths(app)
     check_config(app.config)
     app.config["SQLALCHEMY_DATABASE_URI"] = _sqlalchemy_url(app.config["DATABASE_URL"])
-    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config["DATABASE_URL"])
+    app.config["SQLALCHEMY_ENGINE_OPTIONS"] = _engine_options(app.config)
     app.config["SESSION_COOKIE_SECURE"] = app.config["ISSUER"].startswith("https://")
     if app.config["SESSION_COOKIE_SECURE"] and app.config["SESSION_COOKIE_NAME"] == (
         Defaults.SESSION_COOKIE_NAME
@@ -162,12 +179,23 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
-def _engine_options(url: str) -> dict[str, Any]:
-    if url.startswith("sqlite"):
+def _engine_options(config: Any) -> dict[str, Any]:
+    if config["DATABASE_URL"].startswith("sqlite"):
         # SQLite waits for a writer instead of failing at once with "database is locked".
         return {"connect_args": {"timeout": 15}}
-    # Drop connections the server closed while idle instead of failing the next request.
-    return {"pool_pre_ping": True}
+    statement_ms = config["DATABASE_STATEMENT_TIMEOUT"] * 1000
+    return {
+        # Drop connections the server closed while idle instead of failing the next request.
+        "pool_pre_ping": True,
+        # SQLAlchemy's default is 30 s: a request would queue that long behind stuck ones.
+        "pool_timeout": config["DATABASE_POOL_TIMEOUT"],
+        "connect_args": {
+            "connect_timeout": config["DATABASE_CONNECT_TIMEOUT"],
+            # The server cancels a slow statement or lock wait itself (the connection stays
+            # usable); a server that does not answer at all is cut by database.py.
+            "options": f"-c statement_timeout={statement_ms}",
+        },
+    }
 
 
 def check_config(config: Any) -> None:

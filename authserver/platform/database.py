@@ -1,12 +1,29 @@
-"""How a use case ends its unit of work: one commit, rolled back on any failure, with a
-constraint violation turned into a domain Conflict unless the caller says otherwise."""
+"""The database's unit of work and its faults: one commit helper, and the wiring that
+turns an unreachable, frozen or exhausted database into one error (DatabaseUnavailable,
+a 503 in every front door) within bounded time."""
 
 from __future__ import annotations
 
-from sqlalchemy.exc import IntegrityError
+import logging
+from typing import Any
 
-from authserver.platform.errors import Conflict
+import psycopg
+import sqlalchemy.exc
+from flask import Flask
+from sqlalchemy import event
+from sqlalchemy.engine import Engine, ExceptionContext
+
+from authserver.platform.errors import Conflict, ServiceUnavailable
 from authserver.platform.extensions import db
+
+log = logging.getLogger("authserver.database")
+
+
+class DatabaseUnavailable(ServiceUnavailable):
+    """The database refused, dropped or did not answer in time (or the pool is exhausted)."""
+
+    code = "database_unavailable"
+    title = "Database unavailable"
 
 
 def commit(conflict: Conflict | bool = True) -> None:
@@ -19,7 +36,7 @@ def commit(conflict: Conflict | bool = True) -> None:
     """
     try:
         db.session.commit()
-    except IntegrityError:
+    except sqlalchemy.exc.IntegrityError:
         db.session.rollback()
         if conflict is False:
             raise
@@ -29,3 +46,80 @@ def commit(conflict: Conflict | bool = True) -> None:
     except BaseException:
         db.session.rollback()
         raise
+
+
+def is_unavailable(exc: BaseException) -> bool:
+    """True for an error that means "no database to talk to" rather than a bug or bad data."""
+    if isinstance(exc, DatabaseUnavailable | sqlalchemy.exc.TimeoutError):
+        return True  # the pool's: every connection is busy (TimeoutError is not a DBAPIError)
+    if isinstance(exc, sqlalchemy.exc.DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        exc = exc.orig if exc.orig is not None else exc
+    # psycopg's OperationalError covers refused/dropped connections, our own timeout, the
+    # server's statement_timeout, shutdowns and "too many connections"; InterfaceError a
+    # connection already closed. SQLite's errors stay what they are (a missing table is
+    # an OperationalError there, and a bug).
+    return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
+
+
+class BoundedConnection(psycopg.Connection[Any]):
+    """A psycopg connection whose every round trip (query, commit, rollback, ping) gives up
+    after `io_timeout` seconds: libpq itself would wait forever on a server that accepted
+    the connection and then stopped answering (frozen, or a network path gone silent)."""
+
+    io_timeout: float | None = None
+
+    def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
+        if timeout is not None or not self.io_timeout:
+            return super().wait(gen, interval, timeout)
+        try:
+            return super().wait(gen, interval, self.io_timeout)
+        except psycopg.errors._WaitTimeout:  # psycopg's own "wait timeout expired"
+            # Cut off mid-protocol, the connection is unusable: closing it makes SQLAlchemy
+            # see a disconnect and drop it from the pool instead of handing it out again.
+            self.close()
+            raise psycopg.OperationalError(
+                f"the database did not answer within {self.io_timeout:g} s"
+            ) from None
+
+
+def init_app(app: Flask) -> None:
+    """Bound every wait on the database and translate its faults (after `db.init_app`)."""
+    with app.app_context():
+        engine = db.engine
+    if engine.dialect.name == "postgresql":
+        # One second beyond the server's statement_timeout, so a live server cancels a slow
+        # statement itself (keeping the connection) and only a mute one is cut here.
+        io_timeout = app.config["DATABASE_STATEMENT_TIMEOUT"] + 1
+        _bound_connections(engine, io_timeout)
+    event.listen(engine, "handle_error", _translate_fault)
+
+    # Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs them
+    # in reverse). A rollback on a dead connection raises here, after the response was
+    # made; escaping, it would replace that response with the WSGI server's bare 500.
+    @app.teardown_appcontext
+    def remove_session(_exc: BaseException | None) -> None:
+        try:
+            db.session.remove()
+        except Exception as exc:  # the work is lost either way; the answer must get out
+            log.warning("database: session cleanup failed: %s", type(exc).__name__)
+            db.session.registry.clear()
+
+
+def _bound_connections(engine: Engine, io_timeout: float) -> None:
+    @event.listens_for(engine, "do_connect")
+    def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
+        conn = BoundedConnection.connect(*cargs, **cparams)
+        conn.io_timeout = io_timeout
+        return conn
+
+
+def _translate_fault(context: ExceptionContext) -> None:
+    # A failed pre-ping is SQLAlchemy's cue to reconnect once: leave it alone.
+    if context.is_pre_ping:
+        return
+    if context.is_disconnect or is_unavailable(context.original_exception):
+        detail = f"{type(context.original_exception).__name__}: {context.original_exception}"
+        # Raised from here, SQLAlchemy has already invalidated a dead connection.
+        raise DatabaseUnavailable(detail.strip()[:300]) from context.sqlalchemy_exception

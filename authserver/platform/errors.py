@@ -73,6 +73,7 @@ class ServiceUnavailable(DomainError):
 
     code = "service_unavailable"
     title = "Service unavailable"
+    retry_after = 5  # seconds: every 503 says when to try again (web.py adds the header)
 
 
 class InvalidCredentials(DomainError):

@@ -23,6 +23,8 @@ from argon2 import PasswordHasher, extract_parameters
 from argon2.exceptions import InvalidHashError, VerificationError
 from qrcode.image.svg import SvgPathImage
 
+from authserver.platform import attempts
+
 TOTP_STEP = 30  # seconds (RFC 6238 5.2 default)
 OTPAUTH_NAME_MAX = 64  # characters of issuer and account name in an otpauth:// label
 
@@ -50,8 +52,10 @@ class Passwords:
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True if `password` matches; with no hash, still spends one verify and says False.
+        Imported bcrypt and Django PBKDF2 hashes verify too (`needs_rehash` is then True).
 
-        Imported bcrypt and Django PBKDF2 hashes verify too (`needs_rehash` is then True)."""
+        The attempt was judged: its throttle counts stand even if the request fails later."""
+        attempts.settle()
         if password_hash and not password_hash.startswith("$argon2"):
             return verify_legacy(password_hash, password)
         try:
@@ -147,7 +151,9 @@ def keyed_digest(key: str, value: str) -> str:
 
 
 def same(a: str, b: str) -> bool:
-    """Constant-time comparison of two strings (any characters)."""
+    """Constant-time comparison of two strings (any characters). Like a password verify,
+    it settles the request's throttle counts (attempts.py): a secret was checked."""
+    attempts.settle()
     return hmac.compare_digest(a.encode("utf-8"), b.encode("utf-8"))
 
 

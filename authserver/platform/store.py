@@ -25,6 +25,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
+from authserver.platform import attempts
 from authserver.platform.errors import ServiceUnavailable
 
 SOCKET_TIMEOUT = 2  # seconds to connect to, or wait for, Redis or a sentinel
@@ -149,7 +150,22 @@ class Store:
             pipe.incrby(self.key(name), amount)
             pipe.expire(self.key(name), _ttl(ttl), nx=True)
             count, _ = pipe.execute()
+        attempts.counted(self, name, amount)
         return int(count)
+
+    def give_back(self, counts: dict[str, int]) -> None:
+        """Take `counts` back off their counters in one round trip (attempts.py). A counter
+        that is gone meanwhile (cleared by a success, or expired) is not brought back."""
+        names = list(counts)
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=True)
+            for name in names:
+                pipe.decrby(self.key(name), counts[name])
+            values = pipe.execute()
+            # DECRBY on a missing key makes a negative counter without a TTL: drop it.
+            gone = [self.key(n) for n, v in zip(names, values, strict=True) if int(v) < 0]
+            if gone:
+                r.delete(*gone)
 
     def count(self, name: str) -> int:
         with self._redis() as r:
@@ -163,6 +179,7 @@ class Store:
             pipe.expire(self.key(name), _ttl(window), nx=True)
             pipe.pttl(self.key(name))
             count, _, left = pipe.execute()
+        attempts.counted(self, name, 1)
         count = int(count)
         allowed = count <= limit
         return Hit(count, allowed, 0 if allowed else max(1, _seconds(int(left))))

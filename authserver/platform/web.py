@@ -1,24 +1,30 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
-(`no_store`), the dispatch of HTTP errors to the front door that owns the path, and two
+(`no_store`, Retry-After on every 503), the dispatch of HTTP errors to the front door that
+owns the path (an unhandled outage becomes that front door's 503, not a 500), and two
 guards a front door opts into for its paths: input no front door can store or parse
 (`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`)."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+import sqlalchemy.exc
+from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import BadRequest, HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError
+from werkzeug.exceptions import ServiceUnavailable as HTTPServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
+from authserver.platform import attempts
+from authserver.platform.database import is_unavailable
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.extensions import db, store
 
@@ -42,7 +48,8 @@ def readyz() -> tuple[Response, int]:
     except Exception as exc:  # any driver error means "not ready", and is logged
         log.warning("readiness: database unreachable: %s", type(exc).__name__)
         checks["database"] = "unavailable"
-    finally:
+    # A dead connection was invalidated already: there is nothing left to end.
+    with contextlib.suppress(Exception):
         db.session.rollback()
     try:
         store().ping()
@@ -58,6 +65,16 @@ def readyz() -> tuple[Response, int]:
 # would fail deep inside a query or a background job instead of as a clear 400.
 UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
 MULTIPART = "multipart/form-data"
+
+
+def _open_ledger() -> None:
+    attempts.begin()
+
+
+def _close_ledger(exc: BaseException | None) -> None:
+    # No recorded status (an exception escaped even the error handlers) is a failure too.
+    attempts.end(failed=exc is not None or g.get("authserver_failed", True))
+
 
 R = TypeVar("R", bound=BaseResponse)
 
@@ -86,7 +103,17 @@ def add_error_renderer(app: Flask, matches: PathTest, render: ErrorRenderer) -> 
     app.extensions.setdefault("authserver.error_renderers", []).append((matches, render))
 
 
+def _render_unavailable(cause: BaseException) -> HTTPException | Response:
+    """An outage no view handled (the pool's timeout, a query in a hook, a path no
+    blueprint owns): the front door's 503, never a 500 that reads like a bug."""
+    log.warning("dependency unavailable: %s", type(cause).__name__)
+    return _render_http_error(HTTPServiceUnavailable(retry_after=ServiceUnavailable.retry_after))
+
+
 def _render_http_error(error: HTTPException) -> HTTPException | Response:
+    cause = error.original_exception if isinstance(error, InternalServerError) else None
+    if cause is not None and (isinstance(cause, ServiceUnavailable) or is_unavailable(cause)):
+        return _render_unavailable(cause)
     renderers: list[tuple[PathTest, ErrorRenderer]] = current_app.extensions.get(
         "authserver.error_renderers", []
     )
@@ -194,6 +221,9 @@ def _refuse_bad_requests() -> None:
 
 def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
+    # Every pooled connection busy for DATABASE_POOL_TIMEOUT: not a DBAPI error, so the
+    # engine's fault hook never sees it (database.py); no view catches it either.
+    app.register_error_handler(sqlalchemy.exc.TimeoutError, _render_unavailable)
     # First of all before_request hooks, whichever extension registered earlier.
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_bad_requests)
     if app.config["PROXY_FIX"]:
@@ -202,6 +232,24 @@ def init_app(app: Flask) -> None:
     else:
         app.before_request(_warn_of_untrusted_proxy)
     app.register_blueprint(bp)
+
+    # Throttle counts made during a request that fails on our side are given back
+    # (attempts.py). Opened first and closed last, around every other hook.
+    app.before_request_funcs.setdefault(None, []).insert(0, _open_ledger)
+    app.teardown_request(_close_ledger)
+
+    @app.after_request
+    def retry_after(response: Response) -> Response:
+        # Every front door's 503 (a dependency down) tells clients when to retry, so a
+        # retry storm is paced instead of hammering a database that is coming back.
+        if response.status_code == 503:
+            response.headers.setdefault("Retry-After", str(ServiceUnavailable.retry_after))
+        return response
+
+    @app.after_request
+    def note_failure(response: Response) -> Response:
+        g.authserver_failed = response.status_code >= 500
+        return response
 
     @app.after_request
     def security_headers(response: Response) -> Response:

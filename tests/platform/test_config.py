@@ -100,6 +100,10 @@ def test_malformed_instance_config_value_is_refused(build, instance_path):
         ("DEFAULT_LOCALE", "de"),
         ("LOG_LEVEL", "LOUD"),
         ("SECRET_KEY", "12345"),
+        ("DATABASE_STATEMENT_TIMEOUT", "0"),  # 0 would mean "wait forever" to PostgreSQL
+        ("DATABASE_STATEMENT_TIMEOUT", "3600"),
+        ("DATABASE_CONNECT_TIMEOUT", "0"),
+        ("DATABASE_POOL_TIMEOUT", "600"),
     ],
 )
 def test_malformed_value_names_the_setting(build, name, value):

@@ -1,13 +1,16 @@
-"""database.commit: a refused write rolls back and becomes the Conflict asked for, a generic
-Conflict, or (conflict=False) the database's own IntegrityError."""
+"""database.py: a refused write rolls back and becomes the Conflict asked for, a generic
+Conflict, or (conflict=False) the database's own IntegrityError; a slow statement is cut."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
+from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from authserver.identity import accounts
-from authserver.platform.database import commit
+from authserver.platform.database import DatabaseUnavailable, commit
 from authserver.platform.errors import Conflict
 from authserver.platform.extensions import db
 from authserver.platform.models import User
@@ -54,3 +57,19 @@ def test_conflict_false_keeps_the_database_error(app):
         with pytest.raises(IntegrityError):
             commit(conflict=False)
         assert _users(account_id) == 0
+
+
+def test_a_slow_statement_is_cancelled_by_the_server_and_the_pool_stays_usable(make_app):
+    """DATABASE_STATEMENT_TIMEOUT reaches PostgreSQL: a longer statement ends as
+    DatabaseUnavailable within about that time, and the next one on the pool works."""
+    app = make_app(DATABASE_STATEMENT_TIMEOUT=1)
+    if app.config["DATABASE_URL"].startswith("sqlite"):
+        pytest.skip("statement timeouts are PostgreSQL's")
+    with app.app_context():
+        assert db.session.execute(text("SHOW statement_timeout")).scalar() == "1s"
+        started = time.monotonic()
+        with pytest.raises(DatabaseUnavailable):
+            db.session.execute(text("SELECT pg_sleep(5)"))
+        assert time.monotonic() - started < 3
+        db.session.rollback()
+        assert db.session.execute(text("SELECT 1")).scalar() == 1
