@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.identity import accounts, rules, twofactor, verification
-from authserver.identity.tokens import revoke_user_tokens
+from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
     ADMIN_FIELDS,
     NAME_FIELDS,
@@ -80,8 +80,10 @@ def update_user(actor: Actor, user_id: object, changes: dict[str, Any]) -> Membe
             if user.status != UserStatus.ACTIVE:
                 revoke_user_tokens(user)
         applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
-        if role_changed:
-            revoke_user_tokens(user)  # a token carries its role: old ones must stop
+        if role_changed or applied.tfa_changed:
+            # A token carries its role: old ones must stop. A new second factor ends the
+            # logins made without it.
+            revoke_user_tokens(user)
     except DomainError:
         db.session.rollback()
         raise
@@ -139,9 +141,16 @@ def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
     return True
 
 
-def update_current_user(user: User, account: Account | None, changes: dict[str, Any]) -> Member:
+def update_current_user(
+    user: User,
+    account: Account | None,
+    changes: dict[str, Any],
+    *,
+    keep: Survivor | None = None,
+) -> Member:
     """A user changes their own profile: SELF_FIELDS only (role, status and whether the
-    email is verified are for administrators; the password has its own use cases)."""
+    email is verified are for administrators; the password has its own use cases).
+    A second-factor change ends every other login of the user; `keep` goes on."""
     not_allowed = sorted(set(changes) - SELF_FIELDS)
     if not_allowed:
         raise ValidationFailed(
@@ -155,6 +164,8 @@ def update_current_user(user: User, account: Account | None, changes: dict[str, 
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False, account=account)
+        if applied.tfa_changed:
+            revoke_user_tokens(user, keep)
     except DomainError:
         db.session.rollback()
         raise
