@@ -16,6 +16,7 @@ import pytest
 from factories import World, make_totp_user
 from flask import Flask
 from oauth_helpers import (
+    basic,
     bearer,
     introspect,
     login,
@@ -26,14 +27,18 @@ from oauth_helpers import (
 from oidc_helpers import approve, auth_params, exchange, pkce, query_of, sign_in
 from redis import Redis
 from redis.exceptions import RedisError
+from verification_helpers import client_token
 
+from authserver.platform.security import digest
 from authserver.platform.store import Store
 
 
-def _flush(app: Flask) -> None:
-    """Every key of this app's Redis gone, as after FLUSHDB (the shared server is untouched)."""
+def _flush(app: Flask, *, some: bool = True) -> None:
+    """Every key of this app's Redis gone, as after FLUSHDB (the shared server is untouched);
+    `some`: check there were keys to lose (throttles, codes...)."""
     store: Store = app.extensions["authserver.store"]
-    assert store.flush_prefix() > 0  # there was state to lose
+    deleted = store.flush_prefix()
+    assert deleted > 0 or not some
 
 
 def _api(client: Any, token: str) -> int:
@@ -116,6 +121,36 @@ def test_replayed_code_still_revokes_its_tokens_after_a_flush(app, web, browser,
         },
     )
     assert refreshed.get_json()["error"] == "invalid_grant"
+
+
+def test_revoked_client_token_stays_revoked_after_a_flush(app, client, world):
+    """A client-credentials token (no user) revoked, then Redis emptied: still refused."""
+    token = client_token(client, world)
+    assert _api(client, token) == 404  # valid, but it has no user
+    revoked = client.post(
+        "/oauth/revoke", data={"token": token}, headers=basic(world.conf_id, world.conf_secret)
+    )
+    assert revoked.status_code == 200
+    _flush(app, some=False)  # its revocation is not in Redis at all
+    assert _api(client, token) == 401
+    assert not _active(client, world, token)
+
+
+def test_a_code_given_back_by_a_stale_redis_is_still_spent(app, web, browser, oidc_world):
+    """Redis failed over to a replica that still holds a redeemed code: the second
+    exchange is a replay (invalid_grant) and ends the login the first one began."""
+    store: Store = app.extensions["authserver.store"]
+    sign_in(web, browser, oidc_world.base.alice_id, oidc_world.base.live_id, amr=("pwd",))
+    verifier, challenge = pkce()
+    code = query_of(approve(browser, auth_params(oidc_world.spa_id, challenge)))["code"]
+    key = f"authz-code:{digest(code)}"
+    live = store.get(key)
+    assert live is not None
+    first = exchange(browser, code, verifier, oidc_world.spa_id).get_json()
+    store.put(key, live, 60)  # the stale replica's copy
+    again = exchange(browser, code, verifier, oidc_world.spa_id)
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    assert browser.get("/oauth/userinfo", headers=bearer(first["access_token"])).status_code == 401
 
 
 # --- a Redis of our own that we stop and start ------------------------------------------
