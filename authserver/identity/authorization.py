@@ -25,6 +25,7 @@ from typing import Any
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
+from sqlalchemy import delete
 from sqlalchemy.exc import IntegrityError
 
 from authserver.identity import consents, tokens, users
@@ -295,18 +296,27 @@ def redeem_code(code: str, found: StoredCode) -> bool:
         return False
     if not found.spent:
         config = current_app.config
-        # Kept as long as a token it could revoke: the refresh token's absolute lifetime
-        # when one was issued, else the access token's.
-        ttl = int(
-            config["REFRESH_TOKEN_ABSOLUTE_LIFETIME"]
-            if "offline_access" in found.scope.split()
-            else config["ACCESS_TOKEN_LIFETIME"]
+        # Kept as long as a token it could revoke (the refresh token's absolute lifetime
+        # when one was issued, else the access token's) and as a stale copy of the code
+        # could still turn up.
+        ttl = max(
+            code_lifetime(),
+            int(
+                config["REFRESH_TOKEN_ABSOLUTE_LIFETIME"]
+                if "offline_access" in found.scope.split()
+                else config["ACCESS_TOKEN_LIFETIME"]
+            ),
+        )
+        now = utcnow()
+        # Expired records go on the way (an index range, nearly always empty).
+        db.session.execute(
+            delete(SpentAuthorizationCode).where(SpentAuthorizationCode.expires_at <= now)
         )
         db.session.add(
             SpentAuthorizationCode(
                 code_hash=digest(code),
                 data={**asdict(found), "spent": False},
-                expires_at=utcnow() + timedelta(seconds=ttl + 60),
+                expires_at=now + timedelta(seconds=ttl + 60),
             )
         )
         try:
