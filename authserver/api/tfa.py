@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response
 
-from authserver.identity import twofactor
+from authserver.identity import tokens, twofactor
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, AuthMethod, User, new_id, utcnow
@@ -74,7 +74,9 @@ def start_totp_setup() -> Response:
 def confirm_totp_setup() -> Response:
     """Switch the user to tfa_totp with a current code; answers the recovery codes once."""
     user = _user()
-    codes = twofactor.confirm_totp_setup(user, _one_code("TotpConfirmation", "code"))
+    codes = twofactor.confirm_totp_setup(
+        user, _one_code("TotpConfirmation", "code"), keep=tokens.Survivor.of(current_token())
+    )
     resource = jsonapi.resource(
         "TotpConfirmation",
         new_id(),
@@ -105,7 +107,11 @@ def disable_tfa() -> Response:
     )
     given = _strings(attrs, PROOF)
     twofactor.disable_tfa(
-        user, password=given["password"], otp=given["otp"], recovery_code=given["recoveryCode"]
+        user,
+        password=given["password"],
+        otp=given["otp"],
+        recovery_code=given["recoveryCode"],
+        keep=tokens.Survivor.of(current_token()),  # this login goes on; all others end
     )
     return jsonapi.no_content()
 

@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 
 from flask import Response, request
 
-from authserver.identity import profile, users
+from authserver.identity import profile, tokens, users
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, ROLES, Account, User
@@ -225,7 +225,13 @@ def update_current_user() -> Response:
     emailVerified); a new email is unverified and gets a verification link."""
     user, account = _current()
     attrs = documents.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
-    member = profile.update_current_user(user, account, _fields(attrs), ip=request.remote_addr)
+    member = profile.update_current_user(
+        user,
+        account,
+        _fields(attrs),
+        ip=request.remote_addr,
+        keep=tokens.Survivor.of(current_token()),
+    )
     return _member_document(member, _locale_of(user, account))
 
 

@@ -4,8 +4,10 @@ authorization codes in Redis.
 
 Codes are 256-bit random strings stored under their SHA-256 digest for at most
 AUTHORIZATION_CODE_LIFETIME (<= 600 s). Redeeming takes the code with GETDEL, so of two
-concurrent exchanges exactly one wins, and leaves a used-marker naming the refresh-token
-family the exchange began: a later valid replay (right client, right PKCE verifier)
+concurrent exchanges exactly one wins, and records the spent code in the database
+(`SpentAuthorizationCode`, whose primary key also refuses a code that a restored or
+failed-over Redis still holds) with the refresh-token family the exchange began, for as
+long as a token from it can live: a later valid replay (right client, right PKCE verifier)
 revokes that family, which ends the refresh tokens and, through the family deny-list,
 the access tokens issued from the code (RFC 6749 4.1.2). A replay that fails those
 checks revokes nothing, so a code seen in a log cannot be used to log a user out.
@@ -16,18 +18,29 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 from enum import Enum
 from typing import Any
 
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
+from sqlalchemy import delete
+from sqlalchemy.exc import IntegrityError
 
 from authserver.identity import consents, tokens, users
 from authserver.identity.browser_login import BrowserLogin
+from authserver.platform.database import commit
 from authserver.platform.extensions import db, keyring, store
 from authserver.platform.keys import ID_TOKEN_ALG
-from authserver.platform.models import Account, AccountStatus, User, UserStatus
+from authserver.platform.models import (
+    Account,
+    AccountStatus,
+    SpentAuthorizationCode,
+    User,
+    UserStatus,
+    utcnow,
+)
 from authserver.platform.security import digest, random_token
 
 CODE_MAX_LIFETIME = 600  # seconds; OAuth 2.1 4.1.2 recommends at most 10 minutes
@@ -224,10 +237,6 @@ def _code_key(code: str) -> str:
     return f"authz-code:{digest(code)}"
 
 
-def _used_key(code: str) -> str:
-    return f"authz-code-used:{digest(code)}"
-
-
 def _nonce_key(client_id: str, nonce: str) -> str:
     return f"authz-nonce:{client_id}:{digest(nonce)}"
 
@@ -277,43 +286,65 @@ def issue_code(
 
 
 def find_code(code: object, client_id: str) -> StoredCode | None:
-    """The live code, or the used-marker of a redeemed one (`spent`), if issued to this
-    client; None otherwise (unknown, expired, another client's). Consumes nothing."""
+    """The live code (Redis), or the record of a redeemed one (`spent`, database), if
+    issued to this client; None otherwise (unknown, expired, another client's). Consumes
+    nothing."""
     if not isinstance(code, str) or not 0 < len(code) <= 128:
         return None
-    raw, used = store().get_many(_code_key(code), _used_key(code))
+    raw = store().get(_code_key(code))
     if raw is not None:
         found = StoredCode(**json.loads(raw))
-    elif used is not None:
-        found = StoredCode(**{**json.loads(used), "spent": True})
     else:
-        return None
+        spent = db.session.get(SpentAuthorizationCode, digest(code))
+        if spent is None or spent.expires_at <= utcnow():
+            return None
+        found = StoredCode(**{**spent.data, "spent": True})
     return found if found.client_id == client_id else None
 
 
 def redeem_code(code: str, found: StoredCode) -> bool:
-    """Consume the code once (GETDEL) after the exchange was checked; leave the used-marker.
+    """Consume the code once (GETDEL) after the exchange was checked, and record it spent.
 
     False when it was already consumed (a replay or a concurrent exchange): a replay of a
     redeemed code revokes the tokens issued from it."""
-    if found.spent or store().take(_code_key(code)) is None:
-        if found.spent:
-            current_app.logger.warning(
-                "authorization code replayed; revoking its tokens",
-                extra={"fields": {"family": found.family_id, "user_id": found.user_id}},
-            )
-            tokens.revoke_family(found.family_id)
+    if not found.spent and store().take(_code_key(code)) is None:
         return False
-    config = current_app.config
-    # The marker lives as long as a token it could revoke: the refresh token's absolute
-    # lifetime when one was issued, else the access token's.
-    ttl = int(
-        config["REFRESH_TOKEN_ABSOLUTE_LIFETIME"]
-        if "offline_access" in found.scope.split()
-        else config["ACCESS_TOKEN_LIFETIME"]
+    if not found.spent:
+        config = current_app.config
+        # Kept as long as a token it could revoke (the refresh token's absolute lifetime
+        # when one was issued, else the access token's) and as a stale copy of the code
+        # could still turn up.
+        ttl = max(
+            code_lifetime(),
+            int(
+                config["REFRESH_TOKEN_ABSOLUTE_LIFETIME"]
+                if "offline_access" in found.scope.split()
+                else config["ACCESS_TOKEN_LIFETIME"]
+            ),
+        )
+        now = utcnow()
+        # Expired records go on the way (an index range, nearly always empty).
+        db.session.execute(
+            delete(SpentAuthorizationCode).where(SpentAuthorizationCode.expires_at <= now)
+        )
+        db.session.add(
+            SpentAuthorizationCode(
+                code_hash=digest(code),
+                data={**asdict(found), "spent": False},
+                expires_at=now + timedelta(seconds=ttl + 60),
+            )
+        )
+        try:
+            commit(conflict=False)
+            return True
+        except IntegrityError:
+            pass  # spent before: a Redis that lost its GETDEL gave the code back
+    current_app.logger.warning(
+        "authorization code replayed; revoking its tokens",
+        extra={"fields": {"family": found.family_id, "user_id": found.user_id}},
     )
-    store().put(_used_key(code), json.dumps({**asdict(found), "spent": False}), ttl + 60)
-    return True
+    tokens.revoke_family(found.family_id, found.user_id)
+    return False
 
 
 def principal_for(found: StoredCode) -> tokens.Principal | None:

@@ -10,7 +10,8 @@ login id kept in Redis: logout deletes it, so a copy of the cookie taken before 
 is no login afterwards (a signed cookie alone cannot be taken back).
 
 The authorization endpoint and the self-service pages use `current_login`; only the
-login flow calls `start_login`, and logout `end_login`.
+login flow calls `start_login`, and logout `end_login`. A page whose change ended every
+login of the user but its own (a second-factor change) calls `keep_login`.
 
 A login made to serve one authorization request (the login page's `next`) names that
 request by its fingerprint (`made_for`): a request that demands a new login (prompt=login,
@@ -98,6 +99,14 @@ def spend_made_for(session: MutableMapping[str, Any]) -> None:
     data = session.get(KEY)
     if isinstance(data, dict) and data.get("for") is not None:
         session[KEY] = {**data, "for": None}
+
+
+def keep_login(session: MutableMapping[str, Any], user: User) -> None:
+    """Carry this browser's login over the user's new token generation: it made the change
+    that ended every other login, so it alone goes on (same login id, times and factors)."""
+    data = session.get(KEY)
+    if isinstance(data, dict) and data.get("uid") == user.id:
+        session[KEY] = {**data, "gen": user.token_generation}
 
 
 def end_login(session: MutableMapping[str, Any]) -> None:

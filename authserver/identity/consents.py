@@ -1,14 +1,15 @@
 """Use cases for remembered consents: a user's "yes" to a client, per set of scopes.
 
 The authorization endpoint asks again whenever a client wants a scope the user has not
-agreed to yet; the decision is kept until the user revokes it (security page) or the user
-or client is deleted (the rows cascade).
+agreed to yet; the decision is kept until the user revokes it (security page, which also
+ends the app's tokens) or the user or client is deleted (the rows cascade).
 """
 
 from __future__ import annotations
 
 from sqlalchemy import delete, select
 
+from authserver.identity import tokens
 from authserver.platform.database import commit
 from authserver.platform.extensions import db
 from authserver.platform.i18n import gettext as _
@@ -51,14 +52,19 @@ def list_consents(user_id: str) -> list[tuple[OAuthConsent, OAuthClient]]:
 
 
 def revoke(user_id: str, client_pk: str) -> bool:
-    """Forget the user's consent to the client; the next authorization asks again."""
+    """Forget the user's consent to the client, and end every token the user gave it
+    (refresh and access, in the same transaction); the next authorization asks again."""
     result = db.session.execute(
         delete(OAuthConsent).where(
             OAuthConsent.user_id == user_id, OAuthConsent.client_id == client_pk
         )
     )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        db.session.rollback()
+        return False
+    tokens.revoke_client_tokens(user_id, client_pk)
     commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return True
 
 
 def scope_words() -> dict[str, str]:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from authserver.identity import accounts, rules, twofactor, verification
-from authserver.identity.tokens import revoke_user_tokens
+from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
     ADMIN_FIELDS,
     NAME_FIELDS,
@@ -85,8 +85,10 @@ def update_user(
             if user.status != UserStatus.ACTIVE:
                 revoke_user_tokens(user)
         applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
-        if role_changed:
-            revoke_user_tokens(user)  # a token carries its role: old ones must stop
+        if role_changed or applied.tfa_changed:
+            # A token carries its role: old ones must stop. A new second factor ends the
+            # logins made without it.
+            revoke_user_tokens(user)
     except DomainError:
         db.session.rollback()
         raise
@@ -145,11 +147,17 @@ def _apply_role(actor: Actor, member: Member, changes: dict[str, Any]) -> bool:
 
 
 def update_current_user(
-    user: User, account: Account | None, changes: dict[str, Any], *, ip: str | None = None
+    user: User,
+    account: Account | None,
+    changes: dict[str, Any],
+    *,
+    ip: str | None = None,
+    keep: Survivor | None = None,
 ) -> Member:
     """A user changes their own profile: SELF_FIELDS only (role, status and whether the
     email is verified are for administrators; the password has its own use cases).
-    A new username is throttled per user and `ip` (its answer says whether a name is taken)."""
+    A new username is throttled per user and `ip` (its answer says whether a name is taken).
+    A second-factor change ends every other login of the user; `keep` goes on."""
     not_allowed = sorted(set(changes) - SELF_FIELDS)
     if not_allowed:
         raise ValidationFailed(
@@ -165,6 +173,8 @@ def update_current_user(
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False, account=account)
+        if applied.tfa_changed:
+            revoke_user_tokens(user, keep)
     except DomainError:
         db.session.rollback()
         raise

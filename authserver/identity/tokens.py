@@ -1,14 +1,17 @@
 """Token rules: JWT access tokens (RFC 9068), opaque rotating refresh tokens, and their checks.
 
 Access tokens are self-contained ES256 JWTs, so issuing one writes nothing. They are still
-recalled on time: a token is refused when its `jti` was revoked (a Redis deny-list entry
-that lives until the token expires), when its user's `token_generation` moved on since it
-was issued (password change, reset, disable, "sign out everywhere"), or when the user or
-account is no longer active. `validate_access_token` is the one check behind the /v1
-bearer guard, userinfo and introspection.
+recalled on time: a token is refused when it, its login (family) or its app for its user
+was revoked (a `revoked_tokens` row in the database, kept until the token expires), when
+its user's `token_generation` moved on since it was issued (password change, reset,
+disable, "sign out everywhere", a second-factor change), or when the user or account is
+no longer active. `validate_access_token` is the one check behind the /v1 bearer guard,
+userinfo and introspection. Every revocation is durable and written in one database
+transaction; Redis holds none of it, so a flushed or unreachable Redis undoes nothing.
 
 Refresh tokens are 256-bit random strings stored as SHA-256 digests. Each use rotates the
-token; a token used twice (a replay, or two racing requests) revokes its whole family.
+token; a token used twice (a replay, or two racing requests) revokes its whole family,
+except one retry of a just-rotated token (`_retry_within_grace`).
 """
 
 from __future__ import annotations
@@ -22,16 +25,18 @@ from typing import Any
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 
 from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
-from authserver.platform.extensions import db, keyring, store
+from authserver.platform.extensions import db, keyring
 from authserver.platform.keys import ACCESS_TOKEN_ALG
 from authserver.platform.models import (
     Account,
     AccountStatus,
+    OAuthClient,
     RefreshToken,
+    RevokedToken,
     User,
     UserStatus,
     utcnow,
@@ -76,6 +81,19 @@ class AccessClaims:
     iat: int
     exp: int
     claims: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Survivor:
+    """The login that makes a change which ends all the others: it keeps its tokens."""
+
+    family_id: str | None
+    generation: int | None
+
+    @classmethod
+    def of(cls, claims: AccessClaims) -> Survivor:
+        fid, gen = claims.claims.get("fid"), claims.claims.get("gen")
+        return cls(fid if isinstance(fid, str) else None, gen if isinstance(gen, int) else None)
 
 
 def audience() -> str:
@@ -153,11 +171,8 @@ def validate_access_token(value: object) -> AccessClaims:
         raise Unauthenticated(
             "The access token is expired or not for this server.", code="invalid_token"
         )
-    fid = c.get("fid") if isinstance(c.get("fid"), str) else "-"
-    if any(store().get_many(f"revoked-jti:{c['jti']}", f"revoked-fid:{fid}")):
-        raise Unauthenticated("The access token was revoked.", code="invalid_token")
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
-    _check_still_valid(user_id, c.get("aid"), c.get("gen"))
+    _check_still_valid(c, user_id, c.get("aid"), iat)
     return AccessClaims(
         sub=c["sub"],
         client_id=str(c.get("client_id", "")),
@@ -173,24 +188,100 @@ def validate_access_token(value: object) -> AccessClaims:
     )
 
 
-def _check_still_valid(user_id: str | None, account_id: str | None, generation: object) -> None:
+def _check_still_valid(
+    c: dict[str, Any], user_id: str | None, account_id: str | None, iat: int
+) -> None:
+    """The user and account still active, the generation current, and nothing revoked.
+
+    The revocation table is read only while the user (or, for tokens without a user, the
+    account) has a revocation that may still match a live token (`token_revocations_until`):
+    the common case costs no query beyond the user and account rows read anyway.
+    """
+    now = utcnow()
+    gate: datetime | None = None
     if account_id is not None:
-        status = db.session.scalar(select(Account.status).where(Account.id == account_id))
-        if status != AccountStatus.ACTIVE:
+        row = db.session.execute(
+            select(Account.status, Account.token_revocations_until).where(Account.id == account_id)
+        ).first()
+        if row is None or row.status != AccountStatus.ACTIVE:
             raise Unauthenticated("The account is no longer active.", code="invalid_token")
-    if user_id is None:
+        gate = row.token_revocations_until
+    fid = c.get("fid") if isinstance(c.get("fid"), str) else None
+    if user_id is not None:
+        user = db.session.get(User, user_id)
+        if user is None or user.status != UserStatus.ACTIVE:
+            raise Unauthenticated("The user is no longer active.", code="invalid_token")
+        generation = c.get("gen")
+        kept = fid is not None and fid == user.kept_family_id
+        if generation != (user.token_generation or 0) and not (
+            kept and generation == user.kept_generation
+        ):
+            raise Unauthenticated("The access token was revoked.", code="invalid_token")
+        gate = user.token_revocations_until
+    gated = user_id is not None or account_id is not None
+    if (gated and gate is None) or (gate is not None and gate <= now):
         return
-    user = db.session.get(User, user_id)
-    if user is None or user.status != UserStatus.ACTIVE:
-        raise Unauthenticated("The user is no longer active.", code="invalid_token")
-    if generation != (user.token_generation or 0):
+    if _is_revoked(str(c["jti"]), fid, user_id, str(c.get("client_id", "")), iat):
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
 
 
+def _is_revoked(jti: str, fid: str | None, user_id: str | None, client_id: str, iat: int) -> bool:
+    keys = [f"jti:{jti}"]
+    if fid:
+        keys.append(f"family:{fid}")
+    if user_id:
+        keys.append(f"client:{user_id}:{client_id}")
+    rows = db.session.execute(
+        select(RevokedToken.key, RevokedToken.revoked_at).where(
+            RevokedToken.key.in_(keys), RevokedToken.expires_at > utcnow()
+        )
+    )
+    # An app's revocation covers the tokens issued up to it (the second included): the
+    # user may allow the app again and get new tokens.
+    return any(
+        not key.startswith("client:") or iat <= int(revoked_at.timestamp())
+        for key, revoked_at in rows
+    )
+
+
+def _deny(key: str, expires_at: datetime, user_id: str | None, account_id: str | None) -> None:
+    """Add a deny-list row and open the gate that makes validation read it (same
+    transaction: the caller commits). Rows past their expiry are dropped on the way."""
+    now = utcnow()
+    db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
+    db.session.add(RevokedToken(key=key, revoked_at=now, expires_at=expires_at))
+    if user_id is not None:
+        model: type[User] | type[Account] = User
+        target = user_id
+    elif account_id is not None:
+        model, target = Account, account_id
+    else:
+        return  # such a token has no gate: validation always reads the table for it
+    db.session.execute(
+        update(model)
+        .where(
+            model.id == target,
+            or_(
+                model.token_revocations_until.is_(None),
+                model.token_revocations_until < expires_at,
+            ),
+        )
+        .values(token_revocations_until=expires_at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def _access_horizon() -> datetime:
+    """When every access token issued until now has expired."""
+    seconds = int(current_app.config["ACCESS_TOKEN_LIFETIME"]) + LEEWAY
+    return utcnow() + timedelta(seconds=seconds)
+
+
 def revoke_access_token(claims: AccessClaims) -> None:
-    """Deny-list one access token until it would have expired anyway."""
-    ttl = max(1, claims.exp - int(time.time()) + LEEWAY)
-    store().put(f"revoked-jti:{claims.jti}", "1", ttl)
+    """Deny-list one access token until it would have expired anyway (commits)."""
+    expires = datetime.fromtimestamp(claims.exp + LEEWAY, utcnow().tzinfo)
+    _deny(f"jti:{claims.jti}", expires, claims.user_id, claims.account_id)
+    commit(conflict=False)
 
 
 # --- refresh tokens ------------------------------------------------------------------
@@ -263,8 +354,10 @@ def find_refresh_token(value: object) -> RefreshToken | None:
     return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(value)))
 
 
-def consume_refresh_token(token: RefreshToken) -> bool:
-    """Mark the token used, once. A second use (replay or race) revokes the family.
+def consume_refresh_token(token: RefreshToken, *, retry: bool = True) -> bool:
+    """Mark the token used, once. A second use (replay or race) revokes the family, but
+    for one retry within the grace when `retry` (a request that asks for more than the
+    token has gets none: it is no retry of what was answered).
 
     On success the change is left in the session's transaction, so it commits together
     with the successor token (`save_refresh_token`): one commit per refresh, and a
@@ -285,46 +378,139 @@ def consume_refresh_token(token: RefreshToken) -> bool:
     if result.rowcount == 1:  # type: ignore[attr-defined]
         return True
     db.session.rollback()
+    if retry and _retry_within_grace(token):
+        return True
     current_app.logger.warning(
         "refresh token reused; revoking its family",
         extra={"fields": {"family": token.family_id, "user_id": token.user_id or "-"}},
     )
-    revoke_family(token.family_id)
+    revoke_family(token.family_id, token.user_id)
     return False
 
 
-def revoke_family(family_id: str) -> None:
-    """End a login: its refresh tokens now, its access tokens through a Redis deny-list
-    entry that outlives the longest access token."""
+def _retry_within_grace(token: RefreshToken) -> bool:
+    """A client's retry of a refresh whose answer it lost: allowed once.
+
+    The rule (RFC 9700 4.14.2 leaves the detection policy to the server): the token was
+    rotated at most REFRESH_TOKEN_RETRY_GRACE seconds ago, exactly one token was issued
+    from it since, and that successor is unused. The successor is then superseded (marked
+    used, so whoever presents it later triggers reuse detection and ends the login) and
+    the caller issues a fresh pair, in the same transaction. The client binding was
+    checked by the grant. A thief replaying a stolen token within the grace therefore
+    gets tokens only until the rightful client's next refresh, which presents the
+    superseded successor and ends the whole login, the thief's tokens included; a replay
+    after the successor was used, a second retry, or a superseded token never get one.
+    """
+    grace = int(current_app.config["REFRESH_TOKEN_RETRY_GRACE"])
+    rotated = db.session.get(RefreshToken, token.id, populate_existing=True)
+    if grace <= 0 or rotated is None or rotated.rotated_at is None:
+        return False
+    if rotated.revoked_at is not None or rotated.superseded_at is not None:
+        return False
+    now = utcnow()
+    if now - rotated.rotated_at > timedelta(seconds=grace):
+        return False
+    later = db.session.scalars(
+        select(RefreshToken).where(
+            RefreshToken.family_id == rotated.family_id,
+            RefreshToken.id != rotated.id,
+            RefreshToken.issued_at >= rotated.rotated_at,
+        )
+    ).all()
+    if len(later) != 1:
+        return False
+    result = db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.id == later[0].id,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(rotated_at=now, superseded_at=now)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        db.session.rollback()
+        return False
+    current_app.logger.info(
+        "refresh retried within the grace; its unused successor is superseded",
+        extra={"fields": {"family": rotated.family_id, "user_id": rotated.user_id or "-"}},
+    )
+    return True
+
+
+def revoke_family(family_id: str, user_id: str | None = None) -> None:
+    """End a login: its refresh tokens and its access tokens (a deny-list row that
+    outlives the longest access token), in one transaction (commits)."""
+    if user_id is None:
+        user_id = db.session.scalar(
+            select(RefreshToken.user_id).where(RefreshToken.family_id == family_id).limit(1)
+        )
     db.session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=utcnow())
     )
+    _deny(f"family:{family_id}", _access_horizon(), user_id, None)
     commit(conflict=False)
-    ttl = current_app.config["ACCESS_TOKEN_LIFETIME"] + LEEWAY
-    store().put(f"revoked-fid:{family_id}", "1", ttl)
 
 
-def revoke_user_tokens(user: User) -> None:
+def revoke_client_tokens(user_id: str, client_pk: str) -> None:
+    """End every token the user gave one app: its refresh tokens, and its access tokens
+    issued until now. Part of the caller's transaction: the caller commits."""
+    client_id = db.session.scalar(select(OAuthClient.client_id).where(OAuthClient.id == client_pk))
+    if client_id is None:
+        return
+    db.session.execute(
+        update(RefreshToken)
+        .where(
+            RefreshToken.user_id == user_id,
+            RefreshToken.client_id == client_pk,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .values(revoked_at=utcnow())
+    )
+    _deny(f"client:{user_id}:{client_id}", _access_horizon(), user_id, None)
+
+
+def revoke_user_tokens(user: User, keep: Survivor | None = None) -> None:
     """Void every token of the user: refresh tokens now, access tokens by generation.
+
+    `keep` names the login that made the change (a second-factor change made with a
+    token): its refresh tokens move to the new generation and its access tokens stay
+    valid (the user row remembers the family and the generation they carry). Any other
+    revocation forgets a kept login. Browser logins end through the generation too; the
+    pages re-stamp the browser that made the change (browser_login.keep_login).
 
     The increment happens in SQL, so two revocations at once both count. Part of the
     caller's transaction: the caller commits.
     """
     now = utcnow()
+    family = keep.family_id if keep is not None and keep.generation is not None else None
     db.session.execute(
         update(User)
         .where(User.id == user.id)
-        .values(token_generation=User.token_generation + 1, tokens_valid_after=now)
+        .values(
+            token_generation=User.token_generation + 1,
+            tokens_valid_after=now,
+            kept_family_id=family,
+            kept_generation=keep.generation if family is not None and keep else None,
+        )
         .execution_options(synchronize_session=False)
     )
-    db.session.expire(user, ["token_generation", "tokens_valid_after"])
-    db.session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None))
-        .values(revoked_at=now)
+    db.session.expire(
+        user, ["token_generation", "tokens_valid_after", "kept_family_id", "kept_generation"]
     )
+    others = update(RefreshToken).where(
+        RefreshToken.user_id == user.id, RefreshToken.revoked_at.is_(None)
+    )
+    if family is not None:
+        others = others.where(RefreshToken.family_id != family)
+        db.session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.user_id == user.id, RefreshToken.family_id == family)
+            .values(user_generation=user.token_generation)
+        )
+    db.session.execute(others.values(revoked_at=now))
 
 
 def is_publishable(value: object) -> bool:

@@ -4,7 +4,8 @@
 grant and the hosted login page. Emailed/texted codes are 6 CSPRNG digits kept in Redis
 as an HMAC for OTP_LIFETIME seconds, at most SENDS_PER_HOUR a user; each code allows
 OTP_MAX_ATTEMPTS tries and is consumed atomically. TOTP (RFC 6238) accepts +-1 step and
-refuses a step used before, or older than one used. Recovery codes are single use,
+refuses a step used before, or older than one used (recorded on the user row, not in
+Redis). Recovery codes are single use,
 stored as digests, consumed by a conditional UPDATE.
 
 TOTP enrolment: `start_totp_setup` keeps a new secret pending in Redis for SETUP_LIFETIME
@@ -24,16 +25,16 @@ from urllib.parse import urlsplit
 
 import pyotp
 from flask import current_app
-from sqlalchemy import update
+from sqlalchemy import or_, update
 
 from authserver.identity.accounts import upgrade_password_hash
+from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import EmailNotVerified, InvalidOtp, Throttled, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import Account, AuthMethod, RecoveryCode, User, new_id, utcnow
 from authserver.platform.security import (
-    TOTP_STEP,
     digest,
     keyed_digest,
     mask_address,
@@ -169,20 +170,33 @@ def _check_totp(user: User, otp: str) -> None:
 
 
 def _spend_totp_step(user: User, secret: str, step: int) -> bool:
-    """Mark `step` of `secret` used; False when it was used before (a replay).
+    """Mark `step` of `secret` used; False when it, or a later step, was used before.
 
-    A step may be used once: a watched or replayed code is refused. Using step N also
-    spends N-1 and N-2 (all older steps the +-1 window can still reach), so an older
-    code cannot follow a newer one (the last-used-step rule). Markers are per secret,
-    so the code that confirmed a new secret cannot log in, while a code of the old
-    secret spent just before (to prove re-enrolment) does not block the new one.
+    A step may be used once: a watched or replayed code is refused, and an older code
+    cannot follow a newer one (the last-used-step rule, RFC 6238 5.2). The mark is the
+    user row's `totp_last_step`, committed here by a conditional UPDATE (its row lock
+    makes concurrent uses of one code wait and then fail), so it survives losing Redis.
+    It is per secret: the code that confirmed a new secret cannot log in, while a code of
+    the old secret spent just before (to prove re-enrolment) does not block the new one.
     """
-    kv = store()
     tag = keyed_digest(current_app.config["SECRET_KEY"], "totp-secret:" + secret)[:16]
-    if not kv.mark_once(f"totp-used:{user.id}:{tag}:{step}", TOTP_STEP * 4):
+    result = db.session.execute(
+        update(User)
+        .where(
+            User.id == user.id,
+            or_(
+                User.totp_step_tag.is_(None),
+                User.totp_step_tag != tag,
+                User.totp_last_step.is_(None),
+                User.totp_last_step < step,
+            ),
+        )
+        .values(totp_last_step=step, totp_step_tag=tag)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
         return False
-    for older in (step - 1, step - 2):
-        kv.put(f"totp-used:{user.id}:{tag}:{older}", "1", TOTP_STEP * 4)
+    commit(conflict=False)
     return True
 
 
@@ -263,13 +277,15 @@ def pending_totp_setup(user: User) -> TotpSetup | None:
     return TotpSetup(str(data["id"]), secret, uri, qr_svg(uri), expires_at)
 
 
-def confirm_totp_setup(user: User, code: object) -> list[str]:
+def confirm_totp_setup(user: User, code: object, *, keep: Survivor | None = None) -> list[str]:
     """Switch the user to TOTP with a current code of the pending secret.
 
     Returns the new recovery codes (shown once; the old set dies). A wrong code changes
     nothing; after SETUP_MAX_ATTEMPTS tries the setup is void. Of concurrent right
     answers only the one that takes the pending setup wins, and the confirming code's
-    step is spent, so it cannot also log in.
+    step is spent, so it cannot also log in. Every other login of the user ends (a new
+    factor must not leave a session opened without it, or by a stolen old one); the one
+    in `keep` goes on.
     """
     otp = _otp_format(code, "code")
     kv = store()
@@ -292,6 +308,7 @@ def confirm_totp_setup(user: User, code: object) -> list[str]:
     user.totp_secret = secret
     user.auth_method = AuthMethod.TFA_TOTP
     codes = _replace_recovery_codes(user)
+    revoke_user_tokens(user, keep)
     commit(conflict=False)
     kv.delete(_setup_tries_key(user))
     emit("identity.tfa.enable.success", user=user, account=user.account, method=AuthMethod.TFA_TOTP)
@@ -304,12 +321,14 @@ def disable_tfa(
     password: object,
     otp: object | None = None,
     recovery_code: object | None = None,
+    keep: Survivor | None = None,
 ) -> None:
     """Turn two-step login off: needs the password and a current `otp` (the app's code,
     or for email/SMS users a code a login attempt sent) or a `recovery_code`.
 
     The secret and every recovery code go, the auth method becomes `simple`, and a pending
     setup is dropped; the old codes stop working at once (logins read the user row).
+    Every other login of the user ends; the one in `keep` goes on.
     """
     if user.auth_method == AuthMethod.SIMPLE:
         raise ValidationFailed("Two-step login is not on for this user.", code="tfa_not_enabled")
@@ -326,6 +345,7 @@ def disable_tfa(
     method = user.auth_method
     user.auth_method = AuthMethod.SIMPLE
     drop_totp(user)
+    revoke_user_tokens(user, keep)
     commit(conflict=False)
     emit("identity.tfa.disable.success", user=user, account=user.account, method=method)
 

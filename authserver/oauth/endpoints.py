@@ -3,9 +3,9 @@
 Both take a refresh token (opaque, looked up by digest) or an access token (JWT, checked
 by `tokens.validate_access_token`, the same rule as the /v1 bearer guard). Revoking a
 refresh token ends its whole family; revoking an access token deny-lists its `jti` until
-it expires. Introspection needs a confidential client and answers only for tokens of the
-client's own account and mode (not its live or test twin: issue 14); anything else is
-`{"active": false}`.
+it expires; both are durable database writes that need no Redis. Introspection needs a
+confidential client and answers only for tokens of the client's own account and mode (not
+its live or test twin: issue 14); anything else is `{"active": false}`.
 """
 
 from __future__ import annotations
@@ -86,7 +86,7 @@ class Revocation(RevocationEndpoint):
 
     def revoke_token(self, token: FoundToken, request: Any) -> None:
         if token.refresh is not None:
-            tokens.revoke_family(token.refresh.family_id)
+            tokens.revoke_family(token.refresh.family_id, token.refresh.user_id)
         elif token.access is not None:
             tokens.revoke_access_token(token.access)
 

@@ -195,7 +195,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
                 # Refused before consuming: a bad request must not burn a good token (a
                 # rotated one goes on to consume, so its reuse still revokes the family).
                 raise InvalidScopeError("The scope is wider than the original grant.")
-            used = tokens.consume_refresh_token(token)
+            used = tokens.consume_refresh_token(token, retry=not wider)
             login.record_refresh(
                 token,
                 client_id=client.client_id,

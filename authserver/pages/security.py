@@ -196,6 +196,7 @@ def totp_confirm(me: SignedIn) -> Response:
             flash(_code_message(exc))
             return see_other(url_for(".totp_start"))
         return page.field_error(form.code, _code_message(exc), 422)
+    browser_login.keep_login(session, me.user)  # every other login of the user ended
     return _recovery_codes_page(codes, gettext("Two-step login is on"))
 
 
@@ -265,11 +266,18 @@ def tfa_disable(me: SignedIn) -> Response:
     if not form.validate_on_submit():
         return page.invalid()
     try:
-        twofactor.disable_tfa(me.user, **_proof_values(form))
+        proof = _proof_values(form)
+        twofactor.disable_tfa(
+            me.user,
+            password=proof["password"],
+            otp=proof["otp"],
+            recovery_code=proof["recovery_code"],
+        )
     except Throttled as exc:
         return page.throttled(form.password, exc)
     except ValidationFailed as exc:
         return _proof_error(page, form, exc)
+    browser_login.keep_login(session, me.user)  # every other login of the user ended
     return _done(gettext("Two-step login is off."))
 
 
@@ -303,7 +311,8 @@ def tfa_send_code(me: SignedIn) -> Response:
 @bp.post("/account/security/apps/<client_pk>/revoke")
 @signed_in
 def revoke_consent(me: SignedIn, client_pk: str) -> Response:
-    """Forget the user's "yes" to an app; 404 for an app the user never allowed."""
+    """Forget the user's "yes" to an app and end its tokens; 404 for an app the user never
+    allowed."""
     if not ButtonForm().validate_on_submit():
         return common.render_http_error(NotFound())
     if len(client_pk) > 64 or not consents.revoke(me.user.id, client_pk):

@@ -43,6 +43,9 @@ class Defaults:
     ID_TOKEN_LIFETIME = 900  # seconds
     REFRESH_TOKEN_IDLE_LIFETIME = 14 * 24 * 3600  # seconds a refresh token lives unused
     REFRESH_TOKEN_ABSOLUTE_LIFETIME = 30 * 24 * 3600  # seconds from login after which refresh stops
+    # seconds after a rotation in which the rotated refresh token may be presented once
+    # more (a retry whose answer was lost) while its successor is unused; 0 turns it off
+    REFRESH_TOKEN_RETRY_GRACE = 10
     AUTHORIZATION_CODE_LIFETIME = 60  # seconds an authorization code can be exchanged
     OTP_LIFETIME = 300  # seconds an emailed/texted login code stays valid
     OTP_RESEND_COOLDOWN = 30  # seconds before another login code is sent
@@ -72,6 +75,7 @@ INT_SETTINGS = (
     "ID_TOKEN_LIFETIME",
     "REFRESH_TOKEN_IDLE_LIFETIME",
     "REFRESH_TOKEN_ABSOLUTE_LIFETIME",
+    "REFRESH_TOKEN_RETRY_GRACE",
     "AUTHORIZATION_CODE_LIFETIME",
     "OTP_LIFETIME",
     "OTP_RESEND_COOLDOWN",
@@ -102,6 +106,7 @@ MINIMUMS = {
     "ID_TOKEN_LIFETIME": 60,
     "REFRESH_TOKEN_IDLE_LIFETIME": 60,
     "REFRESH_TOKEN_ABSOLUTE_LIFETIME": 60,
+    "REFRESH_TOKEN_RETRY_GRACE": 0,
     "AUTHORIZATION_CODE_LIFETIME": 10,
     "OTP_LIFETIME": 30,
     "OTP_RESEND_COOLDOWN": 0,
@@ -116,6 +121,7 @@ MINIMUMS = {
     "PROXY_FIX": 0,
 }
 MAXIMUMS = {
+    "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
     "AUTHORIZATION_CODE_LIFETIME": 600,
     "OTP_LIFETIME": 600,
     "OTP_MAX_ATTEMPTS": 10,

@@ -136,6 +136,9 @@ class Account(Timestamps, db.Model):  # type: ignore[name-defined]
     translations: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # Public by design (it ships inside apps): `prt-live-...` / `prt-test-...`.
     publishable_token: Mapped[str] = mapped_column(String(128), unique=True)
+    # Until then a token of this account without a user may be in revoked_tokens: only
+    # such tokens pay for that lookup (see tokens.validate_access_token).
+    token_revocations_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     test_account: Mapped[Account | None] = relationship(
         remote_side="Account.id", foreign_keys=[test_account_id], post_update=True
@@ -185,6 +188,16 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
     # Raised by one at each such revocation; a token carries the value it was issued
     # under and is refused once they differ (exact, where a time comparison is not).
     token_generation: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The one login that made the last second-factor change keeps its tokens: those of
+    # this refresh-token family still issued under this older generation stay valid.
+    kept_family_id: Mapped[str | None] = mapped_column(String(36))
+    kept_generation: Mapped[int | None] = mapped_column(Integer)
+    # Until then a token of this user may be in revoked_tokens (see Account's).
+    token_revocations_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The last TOTP step used, and which secret it was for (a keyed digest of it): a code
+    # of that step or an older one is refused (RFC 6238 5.2), durably.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
+    totp_step_tag: Mapped[str | None] = mapped_column(String(16))
 
     account: Mapped[Account | None] = relationship()
 
@@ -274,6 +287,33 @@ class RefreshToken(db.Model):  # type: ignore[name-defined]
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # prune finds by it
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set (with rotated_at) when a retried refresh replaced this unused token: it never
+    # gets a retry of its own, so presenting it is always reuse.
+    superseded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class RevokedToken(db.Model):  # type: ignore[name-defined]
+    """A durable deny-list entry for access tokens, kept until every token it can match has
+    expired. `key` is `jti:<jti>` (one token), `family:<fid>` (a login's tokens) or
+    `client:<user id>:<client_id>` (a user's tokens for one app issued up to revoked_at)."""
+
+    __tablename__ = "revoked_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(160), index=True)
+    revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SpentAuthorizationCode(db.Model):  # type: ignore[name-defined]
+    """A redeemed authorization code (its digest) and the data it was issued with, so a
+    replay is known and revokes the login it began even when Redis lost its copy."""
+
+    __tablename__ = "spent_authorization_codes"
+
+    code_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
 
 class RecoveryCode(db.Model):  # type: ignore[name-defined]

@@ -100,11 +100,14 @@ def test_guest_and_client_tokens_have_no_own_history(client, world):
 
 
 def test_refreshes_and_a_refused_reuse_are_in_the_history(client, world):
-    """A refresh is recorded as method `refresh`; replaying a rotated refresh token is
-    recorded as a failed `refresh` with reason refresh_token_reused."""
+    """A refresh is recorded as method `refresh`; replaying a rotated refresh token (its
+    successor used, so no retry) is recorded as a failed `refresh` with reason
+    refresh_token_reused."""
     first = login(client, world)
     second = refresh(client, first["refresh_token"], world.public_id)
     assert second.status_code == 200
+    third = refresh(client, second.get_json()["refresh_token"], world.public_id)
+    assert third.status_code == 200
     replay = refresh(client, first["refresh_token"], world.public_id)
     assert replay.status_code == 400
     fresh = login(client, world)["access_token"]
@@ -113,9 +116,10 @@ def test_refreshes_and_a_refused_reuse_are_in_the_history(client, world):
         (r["attributes"]["method"], r["attributes"]["success"], r["attributes"]["reason"])
         for r in rows
     ]
-    assert seen[:4] == [
+    assert seen[:5] == [
         ("password", True, None),
         ("refresh", False, "refresh_token_reused"),
+        ("refresh", True, None),
         ("refresh", True, None),
         ("password", True, None),
     ]

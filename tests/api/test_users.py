@@ -20,7 +20,7 @@ from oauth_helpers import basic, bearer, login, password_grant
 from verification_helpers import guest_token, role_token
 
 from authserver.api import users as users_api
-from authserver.identity import users, verification
+from authserver.identity import twofactor, users, verification
 from authserver.platform.errors import Conflict
 from authserver.platform.events import signal
 from authserver.platform.extensions import db
@@ -528,6 +528,17 @@ def test_managers_editing_themselves_keep_the_self_rules(app, client, world, adm
     assert client.get("/v1/user", headers=bearer(admin)).status_code == 200
 
 
+def _login_with_emailed_code(app: Any, client: Any, world: World, username: str) -> str:
+    """An access token for an email-code user: the code is primed as a login would send it."""
+    with app.app_context():
+        user = db.session.scalar(db.select(User).where(User.username == username))
+        assert user is not None
+        twofactor.prime_challenge(user, "424242")
+    response = password_grant(client, world, username, otp="424242")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    return str(response.get_json()["access_token"])
+
+
 def test_a_manager_moving_their_own_second_factor_is_sent_to_patch_v1_user(app, client, world):
     """An administrator with email codes switching their own second factor to SMS through
     PATCH /v1/users/{own id} gets 403 self_not_allowed at authMethod, told to use
@@ -540,9 +551,10 @@ def test_a_manager_moving_their_own_second_factor_is_sent_to_patch_v1_user(app, 
         email="adm@example.com",
         email_verified=True,
     )
-    admin = login(client, world, username="adm-tfa")["access_token"]
     owner = login(client, world)["access_token"]
     assert _patch(client, owner, admin_id, {"authMethod": "tfa_email"}).status_code == 200
+    # The change ended the administrator's logins: log in again, with the emailed code.
+    admin = _login_with_emailed_code(app, client, world, "adm-tfa")
     before = _row(app, admin_id)
     response = _patch(client, admin, admin_id, {"authMethod": "tfa_sms"})
     assert response.status_code == 403, response.get_data(as_text=True)
