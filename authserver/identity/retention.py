@@ -1,6 +1,7 @@
 """Retention: delete rows nobody needs any more (expired refresh tokens, spent recovery
-codes, old login history), in small batches that skip rows another transaction holds, so
-several hosts may run `authserver prune` at once and no request waits on it.
+codes, expired deny-list and spent-code rows, old login history), in small batches that
+skip rows another transaction holds, so several hosts may run `authserver prune` at once
+and no request waits on it.
 """
 
 from __future__ import annotations
@@ -11,11 +12,18 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from flask import current_app
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, inspect, select
 
 from authserver.platform.database import commit
 from authserver.platform.extensions import db
-from authserver.platform.models import LoginRecord, RecoveryCode, RefreshToken, utcnow
+from authserver.platform.models import (
+    LoginRecord,
+    RecoveryCode,
+    RefreshToken,
+    RevokedToken,
+    SpentAuthorizationCode,
+    utcnow,
+)
 
 BATCH_SIZE = 1000  # rows a transaction: short locks, small WAL bursts
 
@@ -36,10 +44,18 @@ def _days(config: Any, key: str) -> timedelta:
 # One line per kind of row. A refresh token is kept until it expires whether rotated or
 # revoked: till then PostgreSQL is what says "spent" (a reused rotated token revokes its
 # family). Past expiry it is refused as expired anyway, so the row has no more work. A
-# used recovery code is refused by `used_at IS NULL`, so its row is never read again.
+# used recovery code is refused by `used_at IS NULL`, so its row is never read again. A
+# deny-list row and a spent code's row expire when nothing they match can still be used
+# (writers also clear expired ones as they go; prune catches a quiet table).
 PRUNABLE: tuple[Prunable, ...] = (
     Prunable("refresh_tokens", RefreshToken, lambda now, c: RefreshToken.expires_at < now),
     Prunable("recovery_codes", RecoveryCode, lambda now, c: RecoveryCode.used_at < now),
+    Prunable("revoked_tokens", RevokedToken, lambda now, c: RevokedToken.expires_at < now),
+    Prunable(
+        "spent_authorization_codes",
+        SpentAuthorizationCode,
+        lambda now, c: SpentAuthorizationCode.expires_at < now,
+    ),
     Prunable(
         "login_records",
         LoginRecord,
@@ -58,12 +74,13 @@ def prune(batch_size: int = BATCH_SIZE) -> dict[str, int]:
 
 
 def _prune_kind(kind: Prunable, old: ColumnElement[bool], batch_size: int) -> int:
+    key = inspect(kind.model).primary_key[0]  # `id`, or a digest for spent codes
     total = 0
     while True:
         # FOR UPDATE SKIP LOCKED (PostgreSQL; SQLite has one writer and ignores it): two
         # prunes take disjoint batches instead of queueing on each other's rows.
         batch = (
-            select(kind.model.id)
+            select(key)
             .where(old)
             .limit(batch_size)
             .with_for_update(skip_locked=True)
@@ -71,7 +88,7 @@ def _prune_kind(kind: Prunable, old: ColumnElement[bool], batch_size: int) -> in
         )
         deleted = db.session.execute(
             delete(kind.model)
-            .where(kind.model.id.in_(batch))
+            .where(key.in_(batch))
             .execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         commit(conflict=False)

@@ -26,6 +26,8 @@ from authserver.platform.models import (
     OAuthClient,
     RecoveryCode,
     RefreshToken,
+    RevokedToken,
+    SpentAuthorizationCode,
     utcnow,
 )
 
@@ -101,9 +103,10 @@ def prune_cli(app: Flask, *options: str) -> dict[str, int]:
 
 
 def test_prune_deletes_exactly_the_old_rows(app, world):
-    """Expired refresh tokens (fresh, rotated or revoked), used recovery codes and login
-    records older than the retention go; live tokens (even rotated or revoked ones), unused
-    codes and recent history stay; the JSON gives the counts."""
+    """Expired refresh tokens (fresh, rotated or revoked), used recovery codes, expired
+    deny-list and spent-code rows and login records older than the retention go; live
+    tokens (even rotated or revoked ones), unused codes, live deny-list and spent-code
+    rows and recent history stay; the JSON gives the counts."""
     now = utcnow()
     add_refresh_tokens(app, world, 3, -DAY)
     add_refresh_tokens(app, world, 2, -DAY, rotated_at=now - 3 * DAY)
@@ -115,13 +118,27 @@ def test_prune_deletes_exactly_the_old_rows(app, world):
     retention_days = app.config["LOGIN_HISTORY_RETENTION_DAYS"]
     add_login_records(app, world, 5, timedelta(days=retention_days + 1))
     add_login_records(app, world, 4, timedelta(days=retention_days - 1))
-    assert prune_cli(app) == {"refresh_tokens": 6, "recovery_codes": 3, "login_records": 5}
+    with app.app_context():
+        for i, offset in enumerate([-DAY, -DAY, DAY]):
+            db.session.add(RevokedToken(key=f"jti:{i}", expires_at=now + offset))
+            db.session.add(
+                SpentAuthorizationCode(code_hash=f"{i:064}", data={}, expires_at=now + offset)
+            )
+        db.session.commit()
+    assert prune_cli(app) == {
+        "refresh_tokens": 6,
+        "recovery_codes": 3,
+        "revoked_tokens": 2,
+        "spent_authorization_codes": 2,
+        "login_records": 5,
+    }
+    assert count(app, RevokedToken) == count(app, SpentAuthorizationCode) == 1
     assert count(app, RefreshToken) == 7
     assert count(app, RefreshToken, RefreshToken.expires_at < utcnow()) == 0
     assert count(app, RecoveryCode) == 7
     assert count(app, RecoveryCode, RecoveryCode.used_at.is_not(None)) == 0
     assert count(app, LoginRecord) == 4
-    assert prune_cli(app) == {"refresh_tokens": 0, "recovery_codes": 0, "login_records": 0}
+    assert set(prune_cli(app).values()) == {0}
 
 
 def test_login_history_retention_setting(app, world, make_app):
@@ -151,23 +168,28 @@ def test_human_output_and_bad_batch_size(app):
     assert result.output.splitlines() == [
         "refresh_tokens: 0 deleted",
         "recovery_codes: 0 deleted",
+        "revoked_tokens: 0 deleted",
+        "spent_authorization_codes: 0 deleted",
         "login_records: 0 deleted",
     ]
     assert runner.invoke(cli, ["prune", "--batch-size", "0"]).exit_code == 2
 
 
 def test_a_rotated_token_outlives_prune_so_its_reuse_still_ends_the_login(app, client, world):
-    """Prune keeps a rotated, unexpired refresh token: replaying it afterwards is still
-    seen as reuse and revokes the family, so the successor stops working too."""
+    """Prune keeps a rotated, unexpired refresh token: replaying it afterwards (once its
+    successor was used, so no retry grace applies) is still seen as reuse and revokes the
+    family, so the newest token stops working too."""
     first = login(client, world)
     second = refresh(client, first["refresh_token"], world.public_id)
     assert second.status_code == 200
+    third = refresh(client, second.get_json()["refresh_token"], world.public_id)
+    assert third.status_code == 200
     add_refresh_tokens(app, world, 2, -DAY)
     assert prune_cli(app)["refresh_tokens"] == 2
     replay = refresh(client, first["refresh_token"], world.public_id)
     assert replay.status_code == 400 and replay.get_json()["error"] == "invalid_grant"
-    successor = refresh(client, second.get_json()["refresh_token"], world.public_id)
-    assert successor.status_code == 400
+    newest = refresh(client, third.get_json()["refresh_token"], world.public_id)
+    assert newest.status_code == 400
 
 
 def _postgres_only(app: Flask) -> None:
