@@ -87,9 +87,7 @@ def _prune_kind(kind: Prunable, old: ColumnElement[bool], batch_size: int) -> in
             .scalar_subquery()
         )
         deleted = db.session.execute(
-            delete(kind.model)
-            .where(key.in_(batch))
-            .execution_options(synchronize_session=False)
+            delete(kind.model).where(key.in_(batch)).execution_options(synchronize_session=False)
         ).rowcount  # type: ignore[attr-defined]
         commit(conflict=False)
         total += deleted
