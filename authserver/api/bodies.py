@@ -9,10 +9,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from . import documents
+from . import documents, strictjson
 from .jsonapi import MEDIA_TYPE, ApiError, ErrorObject, attribute_pointer
 
 Kind = Literal["string", "boolean", "object"]
+
+# Free-form JSON (meta, jsonapi, customData). The strict reader also refuses integers of
+# more than strictjson.MAX_INT_DIGITS digits anywhere, which no schema of free-form JSON
+# can say without recursion; the description says it.
+JSON_OBJECT: dict[str, Any] = {
+    "type": "object",
+    "description": f"Any JSON object (integers of at most {strictjson.MAX_INT_DIGITS} digits)",
+}
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,9 @@ class Attr:
 
     def schema(self) -> dict[str, Any]:
         """This attribute's JSON Schema: the type and caps `read` enforces, then `doc`."""
+        if self.kind == "object":
+            kinds = ["object", "null"] if self.nullable else "object"
+            return {**JSON_OBJECT, **self.doc, "type": kinds}
         out: dict[str, Any] = {"type": [self.kind, "null"] if self.nullable else self.kind}
         if self.kind == "string":
             out["maxLength"] = self.max_len
@@ -159,7 +170,7 @@ class Body:
             }
         else:  # the server takes only an empty relationships object here
             data_properties["relationships"] = {"type": "object", "maxProperties": 0}
-        data_properties["meta"] = {"type": "object"}
+        data_properties["meta"] = JSON_OBJECT
         return {
             "type": "object",
             "additionalProperties": False,
@@ -171,8 +182,8 @@ class Body:
                     "required": data_required,
                     "properties": data_properties,
                 },
-                "meta": {"type": "object"},
-                "jsonapi": {"type": "object"},
+                "meta": JSON_OBJECT,
+                "jsonapi": JSON_OBJECT,
             },
         }
 
@@ -191,12 +202,12 @@ def _to_one(type_: str) -> dict[str, Any]:
         "properties": {
             "type": {"const": type_},
             "id": {"type": "string", "minLength": 1},
-            "meta": {"type": "object"},
+            "meta": JSON_OBJECT,
         },
     }
     return {
         "type": "object",
         "additionalProperties": False,
         "required": ["data"],
-        "properties": {"data": identifier, "links": {"type": "object"}, "meta": {"type": "object"}},
+        "properties": {"data": identifier, "links": JSON_OBJECT, "meta": JSON_OBJECT},
     }

@@ -19,7 +19,8 @@ from oauth_helpers import login
 from verification_helpers import guest_token
 from werkzeug.serving import make_server
 
-CONFIG = Path(__file__).with_name("schemathesis.toml")
+HERE = Path(__file__).resolve().parent
+CONFIG = HERE / "schemathesis.toml"
 SEED = int(os.environ.get("FUZZ_SEED", "20261207"))
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
 # Operations left out per role, and why: the owner deleting the account (or minting a new
@@ -61,7 +62,15 @@ def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.Complete
     ]
     for operation_id in skips:
         command += ["--exclude-operation-id", operation_id]
-    return subprocess.run(command, capture_output=True, text=True, timeout=600, check=False)
+    root = Path(__file__).resolve().parents[2]
+    env = {
+        **os.environ,
+        "SCHEMATHESIS_HOOKS": "fuzz_hooks",
+        "PYTHONPATH": os.pathsep.join([str(root), str(HERE)]),
+    }
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=600, check=False, env=env
+    )
 
 
 def test_schemathesis_finds_nothing_for_any_role(app, client, world: World, base_url: str):
