@@ -22,7 +22,7 @@ from werkzeug.serving import make_server
 HERE = Path(__file__).resolve().parent
 CONFIG = HERE / "schemathesis.toml"
 SEED = int(os.environ.get("FUZZ_SEED", "20261207"))
-EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "25"))
+EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "10"))  # per operation and phase; ~2 minutes
 # Operations left out per role, and why: the owner deleting the account (or minting a new
 # publishable token, which stops the guest's) would end the run for everyone after it.
 OWNER_SKIPS = ("deleteAccount", "regeneratePublishableToken")
@@ -39,7 +39,8 @@ def base_url(app: Flask) -> Iterator[str]:
     thread.join()
 
 
-def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.CompletedProcess[str]:
+def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.Popen[str]:
+    """Start schemathesis as the token's holder (the roles run side by side)."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
@@ -68,8 +69,8 @@ def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.Complete
         "SCHEMATHESIS_HOOKS": "fuzz_hooks",
         "PYTHONPATH": os.pathsep.join([str(root), str(HERE)]),
     }
-    return subprocess.run(
-        command, capture_output=True, text=True, timeout=600, check=False, env=env
+    return subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
     )
 
 
@@ -84,7 +85,8 @@ def test_schemathesis_finds_nothing_for_any_role(app, client, world: World, base
         "member": _schemathesis(base_url, member["access_token"]),
         "owner": _schemathesis(base_url, owner["access_token"], *OWNER_SKIPS),
     }
-    failed = {role: run for role, run in runs.items() if run.returncode != 0}
+    outputs = {role: run.communicate(timeout=900)[0] for role, run in runs.items()}
+    failed = [role for role, run in runs.items() if run.returncode != 0]
     for role, run in runs.items():
-        print(f"===== schemathesis as {role}: exit {run.returncode}\n{run.stdout}{run.stderr}")
+        print(f"===== schemathesis as {role}: exit {run.returncode}\n{outputs[role]}")
     assert not failed, f"schemathesis failed as: {', '.join(failed)}"
