@@ -316,3 +316,22 @@ def test_page_parameters_refuse_what_the_server_refuses(app, client, world, path
     response = client.get(f"/v1{path}?page[number]={limit + 1}", headers=headers)
     assert response.status_code == 400
     assert "400" in document["paths"][path]["get"]["responses"]
+
+
+def test_every_guarded_route_answers_and_documents_503_with_redis_down(
+    app, client, world, make_app, unused_port
+):
+    """With Redis unreachable each guarded operation answers 503 (the token check cannot
+    see revocations), never 500, and documents it."""
+    document = _document(client)
+    token = _owner_token(client, world)
+    down = make_app(REDIS_URL=f"redis://127.0.0.1:{unused_port}/0").test_client()
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            if not operation.get("security"):
+                continue
+            response = down.open(
+                _url(path), method=method.upper(), headers={"Authorization": f"Bearer {token}"}
+            )
+            assert response.status_code == 503, (method, path, response.status_code)
+            assert "503" in operation["responses"], (method, path)
