@@ -53,8 +53,8 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
 }
 
 
-def _only(names: frozenset[str]) -> dict[str, bodies.Attr]:
-    return {name: attr for name, attr in ATTRIBUTES.items() if name in names}
+def _only(wanted: frozenset[str]) -> dict[str, bodies.Attr]:
+    return {name: attr for name, attr in ATTRIBUTES.items() if name in wanted}
 
 
 CREATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), required=frozenset({"username"}))
