@@ -20,8 +20,7 @@ from .auth import current_token, require_token
 from .blueprint import bp
 
 EDITORS = (Role.OWNER, Role.ADMINISTRATOR, Role.DEVELOPER)
-# Printable text with something in it, as identity's check_name takes it.
-_NAME_PATTERN = r"^[^\x00-\x1f]*[^\s\x00-\x1f][^\x00-\x1f]*$"
+_NAME_PATTERN = bodies.NAME_PATTERN
 # What PATCH /v1/account may change (the domain's ACCOUNT_FIELDS), with wire caps.
 ATTRIBUTES: dict[str, bodies.Attr] = {
     "name": bodies.text(255, pattern=_NAME_PATTERN),

@@ -23,6 +23,13 @@ JSON_OBJECT: dict[str, Any] = {
 }
 
 
+# Domain text rules as patterns (identity.rules): a name is printable and not blank once
+# trimmed; a username is letters, digits and - @ . + _ once trimmed and lower-cased
+# (the Kelvin sign lower-cases to k).
+NAME_PATTERN = r"^\s*[^\s\x00-\x1f](?:[^\x00-\x1f]*[^\s\x00-\x1f])?\s*$"
+USERNAME_PATTERN = r"^\s*[A-Za-z0-9@.+_\u212a-]+\s*$"
+
+
 @dataclass(frozen=True)
 class Attr:
     """One attribute on the wire: its JSON type and the caps the API layer checks.

@@ -32,14 +32,16 @@ SELF_ATTRIBUTES = names.attributes_of(profile.SELF_FIELDS)
 # Every attribute a user request may carry: its wire type and cap (checked here) and, in
 # the published schema only, the domain's rules (a password, say, is 8 to 128 characters).
 ATTRIBUTES: dict[str, bodies.Attr] = {
-    "username": bodies.text(255, description="a-z 0-9 - @ . + _; lower-cased"),
+    "username": bodies.text(
+        255, pattern=bodies.USERNAME_PATTERN, description="a-z 0-9 - @ . + _; lower-cased"
+    ),
     "password": bodies.text(1024, minLength=8, maxLength=128),
     "email": bodies.text(254, nullable=True, format="email"),
     "phoneNumber": bodies.text(32, nullable=True, description="E.164, e.g. +15551234567"),
     "phoneVerificationCode": bodies.text(16, description="Proves phoneNumber (tfa_sms)"),
-    "name": bodies.text(255, nullable=True),
-    "firstName": bodies.text(255, nullable=True),
-    "lastName": bodies.text(255, nullable=True),
+    "name": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
+    "firstName": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
+    "lastName": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
     "authMethod": bodies.text(16, enum=list(AUTH_METHODS)),
     "role": bodies.text(32, enum=list(ROLES)),
     "status": bodies.text(16, enum=[str(s) for s in users.LISTED_STATUSES]),

@@ -39,8 +39,9 @@ def base_url(app: Flask) -> Iterator[str]:
     thread.join()
 
 
-def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.Popen[str]:
-    """Start schemathesis as the token's holder (the roles run side by side)."""
+def _schemathesis(base_url: str, workdir: Path, token: str, *skips: str) -> subprocess.Popen[str]:
+    """Start schemathesis as the token's holder (the roles run side by side); its cache
+    goes to `workdir`, not into the checkout."""
     command = [
         str(Path(sys.executable).with_name("schemathesis")),
         "--config-file",
@@ -63,6 +64,7 @@ def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.Popen[st
     ]
     for operation_id in skips:
         command += ["--exclude-operation-id", operation_id]
+    workdir.mkdir()
     root = Path(__file__).resolve().parents[2]
     env = {
         **os.environ,
@@ -70,20 +72,22 @@ def _schemathesis(base_url: str, token: str, *skips: str) -> subprocess.Popen[st
         "PYTHONPATH": os.pathsep.join([str(root), str(HERE)]),
     }
     return subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir
     )
 
 
-def test_schemathesis_finds_nothing_for_any_role(app, client, world: World, base_url: str):
+def test_schemathesis_finds_nothing_for_any_role(
+    app, client, world: World, base_url: str, tmp_path: Path
+):
     """Schemathesis with all checks finds no 5xx, undocumented status or schema drift as
     a guest, a customer and an owner."""
     make_user(app, world.live_id, "fuzz-member", role="customer")
     member = login(client, world, username="fuzz-member", client_id=world.public_id)
     owner = login(client, world, username="alice", client_id=world.public_id)
     runs = {
-        "guest": _schemathesis(base_url, guest_token(client, world.live_prt)),
-        "member": _schemathesis(base_url, member["access_token"]),
-        "owner": _schemathesis(base_url, owner["access_token"], *OWNER_SKIPS),
+        "guest": _schemathesis(base_url, tmp_path / "guest", guest_token(client, world.live_prt)),
+        "member": _schemathesis(base_url, tmp_path / "member", member["access_token"]),
+        "owner": _schemathesis(base_url, tmp_path / "owner", owner["access_token"], *OWNER_SKIPS),
     }
     outputs = {role: run.communicate(timeout=900)[0] for role, run in runs.items()}
     failed = [role for role, run in runs.items() if run.returncode != 0]

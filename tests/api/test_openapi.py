@@ -13,7 +13,10 @@ from oauth_helpers import login
 from openapi_spec_validator import validate
 from verification_helpers import guest_token
 
+from authserver.api import bodies
 from authserver.api.openapi import METHODS, openapi_path
+from authserver.identity import rules
+from authserver.platform.errors import ValidationFailed
 
 API_PREFIX = "/v1"
 
@@ -341,3 +344,23 @@ def test_every_guarded_route_answers_and_documents_503_with_redis_down(
             )
             assert response.status_code == 503, (method, path, response.status_code)
             assert "503" in operation["responses"], (method, path)
+
+
+TEXTS = ["abc", " a b ", "\tabc\n", "a\nb", "a\x7fb", "  ", "", "\x1f", "é", "ABC", "\u212a"]
+TEXTS += ["a@b.c+d_e-f", "a b", "a/b", "\u0130", " x\u3000", "\u3000"]
+
+
+@pytest.mark.parametrize("value", TEXTS)
+def test_text_patterns_match_the_domain_rules(value):
+    """The name and username patterns in the schema take exactly what identity's rules take
+    (a stricter pattern would make the fuzzer's invalid data pass the server)."""
+    for pattern, check in [
+        (bodies.NAME_PATTERN, lambda v: rules.check_name(v, "name")),
+        (bodies.USERNAME_PATTERN, rules.check_username),
+    ]:
+        try:
+            check(value)
+            taken = True
+        except ValidationFailed:
+            taken = False
+        assert (re.search(pattern, value) is not None) == taken, (pattern, value)
