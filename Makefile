@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test lint format install install-dev clean-demo
+.PHONY: run test api-fuzz lint format install install-dev clean-demo
 
 run: install instance/config.py
 	$(BIN)/authserver demo
@@ -14,6 +14,12 @@ run: install instance/config.py
 test: install-dev
 	@echo "== the whole suite, on every core (pytest-xdist); the 10 slowest tests at the end"
 	$(BIN)/pytest -p no:cacheprovider -n auto --dist worksteal --durations=10
+
+# Schemathesis over /v1/openapi.json (every check, fixed seed) as a guest, a customer and
+# an owner, against the app on a loopback port with the test database and Redis.
+api-fuzz: install-dev
+	@echo "== schemathesis over /v1/openapi.json as a guest, a customer and an owner"
+	$(BIN)/pytest -p no:cacheprovider -q tests/api/fuzz_openapi.py
 
 lint: install-dev
 	$(BIN)/ruff check .

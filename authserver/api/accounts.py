@@ -15,25 +15,29 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, Account, AccountStatus, Role, User
 
-from . import documents, jsonapi, names, openapi
+from . import bodies, jsonapi, names, openapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
 EDITORS = (Role.OWNER, Role.ADMINISTRATOR, Role.DEVELOPER)
-WRITABLE = names.attributes_of(accounts.ACCOUNT_FIELDS)
-# The string attributes among them -> their wire cap, checked in this order; customData
-# is the one object.
-STRING_CAPS = {
-    "name": 255,
-    "companyName": 255,
-    "defaultAuthMethod": 16,
-    "websiteUrl": 2048,
-    "supportEmail": 254,
-    "techEmail": 254,
-    "apiVersion": 16,
-    "caption": 255,
-    "description": 10_000,
+_NAME_PATTERN = bodies.NAME_PATTERN
+# What PATCH /v1/account may change (the domain's ACCOUNT_FIELDS), with wire caps.
+ATTRIBUTES: dict[str, bodies.Attr] = {
+    "name": bodies.text(255, pattern=_NAME_PATTERN),
+    "companyName": bodies.text(255, nullable=True, pattern=_NAME_PATTERN),
+    # null passes the wire and the domain refuses it (422 required), so the schema says string.
+    "defaultAuthMethod": bodies.text(16, nullable=True, type="string", enum=list(AUTH_METHODS)),
+    "websiteUrl": bodies.text(2048, nullable=True, format="uri", description="http(s)"),
+    "supportEmail": bodies.text(254, nullable=True, format="email"),
+    "techEmail": bodies.text(254, nullable=True, format="email"),
+    "apiVersion": bodies.text(16, nullable=True, pattern="^[0-9]{8}$"),
+    "caption": bodies.text(255, nullable=True, pattern=_NAME_PATTERN),
+    "description": bodies.text(10_000, nullable=True, pattern=_NAME_PATTERN),
+    "customData": bodies.obj(),
 }
+UPDATE = bodies.Body("Account", ATTRIBUTES, update=True)
+# POST /v1/account_resets takes no body, or an AccountReset with nothing in it.
+RESET = bodies.Body("AccountReset")
 
 
 def token_account() -> Account:
@@ -98,15 +102,8 @@ def patch_account() -> Response:
     """Change the live account; the test account follows in the same transaction."""
     account = token_account()
     locale = request_locale(account)
-    attrs = documents.parse_document(type_="Account", require_id=account.id, allowed=WRITABLE)
-    changes: dict[str, Any] = {}
-    for name, max_len in STRING_CAPS.items():
-        if name in attrs:
-            changes[names.field_of(name)] = documents.expect_str(
-                attrs, name, max_len=max_len, nullable=name != "name"
-            )
-    if "customData" in attrs:
-        changes["custom_data"] = documents.expect_object(attrs, "customData")
+    attrs = UPDATE.read(require_id=account.id).attributes
+    changes = {names.field_of(name): value for name, value in attrs.items()}
     token = current_token()
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.update_account(account, changes, locale=locale, by=by)
@@ -151,7 +148,7 @@ def reset_account() -> Response:
     """Wipe the test account's users but the caller (test accounts only; live: 422)."""
     account = token_account()
     if request.content_length:  # a body is optional; if sent, it must be an AccountReset
-        documents.parse_document(type_="AccountReset", allowed=set())
+        RESET.read()
     token = current_token()
     by = db.session.get(User, token.user_id) if token.user_id else None
     accounts.reset_test_account(account, by=by)
@@ -201,7 +198,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Change the live account (its test account follows)",
                 "operationId": "updateAccount",
                 "parameters": [_LOCALE],
-                "requestBody": openapi.body(_ACCOUNT_DOC),
+                "requestBody": bodies.request_body(UPDATE),
                 "responses": {
                     "200": openapi.body(_ACCOUNT_DOC, "The changed account"),
                     **openapi.error_responses(400, 404, 409, 413, 415, 422),
@@ -237,10 +234,7 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Wipe a test account's users but the caller (test accounts only)",
                 "operationId": "resetTestAccount",
-                "requestBody": {
-                    "required": False,
-                    **openapi.body(openapi.resource_document("AccountReset", {}, with_id=False)),
-                },
+                "requestBody": bodies.request_body(RESET, required=False),
                 "responses": {
                     "204": {"description": "The test account was reset"},
                     **openapi.error_responses(422),

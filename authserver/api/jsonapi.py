@@ -278,6 +278,10 @@ def _response(body: Mapping[str, Any], status: int, headers: Mapping[str, str] |
 
 # --- pagination ---------------------------------------------------------------------
 
+PAGE_SIZE = 25
+PAGE_SIZE_MAX = 100
+PAGE_NUMBER_MAX = 1_000_000  # the OpenAPI document publishes these bounds
+
 
 def page_param(name: str, default: int, maximum: int) -> int:
     """`page[name]` from the query string: a whole number from 1 to `maximum`, else 400."""

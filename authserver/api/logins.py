@@ -17,9 +17,9 @@ from . import jsonapi, openapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
-PAGE_SIZE = 25
-PAGE_SIZE_MAX = 100
-PAGE_NUMBER_MAX = 1_000_000
+PAGE_SIZE = jsonapi.PAGE_SIZE
+PAGE_SIZE_MAX = jsonapi.PAGE_SIZE_MAX
+PAGE_NUMBER_MAX = jsonapi.PAGE_NUMBER_MAX
 
 
 def _login_resource(record: LoginRecord) -> dict[str, Any]:

@@ -17,8 +17,10 @@ from typing import Any
 
 from flask import Flask, Response, current_app
 
+from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.models import ROLES
 
+from . import jsonapi
 from .blueprint import bp
 
 EXTENSION = "authserver.openapi"
@@ -27,6 +29,9 @@ METHODS = ("get", "post", "patch", "put", "delete")
 ANY_TOKEN = (*ROLES, "guest")
 
 MEDIA = "application/vnd.api+json"
+# Statuses every /v1 operation can answer, from the blueprint's negotiation before any
+# view: an Accept it cannot honour, and any body that is too large or not JSON.
+NEGOTIATION = (406, 413, 415)
 
 
 def error_responses(*statuses: int) -> dict[str, Any]:
@@ -58,6 +63,7 @@ _STATUS_TEXT = {
     400: "Malformed request (JSON, parameters)",
     401: "No valid access token",
     403: "The token's role may not do this",
+    406: "Accept names JSON:API only with parameters this server does not support",
     404: "Not found (also for what the caller may not know exists)",
     409: "Conflict (taken username, wrong data.type or data.id)",
     413: "Body too large",
@@ -115,19 +121,29 @@ SHARED: dict[str, Any] = {
             "in": "query",
             "required": False,
             "description": "Read/write localizable attributes in this locale (en, es, fr).",
-            "schema": {"type": "string", "enum": ["en", "es", "fr"]},
+            "schema": {"type": "string", "enum": list(SUPPORTED_LOCALES)},
         },
         "pageNumber": {
             "name": "page[number]",
             "in": "query",
             "required": False,
-            "schema": {"type": "integer", "minimum": 1, "default": 1},
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": jsonapi.PAGE_NUMBER_MAX,
+                "default": 1,
+            },
         },
         "pageSize": {
             "name": "page[size]",
             "in": "query",
             "required": False,
-            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 25},
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": jsonapi.PAGE_SIZE_MAX,
+                "default": jsonapi.PAGE_SIZE,
+            },
         },
     },
 }
@@ -156,6 +172,21 @@ def openapi_path(rule: str) -> str:
     return re.sub(r"<(?:[^:<>]+:)?([^<>]+)>", r"{\1}", path) or "/"
 
 
+def implied_statuses(operation: dict[str, Any], roles: tuple[str, ...] | None) -> list[int]:
+    """The error statuses an operation answers by the way it is built, whatever its view
+    does: negotiation; 401, 403 and 503 (the token check reads PostgreSQL and Redis) when
+    it is guarded; 400 for its query parameters; 400, 409 and 422 for its request body."""
+    statuses = set(NEGOTIATION)
+    if roles is not None:
+        statuses |= {401, 503} | ({403} if roles else set())
+    parameters = operation.get("parameters", [])
+    if any("$ref" in p or p.get("in") == "query" for p in parameters):
+        statuses.add(400)  # every query parameter is checked: 400 invalid_parameter/locale
+    if "requestBody" in operation:
+        statuses |= {400, 409, 422}  # malformed document; type or id mismatch; attributes
+    return sorted(statuses)
+
+
 def build(app: Flask) -> dict[str, Any]:
     """Merge every /v1 module's description; add roles from each view's decorator."""
     paths: dict[str, dict[str, Any]] = {}
@@ -180,9 +211,10 @@ def build(app: Flask) -> dict[str, Any]:
             if roles is not None:
                 operation["security"] = [{"bearer": []}]
                 operation["x-roles"] = list(roles or ANY_TOKEN)
-                responses = operation.setdefault("responses", {})
-                for status, ref in error_responses(401, *([403] if roles else [])).items():
-                    responses.setdefault(status, ref)
+            responses = operation.setdefault("responses", {})
+            for status, ref in error_responses(*implied_statuses(operation, roles)).items():
+                responses.setdefault(status, ref)
+            operation["responses"] = dict(sorted(responses.items()))
             paths.setdefault(path, {})[method] = operation
     issuer = app.config["ISSUER"].rstrip("/")
     return {

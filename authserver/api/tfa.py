@@ -14,7 +14,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, AuthMethod, User, new_id, utcnow
 
-from . import documents, jsonapi
+from . import bodies, jsonapi
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -33,17 +33,24 @@ def _user() -> User:
     return user
 
 
-def _strings(attrs: dict[str, Any], caps: dict[str, int]) -> dict[str, str | None]:
-    return {name: documents.expect_str(attrs, name, max_len=cap) for name, cap in caps.items()}
-
-
-def _one_code(type_: str, name: str) -> str | None:
-    """The body is a `type_` whose one (required) attribute is the code `name`."""
-    attrs = documents.parse_document(type_=type_, allowed={name}, required={name})
-    return documents.expect_str(attrs, name, max_len=OTP_MAX)
-
-
-PROOF = {"password": PASSWORD_MAX, "otp": OTP_MAX, "recoveryCode": RECOVERY_CODE_MAX}
+_PASSWORD = bodies.text(PASSWORD_MAX, description="The current password.")
+_OTP = bodies.text(
+    OTP_MAX,
+    pattern=r"^\s*[0-9]{6}\s*$",
+    description="A current 6-digit code from the authenticator app (used once).",
+)
+_RECOVERY = bodies.text(
+    RECOVERY_CODE_MAX, description="An unused recovery code (instead of otp; used up)."
+)
+PROOF = {"password": _PASSWORD, "otp": _OTP, "recoveryCode": _RECOVERY}
+SETUP = bodies.Body("TotpSetup", PROOF, required=frozenset({"password"}))
+CONFIRMATION = bodies.Body(
+    "TotpConfirmation",
+    {"code": bodies.text(OTP_MAX, **{**_OTP.doc, "description": "From the new secret."})},
+    required=frozenset({"code"}),
+)
+RECOVERY_CODE_SET = bodies.Body("RecoveryCodeSet", {"otp": _OTP}, required=frozenset({"otp"}))
+DISABLEMENT = bodies.Body("TfaDisablement", PROOF, required=frozenset({"password"}))
 
 
 @bp.post("/totp_setups")
@@ -51,10 +58,12 @@ PROOF = {"password": PASSWORD_MAX, "otp": OTP_MAX, "recoveryCode": RECOVERY_CODE
 def start_totp_setup() -> Response:
     """A new pending TOTP secret, its otpauth:// URI and QR code (10 minutes to confirm)."""
     user = _user()
-    attrs = documents.parse_document(type_="TotpSetup", allowed=set(PROOF), required={"password"})
-    given = _strings(attrs, PROOF)
+    given = SETUP.read().attributes
     setup = twofactor.start_totp_setup(
-        user, password=given["password"], otp=given["otp"], recovery_code=given["recoveryCode"]
+        user,
+        password=given["password"],
+        otp=given.get("otp"),
+        recovery_code=given.get("recoveryCode"),
     )
     resource = jsonapi.resource(
         "TotpSetup",
@@ -75,7 +84,7 @@ def confirm_totp_setup() -> Response:
     """Switch the user to tfa_totp with a current code; answers the recovery codes once."""
     user = _user()
     codes = twofactor.confirm_totp_setup(
-        user, _one_code("TotpConfirmation", "code"), keep=tokens.Survivor.of(current_token())
+        user, CONFIRMATION.read().attributes["code"], keep=tokens.Survivor.of(current_token())
     )
     resource = jsonapi.resource(
         "TotpConfirmation",
@@ -90,7 +99,7 @@ def confirm_totp_setup() -> Response:
 def renew_recovery_codes() -> Response:
     """A new set of recovery codes (the old set stops working); needs a current code."""
     user = _user()
-    codes = twofactor.renew_recovery_codes(user, otp=_one_code("RecoveryCodeSet", "otp"))
+    codes = twofactor.renew_recovery_codes(user, otp=RECOVERY_CODE_SET.read().attributes["otp"])
     resource = jsonapi.resource(
         "RecoveryCodeSet", new_id(), {"codes": codes, "createdAt": utcnow()}
     )
@@ -102,15 +111,12 @@ def renew_recovery_codes() -> Response:
 def disable_tfa() -> Response:
     """Switch TOTP off (password and a current code or recovery code); 204."""
     user = _user()
-    attrs = documents.parse_document(
-        type_="TfaDisablement", allowed=set(PROOF), required={"password"}
-    )
-    given = _strings(attrs, PROOF)
+    given = DISABLEMENT.read().attributes
     twofactor.disable_tfa(
         user,
         password=given["password"],
-        otp=given["otp"],
-        recovery_code=given["recoveryCode"],
+        otp=given.get("otp"),
+        recovery_code=given.get("recoveryCode"),
         keep=tokens.Survivor.of(current_token()),  # this login goes on; all others end
     )
     return jsonapi.no_content()
@@ -143,35 +149,6 @@ def _errors(*statuses: int) -> dict[str, Any]:
     }
 
 
-def _request(type_: str, attributes: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    return {
-        "required": True,
-        "content": {
-            jsonapi.MEDIA_TYPE: {
-                "schema": {
-                    "type": "object",
-                    "required": ["data"],
-                    "properties": {
-                        "data": {
-                            "type": "object",
-                            "required": ["type", "attributes"],
-                            "properties": {
-                                "type": {"const": type_},
-                                "attributes": {
-                                    "type": "object",
-                                    "required": required,
-                                    "additionalProperties": False,
-                                    "properties": attributes,
-                                },
-                            },
-                        }
-                    },
-                }
-            }
-        },
-    }
-
-
 def _created(schema: str, description: str) -> dict[str, Any]:
     return {
         "201": {
@@ -200,18 +177,6 @@ def _resource_schema(type_: str, attributes: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-_PASSWORD = {"type": "string", "maxLength": PASSWORD_MAX, "description": "The current password."}
-_OTP = {
-    "type": "string",
-    "maxLength": OTP_MAX,
-    "pattern": r"^\s*[0-9]{6}\s*$",
-    "description": "A current 6-digit code from the authenticator app (used once).",
-}
-_RECOVERY = {
-    "type": "string",
-    "maxLength": RECOVERY_CODE_MAX,
-    "description": "An unused recovery code (instead of otp; used up).",
-}
 _CODES = {
     "type": "array",
     "items": {"type": "string", "example": "abcd-efgh-jkmn-pqrs"},
@@ -231,11 +196,7 @@ OPENAPI: dict[str, Any] = {
                 "POST /totp_confirmations. Needs the password; a user who already has TOTP "
                 "also gives a current otp or a recoveryCode. The secret is shown only here.",
                 "operationId": "startTotpSetup",
-                "requestBody": _request(
-                    "TotpSetup",
-                    {"password": _PASSWORD, "otp": _OTP, "recoveryCode": _RECOVERY},
-                    ["password"],
-                ),
+                "requestBody": bodies.request_body(SETUP),
                 "responses": {
                     **_created("TotpSetup", "The pending setup, for the authenticator app."),
                     **_errors(*_ERRORS),
@@ -250,11 +211,7 @@ OPENAPI: dict[str, Any] = {
                 f"{twofactor.SETUP_MAX_ATTEMPTS} wrong codes the setup is void "
                 "(422 no_pending_setup). The confirming code cannot be used again to log in.",
                 "operationId": "confirmTotpSetup",
-                "requestBody": _request(
-                    "TotpConfirmation",
-                    {"code": {**_OTP, "description": "From the new secret."}},
-                    ["code"],
-                ),
+                "requestBody": bodies.request_body(CONFIRMATION),
                 "responses": {
                     **_created("TotpConfirmation", "TOTP is on; the recovery codes."),
                     **_errors(*(s for s in _ERRORS if s != 429)),
@@ -266,7 +223,7 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Replace the current user's recovery codes",
                 "description": "Needs a current otp; the previous codes stop working.",
                 "operationId": "createRecoveryCodeSet",
-                "requestBody": _request("RecoveryCodeSet", {"otp": _OTP}, ["otp"]),
+                "requestBody": bodies.request_body(RECOVERY_CODE_SET),
                 "responses": {
                     **_created("RecoveryCodeSet", "The new recovery codes, shown once."),
                     **_errors(*_ERRORS),
@@ -281,11 +238,7 @@ OPENAPI: dict[str, Any] = {
                 "secret and the recovery codes are deleted and authMethod becomes simple; the "
                 "old codes stop working at once.",
                 "operationId": "disableTfa",
-                "requestBody": _request(
-                    "TfaDisablement",
-                    {"password": _PASSWORD, "otp": _OTP, "recoveryCode": _RECOVERY},
-                    ["password"],
-                ),
+                "requestBody": bodies.request_body(DISABLEMENT),
                 "responses": {
                     "204": {"description": "Two-step login is off."},
                     **_errors(*_ERRORS),

@@ -16,37 +16,52 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, ROLES, Account, User
 
-from . import documents, jsonapi, names, openapi
+from . import bodies, jsonapi, names, openapi
 from .accounts import request_locale
 from .auth import current_token, require_token
 from .blueprint import bp
 
-PAGE_SIZE = 25
-PAGE_SIZE_MAX = 100
-PAGE_NUMBER_MAX = 1_000_000
+PAGE_SIZE = jsonapi.PAGE_SIZE
+PAGE_SIZE_MAX = jsonapi.PAGE_SIZE_MAX
+PAGE_NUMBER_MAX = jsonapi.PAGE_NUMBER_MAX
 
 # Who may send which attributes: the domain's lists of fields, in API names.
 ADMIN_ATTRIBUTES = names.attributes_of(users.ADMIN_FIELDS)
 GUEST_ATTRIBUTES = names.attributes_of(users.SIGN_UP_FIELDS)
 SELF_ATTRIBUTES = names.attributes_of(profile.SELF_FIELDS)
-# Each of those attributes -> (kind, max length, nullable). Lengths are wire caps; the
-# domain rules say what a valid value is (a password, say, is 8 to 128 characters).
-WIRE: dict[str, tuple[str, int, bool]] = {
-    "username": ("str", 255, False),
-    "password": ("str", 1024, False),
-    "email": ("str", 254, True),
-    "phoneNumber": ("str", 32, True),
-    "phoneVerificationCode": ("str", 16, False),
-    "name": ("str", 255, True),
-    "firstName": ("str", 255, True),
-    "lastName": ("str", 255, True),
-    "authMethod": ("str", 16, False),
-    "role": ("str", 32, False),
-    "status": ("str", 16, False),
-    "emailVerified": ("bool", 0, False),
-    "customData": ("object", 0, False),
-    "currentPassword": ("str", 1024, False),  # PATCH /v1/user: proof for moving a factor
+# Every attribute a user request may carry: its wire type and cap (checked here) and, in
+# the published schema only, the domain's rules (a password, say, is 8 to 128 characters).
+ATTRIBUTES: dict[str, bodies.Attr] = {
+    "username": bodies.text(
+        255, pattern=bodies.USERNAME_PATTERN, description="a-z 0-9 - @ . + _; lower-cased"
+    ),
+    "password": bodies.text(1024, minLength=8, maxLength=128),
+    "email": bodies.text(254, nullable=True, format="email"),
+    "phoneNumber": bodies.text(32, nullable=True, description="E.164, e.g. +15551234567"),
+    "phoneVerificationCode": bodies.text(16, description="Proves phoneNumber (tfa_sms)"),
+    "name": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
+    "firstName": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
+    "lastName": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
+    "authMethod": bodies.text(16, enum=list(AUTH_METHODS)),
+    "role": bodies.text(32, enum=list(ROLES)),
+    "status": bodies.text(16, enum=[str(s) for s in users.LISTED_STATUSES]),
+    "emailVerified": bodies.flag(),
+    "customData": bodies.obj(),
+    "currentPassword": bodies.text(
+        1024,
+        description="PATCH /v1/user only: needed when a two-step user changes authMethod, "
+        "or the phoneNumber of tfa_sms",
+    ),
 }
+
+
+def _only(wanted: frozenset[str]) -> dict[str, bodies.Attr]:
+    return {name: attr for name, attr in ATTRIBUTES.items() if name in wanted}
+
+
+CREATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), required=frozenset({"username"}))
+UPDATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), update=True)
+UPDATE_SELF = bodies.Body("User", _only(SELF_ATTRIBUTES), update=True)
 
 
 def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
@@ -85,18 +100,8 @@ def _member_document(member: users.Member, locale: str, status: int = 200) -> Re
 
 
 def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
-    """Type-checked attributes as domain fields; a null stays (it clears the attribute)."""
-    fields: dict[str, Any] = {}
-    for name in attrs:
-        kind, max_len, nullable = WIRE[name]
-        if kind == "str":
-            value: Any = documents.expect_str(attrs, name, max_len=max_len, nullable=nullable)
-        elif kind == "bool":
-            value = documents.expect_bool(attrs, name)
-        else:
-            value = documents.expect_object(attrs, name)
-        fields[names.field_of(name)] = value
-    return fields
+    """Checked attributes as domain fields; a null stays (it clears the attribute)."""
+    return {names.field_of(name): value for name, value in attrs.items()}
 
 
 def _actor() -> users.Actor:
@@ -129,8 +134,9 @@ def create_user() -> Response:
     """An administrator creates a user; a guest (publishable token) signs up a customer."""
     actor = _actor()
     allowed = GUEST_ATTRIBUTES if actor.role == users.GUEST else ADMIN_ATTRIBUTES
-    required = {"username"} if actor.role == users.GUEST else {"username", "role"}
-    attrs = documents.parse_document(type_="User", allowed=allowed, required=required)
+    # A guest signs up a customer; an administrator also says which role (documented).
+    required = CREATE.required | ({"role"} if actor.role != users.GUEST else set())
+    attrs = CREATE.read(allowed=allowed, required=frozenset(required)).attributes
     member = users.register_user(actor, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, request_locale(actor.account), status=201)
 
@@ -189,9 +195,7 @@ def update_user(user_id: str) -> Response:
     """An administrator changes a user; a new password, role or status voids its tokens."""
     actor = _actor()
     member = users.get_member(actor.account, user_id)  # 404 before any body error
-    attrs = documents.parse_document(
-        type_="User", require_id=member.user.id, allowed=ADMIN_ATTRIBUTES
-    )
+    attrs = UPDATE.read(require_id=member.user.id).attributes
     member = profile.update_user(actor, user_id, _fields(attrs), ip=request.remote_addr)
     return _member_document(member, request_locale(actor.account))
 
@@ -224,7 +228,7 @@ def update_current_user() -> Response:
     """The current user changes their own profile (not role, status, password or
     emailVerified); a new email is unverified and gets a verification link."""
     user, account = _current()
-    attrs = documents.parse_document(type_="User", require_id=user.id, allowed=SELF_ATTRIBUTES)
+    attrs = UPDATE_SELF.read(require_id=user.id).attributes
     member = profile.update_current_user(
         user,
         account,
@@ -259,49 +263,7 @@ def _body(schema: str) -> dict[str, Any]:
 
 _STR = {"type": "string"}
 _NSTR = {"type": ["string", "null"]}
-_WRITABLE: dict[str, Any] = {
-    "username": {**_STR, "maxLength": 255, "description": "a-z 0-9 - @ . + _; lower-cased"},
-    "password": {**_STR, "minLength": 8, "maxLength": 128},
-    "email": {**_NSTR, "format": "email"},
-    "phoneNumber": {**_NSTR, "description": "E.164, e.g. +15551234567"},
-    "phoneVerificationCode": {**_STR, "description": "Proves phoneNumber (tfa_sms)"},
-    "name": _NSTR,
-    "firstName": _NSTR,
-    "lastName": _NSTR,
-    "authMethod": {"enum": list(AUTH_METHODS)},
-    "role": {"enum": list(ROLES)},
-    "status": {"enum": [str(s) for s in users.LISTED_STATUSES]},
-    "emailVerified": {"type": "boolean"},
-    "customData": {"type": "object"},
-    "currentPassword": {
-        **_STR,
-        "description": "PATCH /v1/user only: needed when a two-step user changes "
-        "authMethod, or the phoneNumber of tfa_sms",
-    },
-}
-
-
-def _input(name: str, attributes: frozenset[str], required: list[str]) -> dict[str, Any]:
-    return {
-        "type": "object",
-        "required": ["data"],
-        "properties": {
-            "data": {
-                "type": "object",
-                "required": ["type"] + (["id"] if name.startswith("Update") else []),
-                "properties": {
-                    "type": {"const": "User"},
-                    "id": _STR,
-                    "attributes": {
-                        "type": "object",
-                        "additionalProperties": False,
-                        "required": required,
-                        "properties": {k: v for k, v in _WRITABLE.items() if k in attributes},
-                    },
-                },
-            }
-        },
-    }
+_WRITABLE: dict[str, Any] = {name: attr.schema() for name, attr in ATTRIBUTES.items()}
 
 
 _ID = {"name": "user_id", "in": "path", "required": True, "schema": {**_STR, "format": "uuid"}}
@@ -336,7 +298,11 @@ OPENAPI: dict[str, Any] = {
                         "name": "search",
                         "in": "query",
                         "description": "Part of a username or email (literal, case-insensitive)",
-                        "schema": {**_STR, "maxLength": 255},
+                        "schema": {
+                            **_STR,
+                            "maxLength": users.SEARCH_MAX,
+                            "pattern": "^[^\\x00-\\x1f\\x7f]*$",
+                        },
                     },
                     _LOCALE,
                 ],
@@ -457,8 +423,8 @@ OPENAPI: dict[str, Any] = {
                 "links": {"type": "object"},
             },
         },
-        "UserCreate": _input("UserCreate", ADMIN_ATTRIBUTES, ["username"]),
-        "UserUpdate": _input("UpdateUser", ADMIN_ATTRIBUTES, []),
-        "CurrentUserUpdate": _input("UpdateCurrentUser", SELF_ATTRIBUTES, []),
+        "UserCreate": CREATE.schema(),
+        "UserUpdate": UPDATE.schema(),
+        "CurrentUserUpdate": UPDATE_SELF.schema(),
     },
 }

@@ -16,7 +16,7 @@ from authserver.platform.errors import Forbidden, NotFound, ValidationFailed
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, Role, User
 
-from . import documents, jsonapi, openapi
+from . import bodies, jsonapi, openapi
 from .accounts import token_account
 from .auth import current_token, require_token
 from .blueprint import bp
@@ -26,6 +26,58 @@ SECRET_MAX = 1024  # longer than any token or password we take; the use cases sa
 USER_POINTER = jsonapi.relationship_pointer("user")
 
 
+def _secret(description: str) -> bodies.Attr:
+    return bodies.text(SECRET_MAX, description=description)
+
+
+EMAIL_VERIFICATION_TOKEN = bodies.Body("EmailVerificationToken", relationships={"user": "User"})
+EMAIL_VERIFICATION = bodies.Body(
+    "EmailVerification",
+    {"token": _secret("The token from the email link.")},
+    required=frozenset({"token"}),
+)
+PASSWORD_RESET_TOKEN = bodies.Body(
+    "PasswordResetToken",
+    {
+        "username": bodies.text(
+            255, min_len=1, description="The username (compared trimmed and lower-cased)."
+        ),
+        "locale": bodies.text(
+            8,
+            nullable=True,
+            enum=list(SUPPORTED_LOCALES),
+            description="Language of the email (default: the user's, else the account's).",
+        ),
+    },
+    required=frozenset({"username"}),
+)
+PASSWORD = bodies.Body(
+    "Password",
+    {
+        "resetToken": _secret("From a reset or activation email (not with currentPassword)."),
+        "currentPassword": _secret("The user's password now (not with resetToken)."),
+        "value": bodies.text(
+            SECRET_MAX,
+            minLength=8,
+            maxLength=128,
+            description="The new password: not common, not the username or email.",
+        ),
+        "valueConfirmation": _secret("Optional; must equal value when given."),
+    },
+    required=frozenset({"value"}),
+    one_of=("resetToken", "currentPassword"),
+)
+PHONE_VERIFICATION_CODE = bodies.Body(
+    "PhoneVerificationCode",
+    {
+        "phoneNumber": bodies.text(
+            32, pattern=r"^\+[1-9][0-9]{1,14}$", description="E.164, e.g. +15551234567."
+        )
+    },
+    required=frozenset({"phoneNumber"}),
+)
+
+
 # --- email verification -------------------------------------------------------------------
 
 
@@ -33,11 +85,7 @@ USER_POINTER = jsonapi.relationship_pointer("user")
 @require_token(*ROLES)  # all but guests; a client token has no user, so only as a manager
 def create_email_verification_token() -> Response:
     """Email the linked user a link that verifies their address (204)."""
-    parsed = documents.parse_resource(
-        type_="EmailVerificationToken",
-        relationships={"user": "User"},
-        required_relationships={"user"},
-    )
+    parsed = EMAIL_VERIFICATION_TOKEN.read()
     user = _verification_target(str(parsed.relationships["user"]))
     try:
         verification.send_email_verification(user)
@@ -73,10 +121,7 @@ def _verification_target(user_id: str) -> User:
 @require_token()
 def create_email_verification() -> Response:
     """Spend an email verification token: the user's email becomes verified (204)."""
-    attrs = documents.parse_document(
-        type_="EmailVerification", allowed={"token"}, required={"token"}
-    )
-    verification.verify_email(documents.expect_str(attrs, "token", max_len=SECRET_MAX))
+    verification.verify_email(EMAIL_VERIFICATION.read().attributes["token"])
     return jsonapi.no_content()
 
 
@@ -87,18 +132,15 @@ def create_email_verification() -> Response:
 @require_token("guest")  # a guest token, made from the account's publishable token
 def create_password_reset_token() -> Response:
     """Email a reset link to the account's user with this username, if any; always 204."""
-    attrs = documents.parse_document(
-        type_="PasswordResetToken", allowed={"username", "locale"}, required={"username"}
-    )
-    username = documents.expect_str(attrs, "username", max_len=255, min_len=1)
+    attrs = PASSWORD_RESET_TOKEN.read().attributes
     verification.request_password_reset(
-        token_account(), username, locale=_locale(attrs), ip=request.remote_addr
+        token_account(), attrs["username"], locale=_locale(attrs), ip=request.remote_addr
     )
     return jsonapi.no_content()
 
 
 def _locale(attrs: dict[str, Any]) -> str | None:
-    locale = documents.expect_str(attrs, "locale", max_len=8, nullable=True)
+    locale = attrs.get("locale")
     if locale is not None and locale not in SUPPORTED_LOCALES:
         jsonapi.fail(
             422,
@@ -110,9 +152,6 @@ def _locale(attrs: dict[str, Any]) -> str | None:
     return locale
 
 
-PASSWORD_ATTRIBUTES = {"currentPassword", "resetToken", "value", "valueConfirmation"}
-
-
 @bp.patch("/password")
 @require_token()  # any token for a reset; the user's own token for a change (checked below)
 def update_password() -> Response:
@@ -121,29 +160,8 @@ def update_password() -> Response:
     Either way every token of the user stops working and the user is emailed; the answer
     is 204 and logs nobody in.
     """
-    attrs = documents.parse_document(
-        type_="Password", allowed=PASSWORD_ATTRIBUTES, required={"value"}
-    )
-    values = {name: documents.expect_str(attrs, name, max_len=SECRET_MAX) for name in attrs}
+    values = PASSWORD.read().attributes  # exactly one of resetToken, currentPassword
     reset_token, current = values.get("resetToken"), values.get("currentPassword")
-    if (reset_token is None) == (current is None):
-        code, title = (
-            ("required", "Required attribute missing")
-            if reset_token is None
-            else ("conflicting_attributes", "Give only one of these")
-        )
-        raise jsonapi.ApiError(
-            [
-                jsonapi.ErrorObject(
-                    422,
-                    code,
-                    title,
-                    "Give either resetToken or currentPassword.",
-                    jsonapi.attribute_pointer(name),
-                )
-                for name in ("currentPassword", "resetToken")
-            ]
-        )
     if reset_token is not None:
         verification.reset_password(reset_token, values["value"], values.get("valueConfirmation"))
         return jsonapi.no_content()
@@ -162,10 +180,7 @@ def update_password() -> Response:
 @require_token()  # guests too: a number is verified before its user exists (sign-up)
 def create_phone_verification_code() -> Response:
     """Text a 6-digit code to a phone number (204); throttled per number and per IP."""
-    attrs = documents.parse_document(
-        type_="PhoneVerificationCode", allowed={"phoneNumber"}, required={"phoneNumber"}
-    )
-    phone = documents.expect_str(attrs, "phoneNumber", max_len=32)
+    phone = PHONE_VERIFICATION_CODE.read().attributes["phoneNumber"]
     token = current_token()
     user = db.session.get(User, token.user_id) if token.user_id else None
     verification.send_phone_code(
@@ -198,31 +213,6 @@ def _operation(
         },
     }
 
-
-def _text(description: str) -> dict[str, str]:
-    return {"type": "string", "description": description}
-
-
-def _request(type_: str, attributes: dict[str, Any], required: list[str]) -> dict[str, Any]:
-    """A create/update document of `type_` with these attributes (and no id)."""
-    document = openapi.resource_document(type_, attributes, with_id=False)
-    data = document["properties"]["data"]
-    data["required"].append("attributes")
-    data["properties"]["attributes"] |= {"required": required, "additionalProperties": False}
-    return document
-
-
-_USER_LINKAGE = {
-    "type": "object",
-    "required": ["data"],
-    "properties": {
-        "data": {
-            "type": "object",
-            "required": ["type", "id"],
-            "properties": {"type": {"const": "User"}, "id": {"type": "string"}},
-        }
-    },
-}
 
 OPENAPI: dict[str, Any] = {
     "paths": {
@@ -285,65 +275,10 @@ OPENAPI: dict[str, Any] = {
         },
     },
     "schemas": {
-        "EmailVerificationTokenRequest": {
-            "type": "object",
-            "required": ["data"],
-            "properties": {
-                "data": {
-                    "type": "object",
-                    "required": ["type", "relationships"],
-                    "properties": {
-                        "type": {"const": "EmailVerificationToken"},
-                        "relationships": {
-                            "type": "object",
-                            "required": ["user"],
-                            "additionalProperties": False,
-                            "properties": {"user": _USER_LINKAGE},
-                        },
-                    },
-                }
-            },
-        },
-        "EmailVerificationRequest": _request(
-            "EmailVerification", {"token": _text("The token from the email link.")}, ["token"]
-        ),
-        "PasswordResetTokenRequest": _request(
-            "PasswordResetToken",
-            {
-                "username": _text("The username (compared trimmed and lower-cased)."),
-                "locale": {
-                    "enum": list(SUPPORTED_LOCALES),
-                    "description": "Language of the email (default: the user's, else the "
-                    "account's).",
-                },
-            },
-            ["username"],
-        ),
-        "PasswordRequest": _request(
-            "Password",
-            {
-                "resetToken": _text("From a reset or activation email (not with currentPassword)."),
-                "currentPassword": _text("The user's password now (not with resetToken)."),
-                "value": {
-                    "type": "string",
-                    "minLength": 8,
-                    "maxLength": 128,
-                    "description": "The new password: not common, not the username or email.",
-                },
-                "valueConfirmation": _text("Optional; must equal value when given."),
-            },
-            ["value"],
-        ),
-        "PhoneVerificationCodeRequest": _request(
-            "PhoneVerificationCode",
-            {
-                "phoneNumber": {
-                    "type": "string",
-                    "pattern": r"^\+[1-9][0-9]{1,14}$",
-                    "description": "E.164, e.g. +15551234567.",
-                }
-            },
-            ["phoneNumber"],
-        ),
+        "EmailVerificationTokenRequest": EMAIL_VERIFICATION_TOKEN.schema(),
+        "EmailVerificationRequest": EMAIL_VERIFICATION.schema(),
+        "PasswordResetTokenRequest": PASSWORD_RESET_TOKEN.schema(),
+        "PasswordRequest": PASSWORD.schema(),
+        "PhoneVerificationCodeRequest": PHONE_VERIFICATION_CODE.schema(),
     },
 }

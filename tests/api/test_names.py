@@ -8,6 +8,7 @@ import pytest
 from authserver.api import accounts as accounts_api
 from authserver.api import names
 from authserver.api import users as users_api
+from authserver.identity import accounts
 from authserver.platform.errors import Forbidden, ValidationFailed
 
 
@@ -37,13 +38,13 @@ def test_user_allow_lists_are_the_domain_lists_in_api_names() -> None:
 
 def test_every_user_attribute_has_a_wire_type() -> None:
     """A field the domain lets anyone set has a wire type (else it would answer 500)."""
-    assert set(users_api.WIRE) == users_api.ADMIN_ATTRIBUTES | users_api.SELF_ATTRIBUTES
+    assert set(users_api.ATTRIBUTES) == users_api.ADMIN_ATTRIBUTES | users_api.SELF_ATTRIBUTES
 
 
 def test_every_account_attribute_is_read() -> None:
     """Each writable Account attribute is type-checked and passed on, none dropped silently."""
-    assert set(accounts_api.STRING_CAPS) | {"customData"} == accounts_api.WRITABLE
-    assert "companyName" in accounts_api.WRITABLE
+    assert set(accounts_api.ATTRIBUTES) == names.attributes_of(accounts.ACCOUNT_FIELDS)
+    assert "companyName" in accounts_api.ATTRIBUTES
 
 
 @pytest.mark.parametrize(
