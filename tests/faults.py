@@ -18,6 +18,9 @@ import threading
 import time
 from typing import Any
 
+from redis import Redis
+from redis.exceptions import RedisError
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -181,6 +184,22 @@ class RedisServer:
     def restart(self) -> None:
         self.kill()
         self.start()
+
+    def stop(self) -> None:
+        """Stop it cleanly, writing its data to disk first (SHUTDOWN SAVE): the next
+        `start` has it back, so "down, then back" is tested apart from "back empty"."""
+        assert self.process is not None
+        with contextlib.suppress(RedisError):  # the connection drops as the server exits
+            Redis(port=self.port, socket_timeout=5).shutdown(save=True)
+        self.process.wait(timeout=10)
+        self.process = None
+
+    def flush(self) -> None:
+        """FLUSHALL: every key gone while the server keeps running."""
+        Redis(port=self.port, socket_timeout=5).flushall()
+
+    def keys(self) -> int:
+        return int(Redis(port=self.port, socket_timeout=1).dbsize())
 
     def close(self) -> None:
         if self.process is not None:

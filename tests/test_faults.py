@@ -1,7 +1,8 @@
 """Dependency faults from outside: PostgreSQL cut or frozen behind a proxy the test owns, a
 redis-server of the test's own killed or frozen. Every front door answers 503 with
 Retry-After within a few seconds, recovers without a restart, and counts no attempt
-against the people whose requests the fault broke (issue 14, findings 1-3)."""
+against the people whose requests the fault broke (issue 14, findings 1-3); a Redis
+flushed while requests run brings nothing revoked or spent back (finding 4)."""
 
 from __future__ import annotations
 
@@ -10,11 +11,11 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from factories import PASSWORD, World
+from factories import PASSWORD, World, make_totp_user
 from faults import RedisServer, TcpProxy
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_helpers import bearer, login, password_grant
+from oauth_helpers import bearer, login, password_grant, refresh, settle_totp_step
 
 from authserver.identity import login as login_policy
 from authserver.platform.extensions import db
@@ -232,3 +233,51 @@ def test_exhausted_pool_answers_503_after_the_pool_timeout(
         for conn in held:
             conn.close()
     assert client.get("/v1/user", headers=bearer(token)).status_code == 200
+
+
+def test_redis_flushed_while_requests_run_revives_nothing(
+    make_app: Callable[..., Flask], own_redis: RedisServer, world: World
+) -> None:
+    """FLUSHALL on the app's Redis while clients keep using a revoked access token, a login
+    ended by /oauth/revoke and a spent TOTP code: every answer before, during and after the
+    flushes refuses them (never a 200, never a 500), and a fresh login still works."""
+    app = make_app(REDIS_URL=own_redis.url)
+    client = app.test_client()
+    settle_totp_step(margin=5.0)
+    _, totp = make_totp_user(app, world.live_id, "tom")
+    code = totp.now()
+    assert password_grant(client, world, "tom", otp=code).status_code == 200
+    revoked = login(client, world)
+    ended = login(client, world)
+    revoke = {"client_id": world.public_id}
+    assert (
+        client.post("/oauth/revoke", data={"token": revoked["access_token"], **revoke}).status_code
+        == 200
+    )
+    assert (
+        client.post("/oauth/revoke", data={"token": ended["refresh_token"], **revoke}).status_code
+        == 200
+    )
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def keep_asking() -> None:
+        mine = app.test_client()
+        while not stop.is_set():
+            for token in (revoked["access_token"], ended["access_token"]):
+                seen.append(mine.get("/v1/user", headers=bearer(token)).status_code)
+            seen.append(refresh(mine, ended["refresh_token"], world.public_id).status_code)
+
+    worker = threading.Thread(target=keep_asking, daemon=True)
+    worker.start()
+    try:
+        for _ in range(3):
+            time.sleep(0.2)
+            own_redis.flush()
+    finally:
+        stop.set()
+        worker.join(10)
+    assert seen and set(seen) <= {400, 401}, sorted(set(seen))
+    again = password_grant(client, world, "tom", otp=code)
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_otp"
+    assert login(client, world)["access_token"]

@@ -4,16 +4,12 @@ or spent comes back; and a revocation made while Redis is down is whole once it 
 
 from __future__ import annotations
 
-import contextlib
-import shutil
-import subprocess
-import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 from factories import World, make_totp_user
+from faults import RedisServer
 from flask import Flask
 from oauth_helpers import (
     basic,
@@ -25,8 +21,6 @@ from oauth_helpers import (
     settle_totp_step,
 )
 from oidc_helpers import approve, auth_params, exchange, pkce, query_of, sign_in
-from redis import Redis
-from redis.exceptions import RedisError
 from verification_helpers import client_token
 
 from authserver.platform.security import digest
@@ -156,56 +150,8 @@ def test_a_code_given_back_by_a_stale_redis_is_still_spent(app, web, browser, oi
 # --- a Redis of our own that we stop and start ------------------------------------------
 
 
-class OwnRedis:
-    """A redis-server on a free port that keeps its data across a stop (SHUTDOWN SAVE) and
-    a start, so "down, then back" is tested apart from "back empty"."""
-
-    def __init__(self, port: int, directory: Path):
-        self.port, self.directory = port, directory
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        binary = shutil.which("redis-server")
-        assert binary, "redis-server is not installed"
-        args = [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", ""]
-        args += ["--dir", str(self.directory), "--dbfilename", "dump.rdb", "--appendonly", "no"]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with contextlib.suppress(RedisError, OSError):  # refused while it boots
-                if Redis(port=self.port, socket_timeout=1).ping():
-                    return
-            time.sleep(0.05)
-        raise AssertionError("redis-server did not start")
-
-    def stop(self) -> None:
-        """Stop it, writing its data to disk first so the next start has it back."""
-        assert self.process is not None
-        with contextlib.suppress(RedisError):  # the connection drops as the server exits
-            Redis(port=self.port, socket_timeout=5).shutdown(save=True)
-        self.process.wait(timeout=10)
-        self.process = None
-
-    def keys(self) -> int:
-        return int(Redis(port=self.port, socket_timeout=1).dbsize())
-
-
 @pytest.fixture
-def own_redis(tmp_path: Path, unused_port: int) -> Iterator[OwnRedis]:
-    server = OwnRedis(unused_port, tmp_path)
-    server.start()
-    yield server
-    if server.process is not None:
-        server.process.kill()
-        server.process.wait(timeout=10)
-
-
-@pytest.fixture
-def own_app(app: Flask, make_app: Callable[..., Flask], own_redis: OwnRedis) -> Flask:
+def own_app(app: Flask, make_app: Callable[..., Flask], own_redis: RedisServer) -> Flask:
     """An app on the shared database and on our own Redis."""
     return make_app(REDIS_URL=own_redis.url)
 
