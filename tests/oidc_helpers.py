@@ -92,6 +92,31 @@ def exchange(client: FlaskClient, code: str, verifier: str, client_id: str, **ex
     return client.post("/oauth/token", data={k: v for k, v in data.items() if v is not None})
 
 
+def assert_replay_ends_the_login(
+    client: FlaskClient, code: str, verifier: str, client_id: str, meanwhile: Any = None
+) -> None:
+    """Exchange `code` (with offline_access), call `meanwhile()`, replay the code: the replay
+    gets invalid_grant and the first exchange's access and refresh tokens stop working."""
+    first = exchange(client, code, verifier, client_id).get_json()
+    assert "refresh_token" in first
+    userinfo = {"Authorization": f"Bearer {first['access_token']}"}
+    assert client.get("/oauth/userinfo", headers=userinfo).status_code == 200
+    if meanwhile is not None:
+        meanwhile()
+    again = exchange(client, code, verifier, client_id)
+    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
+    assert client.get("/oauth/userinfo", headers=userinfo).status_code == 401
+    refreshed = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": first["refresh_token"],
+            "client_id": client_id,
+        },
+    )
+    assert refreshed.get_json()["error"] == "invalid_grant"
+
+
 def consent_count(app: Flask) -> int:
     """How many consents are stored."""
     with app.app_context():

@@ -90,13 +90,20 @@ def _link_token() -> str | None:
     return token if isinstance(token, str) and token else None
 
 
-def _new_password(endpoint: str, template_title: str, done: str) -> Response:
+def _token_or_answer() -> str | Response:
+    """The emailed link's token, from the session; on the link's first GET instead the
+    redirect that moves it out of the URL, and without one the invalid-link page."""
     moved = _token_out_of_url()
     if moved is not None:
         return moved
     token = _link_token()
-    if token is None:
-        return _bad_link()
+    return _bad_link() if token is None else token
+
+
+def _new_password(endpoint: str, template_title: str, done: str) -> Response:
+    token = _token_or_answer()
+    if isinstance(token, Response):
+        return token
     form = NewPasswordFields()
     page = Page(
         "pages/new_password.html",
@@ -159,12 +166,9 @@ def activate() -> Response:
 @bp.route("/verify-email", methods=["GET", "POST"])
 def verify_email() -> Response:
     """The verification link: a button that verifies (the GET changes nothing)."""
-    moved = _token_out_of_url()
-    if moved is not None:
-        return moved
-    token = _link_token()
-    if token is None:
-        return _bad_link()
+    token = _token_or_answer()
+    if isinstance(token, Response):
+        return token
     form = ButtonForm()
     page = Page("pages/verify_email.html", form, {"action": url_for(".verify_email", **_ui())})
     if not form.validate_on_submit():

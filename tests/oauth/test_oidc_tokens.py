@@ -14,7 +14,15 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from joserfc.jws import JWSRegistry
 from oauth_helpers import basic, bearer
-from oidc_helpers import approve, auth_params, exchange, pkce, query_of, sign_in
+from oidc_helpers import (
+    approve,
+    assert_replay_ends_the_login,
+    auth_params,
+    exchange,
+    pkce,
+    query_of,
+    sign_in,
+)
 
 from authserver.platform.extensions import db
 from authserver.platform.models import User
@@ -107,21 +115,7 @@ def test_replayed_code_fails_and_revokes_its_tokens(browser, web, oidc_world):
     code, verifier, _ = _code(
         web, browser, oidc_world, scope="openid offline_access", prompt="consent"
     )
-    first = exchange(browser, code, verifier, oidc_world.spa_id).get_json()
-    assert "refresh_token" in first
-    assert browser.get("/oauth/userinfo", headers=bearer(first["access_token"])).status_code == 200
-    again = exchange(browser, code, verifier, oidc_world.spa_id)
-    assert again.status_code == 400 and again.get_json()["error"] == "invalid_grant"
-    assert browser.get("/oauth/userinfo", headers=bearer(first["access_token"])).status_code == 401
-    refreshed = browser.post(
-        "/oauth/token",
-        data={
-            "grant_type": "refresh_token",
-            "refresh_token": first["refresh_token"],
-            "client_id": oidc_world.spa_id,
-        },
-    )
-    assert refreshed.get_json()["error"] == "invalid_grant"
+    assert_replay_ends_the_login(browser, code, verifier, oidc_world.spa_id)
 
 
 def test_replay_with_a_wrong_verifier_revokes_nothing(browser, web, oidc_world):
