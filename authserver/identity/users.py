@@ -243,7 +243,9 @@ def create_user(
     except DomainError:
         db.session.rollback()
         raise
-    given = ["username", "role", *fields, *(["password"] if password is not None else [])]
+    # The options given: unset ones arrive as None or False from the CLI.
+    given = [k for k, v in {**fields, "password": password}.items() if v not in (None, False)]
+    given += ["username", "role"]
     audit.record("user.create", "User", user.id, given, account_id=account and account.id)
     commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=account)
