@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 
 from flask import g, request
 
-from authserver.identity import tokens
+from authserver.identity import audit, tokens
 from authserver.platform.errors import Forbidden, Unauthenticated
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +42,14 @@ def require_token(*roles: str) -> Callable[[F], F]:
                     f"{', '.join(roles)}."
                 )
             g.access_token = claims
-            return view(*args, **kwargs)
+            # Who the audit log names for any change this request makes.
+            actor = audit.Actor(
+                "user" if claims.user_id else "client",
+                claims.user_id or claims.client_id,
+                request.remote_addr,
+            )
+            with audit.acting(actor):
+                return view(*args, **kwargs)
 
         # The OpenAPI document and the role-table test read who may call the view here.
         guarded.required_roles = roles  # type: ignore[attr-defined]

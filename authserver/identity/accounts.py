@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from authserver.identity import rules
+from authserver.identity import audit, rules
 from authserver.identity.tokens import revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import NotFound, ValidationFailed
@@ -80,6 +80,8 @@ def create_account(
     live = Account(mode="live", publishable_token=new_publishable_token("live"), **common)
     live.test_account = test
     db.session.add_all([test, live])
+    db.session.flush()  # the ids, for the audit row
+    audit.record("account.create", "Account", live.id, common, account_id=live.id)
     commit()
     emit("identity.account.create.success", account=live)
     return NewAccount(live, test)
@@ -156,6 +158,9 @@ def get_account(account_id: str) -> Account:
 def regenerate_publishable_token(account: Account) -> Account:
     """Give the account a new publishable refresh token; the old one stops working at once."""
     account.publishable_token = new_publishable_token(account.mode)
+    audit.record(
+        "account.publishable_token.regenerate", "Account", account.id, account_id=account.id
+    )
     commit()
     return account
 
@@ -215,6 +220,7 @@ def set_status(user: User, status: str) -> User:
     user.status = status
     if status != UserStatus.ACTIVE:
         revoke_user_tokens(user)
+    audit.record("user.update", "User", user.id, ["status"], account_id=user.account_id)
     commit()
     emit("identity.user.update.success", user=user, account=user.account)
     return user
@@ -271,6 +277,7 @@ def update_account(
                 target.translations = translations  # a new dict, so the JSON change is seen
             else:
                 setattr(target, field, value)
+    audit.record("account.update", "Account", account.id, clean, account_id=account.id)
     commit()
     emit("identity.account.update.success", account=account, user=by)
     return account
@@ -322,6 +329,7 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
         .where(RefreshToken.account_id.in_([a.id for a in pair]), RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
+    audit.record("account.delete", "Account", account.id, ["status"], account_id=account.id)
     commit()
     emit("identity.account.delete.success", account=account)
 
@@ -368,6 +376,7 @@ def reset_test_account(account: Account, *, by: User | None = None) -> int:
     db.session.execute(
         db.delete(AccountMembership).where(AccountMembership.account_id == account.id)
     )
+    audit.record("account.reset", "Account", account.id, account_id=account.id)
     commit()
     emit("identity.account_reset.create.success", account=account, user=by)
     return len(user_ids)

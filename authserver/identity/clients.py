@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 
-from authserver.identity import rules
+from authserver.identity import audit, rules
 from authserver.platform.database import commit
 from authserver.platform.errors import ValidationFailed
 from authserver.platform.extensions import db
@@ -77,5 +77,6 @@ def create_client(
         skip_consent=bool(skip_consent),
     )
     db.session.add(client)
+    audit.record("client.create", "OAuthClient", client.client_id, account_id=account.id)
     commit(conflict=False)
     return NewClient(client, secret)

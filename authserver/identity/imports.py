@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from authserver.identity import rules
+from authserver.identity import audit, rules
 from authserver.identity.users import lock_account
 from authserver.platform.database import commit
 from authserver.platform.errors import Conflict, DomainError, ValidationFailed
@@ -99,6 +99,7 @@ def import_users(account: Account, lines: Iterable[bytes]) -> ImportResult:
             # Core's executemany (multi-row INSERTs): the ORM's bulk path sent one INSERT
             # a row here (about 600 users/s instead of several thousand).
             db.session.execute(insert(User.__table__), rows)
+        audit.record("user.import", "Account", account.id, account_id=account.id)
     except BaseException:
         db.session.rollback()
         raise

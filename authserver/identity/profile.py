@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from authserver.identity import accounts, rules, twofactor, verification
+from authserver.identity import accounts, audit, rules, twofactor, verification
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
     ADMIN_FIELDS,
@@ -92,6 +92,7 @@ def update_user(
     except DomainError:
         db.session.rollback()
         raise
+    audit.record("user.update", "User", user.id, changes, account_id=actor.account.id)
     commit(conflict=username_taken())
     _after_update(user, actor.account, applied, "identity.user.update.success")
     return Member(

@@ -1,7 +1,7 @@
 """Retention: delete rows nobody needs any more (expired refresh tokens, spent recovery
-codes, expired deny-list and spent-code rows, old login history), in small batches that
-skip rows another transaction holds, so several hosts may run `authserver prune` at once
-and no request waits on it.
+codes, expired deny-list and spent-code rows, old login history and audit events), in
+small batches that skip rows another transaction holds, so several hosts may run
+`authserver prune` at once and no request waits on it.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from sqlalchemy import ColumnElement, delete, inspect, select
 from authserver.platform.database import commit
 from authserver.platform.extensions import db
 from authserver.platform.models import (
+    AuditEvent,
     LoginRecord,
     RecoveryCode,
     RefreshToken,
@@ -60,6 +61,11 @@ PRUNABLE: tuple[Prunable, ...] = (
         "login_records",
         LoginRecord,
         lambda now, c: LoginRecord.created_at < now - _days(c, "LOGIN_HISTORY_RETENTION_DAYS"),
+    ),
+    Prunable(
+        "audit_events",
+        AuditEvent,
+        lambda now, c: AuditEvent.created_at < now - _days(c, "AUDIT_RETENTION_DAYS"),
     ),
 )
 

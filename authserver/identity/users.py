@@ -14,7 +14,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select, true
 
-from authserver.identity import rules, twofactor, verification
+from authserver.identity import audit, rules, twofactor, verification
 from authserver.identity.tokens import revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import (
@@ -243,6 +243,10 @@ def create_user(
     except DomainError:
         db.session.rollback()
         raise
+    # The options given: unset ones arrive as None or False from the CLI.
+    given = [k for k, v in {**fields, "password": password}.items() if v not in (None, False)]
+    given += ["username", "role"]
+    audit.record("user.create", "User", user.id, given, account_id=account and account.id)
     commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=account)
     return user
@@ -263,6 +267,7 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
         raise Conflict("An account user already has this username.", field="username", code="taken")
     membership = AccountMembership(account_id=account.id, user_id=user.id, role=role)
     db.session.add(membership)
+    audit.record("membership.create", "User", user.id, ["role"], account_id=account.id)
     commit(conflict=Conflict("Already a member.", field="user", code="taken"))
     return membership
 
@@ -282,6 +287,7 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
         if not hit.allowed:
             raise Throttled(hit.retry_after)
     fields = dict(fields)
+    given = list(fields)  # _register takes them apart
     code = fields.pop("phone_verification_code", None)
     try:
         member = _register(actor, fields, code)
@@ -289,6 +295,8 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
         db.session.rollback()
         raise
     user = member.user
+    if actor.role != GUEST:  # signing oneself up is no administrative change
+        audit.record("user.create", "User", user.id, given, account_id=actor.account.id)
     commit(conflict=username_taken())
     emit("identity.user.create.success", user=user, account=actor.account)
     if user.status == UserStatus.PENDING:  # the activation link verifies the address too
@@ -516,6 +524,7 @@ def delete_user(actor: Actor, user_id: object) -> None:
     else:
         _erase(user)
     revoke_user_tokens(user)
+    audit.record("user.delete", "User", user.id, account_id=actor.account.id)
     commit()
     emit("identity.user.delete.success", user=user, account=actor.account)
 

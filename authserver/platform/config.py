@@ -51,6 +51,7 @@ class Defaults:
     OTP_RESEND_COOLDOWN = 30  # seconds before another login code is sent
     OTP_MAX_ATTEMPTS = 5  # wrong codes before a login code is void
     LOGIN_HISTORY_RETENTION_DAYS = 365  # `authserver prune` deletes older login history
+    AUDIT_RETENTION_DAYS = 730  # `authserver prune` deletes older audit events
     DEFAULT_LOCALE = "en"  # language when neither the user nor the account says
     MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger request bodies get 413
     LOG_LEVEL = "INFO"  # DEBUG, INFO, WARNING, ERROR
@@ -81,6 +82,7 @@ INT_SETTINGS = (
     "OTP_RESEND_COOLDOWN",
     "OTP_MAX_ATTEMPTS",
     "LOGIN_HISTORY_RETENTION_DAYS",
+    "AUDIT_RETENTION_DAYS",
     "MAX_CONTENT_LENGTH",
     "PROXY_FIX",
 )
@@ -112,6 +114,7 @@ MINIMUMS = {
     "OTP_RESEND_COOLDOWN": 0,
     "OTP_MAX_ATTEMPTS": 1,
     "LOGIN_HISTORY_RETENTION_DAYS": 1,
+    "AUDIT_RETENTION_DAYS": 1,
     "MAX_CONTENT_LENGTH": 1024,
     "SMS_TIMEOUT": 1,
     "SMTP_TIMEOUT": 1,

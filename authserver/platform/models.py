@@ -347,3 +347,25 @@ class LoginRecord(db.Model):  # type: ignore[name-defined]
     method: Mapped[str] = mapped_column(String(32))  # LoginMethod values, "+"-joined
     success: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(64))  # why it failed
+
+
+class AuditEvent(db.Model):  # type: ignore[name-defined]
+    """One administrative change: who did what to which thing, and which fields it set.
+    Never a value: `changed` holds field names only, so no secret is ever copied here."""
+
+    __tablename__ = "audit_events"
+    __table_args__ = (Index("ix_audit_events_account_created", "account_id", "created_at"),)
+
+    # A random id, not a sequence: the API does not show how many changes other accounts
+    # make, and test fixtures may copy rows (with their ids) between tests.
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    # No foreign keys: the trail outlives what it speaks of (a reset test account's users).
+    account_id: Mapped[str | None] = mapped_column(String(36))
+    action: Mapped[str] = mapped_column(String(64))
+    actor_type: Mapped[str] = mapped_column(String(16))  # user, client, cli, system
+    actor_id: Mapped[str | None] = mapped_column(String(255))
+    ip: Mapped[str | None] = mapped_column(String(45))
+    target_type: Mapped[str] = mapped_column(String(32))
+    target_id: Mapped[str] = mapped_column(String(255))
+    changed: Mapped[list[str]] = mapped_column(JSON, default=list)

@@ -22,6 +22,7 @@ from authserver.identity import retention
 from authserver.platform.config import ConfigError
 from authserver.platform.extensions import db
 from authserver.platform.models import (
+    AuditEvent,
     LoginRecord,
     OAuthClient,
     RecoveryCode,
@@ -131,6 +132,7 @@ def test_prune_deletes_exactly_the_old_rows(app, world):
         "revoked_tokens": 2,
         "spent_authorization_codes": 2,
         "login_records": 5,
+        "audit_events": 0,
     }
     assert count(app, RevokedToken) == count(app, SpentAuthorizationCode) == 1
     assert count(app, RefreshToken) == 7
@@ -149,6 +151,32 @@ def test_login_history_retention_setting(app, world, make_app):
     assert prune_cli(make_app(LOGIN_HISTORY_RETENTION_DAYS=30))["login_records"] == 2
     assert prune_cli(make_app(LOGIN_HISTORY_RETENTION_DAYS=10))["login_records"] == 3
     assert count(app, LoginRecord) == 0
+
+
+def test_audit_retention_setting(app, world, make_app):
+    """AUDIT_RETENTION_DAYS decides which audit events are old; younger ones stay."""
+    now = utcnow()
+    with app.app_context():
+        for age in (400, 200, 100, 1):
+            db.session.add(
+                AuditEvent(
+                    created_at=now - timedelta(days=age),
+                    account_id=world.live_id,
+                    action="user.update",
+                    actor_type="cli",
+                    actor_id="ops",
+                    target_type="User",
+                    target_id=str(age),
+                    changed=[],
+                )
+            )
+        db.session.commit()
+    assert prune_cli(app)["audit_events"] == 0  # the default keeps two years
+    assert prune_cli(make_app(AUDIT_RETENTION_DAYS=300))["audit_events"] == 1
+    assert prune_cli(make_app(AUDIT_RETENTION_DAYS=50))["audit_events"] == 2
+    with app.app_context():
+        mine = select(AuditEvent.target_id).where(AuditEvent.actor_id == "ops")
+        assert db.session.scalars(mine).all() == ["1"]
 
 
 def test_prune_in_small_batches_deletes_everything(app, world):
@@ -171,6 +199,7 @@ def test_human_output_and_bad_batch_size(app):
         "revoked_tokens: 0 deleted",
         "spent_authorization_codes: 0 deleted",
         "login_records: 0 deleted",
+        "audit_events: 0 deleted",
     ]
     assert runner.invoke(cli, ["prune", "--batch-size", "0"]).exit_code == 2
 
