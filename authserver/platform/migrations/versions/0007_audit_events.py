@@ -1,6 +1,6 @@
 """audit events: every administrative change, recorded in its own transaction
 
-Revision ID: 0009
+Revision ID: 0007
 Revises: 0006
 Create Date: 2026-12-07 17:10:00
 """
@@ -8,7 +8,7 @@ Create Date: 2026-12-07 17:10:00
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0009"
+revision = "0007"
 down_revision = "0006"
 branch_labels = None
 depends_on = None
