@@ -8,7 +8,16 @@ from flask import Flask
 
 from authserver.platform.extensions import csrf
 
-from . import accounts, jsonapi, logins, openapi, tfa, users, verification  # noqa: F401 - routes
+from . import (  # noqa: F401 - routes
+    accounts,
+    clients,
+    jsonapi,
+    logins,
+    openapi,
+    tfa,
+    users,
+    verification,
+)
 from .blueprint import bp
 
 
