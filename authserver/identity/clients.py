@@ -124,7 +124,7 @@ def create_client(
         public,
         redirect_uris or [],
         post_logout_redirect_uris or [],
-        grant_types or list(DEFAULT_GRANTS),
+        list(DEFAULT_GRANTS) if grant_types is None else grant_types,
         " ".join(SCOPES) if scope is None else scope,
     )
     secret = None if public else random_token(32)
