@@ -19,18 +19,17 @@ from .auth import current_token, require_token
 from .blueprint import bp
 
 MANAGERS = (Role.OWNER, Role.ADMINISTRATOR, Role.DEVELOPER)  # who manages an account's apps
-URI_MAX = 2048  # identity.rules.check_redirect_uri's cap
 
 ATTRIBUTES: dict[str, bodies.Attr] = {
     "name": bodies.text(255, pattern=bodies.NAME_PATTERN),
     "redirectUris": bodies.strings(
         clients.URIS_MAX,
-        URI_MAX,
+        clients.URI_MAX,
         description="Absolute, no fragment or user info; https, http on loopback, or a "
         "reverse-domain scheme (com.example.app:/cb). A list replaces the old one.",
     ),
     "postLogoutRedirectUris": bodies.strings(
-        clients.URIS_MAX, URI_MAX, description="Same rules as redirectUris"
+        clients.URIS_MAX, clients.URI_MAX, description="Same rules as redirectUris"
     ),
     "grantTypes": bodies.strings(
         len(clients.GRANT_TYPES),
@@ -40,7 +39,8 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
         "needs a redirect URI; client_credentials is for confidential clients only",
     ),
     "scope": bodies.text(
-        1024, description=f"Space-separated, of: {' '.join(clients.SCOPES)} (default all)"
+        clients.SCOPE_MAX,
+        description=f"Space-separated, of: {' '.join(clients.SCOPES)} (default all)",
     ),
     "public": bodies.flag(description="POST only: a client without a secret (SPA, mobile)"),
     "skipConsent": bodies.flag(description="A first-party app: users see no consent page"),

@@ -35,7 +35,11 @@ DEFAULT_GRANTS = ("authorization_code", "refresh_token")
 SCOPES = ("openid", "profile", "email", "phone", "offline_access")
 ACTIVE, DISABLED, DELETED = "active", "disabled", "deleted"
 STATUSES = (ACTIVE, DISABLED)  # what a caller may set or see; deleted clients are gone
-URIS_MAX = 20  # redirect URIs per list: a registration, not a pattern
+# Redirect URIs per list (a registration, not a pattern) and characters per URI: also
+# what keeps the largest client body well under the API's 64 KiB request cap.
+URIS_MAX = 8
+URI_MAX = 255
+SCOPE_MAX = 255
 # The fields update_client takes (domain names); `public` is fixed at registration.
 UPDATE_FIELDS = (
     "name",
@@ -67,6 +71,8 @@ def _uris(values: object, field: str) -> list[str]:
         raise ValidationFailed("Give a list of URIs.", field=field)
     if len(values) > URIS_MAX:
         raise ValidationFailed(f"At most {URIS_MAX} URIs.", field=field, code="too_many")
+    if any(isinstance(u, str) and len(u) > URI_MAX for u in values):
+        raise ValidationFailed(f"At most {URI_MAX} characters a URI.", field=field, code="too_long")
     return list(dict.fromkeys(rules.check_redirect_uri(u, field) for u in values))
 
 
@@ -95,8 +101,11 @@ def _check_settings(
             "(or give grant types without it).",
             field="redirect_uris",
         )
-    if not isinstance(scope, str):
-        raise ValidationFailed("Give the scopes as one space-separated string.", field="scope")
+    if not isinstance(scope, str) or len(scope) > SCOPE_MAX:
+        raise ValidationFailed(
+            f"Give the scopes as one space-separated string of at most {SCOPE_MAX} characters.",
+            field="scope",
+        )
     scopes = [rules.check_choice(item, SCOPES, "scope") for item in scope.split()]
     return _Settings(uris, logout_uris, grants, " ".join(dict.fromkeys(scopes)))
 
