@@ -264,14 +264,53 @@ def clients_group() -> None:
     """Manage OAuth clients."""
 
 
+def _client_data(client: Any, secret: str | None = None) -> dict[str, Any]:
+    """A client as the clients commands print it (the API's attribute names)."""
+    data: dict[str, Any] = {
+        "clientId": client.client_id,
+        "accountId": client.account_id,
+        "name": client.name,
+        "status": client.status,
+        "public": client.is_public,
+        "grantTypes": client.grant_types,
+        "redirectUris": client.redirect_uris,
+        "postLogoutRedirectUris": client.post_logout_redirect_uris,
+        "scope": client.scope,
+        "skipConsent": client.skip_consent,
+    }
+    if secret:
+        data["clientSecret"] = secret
+    return data
+
+
+def _describe_client(data: dict[str, Any]) -> None:
+    kind = "public" if data["public"] else "confidential"
+    click.echo(f"{data['clientId']}  {data['name']} ({kind}, {data['status']})")
+    for label, key in (
+        ("grant types", "grantTypes"),
+        ("redirect URIs", "redirectUris"),
+        ("post-logout URIs", "postLogoutRedirectUris"),
+    ):
+        click.echo(f"  {label}: {' '.join(data[key]) or '-'}")
+    click.echo(f"  scope: {data['scope'] or '-'}")
+    click.echo(f"  skip consent: {'yes' if data['skipConsent'] else 'no'}")
+
+
 @clients_group.command("create")
 @click.option("--account", "account_id", required=True)
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True)
 @click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True)
-@click.option("--grant-type", "grant_types", multiple=True, type=click.Choice(clients.GRANT_TYPES))
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(clients.GRANT_TYPES),
+    help="Default: authorization_code and refresh_token.",
+)
 @click.option("--public", is_flag=True, help="A public client (no secret), e.g. a mobile app.")
 @click.option("--scope", help="Space-separated scopes the client may ask for.")
+@click.option("--skip-consent", is_flag=True, help="A first-party app: no consent page.")
 @json_option
 @with_appcontext
 @_domain_errors
@@ -283,6 +322,7 @@ def clients_create(
     grant_types: tuple[str, ...],
     public: bool,
     scope: str | None,
+    skip_consent: bool,
     as_json: bool,
 ) -> None:
     """Register a client. A confidential client's secret is shown once, here."""
@@ -294,23 +334,171 @@ def clients_create(
         post_logout_redirect_uris=list(post_logout_redirect_uris),
         grant_types=list(grant_types) or None,
         scope=scope,
+        skip_consent=skip_consent,
     )
-    data: dict[str, Any] = {
-        "clientId": new.client.client_id,
-        "name": new.client.name,
-        "public": new.client.is_public,
-        "grantTypes": new.client.grant_types,
-        "redirectUris": new.client.redirect_uris,
-    }
-    if new.secret:
-        data["clientSecret"] = new.secret
 
     def human() -> None:
         click.echo(f"Created client {new.client.client_id}")
         if new.secret:
             click.echo(f"  client secret (shown once): {new.secret}")
 
-    _emit(data, as_json, human)
+    _emit(_client_data(new.client, new.secret), as_json, human)
+
+
+@clients_group.command("list")
+@click.option("--account", "account_id", required=True)
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_list(account_id: str, as_json: bool) -> None:
+    """The account's clients (deleted ones are gone)."""
+    found = [_client_data(c) for c in clients.list_clients(accounts.get_account(account_id))]
+    if as_json:
+        click.echo(json.dumps({"clients": found}, indent=2))
+        return
+    for data in found:
+        kind = "public" if data["public"] else "confidential"
+        click.echo(f"{data['clientId']}  {data['status']:8}  {kind:12}  {data['name']}")
+
+
+@clients_group.command("show")
+@click.argument("client_id")
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_show(client_id: str, as_json: bool) -> None:
+    """One client's settings (never its secret)."""
+    data = _client_data(clients.get_client(None, client_id))
+    _emit(data, as_json, lambda: _describe_client(data))
+
+
+def _edited(
+    current: list[str], add: tuple[str, ...], remove: tuple[str, ...], field: str
+) -> list[str]:
+    """`current` without `remove` (each must be there), then `add`."""
+    missing = [uri for uri in remove if uri not in current]
+    if missing:
+        raise click.UsageError(f"{missing[0]} is not one of the client's {field}")
+    kept = [uri for uri in current if uri not in remove]
+    return kept + [uri for uri in add if uri not in kept]
+
+
+@clients_group.command("update")
+@click.argument("client_id")
+@click.option("--name")
+@click.option("--add-redirect-uri", multiple=True)
+@click.option("--remove-redirect-uri", multiple=True)
+@click.option("--add-post-logout-redirect-uri", multiple=True)
+@click.option("--remove-post-logout-redirect-uri", multiple=True)
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(clients.GRANT_TYPES),
+    help="The new list of grant types (replaces the old one).",
+)
+@click.option("--scope", help="The new space-separated scopes (replaces the old ones).")
+@click.option("--skip-consent/--no-skip-consent", default=None)
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_update(
+    client_id: str,
+    name: str | None,
+    add_redirect_uri: tuple[str, ...],
+    remove_redirect_uri: tuple[str, ...],
+    add_post_logout_redirect_uri: tuple[str, ...],
+    remove_post_logout_redirect_uri: tuple[str, ...],
+    grant_types: tuple[str, ...],
+    scope: str | None,
+    skip_consent: bool | None,
+    as_json: bool,
+) -> None:
+    """Change a client's settings; the rules of `create` apply to the result."""
+    client = clients.get_client(None, client_id)
+    fields: dict[str, Any] = {}
+    if name is not None:
+        fields["name"] = name
+    if add_redirect_uri or remove_redirect_uri:
+        fields["redirect_uris"] = _edited(
+            client.redirect_uris, add_redirect_uri, remove_redirect_uri, "redirect URIs"
+        )
+    if add_post_logout_redirect_uri or remove_post_logout_redirect_uri:
+        fields["post_logout_redirect_uris"] = _edited(
+            client.post_logout_redirect_uris,
+            add_post_logout_redirect_uri,
+            remove_post_logout_redirect_uri,
+            "post-logout redirect URIs",
+        )
+    if grant_types:
+        fields["grant_types"] = list(grant_types)
+    if scope is not None:
+        fields["scope"] = scope
+    if skip_consent is not None:
+        fields["skip_consent"] = skip_consent
+    if not fields:
+        raise click.UsageError("nothing to change: give at least one option")
+    data = _client_data(clients.update_client(client, fields))
+    _emit(data, as_json, lambda: _describe_client(data))
+
+
+@clients_group.command("rotate-secret")
+@click.argument("client_id")
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_rotate_secret(client_id: str, as_json: bool) -> None:
+    """A new secret, shown once; the old one is refused from now on (no grace period)."""
+    new = clients.rotate_secret(clients.get_client(None, client_id))
+    _emit(
+        {"clientId": new.client.client_id, "clientSecret": new.secret},
+        as_json,
+        lambda: click.echo(f"New client secret (shown once): {new.secret}"),
+    )
+
+
+def _set_status(client_id: str, status: str, as_json: bool) -> None:
+    client = clients.update_client(clients.get_client(None, client_id), {"status": status})
+    _emit(
+        {"clientId": client.client_id, "status": client.status},
+        as_json,
+        lambda: click.echo(f"Client {client.client_id} is {client.status}"),
+    )
+
+
+@clients_group.command("disable")
+@click.argument("client_id")
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_disable(client_id: str, as_json: bool) -> None:
+    """Stop a client: it gets no tokens, and every token it holds is refused at once."""
+    _set_status(client_id, clients.DISABLED, as_json)
+
+
+@clients_group.command("enable")
+@click.argument("client_id")
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_enable(client_id: str, as_json: bool) -> None:
+    """Let a disabled client get tokens again (the tokens it had stay void)."""
+    _set_status(client_id, clients.ACTIVE, as_json)
+
+
+@clients_group.command("delete")
+@click.argument("client_id")
+@json_option
+@with_appcontext
+@_domain_errors
+def clients_delete(client_id: str, as_json: bool) -> None:
+    """Delete a client: its tokens and consents end at once; its client_id is never reused."""
+    clients.delete_client(clients.get_client(None, client_id))
+    _emit(
+        {"clientId": client_id, "status": clients.DELETED},
+        as_json,
+        lambda: click.echo(f"Deleted client {client_id}"),
+    )
 
 
 @cli.group("keys")

@@ -370,15 +370,34 @@ def test_clients_create_confidential_secret_shown_once_and_stored_hashed(app, in
         assert data["clientSecret"] not in json.dumps(
             {c.name: str(getattr(client, c.name)) for c in OAuthClient.__table__.columns}
         )
-        assert "client_credentials" in client.grant_types
+        # Safe defaults: no password grant or client credentials unless asked for.
+        assert client.grant_types == ["authorization_code", "refresh_token"]
 
 
-def test_clients_create_without_redirect_uri_leaves_out_the_browser_flow(invoke, account):
-    """With only the required options a client is made, without authorization_code."""
-    result = invoke("clients", "create", "--account", account["id"], "--name", "Backend", "--json")
+def test_clients_create_without_redirect_uri_or_grants_is_refused(app, invoke, account):
+    """With neither redirect URI nor grant types, the default browser flow has nowhere to go."""
+    line = _one_line_error(
+        invoke("clients", "create", "--account", account["id"], "--name", "Backend")
+    )
+    assert "redirectUris" in line
+    assert _count(app, OAuthClient) == 0
+
+
+def test_clients_create_backend_with_client_credentials_when_asked(invoke, account):
+    """Client credentials only when asked for, and then without the browser flow."""
+    result = invoke(
+        "clients",
+        "create",
+        "--account",
+        account["id"],
+        "--name",
+        "Backend",
+        "--grant-type",
+        "client_credentials",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
-    grants = json.loads(result.output)["grantTypes"]
-    assert "authorization_code" not in grants and "client_credentials" in grants
+    assert json.loads(result.output)["grantTypes"] == ["client_credentials"]
 
 
 def test_clients_create_public_client(app, invoke, account):
@@ -398,7 +417,7 @@ def test_clients_create_public_client(app, invoke, account):
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
     assert "clientSecret" not in data and data["public"] is True
-    assert "client_credentials" not in data["grantTypes"]
+    assert data["grantTypes"] == ["authorization_code", "refresh_token"]
 
 
 @pytest.mark.parametrize(

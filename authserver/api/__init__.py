@@ -11,6 +11,7 @@ from authserver.platform.extensions import csrf
 from . import (  # noqa: F401 - routes
     accounts,
     audit,
+    clients,
     jsonapi,
     logins,
     openapi,

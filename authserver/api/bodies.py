@@ -12,7 +12,7 @@ from typing import Any, Literal
 from . import documents, strictjson
 from .jsonapi import MEDIA_TYPE, ApiError, ErrorObject, attribute_pointer
 
-Kind = Literal["string", "boolean", "object"]
+Kind = Literal["string", "boolean", "object", "strings"]
 
 # Free-form JSON (meta, jsonapi, customData). The strict reader also refuses integers of
 # more than strictjson.MAX_INT_DIGITS digits anywhere, which no schema of free-form JSON
@@ -40,10 +40,12 @@ class Attr:
     """
 
     kind: Kind
-    max_len: int | None = None
+    max_len: int | None = None  # of a string, or of each item of a list of strings
     min_len: int = 0
     nullable: bool = False
     doc: Mapping[str, Any] = field(default_factory=dict)
+    max_items: int = 0  # of a list of strings
+    item_doc: Mapping[str, Any] = field(default_factory=dict)  # schema of each item
 
     def read(self, attrs: Mapping[str, Any], name: str) -> Any:
         """The checked value of `name` in `attrs` (None when absent, or null and nullable)."""
@@ -54,6 +56,11 @@ class Attr:
             )
         if self.kind == "boolean":
             return documents.expect_bool(attrs, name, nullable=self.nullable)
+        if self.kind == "strings":
+            assert self.max_len is not None, name
+            return documents.expect_str_list(
+                attrs, name, max_items=self.max_items, max_len=self.max_len
+            )
         return documents.expect_object(attrs, name, nullable=self.nullable)
 
     def schema(self) -> dict[str, Any]:
@@ -61,6 +68,9 @@ class Attr:
         if self.kind == "object":
             kinds = ["object", "null"] if self.nullable else "object"
             return {**JSON_OBJECT, **self.doc, "type": kinds}
+        if self.kind == "strings":
+            item = {"type": "string", "maxLength": self.max_len, **self.item_doc}
+            return {"type": "array", "maxItems": self.max_items, "items": item, **self.doc}
         out: dict[str, Any] = {"type": [self.kind, "null"] if self.nullable else self.kind}
         if self.kind == "string":
             out["maxLength"] = self.max_len
@@ -75,6 +85,14 @@ class Attr:
 def text(max_len: int, *, min_len: int = 0, nullable: bool = False, **doc: Any) -> Attr:
     """A string attribute of at most `max_len` characters."""
     return Attr("string", max_len, min_len, nullable, doc)
+
+
+def strings(
+    max_items: int, max_len: int, item_doc: Mapping[str, Any] | None = None, **doc: Any
+) -> Attr:
+    """A list of at most `max_items` strings of at most `max_len` characters each;
+    `item_doc` documents each item's domain rules (a format, a pattern)."""
+    return Attr("strings", max_len, doc=doc, max_items=max_items, item_doc=item_doc or {})
 
 
 def flag(**doc: Any) -> Attr:

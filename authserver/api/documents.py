@@ -282,6 +282,25 @@ def expect_int(
     return value
 
 
+def expect_str_list(
+    attrs: Mapping[str, Any], name: str, *, max_items: int, max_len: int
+) -> list[str] | None:
+    """The list-of-strings attribute `name` (at most `max_items` of at most `max_len`
+    characters each), or None when absent; null is refused."""
+    expected = f"a list of at most {max_items} strings"
+    if not _present(attrs, name, expected, False):
+        return None
+    value = attrs[name]
+    if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+        _wrong_type(name, expected)
+    pointer = attribute_pointer(name)
+    if len(value) > max_items:
+        fail(422, "too_many", "Too many", f"At most {max_items} items.", pointer)
+    if any(len(item) > max_len for item in value):
+        fail(422, "too_long", "Too long", f"At most {max_len} characters each.", pointer)
+    return value
+
+
 def expect_object(
     attrs: Mapping[str, Any], name: str, *, nullable: bool = False
 ) -> dict[str, Any] | None:

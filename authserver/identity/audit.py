@@ -31,6 +31,9 @@ ACTIONS = (
     "user.import",
     "membership.create",
     "client.create",
+    "client.update",
+    "client.secret.rotate",
+    "client.delete",
     "key.rotate",
 )
 

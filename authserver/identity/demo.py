@@ -70,12 +70,17 @@ def _create(app: Flask) -> dict[str, Any]:
         "Demo Web App",
         redirect_uris=[DEMO_REDIRECT],
         post_logout_redirect_uris=["http://127.0.0.1:8000/"],
+        # Every grant the README's examples use: its password, refresh and client
+        # credentials calls, and the browser flow.
+        grant_types=["authorization_code", "refresh_token", "password", "client_credentials"],
     )
     mobile = clients.create_client(
         pair.live,
         "Demo Mobile App",
         public=True,
         redirect_uris=[DEMO_APP_REDIRECT, DEMO_REDIRECT],
+        # A first-party native app: the browser flow, or the password grant with its OTP step.
+        grant_types=["authorization_code", "refresh_token", "password"],
     )
     return {
         "account": pair.summary(),

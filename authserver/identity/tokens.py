@@ -4,10 +4,11 @@ Access tokens are self-contained ES256 JWTs, so issuing one writes nothing. They
 recalled on time: a token is refused when it, its login (family) or its app for its user
 was revoked (a `revoked_tokens` row in the database, kept until the token expires), when
 its user's `token_generation` moved on since it was issued (password change, reset,
-disable, "sign out everywhere", a second-factor change), or when the user or account is
-no longer active. `validate_access_token` is the one check behind the /v1 bearer guard,
-userinfo and introspection. Every revocation is durable and written in one database
-transaction; Redis holds none of it, so a flushed or unreachable Redis undoes nothing.
+disable, "sign out everywhere", a second-factor change), or when the user, account or
+client is no longer active (or the client ended its tokens since). `validate_access_token`
+is the one check behind the /v1 bearer guard, userinfo and introspection. Every
+revocation is durable and written in one database transaction; Redis holds none of it,
+so a flushed or unreachable Redis undoes nothing.
 
 Refresh tokens are 256-bit random strings stored as SHA-256 digests. Each use rotates the
 token; a token used twice (a replay, or two racing requests) revokes its whole family,
@@ -46,6 +47,8 @@ from authserver.platform.security import digest, random_token
 TOKEN_MAX = 4096  # characters; our tokens are well under 1 KiB
 LEEWAY = 5  # seconds of clock skew accepted on exp/iat
 PUBLISHABLE_PREFIXES = ("prt-live-", "prt-test-")
+# The client_id of a guest token made from a publishable token without a client: no row.
+PUBLISHABLE_CLIENT_ID = "publishable"
 
 
 @dataclass(frozen=True)
@@ -172,6 +175,7 @@ def validate_access_token(value: object) -> AccessClaims:
             "The access token is expired or not for this server.", code="invalid_token"
         )
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
+    _check_client(str(c.get("client_id", "")), iat)
     _check_still_valid(c, user_id, c.get("aid"), iat)
     return AccessClaims(
         sub=c["sub"],
@@ -186,6 +190,25 @@ def validate_access_token(value: object) -> AccessClaims:
         exp=exp,
         claims=c,
     )
+
+
+def _check_client(client_id: str, iat: int) -> None:
+    """The token's client still active and the token issued after the client last ended
+    its tokens (disable, delete). Read from PostgreSQL on every validation (one indexed
+    row), not from the per-process client cache: a disabled client's tokens stop on the
+    next request on every instance, and enabling it again revives none of them."""
+    if client_id == PUBLISHABLE_CLIENT_ID:
+        return  # a guest token made from an account's publishable token without a client
+    row = db.session.execute(
+        select(OAuthClient.status, OAuthClient.tokens_valid_after).where(
+            OAuthClient.client_id == client_id
+        )
+    ).first()
+    if row is None or row.status != "active":
+        raise Unauthenticated("The token's client is no longer active.", code="invalid_token")
+    # The same second counts as before: iat has whole seconds only.
+    if row.tokens_valid_after is not None and iat <= int(row.tokens_valid_after.timestamp()):
+        raise Unauthenticated("The access token was revoked.", code="invalid_token")
 
 
 def _check_still_valid(
@@ -336,6 +359,11 @@ def refresh_token_holder(token: RefreshToken) -> tuple[User, Account | None] | N
     family.
     """
     if token.revoked_at is not None or refresh_token_expired(token) or token.user_id is None:
+        return None
+    client = db.session.get(OAuthClient, token.client_id)
+    if client is None or client.status != "active":
+        return None
+    if client.tokens_valid_after is not None and token.issued_at <= client.tokens_valid_after:
         return None
     user = db.session.get(User, token.user_id)
     if user is None or user.status != UserStatus.ACTIVE:

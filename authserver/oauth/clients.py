@@ -2,7 +2,12 @@
 
 The token endpoint looks a client up on every request (Authlib even does it several times
 per request), so a lookup is served from a small per-process cache for CACHE_TTL seconds:
-a disabled client or a changed secret takes effect within that time on every worker.
+changed settings (redirect URIs, grants, scopes) and a disabled public client reach the
+authorize and token endpoints within that time on every worker. What is security state
+does not wait for it: a confidential client's secret is checked against the database
+row (a rotated secret or a disabled client is refused on the next request), and access
+token validation and the refresh grant read the client's row too (identity.tokens), so
+a disabled client's tokens, even ones issued from a stale cache entry, stop at once.
 Secrets are high-entropy random strings, stored as SHA-256 digests and compared in
 constant time; argon2 is for people's passwords.
 """
@@ -69,7 +74,14 @@ class ClientInfo(ClientMixin):
     def check_client_secret(self, client_secret: str) -> bool:
         if self.secret_hash is None or not isinstance(client_secret, str):
             return False
-        return same(digest(client_secret), self.secret_hash)
+        # The current digest from the database, not the cached one: a rotated secret or a
+        # disabled client is refused on the next request on every worker, not CACHE_TTL on.
+        current = db.session.scalar(
+            select(OAuthClient.client_secret_hash).where(
+                OAuthClient.id == self.pk, OAuthClient.status == "active"
+            )
+        )
+        return current is not None and same(digest(client_secret), current)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.is_public:

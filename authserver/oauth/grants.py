@@ -277,7 +277,7 @@ def publishable_client(account: Account) -> ClientInfo:
     """The stand-in client of a token made from a publishable token without a client."""
     return ClientInfo(
         pk="",
-        client_id="publishable",
+        client_id=tokens.PUBLISHABLE_CLIENT_ID,
         name="publishable token",
         secret_hash=None,
         is_public=True,

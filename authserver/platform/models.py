@@ -244,6 +244,9 @@ class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
     status: Mapped[str] = mapped_column(String(16), default="active")
     # A first-party app may skip the consent page; never on by default.
     skip_consent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Tokens issued up to this moment (the second included) are void: set when the client
+    # is disabled or deleted, so enabling it again brings none of them back.
+    tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     account: Mapped[Account] = relationship()
 

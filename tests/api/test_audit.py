@@ -23,6 +23,7 @@ from verification_helpers import (
     role_token,
 )
 
+from authserver.cli import cli
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, AuditEvent
 
@@ -357,3 +358,34 @@ def test_an_account_sees_only_its_own_events(app, client, world):
     test_rows = listing(client, tess).get_json()
     assert [item["attributes"]["action"] for item in test_rows["data"]] == ["account.reset"]
     assert listing(client, owner).get_json()["meta"] == {"totalCount": 6}
+
+
+def test_client_changes_are_recorded(app, client, world):
+    """Registering, changing (disable included), rotating the secret of and deleting an
+    OAuth client through /v1/clients and the CLI: one row each, never the secret."""
+    owner = login(client, world)["access_token"]
+    me = ("user", world.alice_id)
+    body = document("Client", name="Shop", redirectUris=["https://shop.example/cb"])
+    created = call(client, "POST", "/v1/clients", body, owner, ip=IP)
+    assert created.status_code == 201, created.get_data(as_text=True)
+    client_id = created.get_json()["data"]["id"]
+    secret = created.get_json()["data"]["attributes"]["clientSecret"]
+    assert one_new(app, 0)["action"] == "client.create"
+
+    patch = {"data": {"type": "Client", "id": client_id, "attributes": {"status": "disabled"}}}
+    assert call(client, "PATCH", f"/v1/clients/{client_id}", patch, owner, ip=IP).status_code == 200
+    assert one_new(app, 1) == {
+        "action": "client.update",
+        "actor": me,
+        "ip": IP,
+        "account": world.live_id,
+        "target": ("OAuthClient", client_id),
+        "changed": ["status"],
+    }
+    rotated = app.test_cli_runner().invoke(cli, ["clients", "rotate-secret", client_id])
+    assert rotated.exit_code == 0, rotated.output
+    row = one_new(app, 2)
+    assert row["action"] == "client.secret.rotate" and row["actor"][0] == "cli"
+    assert call(client, "DELETE", f"/v1/clients/{client_id}", None, owner, ip=IP).status_code == 204
+    assert one_new(app, 3)["action"] == "client.delete"
+    assert secret not in json.dumps(recorded(app))

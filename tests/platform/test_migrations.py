@@ -90,8 +90,9 @@ def test_0005_revokes_refresh_tokens_that_crossed_live_and_test(make_app, fresh_
     with app.app_context():
         upgrade()
     pair = make_account(app, "Acme")
-    live_client = make_client(app, pair.live_id, "Live app", public=True)
-    test_client = make_client(app, pair.test_id, "Test app", public=True)
+    grants = ["password", "refresh_token"]
+    live_client = make_client(app, pair.live_id, "Live app", public=True, grant_types=grants)
+    test_client = make_client(app, pair.test_id, "Test app", public=True, grant_types=grants)
     alice = make_user(app, pair.live_id, "alice")
     tess = make_user(app, pair.test_id, "tess")
     gina = make_user(app, None, "gina", member_of={pair.live_id: "customer"})
