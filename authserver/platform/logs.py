@@ -84,13 +84,19 @@ def _identify_login(_sender: Flask, **payload: object) -> None:
 def _claimed_client_id() -> str | None:
     """The client_id the caller named (Basic auth's user part, or a client_id parameter),
     for requests no front door identified: a name, never the secret beside it."""
-    auth = request.authorization
-    if auth is not None and auth.type == "basic" and auth.username:
-        return auth.username[:CLIENT_ID_MAX]
-    if request.method == "POST" and request.mimetype == FORM:
-        named = request.form.get("client_id")
-    else:
+    # Cheap tests on the raw environ first: most requests carry none of these, and this
+    # runs on every request (parsing headers, the query or the form costs microseconds).
+    environ = request.environ
+    if environ.get("HTTP_AUTHORIZATION", "")[:6].lower() == "basic ":
+        auth = request.authorization
+        if auth is not None and auth.username:
+            return auth.username[:CLIENT_ID_MAX]
+    named: str | None = None
+    if "client_id" in environ.get("QUERY_STRING", ""):
         named = request.args.get("client_id")
+    if not named and environ.get("REQUEST_METHOD") == "POST":
+        if environ.get("CONTENT_TYPE", "").startswith(FORM):
+            named = request.form.get("client_id")  # the view has parsed the form already
     return named[:CLIENT_ID_MAX] if named else None
 
 
