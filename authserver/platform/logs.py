@@ -94,9 +94,9 @@ def _claimed_client_id() -> str | None:
     named: str | None = None
     if "client_id" in environ.get("QUERY_STRING", ""):
         named = request.args.get("client_id")
-    if not named and environ.get("REQUEST_METHOD") == "POST":
-        if environ.get("CONTENT_TYPE", "").startswith(FORM):
-            named = request.form.get("client_id")  # the view has parsed the form already
+    posted_form = environ.get("CONTENT_TYPE", "").startswith(FORM)
+    if not named and posted_form and environ.get("REQUEST_METHOD") == "POST":
+        named = request.form.get("client_id")  # the view has parsed the form already
     return named[:CLIENT_ID_MAX] if named else None
 
 
