@@ -74,7 +74,7 @@ UNMATCHED = "unmatched"  # no route matched (404, or 405 before a rule was chose
 FRONT_DOORS = {"oauth": "token", "authorize": "pages", "pages": "pages", "api": "api"}
 # The children of the request metrics, looked up once per label set: the per-request work
 # is then one dict lookup and the two updates (labels() would build and check strings).
-_children: dict[tuple[str | None, str, int], tuple[Any, Any, Any]] = {}
+_children: dict[tuple[str | None, str, int], tuple[Any, Any, Any]] = {}  # bounded keys only
 
 
 class KeySource(Protocol):
@@ -100,11 +100,12 @@ def _start() -> None:
 
 
 def _observe(response: Response) -> Response:
-    key = (request.endpoint, request.method, response.status_code)
+    # The method is bounded before it keys the cache, or odd methods would grow it.
+    method = request.method if request.method in METHODS else "other"
+    key = (request.endpoint, method, response.status_code)
     children = _children.get(key)
     if children is None:
         endpoint = request.endpoint or UNMATCHED
-        method = request.method if request.method in METHODS else "other"
         children = _children[key] = (
             REQUESTS.labels(endpoint, method, str(response.status_code)),
             DURATION.labels(endpoint),

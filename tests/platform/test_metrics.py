@@ -92,6 +92,9 @@ def test_requests_are_counted_by_endpoint_never_by_path(client):
     )
     assert not any("no-such-path" in str(labels) for _, labels in after)
     assert not any(("method", "BREW") in labels for _, labels in after)
+    from authserver.platform import metrics
+
+    assert not any("BREW" in key for key in metrics._children)  # nor the label cache
     duration = "authserver_http_request_duration_seconds_count"
     assert (
         value(after, duration, endpoint="web.healthz")
@@ -181,3 +184,20 @@ def test_signing_key_age_is_read_at_scrape_time(app: Flask, client):
     expected = (datetime.now(UTC) - created).total_seconds()
     assert 0 <= age <= expected + 1
     assert age >= expected - 5
+
+
+def test_hosted_page_logins_count_as_pages(web, world):
+    """A login and a failed login on the hosted login page count under front_door=pages."""
+    from pages_helpers import submit
+
+    http = web.test_client()
+    name = "authserver_logins_total"
+    ok = {"front_door": "pages", "method": "password", "outcome": "success"}
+    bad = {**ok, "outcome": "failure"}
+    before = scrape(http)
+    path = f"/login?aid={world.live_id}"
+    assert submit(http, path, {"username": "alice", "password": "wrong"}).status_code == 401
+    assert submit(http, path, {"username": "alice", "password": PASSWORD}).status_code == 303
+    after = scrape(http)
+    assert value(after, name, **ok) - value(before, name, **ok) == 1
+    assert value(after, name, **bad) - value(before, name, **bad) == 1
