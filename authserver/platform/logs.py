@@ -94,9 +94,11 @@ def _claimed_client_id() -> str | None:
     named: str | None = None
     if "client_id" in environ.get("QUERY_STRING", ""):
         named = request.args.get("client_id")
-    posted_form = environ.get("CONTENT_TYPE", "").startswith(FORM)
-    if not named and posted_form and environ.get("REQUEST_METHOD") == "POST":
-        named = request.form.get("client_id")  # the view has parsed the form already
+    if not named and environ.get("CONTENT_TYPE", "").startswith(FORM):
+        # Only a form the view parsed already: parsing here could raise (a body over
+        # MAX_CONTENT_LENGTH is a 413 already answered) or read a body nobody wanted.
+        form = request.__dict__.get("form")
+        named = form.get("client_id") if form is not None else None
     return named[:CLIENT_ID_MAX] if named else None
 
 
