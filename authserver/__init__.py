@@ -12,7 +12,7 @@ from typing import Any
 from flask import Flask
 
 from authserver import api, oauth, pages
-from authserver.platform import background, database, i18n, logs, notifications, web
+from authserver.platform import background, database, i18n, logs, metrics, notifications, web
 from authserver.platform import models as _models  # noqa: F401 - registers the tables on db.metadata
 from authserver.platform.config import ConfigError, load_config
 from authserver.platform.extensions import csrf, db, migrate
@@ -54,6 +54,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
     )
     load_config(app, test_config)
     logs.init_app(app)
+    metrics.init_app(app)  # early: its after_request runs last and sees the final status
     db.init_app(app)
     database.init_app(app)  # bounded waits, faults -> DatabaseUnavailable
     migrate.init_app(

@@ -64,3 +64,30 @@ if os.path.isdir("/dev/shm"):  # noqa: S108
 accesslog = None
 errorlog = "-"
 loglevel = "info"
+
+# Metrics (GET /metrics, prometheus-client's multiprocess mode): every worker writes its
+# samples to files in PROMETHEUS_MULTIPROC_DIR and any worker's /metrics adds them up.
+# The variable must be set before a worker imports the app, so it is set here, in the
+# master: to a fresh private directory unless the environment names one (then use a
+# dedicated directory, e.g. systemd's RuntimeDirectory; its *.db files are wiped at start).
+if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    import tempfile
+
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
+
+
+def on_starting(server: object) -> None:
+    """Counters start at zero with the server: drop the files of an earlier run."""
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, mode=0o700, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(folder, name))
+
+
+def child_exit(server: object, worker: object) -> None:
+    """A worker that exits (recycled by max_requests, or killed) drops its live gauges;
+    its counters stay in the sum, as counters must."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

@@ -25,13 +25,14 @@ def _free_port() -> int:
 
 @pytest.fixture
 def serve(instance_path, database_url):
-    """Starts gunicorn on a free port with the given worker count and settings."""
+    """Starts gunicorn on a free port with the given worker count, options and settings."""
     procs: list[subprocess.Popen[str]] = []
 
-    def start(workers: int, **env: str) -> tuple[subprocess.Popen[str], str]:
+    def start(workers: int, *options: str, **env: str) -> tuple[subprocess.Popen[str], str]:
         port = _free_port()
+        app_spec = "authserver:create_app()"
         proc = subprocess.Popen(
-            [GUNICORN, "-w", str(workers), "-b", f"127.0.0.1:{port}", "authserver:create_app()"],
+            [GUNICORN, *options, "-w", str(workers), "-b", f"127.0.0.1:{port}", app_spec],
             env={
                 **os.environ,
                 "AUTHSERVER_INSTANCE_PATH": instance_path,
@@ -153,3 +154,92 @@ def test_database_faults_under_gunicorn(app, world, serve, pg_proxy, database_ur
         assert int(headers["Retry-After"]) > 0
         pg_proxy.restore()
         assert _post(url + "/oauth/token", form)[0] == 200
+
+
+DEPLOY_CONFIG = os.path.join(
+    os.path.dirname(os.path.dirname(__file__)), "deploy", "gunicorn.conf.py"
+)
+HEALTHZ = (
+    "authserver_http_requests_total",
+    (("endpoint", "web.healthz"), ("method", "GET"), ("status", "200")),
+)
+
+
+def _healthz_count(samples_text: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    for family in text_string_to_metric_families(samples_text):
+        for sample in family.samples:
+            if (sample.name, tuple(sorted(sample.labels.items()))) == HEALTHZ:
+                return float(sample.value)
+    return 0.0
+
+
+def _scrape(url: str) -> str:
+    with urllib.request.urlopen(url + "/metrics", timeout=5) as response:  # noqa: S310 - loopback only
+        return response.read().decode()
+
+
+def _per_worker(folder: str) -> dict[int, float]:
+    """The healthz count in each worker's own counter file (read one file at a time)."""
+    import shutil
+    import tempfile
+
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    counts = {}
+    for name in os.listdir(folder):
+        if name.startswith("counter_") and name.endswith(".db"):
+            with tempfile.TemporaryDirectory() as alone:
+                shutil.copy(os.path.join(folder, name), os.path.join(alone, name))
+                registry = CollectorRegistry()
+                MultiProcessCollector(registry, path=alone)
+                text = generate_latest(registry).decode()
+            counts[int(name[len("counter_") : -3])] = _healthz_count(text)
+    return counts
+
+
+def test_metrics_add_up_over_two_workers(app, serve, tmp_path):
+    """Under gunicorn with the shipped config and 2 workers, every worker's /metrics shows
+    the requests of both (multiprocess mode), and a killed worker's counts stay in the sum."""
+    import signal as signals
+    from concurrent.futures import ThreadPoolExecutor
+
+    redis_url = app.config["REDIS_URL"]
+    if redis_url.startswith("memory://"):
+        redis_url = "redis://127.0.0.1:6379/15"
+    folder = str(tmp_path / "metrics")
+    os.mkdir(folder)
+    proc, url = serve(
+        2,
+        "-c",
+        DEPLOY_CONFIG,
+        AUTHSERVER_REDIS_URL=redis_url,
+        PROMETHEUS_MULTIPROC_DIR=folder,
+        WEB_CONCURRENCY="2",
+    )
+    _wait_up(url, proc)
+    base = _healthz_count(_scrape(url))
+    sent = 0
+    with ThreadPoolExecutor(8) as pool:
+        for _ in range(25):  # until the kernel has handed requests to both workers
+            statuses = list(pool.map(lambda _: _get(url + "/healthz"), range(40)))
+            assert statuses == [200] * 40
+            sent += 40
+            if sum(1 for c in _per_worker(folder).values() if c) >= 2:
+                break
+    per_worker = _per_worker(folder)
+    assert sum(1 for c in per_worker.values() if c) >= 2, per_worker
+    # Whichever worker answers the scrape, it reports the sum of both.
+    totals = {_healthz_count(_scrape(url)) - base for _ in range(6)}
+    assert totals == {sent}
+
+    # A worker killed (and replaced) leaves its counts in the sum: counters never go back.
+    victim = max(per_worker, key=lambda pid: per_worker[pid])
+    os.kill(victim, signals.SIGKILL)
+    deadline = time.monotonic() + 20
+    while len(_per_worker(folder)) <= len(per_worker) and time.monotonic() < deadline:
+        time.sleep(0.2)  # the replacement writes its own file when it boots
+    assert len(_per_worker(folder)) > len(per_worker)
+    assert {_healthz_count(_scrape(url)) - base for _ in range(4)} == {sent}

@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast
 from flask import g, request
 
 from authserver.identity import audit, tokens
+from authserver.platform import logs
 from authserver.platform.errors import Forbidden, Unauthenticated
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -36,6 +37,7 @@ def require_token(*roles: str) -> Callable[[F], F]:
             if scheme.lower() != "bearer" or not value.strip():
                 raise Unauthenticated("A bearer access token is required.")
             claims = tokens.validate_access_token(value.strip())
+            logs.identify(user_id=claims.user_id, client_id=claims.client_id)
             if roles and claims.role not in roles:
                 raise Forbidden(
                     f"A {claims.role or 'roleless'} token may not do this; it needs one of: "

@@ -257,6 +257,8 @@ def _count_attempt(attempt: LoginAttempt, username: str) -> ThrottleKeys:
         kv.hit(keys.ip, FAILURES_FROM_IP, THROTTLE_WINDOW),
     ]
     if not all(h.allowed for h in hits):
+        tried = "recovery_code" if attempt.recovery_code else "otp" if attempt.otp else "password"
+        emit("identity.login.throttled", method=tried, client_id=attempt.client_id)
         raise Throttled(max(h.retry_after for h in hits))
     return keys
 
@@ -302,8 +304,20 @@ def _record(
         )
     )
     database.commit(conflict=False)
-    if not success:
-        emit("identity.login.failure", user=user, account=account, reason=reason)
+    client_id = attempt.client_id
+    if success:
+        emit(
+            "identity.login.success", user=user, account=account, method=method, client_id=client_id
+        )
+    else:
+        emit(
+            "identity.login.failure",
+            user=user,
+            account=account,
+            reason=reason,
+            method=method,
+            client_id=client_id,
+        )
         current_app.logger.info(
             "login failed",
             extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},

@@ -29,6 +29,7 @@ from werkzeug.exceptions import HTTPException
 from werkzeug.wrappers import Response as BaseResponse
 
 from authserver.identity import browser_login
+from authserver.platform import logs
 from authserver.platform.errors import DomainError, ServiceUnavailable, Throttled
 from authserver.platform.extensions import db
 from authserver.platform.i18n import best_request_locale, gettext
@@ -216,6 +217,7 @@ def signed_in(
             user = db.session.get(User, login.user_id) if login is not None else None
             if login is None or user is None:
                 return see_other(url_for(".login", next=_come_back_to(back)))
+            logs.identify(user_id=user.id)
             return view(SignedIn(login, user), *args, **kwargs)
 
         return wrapper

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 
+from authserver.platform.metrics import parse_allow_list
 from authserver.platform.security import is_loopback_host
 from authserver.platform.senders import parse_sender_urls
 from authserver.platform.store import parse_sentinel_url
@@ -55,6 +56,8 @@ class Defaults:
     DEFAULT_LOCALE = "en"  # language when neither the user nor the account says
     MAX_CONTENT_LENGTH = 64 * 1024  # bytes; larger request bodies get 413
     LOG_LEVEL = "INFO"  # DEBUG, INFO, WARNING, ERROR
+    LOG_FORMAT = "logfmt"  # logfmt or json: one line per record either way
+    METRICS_ALLOW = ""  # IPs/CIDR networks (beside loopback) that may GET /metrics
     PROXY_FIX = 0  # number of trusted reverse proxies in front (X-Forwarded-*); 0 trusts none
     SESSION_COOKIE_NAME = "authserver_session"
     SESSION_COOKIE_HTTPONLY = True
@@ -98,6 +101,8 @@ STR_SETTINGS = (
     "SIGNING_KEYS_FILE",
     "DEFAULT_LOCALE",
     "LOG_LEVEL",
+    "LOG_FORMAT",
+    "METRICS_ALLOW",
 )
 # Lower bounds that keep a typo from switching a protection off.
 MINIMUMS = {
@@ -238,6 +243,12 @@ def check_config(config: Any) -> None:
         )
     if config["LOG_LEVEL"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
         raise ConfigError("AUTHSERVER_LOG_LEVEL must be DEBUG, INFO, WARNING or ERROR")
+    if config["LOG_FORMAT"] not in ("logfmt", "json"):
+        raise ConfigError("AUTHSERVER_LOG_FORMAT must be logfmt or json")
+    try:
+        parse_allow_list(config["METRICS_ALLOW"])
+    except ValueError as exc:
+        raise ConfigError(f"AUTHSERVER_METRICS_ALLOW: {exc}") from None
     try:
         # .port raises for a port that is not a number in 0-65535, urlsplit for a bad "[v6]".
         issuer = urlsplit(config["ISSUER"])

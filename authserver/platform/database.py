@@ -13,6 +13,7 @@ from flask import Flask
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
 
+from authserver.platform import metrics
 from authserver.platform.errors import Conflict, ServiceUnavailable
 from authserver.platform.extensions import db
 
@@ -120,6 +121,7 @@ def _translate_fault(context: ExceptionContext) -> None:
     if context.is_pre_ping:
         return
     if context.is_disconnect or is_unavailable(context.original_exception):
+        metrics.counted_database_error()
         detail = f"{type(context.original_exception).__name__}: {context.original_exception}"
         # Raised from here, SQLAlchemy has already invalidated a dead connection.
         raise DatabaseUnavailable(detail.strip()[:300]) from context.sqlalchemy_exception

@@ -23,8 +23,12 @@ notifications, the audit log) get the app as sender. Payloads, by event:
   confirmed, first or replacing an authenticator; its new recovery codes come with it)
 - identity.tfa.disable.success: user, account, method (the method switched off; now simple)
 - identity.recovery_codes.create.success: user, account, count (a new set; the old died)
-- identity.login.failure: user (or None), account (or None), reason (after the record commits;
-  throttled attempts write no record and send no event)
+- identity.login.success: user, account (or None), method (the factors, "password+otp"),
+  client_id (or None); after the record commits
+- identity.login.failure: user (or None), account (or None), reason, method, client_id (or
+  None); after the record commits
+- identity.login.throttled: method (the factor tried: password, otp, recovery_code),
+  client_id (or None); a throttled attempt writes no record, so nothing commits before it
 """
 
 from __future__ import annotations
@@ -54,7 +58,9 @@ EVENTS = (
     "identity.tfa.enable.success",
     "identity.tfa.disable.success",
     "identity.recovery_codes.create.success",
+    "identity.login.success",
     "identity.login.failure",
+    "identity.login.throttled",
 )
 
 _namespace = Namespace()

@@ -100,6 +100,10 @@ class KeyRing:
         assert self._private is not None
         return self._private
 
+    def newest_created_at(self) -> datetime:
+        """When the newest key was made (the metrics' signing key age)."""
+        return max(k.created_at for k in self._load())
+
     def public_jwks(self) -> dict[str, Any]:
         """The JWKS document: public parts of every published key."""
         self._load()

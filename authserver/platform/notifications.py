@@ -23,6 +23,7 @@ from urllib.parse import urlencode
 from flask import Flask
 from jinja2 import TemplateNotFound
 
+from authserver.platform import metrics
 from authserver.platform.config import ConfigError
 from authserver.platform.events import signal
 from authserver.platform.i18n import force_locale, negotiate
@@ -199,8 +200,12 @@ class Notifier:
             except Exception as exc:  # whatever the outside world does, the use case stands
                 fields["fields"]["error"] = describe(exc)
                 log.warning("notification delivery failed", extra=fields)
+                sent = False
             else:
                 log.info("notification sent", extra=fields)
+                sent = True
+            if message.event == OTP_EVENT:
+                metrics.counted_otp_send(message.channel, sent)
 
 
 def _fields(event: str, channel: str, to: str | None = None, **more: str) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 from redis.sentinel import Sentinel
 
-from authserver.platform import attempts
+from authserver.platform import attempts, metrics
 from authserver.platform.errors import ServiceUnavailable
 
 SOCKET_TIMEOUT = 2  # seconds to connect to, or wait for, Redis or a sentinel
@@ -99,6 +99,7 @@ class Store:
         try:
             yield self._client
         except _UNREACHABLE as exc:
+            metrics.counted_store_error()
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
 
     # --- values -----------------------------------------------------------------------

@@ -23,7 +23,7 @@ from werkzeug.exceptions import ServiceUnavailable as HTTPServiceUnavailable
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.wrappers import Response as BaseResponse
 
-from authserver.platform import attempts
+from authserver.platform import attempts, metrics
 from authserver.platform.database import is_unavailable
 from authserver.platform.errors import ServiceUnavailable
 from authserver.platform.extensions import db, store
@@ -108,6 +108,11 @@ def _render_unavailable(cause: BaseException) -> HTTPException | Response:
     blueprint owns): the front door's 503, never a 500 that reads like a bug."""
     log.warning("dependency unavailable: %s", type(cause).__name__)
     return _render_http_error(HTTPServiceUnavailable(retry_after=ServiceUnavailable.retry_after))
+
+
+def _pool_exhausted(cause: sqlalchemy.exc.TimeoutError) -> HTTPException | Response:
+    metrics.counted_database_error()
+    return _render_unavailable(cause)
 
 
 def _render_http_error(error: HTTPException) -> HTTPException | Response:
@@ -223,7 +228,7 @@ def init_app(app: Flask) -> None:
     app.register_error_handler(HTTPException, _render_http_error)
     # Every pooled connection busy for DATABASE_POOL_TIMEOUT: not a DBAPI error, so the
     # engine's fault hook never sees it (database.py); no view catches it either.
-    app.register_error_handler(sqlalchemy.exc.TimeoutError, _render_unavailable)
+    app.register_error_handler(sqlalchemy.exc.TimeoutError, _pool_exhausted)
     # First of all before_request hooks, whichever extension registered earlier.
     app.before_request_funcs.setdefault(None, []).insert(0, _refuse_bad_requests)
     if app.config["PROXY_FIX"]:
