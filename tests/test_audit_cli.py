@@ -70,7 +70,19 @@ def test_every_cli_change_leaves_one_row_naming_the_operator(app, invoke):
     line = {"username": "imp", "role": "customer", "passwordHash": hashed}
     result = invoke("users", "import", "--account", aid, "-", input=json.dumps(line) + "\n")
     assert result.exit_code == 0, result.output
-    client = ok(invoke("clients", "create", "--account", aid, "--name", "Backend", "--json"))
+    client = ok(
+        invoke(
+            "clients",
+            "create",
+            "--account",
+            aid,
+            "--name",
+            "Backend",
+            "--grant-type",
+            "client_credentials",
+            "--json",
+        )
+    )
     keys = ok(invoke("keys", "rotate", "--json"))
     got = rows(app)
     assert [(a, actor, t, acc) for a, actor, t, acc, _ in got] == [
