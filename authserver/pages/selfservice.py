@@ -39,7 +39,8 @@ PASSWORD_RULES = {  # rules.check_password codes -> what the person reads
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password() -> Response:
-    """Ask for a reset link by username; the answer never says whether the user exists."""
+    """Ask for a reset link by username or email address; the answer never says whether
+    the user exists."""
     account = common.page_account()
     if account is None:
         return common.error_page(
@@ -47,7 +48,8 @@ def forgot_password() -> Response:
         )
     form = ForgotPasswordForm()
     action = url_for(".forgot_password", aid=account.id, **_ui())
-    page = Page("pages/forgot_password.html", form, {"action": action})
+    back = url_for(".login", aid=account.id, **_ui())
+    page = Page("pages/forgot_password.html", form, {"action": action, "login_url": back})
     if not form.validate_on_submit():
         return page.invalid()
     verification.request_password_reset(
@@ -57,8 +59,8 @@ def forgot_password() -> Response:
         "pages/message.html",
         title=gettext("Check your email"),
         message=gettext(
-            "If there is an account with this username, we sent a link to choose a new"
-            " password to its email address. The link works for 24 hours."
+            "If there is an account with this username or email address, we sent a link"
+            " to choose a new password to its email address. The link works for 24 hours."
         ),
         login_url=url_for(".login", aid=account.id),
     )
@@ -104,6 +106,8 @@ def _new_password(endpoint: str, template_title: str, done: str) -> Response:
     token = _token_or_answer()
     if isinstance(token, Response):
         return token
+    if request.method == "GET" and not verification.reset_link_works(token):
+        return _bad_link()  # no form to fill in for a link that can only fail (not spent)
     form = NewPasswordFields()
     page = Page(
         "pages/new_password.html",
@@ -169,6 +173,8 @@ def verify_email() -> Response:
     token = _token_or_answer()
     if isinstance(token, Response):
         return token
+    if request.method == "GET" and not verification.verification_link_works(token):
+        return _bad_link()
     form = ButtonForm()
     page = Page("pages/verify_email.html", form, {"action": url_for(".verify_email", **_ui())})
     if not form.validate_on_submit():
