@@ -71,6 +71,13 @@ def _ui() -> dict[str, Any]:
     return {"ui_locales": ui} if ui else {}
 
 
+def _link_args() -> dict[str, Any]:
+    """What an emailed link's page keeps in its URL: the language and the account (`aid`,
+    so its error page's sign-in link is that account's)."""
+    aid = request.args.get("aid")
+    return {**_ui(), **({"aid": aid[:64]} if aid else {})}
+
+
 def _token_out_of_url() -> Response | None:
     """The link's first GET: keep its token in the session, send the browser to the page
     without it (its URL is what access logs, the history and the Referer would hold)."""
@@ -78,7 +85,7 @@ def _token_out_of_url() -> Response | None:
     if request.method != "GET" or token is None:
         return None
     session[LINK] = {"page": request.endpoint, "token": token[:TOKEN_MAX]}
-    response = see_other(url_for(str(request.endpoint), **_ui()))
+    response = see_other(url_for(str(request.endpoint), **_link_args()))
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -112,7 +119,7 @@ def _new_password(endpoint: str, template_title: str, done: str) -> Response:
     page = Page(
         "pages/new_password.html",
         form,
-        {"action": url_for(endpoint, **_ui()), "title": template_title},
+        {"action": url_for(endpoint, **_link_args()), "title": template_title},
     )
     if not form.validate_on_submit():
         return page.invalid()
@@ -176,7 +183,8 @@ def verify_email() -> Response:
     if request.method == "GET" and not verification.verification_link_works(token):
         return _bad_link()
     form = ButtonForm()
-    page = Page("pages/verify_email.html", form, {"action": url_for(".verify_email", **_ui())})
+    action = url_for(".verify_email", **_link_args())
+    page = Page("pages/verify_email.html", form, {"action": action})
     if not form.validate_on_submit():
         return page.invalid()
     try:

@@ -369,3 +369,29 @@ def test_superseded_or_outdated_reset_link_shows_the_invalid_link_page_on_get(we
         accounts.set_password(db.session.get(User, user_id), "changed-by-the-user-1")
     outdated = web.test_client().get(f"/reset-password?token={new}", follow_redirects=True)
     assert outdated.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
+def test_dead_link_page_leads_to_the_account_sign_in_page(web, world, path):
+    """The emailed link names the user's account (`aid`) and its page keeps it: once the
+    link is spent, the invalid-link page's sign-in link is that account's (where a new link
+    can be asked for), not the bare global one."""
+    pending = path == "/activate"
+    user_id = make_user(
+        web,
+        world.live_id,
+        "bob",
+        email="bob@example.com",
+        password=None if pending else PASSWORD,
+        status="pending" if pending else "active",
+    )
+    token = _emailed_link(web, user_id, path)
+    link = web.extensions["authserver.outbox"].of("email")[-1].text
+    assert f"{path}?token={token}&aid={world.live_id}" in link
+    client = web.test_client()
+    first = client.get(f"{path}?token={token}&aid={world.live_id}")
+    assert first.headers["Location"] == f"{path}?aid={world.live_id}"
+    _spend(web, web.test_client(), path, token)
+    body = client.get(first.headers["Location"]).get_data(as_text=True)
+    assert "This link is invalid" in body
+    assert f'href="/login?aid={world.live_id}">Go to the sign-in page' in body
