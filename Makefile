@@ -7,9 +7,18 @@ PORT ?= 5000
 
 .PHONY: run test api-fuzz lint format install install-dev clean-demo
 
+# The issuer (discovery, tokens, emailed links) follows HOST and PORT unless
+# AUTHSERVER_ISSUER or instance/config.py sets it: the environment would beat the file, so
+# it is exported only when neither does. A wildcard HOST is served on 127.0.0.1 as well.
+ISSUER_HOST = $(if $(filter 0.0.0.0 ::,$(HOST)),127.0.0.1,$(HOST))
+
 run: install instance/config.py
-	$(BIN)/authserver demo
-	$(BIN)/authserver run --host $(HOST) --port $(PORT)
+	@if [ -z "$${AUTHSERVER_ISSUER:-}" ] && $(BIN)/python -c "import runpy, sys; \
+	    sys.exit('ISSUER' in runpy.run_path('instance/config.py'))"; then \
+	  export AUTHSERVER_ISSUER=http://$(ISSUER_HOST):$(PORT); \
+	  echo "AUTHSERVER_ISSUER=$$AUTHSERVER_ISSUER"; \
+	fi; \
+	$(BIN)/authserver demo && exec $(BIN)/authserver run --host $(HOST) --port $(PORT)
 
 test: install-dev
 	@echo "== the whole suite, on every core (pytest-xdist); the 10 slowest tests at the end"

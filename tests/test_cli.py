@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -556,3 +557,61 @@ def test_demo_creates_data_once_and_prints_it(tmp_path):
     assert json.loads(second.stdout)["account"] == summary["account"]
     text = _run(["demo"], tmp_path, **env).stdout
     assert summary["users"][0]["password"] in text and summary["account"]["id"] in text
+
+
+def test_demo_prints_the_login_url_of_the_demo_account(tmp_path):
+    """The demo's login URL names the demo account (`?aid=`): its users are account users,
+    whom the bare /login (global users only) cannot sign in."""
+    env = {"AUTHSERVER_SECRET_KEY": "s" * 40}
+    result = _run(["demo", "--json"], tmp_path, **env)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    login_url = f"http://127.0.0.1:5000/login?aid={summary['account']['id']}"
+    assert summary["urls"]["login"] == login_url
+    assert login_url in _run(["demo"], tmp_path, **env).stdout
+
+
+MAKEFILE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "Makefile")
+FAKE_AUTHSERVER = '#!/bin/sh\necho "$1 issuer=${AUTHSERVER_ISSUER:-unset}"\n'
+
+
+@pytest.mark.parametrize(
+    ("make_args", "config", "env_issuer", "expected"),
+    [
+        (["PORT=5077"], "", None, "http://127.0.0.1:5077"),
+        (["HOST=0.0.0.0"], "", None, "http://127.0.0.1:5000"),  # wildcard: served on loopback
+        (["PORT=5077"], "", "http://127.0.0.1:6000", "http://127.0.0.1:6000"),
+        (["PORT=5077"], "ISSUER = 'https://auth.example.com'\n", None, "unset"),
+    ],
+)
+def test_make_run_issuer_follows_host_and_port_unless_set(
+    tmp_path, make_args, config, env_issuer, expected
+):
+    """`make run PORT=...` gives the server an issuer on that port, unless the environment
+    or instance/config.py names one (then theirs wins: the Makefile exports nothing)."""
+    # A copy of the Makefile with an installed-looking .venv whose `authserver` only says
+    # what issuer it was given, so `make run` runs its real recipe and nothing else.
+    shutil.copy(MAKEFILE, tmp_path / "Makefile")
+    (tmp_path / "pyproject.toml").write_text("")
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    (bin_dir / "authserver").write_text(FAKE_AUTHSERVER)
+    (bin_dir / "authserver").chmod(0o755)
+    (tmp_path / ".venv" / ".installed").touch()
+    (tmp_path / "instance").mkdir()
+    (tmp_path / "instance" / "config.py").write_text("SECRET_KEY = 'x'\n" + config)
+    env = {k: v for k, v in os.environ.items() if k != "AUTHSERVER_ISSUER" and k != "MAKEFLAGS"}
+    if env_issuer:
+        env["AUTHSERVER_ISSUER"] = env_issuer
+    result = subprocess.run(
+        ["make", "-s", "run", *make_args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    lines = [line for line in result.stdout.splitlines() if " issuer=" in line]
+    assert lines == [f"demo issuer={expected}", f"run issuer={expected}"]

@@ -118,6 +118,14 @@ def end_login(session: MutableMapping[str, Any]) -> None:
     session.clear()
 
 
+def account_of(session: MutableMapping[str, Any]) -> str | None:
+    """The account the session's login was for, even a login no longer good (timed out,
+    ended by a password change): where its sign-in page is. None: none, or a global login."""
+    data = session.get(KEY)
+    aid = data.get("aid") if isinstance(data, dict) else None
+    return aid if isinstance(aid, str) else None
+
+
 def _sid_key(sid: str) -> str:
     return f"browser-login:{sid}"
 

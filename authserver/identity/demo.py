@@ -129,6 +129,8 @@ def _with_urls(app: Flask, summary: dict[str, Any]) -> dict[str, Any]:
     ):
         if path in rules:  # appears as the later parts of the product land
             urls[name] = issuer + path
+    if "login" in urls:  # the demo users belong to the demo account: a bare /login is global
+        urls["login"] += f"?aid={summary['account']['id']}"
     summary = {**summary, "urls": urls}
     if "token" in urls:
         web = summary["clients"][0]

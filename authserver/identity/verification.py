@@ -221,16 +221,58 @@ def reset_password(token: object, new_password: object, confirmation: object = N
             field="reset_token",
             code="invalid_token",
         )
-    if user.status == UserStatus.PENDING:
+    activating = user.status == UserStatus.PENDING
+    if activating:
         user.status = UserStatus.ACTIVE
     newly_verified = bool(user.email) and not user.email_verified
     if newly_verified:
         user.email_verified = True
         user.email_verified_at = utcnow()
-    accounts.set_password(user, new_password)
+    if activating:
+        # The first password of an invited user: no "your password was changed, if it
+        # wasn't you..." alarm, there was no password (nor anyone using it) before.
+        accounts.apply_password(user, new_password)
+        commit()
+    else:
+        accounts.set_password(user, new_password)
     if newly_verified:
         emit("identity.email_verification.create.success", user=user, account=user.account)
     return user
+
+
+def reset_link_works(token: object) -> bool:
+    """Whether a reset or activation token would be taken now (it is not spent): live,
+    the user's latest, its user still there and its password unchanged since."""
+    found = _would_redeem(PASSWORD_RESET, token)
+    return found is not None and found[1] == _password_stamp(found[0])
+
+
+def verification_link_works(token: object) -> bool:
+    """Whether an email verification token would be taken now: live, the user's latest,
+    and still the user's address."""
+    found = _would_redeem(EMAIL_VERIFICATION, token)
+    return found is not None and found[1] == found[0].email
+
+
+def _would_redeem(kind: TokenKind, token: object) -> tuple[User, str] | None:
+    # A read-only preview of _redeem's checks, so a page can say at once that a spent or
+    # dead link is dead; the POST still decides (through _redeem, atomically).
+    if not isinstance(token, str) or not 20 <= len(token) <= 128:
+        return None
+    key = digest(token)
+    kv = store()
+    stored = kv.get(f"{kind.name}:{key}")
+    if stored is None:
+        return None
+    data = json.loads(stored)
+    if kv.get(f"{kind.name}-user:{data['u']}") != key:
+        return None
+    user = db.session.get(User, data["u"])
+    if user is None or user.status in (UserStatus.DELETED, UserStatus.DISABLED):
+        return None
+    if user.account is not None and user.account.status != AccountStatus.ACTIVE:
+        return None
+    return user, str(data["v"])
 
 
 def _peek(kind: TokenKind, token: object) -> str | None:

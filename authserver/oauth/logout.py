@@ -63,15 +63,17 @@ def _params() -> dict[str, str]:
     return params
 
 
-def _signed_out(target: str | None) -> Response:
+def _signed_out(target: str | None, account_id: str | None) -> Response:
     if target is not None:
         return Response(status=303, headers={"Location": target})
+    # The sign-in page of the account the ended login was for (a bare /login is global).
+    login_url = "/login" + (f"?{urlencode({'aid': account_id})}" if account_id else "")
     return page(
         "pages/message.html",
         200,
         title=_("Signed out"),
         message=_("You are signed out."),
-        login_url="/login",
+        login_url=login_url,
     )
 
 
@@ -91,6 +93,7 @@ def _handle(confirmed: bool) -> Response:
     try:
         params = _params()
         g.locale = i18n.best_request_locale(params.get("ui_locales"), None)
+        account_id = browser_login.account_of(session)  # read before a stale one is cleared
         login = browser_login.current_login(session, int(time.time()))
         decided = _plan(params, login)
     except BadRequest as exc:
@@ -113,7 +116,7 @@ def _handle(confirmed: bool) -> Response:
         )
     if login is not None:
         browser_login.end_login(session)
-    return _signed_out(decided.target)
+    return _signed_out(decided.target, account_id)
 
 
 @bp.route(PATH, methods=["GET", "POST"])

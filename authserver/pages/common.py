@@ -110,6 +110,11 @@ def requested_account_id() -> str | None:
     return client.account_id if client is not None else None
 
 
+def requested_account() -> Account | None:
+    """The active account a login is for (`aid`, else the flow's client's); None: global."""
+    return _account(requested_account_id())
+
+
 def page_account() -> Account | None:
     """The account the page is shown for (its name at the top, its default language)."""
     if "page_account" not in g:
@@ -213,10 +218,13 @@ def signed_in(
     def decorate(view: SignedInView[P]) -> View[P]:
         @functools.wraps(view)
         def wrapper(*args: P.args, **kwargs: P.kwargs) -> BaseResponse:
+            # Read before current_login clears a stale login: its account's sign-in page is
+            # the one that can sign this person in again (a bare /login takes global users).
+            aid = browser_login.account_of(session)
             login = browser_login.current_login(session, now())
             user = db.session.get(User, login.user_id) if login is not None else None
             if login is None or user is None:
-                return see_other(url_for(".login", next=_come_back_to(back)))
+                return see_other(login_url(aid, next=_come_back_to(back)))
             logs.identify(user_id=user.id)
             return view(SignedIn(login, user), *args, **kwargs)
 
@@ -232,8 +240,23 @@ def _come_back_to(back: str | None) -> str:
     return target.rstrip("?")
 
 
+def login_url(account_id: str | None, **params: Any) -> str:
+    """The sign-in page of an account (`aid`), or the bare one of global users."""
+    if account_id:
+        params = {"aid": account_id, **params}
+    return url_for("pages.login", **params)
+
+
 def error_page(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    response = render("pages/error.html", status, message=message, status_code=status)
+    # The account of the request or the session: its sign-in page, not the global one.
+    account = page_account()
+    response = render(
+        "pages/error.html",
+        status,
+        message=message,
+        status_code=status,
+        login_url=login_url(account.id if account else None),
+    )
     response.headers.update(headers or {})
     return response
 

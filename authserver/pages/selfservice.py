@@ -39,7 +39,8 @@ PASSWORD_RULES = {  # rules.check_password codes -> what the person reads
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password() -> Response:
-    """Ask for a reset link by username; the answer never says whether the user exists."""
+    """Ask for a reset link by username or email address; the answer never says whether
+    the user exists."""
     account = common.page_account()
     if account is None:
         return common.error_page(
@@ -47,7 +48,8 @@ def forgot_password() -> Response:
         )
     form = ForgotPasswordForm()
     action = url_for(".forgot_password", aid=account.id, **_ui())
-    page = Page("pages/forgot_password.html", form, {"action": action})
+    back = url_for(".login", aid=account.id, **_ui())
+    page = Page("pages/forgot_password.html", form, {"action": action, "login_url": back})
     if not form.validate_on_submit():
         return page.invalid()
     verification.request_password_reset(
@@ -57,8 +59,8 @@ def forgot_password() -> Response:
         "pages/message.html",
         title=gettext("Check your email"),
         message=gettext(
-            "If there is an account with this username, we sent a link to choose a new"
-            " password to its email address. The link works for 24 hours."
+            "If there is an account with this username or email address, we sent a link"
+            " to choose a new password to its email address. The link works for 24 hours."
         ),
         login_url=url_for(".login", aid=account.id),
     )
@@ -69,6 +71,13 @@ def _ui() -> dict[str, Any]:
     return {"ui_locales": ui} if ui else {}
 
 
+def _link_args() -> dict[str, Any]:
+    """What an emailed link's page keeps in its URL: the language and the account (`aid`,
+    so its error page's sign-in link is that account's)."""
+    aid = request.args.get("aid")
+    return {**_ui(), **({"aid": aid[:64]} if aid else {})}
+
+
 def _token_out_of_url() -> Response | None:
     """The link's first GET: keep its token in the session, send the browser to the page
     without it (its URL is what access logs, the history and the Referer would hold)."""
@@ -76,7 +85,7 @@ def _token_out_of_url() -> Response | None:
     if request.method != "GET" or token is None:
         return None
     session[LINK] = {"page": request.endpoint, "token": token[:TOKEN_MAX]}
-    response = see_other(url_for(str(request.endpoint), **_ui()))
+    response = see_other(url_for(str(request.endpoint), **_link_args()))
     response.headers["Referrer-Policy"] = "no-referrer"
     return response
 
@@ -104,11 +113,13 @@ def _new_password(endpoint: str, template_title: str, done: str) -> Response:
     token = _token_or_answer()
     if isinstance(token, Response):
         return token
+    if request.method == "GET" and not verification.reset_link_works(token):
+        return _bad_link()  # no form to fill in for a link that can only fail (not spent)
     form = NewPasswordFields()
     page = Page(
         "pages/new_password.html",
         form,
-        {"action": url_for(endpoint, **_ui()), "title": template_title},
+        {"action": url_for(endpoint, **_link_args()), "title": template_title},
     )
     if not form.validate_on_submit():
         return page.invalid()
@@ -169,8 +180,11 @@ def verify_email() -> Response:
     token = _token_or_answer()
     if isinstance(token, Response):
         return token
+    if request.method == "GET" and not verification.verification_link_works(token):
+        return _bad_link()
     form = ButtonForm()
-    page = Page("pages/verify_email.html", form, {"action": url_for(".verify_email", **_ui())})
+    action = url_for(".verify_email", **_link_args())
+    page = Page("pages/verify_email.html", form, {"action": action})
     if not form.validate_on_submit():
         return page.invalid()
     try:

@@ -76,7 +76,11 @@ def login() -> Response:
     """Username and password; two-step users go on to /login/code."""
     form = LoginForm()
     target = common.safe_next(request.args.get("next"))
-    page = Page("pages/login.html", form, {"action": url_for(".login", **_carried())})
+    page = Page(
+        "pages/login.html",
+        form,
+        {"action": url_for(".login", **_carried()), "forgot_url": _forgot()},
+    )
     if not form.validate_on_submit():
         return page.invalid()
     client = common.flow_client()
@@ -104,6 +108,18 @@ def login() -> Response:
         _start_second_step(attempt, exc, target)
         return see_other(url_for(".login_code"))
     return _finish(result, target)
+
+
+def _forgot() -> str | None:
+    """The forgot-password page of the login's account; a reset is looked up in an account,
+    so the global sign-in page (no account) offers no link that could only fail."""
+    account = common.requested_account()  # the account this form signs in to
+    return url_for(".forgot_password", aid=account.id, **_ui()) if account is not None else None
+
+
+def _ui() -> dict[str, Any]:
+    ui = request.args.get("ui_locales")
+    return {"ui_locales": ui} if ui else {}
 
 
 def _verify_first() -> str:
@@ -268,5 +284,6 @@ def logout() -> Response:
     """Sign out of this browser (POST only, with the CSRF token)."""
     if not ButtonForm().validate_on_submit():
         return see_other(url_for(".account"))
+    aid = browser_login.account_of(session)  # the ended login's account: its sign-in page
     browser_login.end_login(session)
-    return see_other(url_for(".login"))
+    return see_other(common.login_url(aid))

@@ -136,7 +136,11 @@ class Notifier:
                 return []
         path = EMAIL_EVENTS.get(event)
         if path:
-            context["link"] = f"{self.issuer}{path}?{urlencode({'token': payload['token']})}"
+            query = {"token": payload["token"]}
+            aid = getattr(account, "id", None)
+            if aid:  # the page's sign-in link then names the account (a bare one is global)
+                query["aid"] = str(aid)
+            context["link"] = f"{self.issuer}{path}?{urlencode(query)}"
         return self._email(event, getattr(user, "email", None), locale, context)
 
     def _email(

@@ -698,6 +698,23 @@ def test_activation_sets_the_password_and_activates(app, client, world, store):
     )
 
 
+def test_activation_sends_no_password_changed_alarm(app, client, world):
+    """Choosing the first password with the activation token sends no "your password was
+    changed, if it wasn't you..." mail (there was no password before); a reset still does."""
+    user_id = pending_user(app, world)
+    [token] = reset_tokens(app, "/activate")
+    guest = guest_token(client, world.live_prt)
+    assert_no_content(set_password(client, guest, resetToken=token, value=NEW_PASSWORD))
+    background.jobs(app).drain()
+    assert user_row(app, user_id).status == "active"
+    assert mails(app, CHANGED_EVENT) == []
+    assert_no_content(ask_reset(client, guest, "penny"))
+    background.jobs(app).drain()
+    [reset] = reset_tokens(app)
+    assert_no_content(set_password(client, guest, resetToken=reset, value=OTHER_PASSWORD))
+    assert [m.to for m in mails(app, CHANGED_EVENT)] == ["penny@example.com"]
+
+
 def test_activation_mail_in_the_given_locale(app, world):
     """send_activation(locale=...) writes the invitation in that language."""
     pending_user(app, world, locale="fr")

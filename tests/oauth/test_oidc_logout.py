@@ -209,6 +209,17 @@ def test_without_a_redirect_uri_our_page_says_signed_out(browser, web, oidc_worl
     assert not _signed_in(browser)
 
 
+def test_signed_out_page_links_to_the_sign_in_page_of_the_login_account(
+    browser, web, oidc_world, rp
+):
+    """The "signed out" page's sign-in link keeps the ended login's account (`aid`): the
+    bare /login takes global users only, so it could not sign this person in again."""
+    _sign_in(web, browser, oidc_world)
+    hint = _id_token(browser, rp)
+    body = browser.get(PATH, query_string={"id_token_hint": hint}).get_data(as_text=True)
+    assert f'href="/login?aid={oidc_world.base.live_id}"' in body
+
+
 @pytest.mark.parametrize(
     "uri",
     [

@@ -8,7 +8,7 @@ import pytest
 from factories import PASSWORD, make_totp_user, make_user
 from pages_helpers import csrf, signed_in, submit
 
-from authserver.identity import verification
+from authserver.identity import accounts, verification
 from authserver.platform import background
 from authserver.platform.extensions import db
 from authserver.platform.models import User
@@ -134,7 +134,10 @@ def test_reset_token_works_once(web, world):
     submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
     before = _password_hash(web, user_id)
     data = {**data, "password": "yet-another-passphrase", "confirmation": "yet-another-passphrase"}
-    second = submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
+    # The link's first GET only moves the token into the session; the POST (with a form
+    # token from another page: the link's page itself now refuses a spent link) decides.
+    assert client.get(f"/reset-password?token={token}").status_code == 303
+    second = client.post("/reset-password", data={"csrf_token": csrf(client.get("/login")), **data})
     assert second.status_code == 400
     assert _password_hash(web, user_id) == before
 
@@ -304,3 +307,91 @@ def test_old_password_fails_after_reset(web, world):
     submit(client, "/reset-password", data, token_from=f"/reset-password?token={token}")
     old = submit(client, f"/login?aid={world.live_id}", {"username": "bob", "password": PASSWORD})
     assert old.status_code == 401
+
+
+def test_activation_page_sends_no_password_changed_alarm(web, world):
+    """Activating through the invitation link's page mails no "password changed" alarm."""
+    user_id = make_user(
+        web, world.live_id, "ivy", email="ivy@example.com", password=None, status="pending"
+    )
+    token = _emailed_link(web, user_id, "/activate")
+    client = web.test_client()
+    data = {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    done = submit(client, "/activate", data, token_from=f"/activate?token={token}")
+    assert done.status_code == 200
+    background.jobs(web).drain()
+    events = [m.event for m in web.extensions["authserver.outbox"].of("email")]
+    assert events == ["identity.activation_token.create.success"]
+
+
+def _spend(web, client, path: str, token: str) -> None:
+    fields = (
+        {} if path == "/verify-email" else {"password": NEW_PASSWORD, "confirmation": NEW_PASSWORD}
+    )
+    done = submit(client, path, fields, token_from=f"{path}?token={token}")
+    assert done.status_code == 200, done.get_data(as_text=True)[:500]
+
+
+@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
+def test_spent_link_shows_the_invalid_link_page_on_get(web, world, path):
+    """Opening a link again after it was used: the invalid-link page at once (400, no form
+    to fill in for nothing), not a form whose POST then fails."""
+    pending = path == "/activate"
+    user_id = make_user(
+        web,
+        world.live_id,
+        "bob",
+        email="bob@example.com",
+        password=None if pending else PASSWORD,
+        status="pending" if pending else "active",
+    )
+    token = _emailed_link(web, user_id, path)
+    _spend(web, web.test_client(), path, token)
+    again = web.test_client().get(f"{path}?token={token}", follow_redirects=True)
+    body = again.get_data(as_text=True)
+    assert again.status_code == 400 and "This link is invalid" in body
+    assert "<form" not in body
+
+
+def test_superseded_or_outdated_reset_link_shows_the_invalid_link_page_on_get(web, world):
+    """A reset link replaced by a newer one, or one whose password changed since, is dead on
+    GET; peeking does not spend a live link (its page still shows the form)."""
+    user_id = make_user(web, world.live_id, "bob", email="bob@example.com")
+    old = _reset_token(web, user_id)
+    new = _reset_token(web, user_id)
+    superseded = web.test_client().get(f"/reset-password?token={old}", follow_redirects=True)
+    assert superseded.status_code == 400
+    client = web.test_client()
+    for _ in range(2):  # a GET does not use the link up
+        live = client.get(f"/reset-password?token={new}", follow_redirects=True)
+        assert live.status_code == 200 and 'name="password"' in live.get_data(as_text=True)
+    with web.app_context():
+        accounts.set_password(db.session.get(User, user_id), "changed-by-the-user-1")
+    outdated = web.test_client().get(f"/reset-password?token={new}", follow_redirects=True)
+    assert outdated.status_code == 400
+
+
+@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
+def test_dead_link_page_leads_to_the_account_sign_in_page(web, world, path):
+    """The emailed link names the user's account (`aid`) and its page keeps it: once the
+    link is spent, the invalid-link page's sign-in link is that account's (where a new link
+    can be asked for), not the bare global one."""
+    pending = path == "/activate"
+    user_id = make_user(
+        web,
+        world.live_id,
+        "bob",
+        email="bob@example.com",
+        password=None if pending else PASSWORD,
+        status="pending" if pending else "active",
+    )
+    token = _emailed_link(web, user_id, path)
+    link = web.extensions["authserver.outbox"].of("email")[-1].text
+    assert f"{path}?token={token}&aid={world.live_id}" in link
+    client = web.test_client()
+    first = client.get(f"{path}?token={token}&aid={world.live_id}")
+    assert first.headers["Location"] == f"{path}?aid={world.live_id}"
+    _spend(web, web.test_client(), path, token)
+    body = client.get(first.headers["Location"]).get_data(as_text=True)
+    assert "This link is invalid" in body
+    assert f'href="/login?aid={world.live_id}">Go to the sign-in page' in body
