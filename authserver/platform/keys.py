@@ -226,15 +226,28 @@ class KeyRing:
         snapshot = self._snapshot
         if snapshot is not None and time.monotonic() < self._expires:
             return snapshot
-        with self._lock:
-            if self._snapshot is not None and time.monotonic() < self._expires:
-                return self._snapshot
-            started = time.monotonic()
-            with self.engine.connect() as conn:
-                rows = list(conn.execute(sa.select(SigningKey.__table__)))
-            self._snapshot = _build(rows, self.max_token_lifetime)
-            self._expires = started + self.ttl
+        if snapshot is None:
+            with self._lock:
+                return self._reload()
+        if not self._lock.acquire(blocking=False):
+            # Another thread is reading the keys: use the ones it replaces meanwhile (no
+            # older than the TTL plus one query) rather than queue every request behind it.
+            return snapshot
+        try:
+            return self._reload()
+        finally:
+            self._lock.release()
+
+    def _reload(self) -> _Snapshot:
+        """Read the keys unless another thread just did (call with the lock held)."""
+        if self._snapshot is not None and time.monotonic() < self._expires:
             return self._snapshot
+        started = time.monotonic()
+        with self.engine.connect() as conn:
+            rows = list(conn.execute(sa.select(SigningKey.__table__)))
+        self._snapshot = _build(rows, self.max_token_lifetime)
+        self._expires = started + self.ttl
+        return self._snapshot
 
     def check(self) -> None:
         """Raise KeysMissing unless every algorithm has a key that signs."""
