@@ -7,11 +7,13 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from authserver.cli import cli
+from authserver.platform import keys
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, OAuthClient, User
 from authserver.platform.security import digest
@@ -537,3 +539,19 @@ def test_demo_creates_data_once_and_prints_it(tmp_path):
     assert json.loads(second.stdout)["account"] == summary["account"]
     text = _run(["demo"], tmp_path, **env).stdout
     assert summary["users"][0]["password"] in text and summary["account"]["id"] in text
+
+
+def test_demo_imports_an_old_key_file_instead_of_making_keys(tmp_path):
+    """A checkout from before the keys moved into the database keeps its key: `demo` on an
+    empty database imports instance/signing-keys.json, encrypted, and it signs."""
+    now = datetime.now(UTC)
+    old = [keys.generate(alg, now) for alg in keys.ALGORITHMS]
+    keys.write_key_file(str(tmp_path / "signing-keys.json"), old, now)
+    env = {"AUTHSERVER_SECRET_KEY": "s" * 40}
+    assert _run(["demo", "--json"], tmp_path, **env).returncode == 0
+    listed = json.loads(_run(["keys", "list", "--json"], tmp_path, **env).stdout)["keys"]
+    assert sorted((k["kid"], k["state"]) for k in listed) == sorted(
+        (str(k.kid), "current") for k in old
+    )
+    stored = (tmp_path / "authserver.sqlite3").read_bytes()
+    assert old[0].as_dict(private=True)["d"].encode() not in stored

@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from conftest import FAST_DATABASE_FAULTS
 from factories import World
+from faults import through_proxy
 from flask import Flask
 from joserfc import jwt
 from oauth_helpers import access_claims, bearer, jwt_parts, login, password_grant
@@ -292,3 +294,25 @@ def test_private_keys_are_encrypted_in_the_database(pair, world, make_app):
     assert response.status_code == 503
     assert _jwks_kids(stranger) == _jwks_kids(a)
     assert _status(stranger, token) == 200
+
+
+def test_keys_unreadable_when_the_database_is_cut_is_503_not_stale_keys(
+    make_app, database_url, pg_proxy, world
+):
+    """When the key cache expires while the database is unreachable, the JWKS (which reads
+    nothing else) and token checks answer 503: keys that may have been revoked meanwhile
+    are not trusted any longer than the TTL."""
+    cut_off = make_app(
+        DATABASE_URL=through_proxy(database_url, pg_proxy),
+        KEYS_CACHE_TTL=TTL,
+        **FAST_DATABASE_FAULTS,
+    )
+    token, _ = _token(cut_off, world)
+    assert _status(cut_off, token) == 200
+    pg_proxy.cut()
+    _wait_for_ttl()
+    response = cut_off.test_client().get("/v1/user", headers=bearer(token))
+    assert response.status_code == 503
+    assert cut_off.test_client().get("/oauth/jwks").status_code == 503
+    pg_proxy.restore()
+    assert _status(cut_off, token) == 200
