@@ -38,7 +38,7 @@ class Defaults:
     SMTP_TIMEOUT = 10  # seconds to wait for the SMTP server
     SIGNING_KEYS_FILE = "{instance}/signing-keys.json"  # legacy key file, read by `keys import`
     KEY_ENCRYPTION_SECRET = ""  # encrypts the private signing keys at rest; empty: SECRET_KEY
-    KEY_PUBLISH_DELAY = 600  # seconds a new key is in the JWKS before it signs (>= JWKS max-age)
+    KEY_PUBLISH_DELAY = 600  # seconds a new key is published before it signs (>= max-age + TTL)
     KEYS_CACHE_TTL = 5  # seconds each process keeps the signing keys before reading them again
     ARGON2_TIME_COST = 2  # argon2id passes (OWASP: m=19 MiB, t=2, p=1)
     ARGON2_MEMORY_COST = 19456  # argon2id memory in KiB (19 MiB)
@@ -273,11 +273,14 @@ def check_config(config: Any) -> None:
             "AUTHSERVER_KEY_ENCRYPTION_SECRET is shorter than 32 characters;"
             " set it to a long random value (or leave it empty to use SECRET_KEY)"
         )
-    if config["KEY_PUBLISH_DELAY"] < JWKS_MAX_AGE:
-        # Publish first, sign later: a relying party that cached the JWKS just before a
-        # rotation must have fetched it again before the new key signs.
+    least = JWKS_MAX_AGE + config["KEYS_CACHE_TTL"]
+    if config["KEY_PUBLISH_DELAY"] < least:
+        # Publish first, sign later: every instance serves the new key within the cache
+        # TTL, and a relying party that cached the JWKS just before has fetched it again
+        # within max-age, both before the new key signs.
         raise ConfigError(
             f"AUTHSERVER_KEY_PUBLISH_DELAY must be at least the JWKS max-age ({JWKS_MAX_AGE} s)"
+            f" plus AUTHSERVER_KEYS_CACHE_TTL: {least}"
         )
     if issuer.scheme == "http" and not is_loopback_host(issuer.hostname):
         raise ConfigError(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import os
 import threading
 import time
@@ -44,6 +45,7 @@ CLOCK_LEEWAY = 60  # seconds a retired key stays published beyond the longest to
 Key = ECKey | RSAKey
 
 NEXT, CURRENT, RETIRED, REVOKED = "next", "current", "retired", "revoked"
+log = logging.getLogger("authserver.keys")
 
 
 class KeysMissing(ServiceUnavailable):
@@ -258,15 +260,21 @@ class KeyRing:
         """The key that signs new tokens with `alg` (its private part, decrypted)."""
         found = self._load().signing.get(alg)
         if found is None:
-            raise KeysMissing(
+            missing = KeysMissing(
                 f"no {alg} signing key is current; run `authserver keys rotate` (after a"
                 " revocation: `authserver keys rotate --now`)"
             )
+            log.error("%s", missing.detail)  # clients only see a 503: say it to operators
+            raise missing
         key = self._private.get(found)
         if key is None:
             # Decrypt and import once per process and ciphertext: checking an RSA private
             # key costs ~50 ms, far too much for every token signed.
-            key = _import(decrypt_jwk(self.cipher, *found))
+            try:
+                key = _import(decrypt_jwk(self.cipher, *found))
+            except KeysMissing as exc:
+                log.error("%s", exc.detail)
+                raise
             self._private = {found: key, **self._private}
         return key
 

@@ -187,15 +187,22 @@ def test_missing_signing_keys_allowed_without_require_keys(build):
     ("overrides", "setting"),
     [
         ({"KEY_PUBLISH_DELAY": 299}, "AUTHSERVER_KEY_PUBLISH_DELAY"),
+        ({"KEY_PUBLISH_DELAY": 304, "KEYS_CACHE_TTL": 5}, "AUTHSERVER_KEY_PUBLISH_DELAY"),
         ({"KEY_ENCRYPTION_SECRET": "short"}, "AUTHSERVER_KEY_ENCRYPTION_SECRET"),
         ({"KEYS_CACHE_TTL": 61}, "AUTHSERVER_KEYS_CACHE_TTL"),
         ({"KEYS_CACHE_TTL": 0}, "AUTHSERVER_KEYS_CACHE_TTL"),
     ],
-    ids=["publish_delay_below_jwks_max_age", "short_encryption_secret", "ttl_high", "ttl_zero"],
+    ids=[
+        "publish_delay_below_jwks_max_age",
+        "publish_delay_below_max_age_plus_ttl",
+        "short_encryption_secret",
+        "ttl_high",
+        "ttl_zero",
+    ],
 )
 def test_production_refuses_unsafe_key_settings(build, overrides, setting):
-    """A publish delay shorter than the JWKS max-age, a short encryption secret or a cache
-    TTL outside 1-60 s is refused, naming the setting."""
+    """A publish delay shorter than the JWKS max-age plus the key cache TTL, a short
+    encryption secret or a cache TTL outside 1-60 s is refused, naming the setting."""
     with pytest.raises(ConfigError, match=setting):
         build(TESTING=False, SECRET_KEY=GOOD_SECRET, **overrides)
 
