@@ -35,6 +35,7 @@ from factories import OidcWorld, World, make_oidc_world, make_world
 from faults import RedisServer, TcpProxy, target_of, through_proxy
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from key_helpers import TEST_KEY_SECRET
 from redis import Redis
 from werkzeug.routing import Rule
 
@@ -46,8 +47,6 @@ from authserver.platform.store import Store
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 LOCAL_REDIS = "redis://127.0.0.1:6379/15"
-# Fixed, so a test that sets its own SECRET_KEY still opens the seeded keys.
-TEST_KEY_SECRET = "test-key-encryption-secret-long-enough-for-checks"
 CHEAP_ARGON2 = {"ARGON2_TIME_COST": 1, "ARGON2_MEMORY_COST": 8, "ARGON2_PARALLELISM": 1}
 
 
