@@ -124,7 +124,9 @@ def key_states(rows: Iterable[Any], now: datetime, max_token_lifetime: int) -> l
                 state = NEXT
             else:
                 state = RETIRED
-                retired_at = retired_at or now
+                # Not reached by the commands' dates; if ever, the key leaves the JWKS
+                # once tokens from its activation have expired, never stays forever.
+                retired_at = retired_at or r.activates_at
             published = state in (NEXT, CURRENT) or (
                 state == RETIRED and retired_at is not None and retired_at + grace > now
             )
