@@ -26,7 +26,7 @@ RUN python -m venv /opt/authserver \
 COPY deploy/gunicorn.conf.py /etc/authserver/gunicorn.conf.py
 USER authserver
 WORKDIR /var/lib/authserver
-# signing-keys.json lives here: a volume shared by every replica (docs/production.md).
+# The instance folder (an optional config.py); the signing keys are in the database.
 VOLUME ["/var/lib/authserver"]
 EXPOSE 8000
 HEALTHCHECK --interval=10s --timeout=3s --start-period=20s \

@@ -15,6 +15,7 @@ from authserver import api, oauth, pages
 from authserver.platform import background, database, i18n, logs, metrics, notifications, web
 from authserver.platform import models as _models  # noqa: F401 - registers the tables on db.metadata
 from authserver.platform.config import ConfigError, load_config
+from authserver.platform.database import DatabaseUnavailable
 from authserver.platform.extensions import csrf, db, migrate
 from authserver.platform.keys import KeyRing, KeysMissing
 from authserver.platform.security import Argon2Params, Passwords
@@ -81,15 +82,27 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
             app.config["ARGON2_PARALLELISM"],
         )
     )
+    with app.app_context():
+        engine = db.engine
     app.extensions["authserver.keys"] = KeyRing(
-        app.config["SIGNING_KEYS_FILE"],
+        engine,
+        app.config["KEY_ENCRYPTION_SECRET"] or app.config["SECRET_KEY"],
         max(app.config["ACCESS_TOKEN_LIFETIME"], app.config["ID_TOKEN_LIFETIME"]),
+        app.config["KEY_PUBLISH_DELAY"],
+        app.config["KEYS_CACHE_TTL"],
     )
     if require_keys and not (app.debug or app.testing):
         try:
             app.extensions["authserver.keys"].check()
         except KeysMissing as exc:
-            raise ConfigError(str(exc)) from None
+            raise ConfigError(exc.detail) from None
+        except DatabaseUnavailable:
+            # Not a configuration fault: the instance answers 503 until the database is
+            # back, like every other request that needs it.
+            pass
+        finally:
+            # No connection opened here may outlive the check: gunicorn forks after it.
+            engine.dispose()
     i18n.init_app(app)
     notifications.init_app(app)
     background.init_app(app)

@@ -503,36 +503,124 @@ def clients_delete(client_id: str, as_json: bool) -> None:
 
 @cli.group("keys")
 def keys_group() -> None:
-    """Manage JWT signing keys."""
+    """Manage the JWT signing keys (in the database, shared by every instance)."""
+
+
+def _key_line(k: keys.KeyInfo) -> str:
+    since = {
+        keys.NEXT: f"signs from {k.activates_at:%Y-%m-%d %H:%M:%S}Z",
+        keys.CURRENT: f"signing since {k.activates_at:%Y-%m-%d %H:%M:%S}Z",
+        keys.RETIRED: f"retired {k.retired_at:%Y-%m-%d %H:%M:%S}Z" if k.retired_at else "",
+        keys.REVOKED: f"revoked {k.revoked_at:%Y-%m-%d %H:%M:%S}Z" if k.revoked_at else "",
+    }[k.state]
+    shown = "published" if k.published else "not published"
+    return f"{k.kid}  {k.alg}  {k.state:<8} {since}  ({shown})"
+
+
+def _audit_keys(action: str) -> keys.Note:
+    """The audit record of a key command, written in the command's own transaction."""
+    return lambda kids: audit.record(action, "SigningKey", ",".join(kids))
+
+
+def _ring() -> keys.KeyRing:
+    ring: keys.KeyRing = current_app.extensions["authserver.keys"]
+    return ring
+
+
+@keys_group.command("list")
+@json_option
+@with_appcontext
+def keys_list(as_json: bool) -> None:
+    """Every key with its state: next, current, retired or revoked, newest first."""
+    found = keys.list_keys(_ring())
+    _emit(
+        {"keys": [k.as_dict() for k in found]},
+        as_json,
+        lambda: click.echo("\n".join(_key_line(k) for k in found) or "No signing keys."),
+    )
 
 
 @keys_group.command("rotate")
+@click.option(
+    "--now",
+    "immediate",
+    is_flag=True,
+    help="Sign with the new keys at once (after `keys revoke`): relying parties that cached"
+    " the JWKS refuse their tokens until they fetch it again.",
+)
 @json_option
 @with_appcontext
-def keys_rotate(as_json: bool) -> None:
-    """Add a new signing key; the previous one stays published until its tokens expire."""
-    ring = current_app.extensions["authserver.keys"]
-    try:
-        new = keys.rotate(ring.path, ring.max_token_lifetime)
-    except keys.KeysMissing as exc:
-        raise ConfigError(str(exc)) from None
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot write AUTHSERVER_SIGNING_KEYS_FILE {ring.path}: {exc.strerror or exc}"
-        ) from None
-    published = [k["kid"] for k in ring.public_jwks()["keys"]]
-    kids = [k.jwk["kid"] for k in new]
-    try:
-        audit.record_alone("key.rotate", "SigningKey", ",".join(kids))
-    except (OperationalError, ProgrammingError, DatabaseUnavailable):
-        # The first rotation comes before `db upgrade` (no table yet): the key is made and
-        # must stay usable; say plainly that this one is not in the audit log.
-        click.echo("authserver: warning: no database to record this in the audit log", err=True)
+def keys_rotate(immediate: bool, as_json: bool) -> None:
+    """Add a new key per algorithm: published at once, signing after
+    AUTHSERVER_KEY_PUBLISH_DELAY seconds; the keys it replaces then stay published until
+    their tokens expire."""
+    new = keys.rotate(_ring(), immediate=immediate, audit=_audit_keys("key.rotate"))
     _emit(
-        {"kids": kids, "published": published, "file": ring.path},
+        {"keys": [k.as_dict() for k in new]},
+        as_json,
+        lambda: click.echo("\n".join(_key_line(k) for k in new)),
+    )
+
+
+@keys_group.command("retire")
+@click.argument("kid")
+@json_option
+@with_appcontext
+@_domain_errors
+def keys_retire(kid: str, as_json: bool) -> None:
+    """Stop a key that is not current (a next key, say) from ever signing; it stays
+    published until the tokens it may have signed expire."""
+    info = keys.retire(_ring(), kid, audit=_audit_keys("key.retire"))
+    _emit(info.as_dict(), as_json, lambda: click.echo(_key_line(info)))
+
+
+@keys_group.command("revoke")
+@click.argument("kid")
+@json_option
+@with_appcontext
+@_domain_errors
+def keys_revoke(kid: str, as_json: bool) -> None:
+    """A key leaked: remove it from the JWKS and refuse every token it signed, on every
+    instance within AUTHSERVER_KEYS_CACHE_TTL seconds."""
+    ring = _ring()
+    info = keys.revoke(ring, kid, audit=_audit_keys("key.revoke"))
+    unsigned = [
+        alg
+        for alg in keys.ALGORITHMS
+        if not any(k.alg == alg and k.state == keys.CURRENT for k in keys.list_keys(ring))
+    ]
+
+    def human() -> None:
+        click.echo(_key_line(info))
+        if unsigned:
+            click.echo(
+                f"No {', '.join(unsigned)} key signs now: run `authserver keys rotate --now`.",
+                err=True,
+            )
+
+    _emit({**info.as_dict(), "unsignedAlgorithms": unsigned}, as_json, human)
+
+
+@keys_group.command("import")
+@click.argument("path", required=False)
+@json_option
+@with_appcontext
+def keys_import(path: str | None, as_json: bool) -> None:
+    """Move the keys of a key file (default AUTHSERVER_SIGNING_KEYS_FILE) into the
+    database; afterwards delete the file. Keys already there are skipped."""
+    path = path or current_app.config["SIGNING_KEYS_FILE"]
+    try:
+        imported, skipped = keys.import_file(_ring(), path, audit=_audit_keys("key.import"))
+    except ValueError as exc:
+        _fail(str(exc), 1)
+        return
+    _emit(
+        {"imported": [k.as_dict() for k in imported], "skipped": skipped},
         as_json,
         lambda: click.echo(
-            f"New signing keys {', '.join(kids)}; published: {', '.join(published)}"
+            "\n".join(
+                [_key_line(k) for k in imported] + [f"{kid}  already present" for kid in skipped]
+            )
         ),
     )
 

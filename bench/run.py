@@ -155,7 +155,7 @@ def main() -> None:
     full_env = {**os.environ, **env}
     server = None
     try:
-        for step in (["keys", "rotate"], ["db", "upgrade"]):
+        for step in (["db", "upgrade"], ["keys", "rotate"]):
             subprocess.run(
                 [f"{BIN}/authserver", *step], env=full_env, check=True, capture_output=True
             )

@@ -34,8 +34,6 @@ WRONG = "not the password at all"
 
 def build(folder: str) -> Flask:
     os.environ["AUTHSERVER_INSTANCE_PATH"] = folder
-    keys = os.path.join(folder, "signing-keys.json")
-    rotate(keys, max_token_lifetime=900)
     app = create_app(
         {
             "TESTING": True,  # production argon2 parameters: the defaults stay
@@ -44,12 +42,12 @@ def build(folder: str) -> Flask:
             "REDIS_URL": "memory://",
             "MAIL_URL": "memory:",
             "SMS_URL": "memory:",
-            "SIGNING_KEYS_FILE": keys,
             "LOG_LEVEL": "WARNING",
         }
     )
     with app.app_context():
         db.create_all()
+        rotate(app.extensions["authserver.keys"])
     return app
 
 

@@ -41,7 +41,8 @@ max_requests = 10000
 max_requests_jitter = 1000
 
 # No preload: every worker builds its own app after the fork, with its own database pool,
-# Redis connections and signing-key cache (sockets must not be shared across a fork).
+# Redis connections and signing-key cache (sockets must not be shared across a fork;
+# create_app's key check closes the connections it opened).
 preload_app = False
 
 # The scheme and client address come from the app's ProxyFix (AUTHSERVER_PROXY_FIX=1),

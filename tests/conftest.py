@@ -18,12 +18,12 @@ import itertools
 import json
 import logging
 import os
-import shutil
 import socket
 import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -35,13 +35,14 @@ from factories import OidcWorld, World, make_oidc_world, make_world
 from faults import RedisServer, TcpProxy, target_of, through_proxy
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from key_helpers import TEST_KEY_SECRET
 from redis import Redis
 from werkzeug.routing import Rule
 
 from authserver import create_app
-from authserver.platform import background
+from authserver.platform import background, keys
 from authserver.platform.extensions import db
-from authserver.platform.keys import rotate
+from authserver.platform.models import SigningKey
 from authserver.platform.store import Store
 
 LOCAL_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -201,18 +202,43 @@ def fresh_database_url(tmp_path: Any, database_url: str) -> Iterator[str]:
 
 
 @pytest.fixture(scope="session")
-def signing_keys_file(session_dir: str) -> str:
-    """One RSA key per session: generating a key costs ~0.1 s."""
-    path = os.path.join(session_dir, "signing-keys.json")
-    rotate(path, max_token_lifetime=900)
-    return path
+def session_keys() -> list[keys.Key]:
+    """One ES256 and one RSA key per session: generating an RSA key costs ~0.1 s."""
+    now = datetime.now(UTC)
+    return [keys.generate(alg, now) for alg in keys.ALGORITHMS]
+
+
+@pytest.fixture(scope="session")
+def seed_keys(database_url: str, session_keys: list[keys.Key]) -> Iterator[Callable[[], None]]:
+    """seed_keys(): store the session's keys as current (encrypted with TEST_KEY_SECRET), as
+    `authserver keys rotate` on a fresh install would; the cleaner deletes them after."""
+    engine = sa.create_engine(database_url, pool_size=1)
+    cipher = keys.derive_cipher(TEST_KEY_SECRET)
+    since = datetime.now(UTC) - timedelta(hours=1)
+
+    def seed() -> None:
+        rows = [
+            {
+                "kid": str(key.kid),
+                "alg": str(key.alg),
+                "public_jwk": key.as_dict(private=False),
+                "private_jwk": keys.encrypt_jwk(cipher, str(key.kid), key.as_dict(private=True)),
+                "created_at": since,
+                "activates_at": since,
+            }
+            for key in session_keys
+        ]
+        with engine.begin() as conn:
+            conn.execute(sa.insert(SigningKey.__table__), rows)
+
+    yield seed
+    engine.dispose()
 
 
 @pytest.fixture
-def instance_path(tmp_path: Any, signing_keys_file: str) -> str:
+def instance_path(tmp_path: Any) -> str:
     path = tmp_path / "instance"
     path.mkdir()
-    shutil.copy(signing_keys_file, path / "signing-keys.json")
     return str(path)
 
 
@@ -227,10 +253,16 @@ _test_numbers = itertools.count(1)
 
 @pytest.fixture
 def make_config(
-    database_url: str, instance_path: str, redis_prefix: str, cleaner: Callable[[str], None]
+    database_url: str,
+    instance_path: str,
+    redis_prefix: str,
+    cleaner: Callable[[str], None],
+    seed_keys: Callable[[], None],
 ) -> Iterator[Callable[..., dict[str, Any]]]:
-    """Builds a test config; tests override single keys. Whatever the test wrote with it,
-    rows and Redis keys, is deleted afterwards."""
+    """Builds a test config; tests override single keys. The database starts with the
+    session's signing keys; whatever the test wrote, rows and Redis keys, is deleted
+    afterwards."""
+    seed_keys()
 
     def make(**overrides: Any) -> dict[str, Any]:
         config = {
@@ -241,7 +273,7 @@ def make_config(
             "REDIS_PREFIX": redis_prefix,
             "MAIL_URL": "memory:",
             "SMS_URL": "memory:",
-            "SIGNING_KEYS_FILE": os.path.join(instance_path, "signing-keys.json"),
+            "KEY_ENCRYPTION_SECRET": TEST_KEY_SECRET,
             "WTF_CSRF_ENABLED": False,
             **CHEAP_ARGON2,
         }

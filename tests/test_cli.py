@@ -8,11 +8,13 @@ import shutil
 import stat
 import subprocess
 import sys
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import func, select
 
 from authserver.cli import cli
+from authserver.platform import keys
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, OAuthClient, User
 from authserver.platform.security import digest
@@ -451,17 +453,21 @@ def test_clients_create_unknown_grant_type_is_refused(invoke, account):
     assert result.exit_code == 2
 
 
-def test_keys_rotate_publishes_old_and_new(app, invoke):
-    """`keys rotate` adds keys that sign from now on and keeps the old ones published."""
+def test_keys_rotate_publishes_first_and_keeps_the_old_keys_signing(app, invoke):
+    """`keys rotate` adds keys that are published at once but sign only after the delay."""
     ring = app.extensions["authserver.keys"]
     old = [ring.signing_key("ES256").kid, ring.signing_key("RS256").kid]
     result = invoke("keys", "rotate", "--json")
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
-    assert len(data["kids"]) == 2 and not set(data["kids"]) & set(old)
-    assert set(data["published"]) == {*old, *data["kids"]}
-    assert [ring.signing_key("ES256").kid, ring.signing_key("RS256").kid] == data["kids"]
-    assert stat.S_IMODE(os.stat(ring.path).st_mode) == 0o600
+    new = json.loads(result.output)["keys"]
+    assert [(k["alg"], k["state"], k["published"]) for k in new] == [
+        ("ES256", "next", True),
+        ("RS256", "next", True),
+    ]
+    assert not {k["kid"] for k in new} & set(old)
+    published = {k["kid"] for k in ring.public_jwks()["keys"]}
+    assert published == {*old, *(k["kid"] for k in new)}
+    assert [ring.signing_key("ES256").kid, ring.signing_key("RS256").kid] == old
 
 
 def _run(args, tmp_path, **env):
@@ -513,28 +519,19 @@ def test_console_script_reports_an_unreachable_database_in_one_line(tmp_path):
     assert "AUTHSERVER_DATABASE_URL" in result.stderr
 
 
-def test_console_script_keys_rotate_to_an_unwritable_place_is_one_line(tmp_path):
-    """`keys rotate` into a folder that cannot exist ends in one line naming the setting."""
-    result = _run(
-        ["keys", "rotate"],
-        tmp_path,
-        AUTHSERVER_SECRET_KEY="k" * 40,
-        AUTHSERVER_SIGNING_KEYS_FILE="/proc/no-such-dir/keys.json",
-    )
-    assert result.returncode == 2
-    assert result.stderr.startswith("authserver: error: configuration: cannot write")
+def test_console_script_keys_rotate_before_db_upgrade_is_one_line(tmp_path):
+    """`keys rotate` on a database without the schema ends in one line naming `db upgrade`."""
+    result = _run(["keys", "rotate"], tmp_path, AUTHSERVER_SECRET_KEY="k" * 40)
+    assert result.returncode == 3, result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
-    assert "AUTHSERVER_SIGNING_KEYS_FILE" in result.stderr
+    assert "authserver db upgrade" in result.stderr
 
 
 def test_console_script_run_refuses_without_signing_keys(tmp_path):
-    """`authserver run` with no key file refuses to serve and says how to make one."""
-    result = _run(
-        ["run", "--port", "5999"],
-        tmp_path,
-        AUTHSERVER_SECRET_KEY="k" * 40,
-        AUTHSERVER_REDIS_URL="memory://",
-    )
+    """`authserver run` with no key in the database refuses to serve and says how to make one."""
+    env = {"AUTHSERVER_SECRET_KEY": "k" * 40, "AUTHSERVER_REDIS_URL": "memory://"}
+    assert _run(["db", "upgrade"], tmp_path, **env).returncode == 0
+    result = _run(["run", "--port", "5999"], tmp_path, **env)
     assert result.returncode == 2
     assert "authserver keys rotate" in result.stderr
 
@@ -551,7 +548,12 @@ def test_demo_creates_data_once_and_prints_it(tmp_path):
     assert summary["clients"][0]["clientSecret"]
     assert summary["urls"]["issuer"] == "http://127.0.0.1:5000"
     assert stat.S_IMODE(os.stat(tmp_path / "demo.json").st_mode) == 0o600
-    assert stat.S_IMODE(os.stat(tmp_path / "signing-keys.json").st_mode) == 0o600
+    assert not os.path.exists(tmp_path / "signing-keys.json")  # the keys are in the database
+    listed = json.loads(_run(["keys", "list", "--json"], tmp_path, **env).stdout)["keys"]
+    assert sorted((k["alg"], k["state"]) for k in listed) == [
+        ("ES256", "current"),
+        ("RS256", "current"),
+    ]
     second = _run(["demo", "--json"], tmp_path, **env)
     assert second.returncode == 0, second.stderr
     assert json.loads(second.stdout)["account"] == summary["account"]
@@ -615,3 +617,19 @@ def test_make_run_issuer_follows_host_and_port_unless_set(
     assert result.returncode == 0, result.stderr
     lines = [line for line in result.stdout.splitlines() if " issuer=" in line]
     assert lines == [f"demo issuer={expected}", f"run issuer={expected}"]
+
+
+def test_demo_imports_an_old_key_file_instead_of_making_keys(tmp_path):
+    """A checkout from before the keys moved into the database keeps its key: `demo` on an
+    empty database imports instance/signing-keys.json, encrypted, and it signs."""
+    now = datetime.now(UTC)
+    old = [keys.generate(alg, now) for alg in keys.ALGORITHMS]
+    keys.write_key_file(str(tmp_path / "signing-keys.json"), old, now)
+    env = {"AUTHSERVER_SECRET_KEY": "s" * 40}
+    assert _run(["demo", "--json"], tmp_path, **env).returncode == 0
+    listed = json.loads(_run(["keys", "list", "--json"], tmp_path, **env).stdout)["keys"]
+    assert sorted((k["kid"], k["state"]) for k in listed) == sorted(
+        (str(k.kid), "current") for k in old
+    )
+    stored = (tmp_path / "authserver.sqlite3").read_bytes()
+    assert old[0].as_dict(private=True)["d"].encode() not in stored

@@ -13,6 +13,7 @@ import urllib.request
 
 import pytest
 from factories import PASSWORD
+from key_helpers import TEST_KEY_SECRET
 
 GUNICORN = os.path.join(os.path.dirname(sys.executable), "gunicorn")
 
@@ -24,8 +25,9 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def serve(instance_path, database_url):
-    """Starts gunicorn on a free port with the given worker count, options and settings."""
+def serve(instance_path, database_url, make_config):
+    """Starts gunicorn on a free port with the given worker count, options and settings (on
+    the test's database, which make_config gives the suite's signing keys)."""
     procs: list[subprocess.Popen[str]] = []
 
     def start(workers: int, *options: str, **env: str) -> tuple[subprocess.Popen[str], str]:
@@ -37,6 +39,7 @@ def serve(instance_path, database_url):
                 **os.environ,
                 "AUTHSERVER_INSTANCE_PATH": instance_path,
                 "AUTHSERVER_SECRET_KEY": "g" * 40,
+                "AUTHSERVER_KEY_ENCRYPTION_SECRET": TEST_KEY_SECRET,  # opens the seeded keys
                 "AUTHSERVER_DATABASE_URL": database_url,
                 "AUTHSERVER_MAIL_URL": "console:",
                 "AUTHSERVER_SMS_URL": "console:",

@@ -129,7 +129,9 @@ from authserver.platform import keys
 instance = os.environ.pop("AUTHSERVER_INSTANCE_PATH")
 default_instance = create_app(require_keys=False).instance_path
 os.environ["AUTHSERVER_INSTANCE_PATH"] = instance
-keys.rotate(os.path.join(instance, "signing-keys.json"), 900)  # what `keys rotate` does
+bootstrap = create_app(require_keys=False)
+with bootstrap.app_context():
+    keys.rotate(bootstrap.extensions["authserver.keys"])  # what `keys rotate` does
 app = create_app()
 with app.app_context():
     pair = accounts.create_account("Acme", default_locale="fr")

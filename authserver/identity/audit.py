@@ -11,7 +11,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 
-from authserver.platform.database import commit
 from authserver.platform.extensions import db
 from authserver.platform.models import AuditEvent
 
@@ -35,6 +34,9 @@ ACTIONS = (
     "client.secret.rotate",
     "client.delete",
     "key.rotate",
+    "key.retire",
+    "key.revoke",
+    "key.import",
 )
 
 
@@ -101,15 +103,6 @@ def record(
             changed=names,
         )
     )
-
-
-def record_alone(
-    action: str, target_type: str, target_id: str, changed: Iterable[str] = ()
-) -> None:
-    """Record and commit at once, for a change that lives outside the database (signing
-    keys in their file): nothing else could share its transaction."""
-    record(action, target_type, target_id, changed)
-    commit(conflict=False)
 
 
 def events(

@@ -31,8 +31,8 @@ from sqlalchemy.exc import IntegrityError
 from authserver.identity import consents, tokens, users
 from authserver.identity.browser_login import BrowserLogin
 from authserver.platform.database import commit
-from authserver.platform.extensions import db, keyring, store
-from authserver.platform.keys import ID_TOKEN_ALG
+from authserver.platform.extensions import db, store
+from authserver.platform.keys import ID_TOKEN_ALG, keyring
 from authserver.platform.models import (
     Account,
     AccountStatus,

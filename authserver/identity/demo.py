@@ -25,10 +25,15 @@ DEMO_APP_REDIRECT = "com.example.demo:/callback"
 
 def ensure_demo(app: Flask) -> dict[str, Any]:
     """Make whatever is missing and return the demo summary."""
-    ring = app.extensions["authserver.keys"]
-    if not os.path.exists(ring.path):
-        keys.rotate(ring.path, ring.max_token_lifetime)
     upgrade()
+    ring = app.extensions["authserver.keys"]
+    if not keys.list_keys(ring):
+        legacy = app.config["SIGNING_KEYS_FILE"]
+        # A checkout from before keys moved into the database keeps its key (and tokens).
+        if os.path.exists(legacy):
+            keys.import_file(ring, legacy)
+        else:
+            keys.rotate(ring)
     path = os.path.join(app.instance_path, "demo.json")
     if os.path.exists(path):
         with open(path, encoding="utf-8") as fh:

@@ -30,8 +30,8 @@ from sqlalchemy import delete, or_, select, update
 
 from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
-from authserver.platform.extensions import db, keyring
-from authserver.platform.keys import ACCESS_TOKEN_ALG
+from authserver.platform.extensions import db
+from authserver.platform.keys import ACCESS_TOKEN_ALG, keyring
 from authserver.platform.models import (
     Account,
     AccountStatus,

@@ -19,8 +19,8 @@ from authlib.oidc.core import OpenIDCode, UserInfo
 from flask import current_app
 
 from authserver.identity import authorization, tokens
-from authserver.platform.extensions import db, keyring
-from authserver.platform.keys import ID_TOKEN_ALG
+from authserver.platform.extensions import db
+from authserver.platform.keys import ID_TOKEN_ALG, keyring
 from authserver.platform.models import User
 
 from .clients import ClientInfo

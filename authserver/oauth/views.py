@@ -19,10 +19,9 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from authserver.identity import tokens
 from authserver.identity.authorization import ACR_VALUES
-from authserver.platform.config import SUPPORTED_LOCALES
+from authserver.platform.config import JWKS_MAX_AGE, SUPPORTED_LOCALES
 from authserver.platform.errors import ServiceUnavailable, Unauthenticated
-from authserver.platform.extensions import keyring
-from authserver.platform.keys import ID_TOKEN_ALG
+from authserver.platform.keys import ID_TOKEN_ALG, keyring
 from authserver.platform.models import ROLES, AuthMethod
 from authserver.platform.web import no_store
 
@@ -237,12 +236,12 @@ def jwks() -> Response:
     """The public signing keys (current and those still verifying live tokens)."""
     try:
         document = keyring().public_jwks()
-    except Exception:  # a broken key file must not leak details; start-up already checks it
+    except Exception:  # a broken key row or database must not leak details
         current_app.logger.exception("cannot read the signing keys")
         return _error(TemporarilyUnavailableError())
     response = jsonify(document)
     response.headers.update(CORS)
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
     return response
 
 
@@ -316,7 +315,7 @@ def metadata() -> Response:
     """RFC 8414 authorization server metadata."""
     response = jsonify(metadata_document())
     response.headers.update(CORS)
-    response.headers["Cache-Control"] = "public, max-age=300"
+    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
     return response
 
 

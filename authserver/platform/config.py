@@ -17,6 +17,7 @@ from authserver.platform.security import is_loopback_host
 from authserver.platform.senders import parse_sender_urls
 from authserver.platform.store import parse_sentinel_url
 
+JWKS_MAX_AGE = 300  # seconds relying parties may cache /oauth/jwks (its Cache-Control)
 DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - refused in production
 
 
@@ -36,7 +37,10 @@ class Defaults:
     SMS_URL = "file://{instance}/outbox console:"  # http(s):// webhook, file://DIR, console:
     SMS_TIMEOUT = 5  # seconds to wait for the SMS webhook
     SMTP_TIMEOUT = 10  # seconds to wait for the SMTP server
-    SIGNING_KEYS_FILE = "{instance}/signing-keys.json"  # JWKS with the private signing keys
+    SIGNING_KEYS_FILE = "{instance}/signing-keys.json"  # legacy key file, read by `keys import`
+    KEY_ENCRYPTION_SECRET = ""  # encrypts the private signing keys at rest; empty: SECRET_KEY
+    KEY_PUBLISH_DELAY = 600  # seconds a new key is published before it signs (>= max-age + TTL)
+    KEYS_CACHE_TTL = 5  # seconds each process keeps the signing keys before reading them again
     ARGON2_TIME_COST = 2  # argon2id passes (OWASP: m=19 MiB, t=2, p=1)
     ARGON2_MEMORY_COST = 19456  # argon2id memory in KiB (19 MiB)
     ARGON2_PARALLELISM = 1  # argon2id lanes
@@ -88,6 +92,8 @@ INT_SETTINGS = (
     "AUDIT_RETENTION_DAYS",
     "MAX_CONTENT_LENGTH",
     "PROXY_FIX",
+    "KEY_PUBLISH_DELAY",
+    "KEYS_CACHE_TTL",
 )
 STR_SETTINGS = (
     "SECRET_KEY",
@@ -99,6 +105,7 @@ STR_SETTINGS = (
     "MAIL_FROM",
     "SMS_URL",
     "SIGNING_KEYS_FILE",
+    "KEY_ENCRYPTION_SECRET",
     "DEFAULT_LOCALE",
     "LOG_LEVEL",
     "LOG_FORMAT",
@@ -127,6 +134,8 @@ MINIMUMS = {
     "DATABASE_STATEMENT_TIMEOUT": 1,
     "DATABASE_POOL_TIMEOUT": 1,
     "PROXY_FIX": 0,
+    "KEY_PUBLISH_DELAY": 0,
+    "KEYS_CACHE_TTL": 1,
 }
 MAXIMUMS = {
     "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
@@ -137,6 +146,8 @@ MAXIMUMS = {
     "DATABASE_CONNECT_TIMEOUT": 60,
     "DATABASE_STATEMENT_TIMEOUT": 300,
     "DATABASE_POOL_TIMEOUT": 60,
+    # Every instance must see a revoked key within this many seconds.
+    "KEYS_CACHE_TTL": 60,
 }
 
 
@@ -270,6 +281,20 @@ def check_config(config: Any) -> None:
         raise ConfigError(
             "AUTHSERVER_SECRET_KEY is the built-in default or shorter than 32 characters;"
             " set it to a long random value"
+        )
+    if config["KEY_ENCRYPTION_SECRET"] and len(config["KEY_ENCRYPTION_SECRET"]) < 32:
+        raise ConfigError(
+            "AUTHSERVER_KEY_ENCRYPTION_SECRET is shorter than 32 characters;"
+            " set it to a long random value (or leave it empty to use SECRET_KEY)"
+        )
+    least = JWKS_MAX_AGE + config["KEYS_CACHE_TTL"]
+    if config["KEY_PUBLISH_DELAY"] < least:
+        # Publish first, sign later: every instance serves the new key within the cache
+        # TTL, and a relying party that cached the JWKS just before has fetched it again
+        # within max-age, both before the new key signs.
+        raise ConfigError(
+            f"AUTHSERVER_KEY_PUBLISH_DELAY must be at least the JWKS max-age ({JWKS_MAX_AGE} s)"
+            f" plus AUTHSERVER_KEYS_CACHE_TTL: {least}"
         )
     if issuer.scheme == "http" and not is_loopback_host(issuer.hostname):
         raise ConfigError(

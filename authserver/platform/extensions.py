@@ -1,5 +1,6 @@
 """Extension objects shared by the app (database, CSRF, migrations) and accessors for the
-per-app services (`store()`, `passwords()`, `keyring()`) that `create_app` sets up.
+per-app services (`store()`, `passwords()`) that `create_app` sets up (`keyring()` is in
+platform/keys.py, which reads its table through these).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
 
 if TYPE_CHECKING:
-    from authserver.platform.keys import KeyRing
     from authserver.platform.security import Passwords
     from authserver.platform.store import Store
 
@@ -45,8 +45,3 @@ def store() -> Store:
 def passwords() -> Passwords:
     """The app's password hasher."""
     return current_app.extensions["authserver.passwords"]
-
-
-def keyring() -> KeyRing:
-    """The app's signing keys."""
-    return current_app.extensions["authserver.keys"]

@@ -3,7 +3,8 @@ role and method columns hold (equal to the plain strings). Times are stored in U
 read back aware.
 
 Secrets never sit here in the clear: passwords are argon2 hashes, client secrets, refresh
-tokens and recovery codes are digests. The publishable refresh token is public by design.
+tokens and recovery codes are digests, private signing keys are encrypted. The publishable
+refresh token is public by design.
 """
 
 from __future__ import annotations
@@ -372,3 +373,20 @@ class AuditEvent(db.Model):  # type: ignore[name-defined]
     target_type: Mapped[str] = mapped_column(String(32))
     target_id: Mapped[str] = mapped_column(String(255))
     changed: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class SigningKey(db.Model):  # type: ignore[name-defined]
+    """A JWT signing key shared by every instance. The private JWK is AES-GCM encrypted
+    (platform/keys.py); the public one is kept in the clear for the JWKS. Its state
+    (next, current, retired, revoked) follows from the dates, see keys.key_states."""
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(10))
+    public_jwk: Mapped[dict[str, Any]] = mapped_column(JSON)
+    private_jwk: Mapped[str] = mapped_column(Text)  # "v1." + base64url(nonce + ciphertext)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    activates_at: Mapped[datetime] = mapped_column(UTCDateTime)  # signs from (publish first)
+    retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # `keys retire`
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # `keys revoke`

@@ -13,8 +13,7 @@ from factories import CODE_GRANTS, SPA_CB, OidcWorld, make_client
 from joserfc import jwt
 from oidc_helpers import approve, auth_params, csrf_from, exchange, pkce, query_of, sign_in
 
-from authserver.platform.extensions import keyring
-from authserver.platform.keys import ID_TOKEN_ALG
+from authserver.platform.keys import ID_TOKEN_ALG, keyring
 
 ISSUER = "http://127.0.0.1:5000"
 BYE = "https://spa.example/bye"

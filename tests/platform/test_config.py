@@ -6,10 +6,13 @@ import os
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from flask import Flask
 
 from authserver import create_app
 from authserver.platform.config import DEFAULT_SECRET_KEY, ConfigError
+from authserver.platform.extensions import db
+from authserver.platform.models import SigningKey
 
 GOOD_SECRET = "s" * 32
 
@@ -150,21 +153,58 @@ def test_production_accepts_https_or_loopback_issuer(build, issuer):
     assert not app.testing
 
 
-def test_production_refuses_missing_signing_keys(build, instance_path):
-    """Outside testing/debug start-up refuses a missing signing key file, naming its path."""
-    missing = os.path.join(instance_path, "no-such-keys.json")
-    with pytest.raises(ConfigError, match=r"no-such-keys\.json") as info:
-        build(TESTING=False, SECRET_KEY=GOOD_SECRET, SIGNING_KEYS_FILE=missing)
+def _no_keys(app: Flask) -> None:
+    with app.app_context():
+        db.session.execute(sa.delete(SigningKey))
+        db.session.commit()
+        db.session.remove()
+        db.engine.dispose()
+
+
+def test_production_refuses_missing_signing_keys(build):
+    """Outside testing/debug start-up refuses a database without signing keys, saying what
+    to run."""
+    _no_keys(build())
+    with pytest.raises(ConfigError, match="no ES256 signing key") as info:
+        build(TESTING=False, SECRET_KEY=GOOD_SECRET)
     assert "authserver keys rotate" in str(info.value)
 
 
-def test_missing_signing_keys_allowed_without_require_keys(build, instance_path):
-    """require_keys=False (the CLI making the first key) starts without a key file."""
-    missing = os.path.join(instance_path, "no-such-keys.json")
-    app = build(
-        require_keys=False, TESTING=False, SECRET_KEY=GOOD_SECRET, SIGNING_KEYS_FILE=missing
-    )
-    assert app.config["SIGNING_KEYS_FILE"] == missing
+def test_production_refuses_keys_it_cannot_decrypt(build):
+    """Start-up with a KEY_ENCRYPTION_SECRET that does not open the stored keys is refused."""
+    with pytest.raises(ConfigError, match="cannot decrypt signing key"):
+        build(TESTING=False, SECRET_KEY=GOOD_SECRET, KEY_ENCRYPTION_SECRET="x" * 40)
+
+
+def test_missing_signing_keys_allowed_without_require_keys(build):
+    """require_keys=False (the CLI making the first key) starts without a key."""
+    _no_keys(build())
+    app = build(require_keys=False, TESTING=False, SECRET_KEY=GOOD_SECRET)
+    assert not app.testing
+
+
+@pytest.mark.parametrize(
+    ("overrides", "setting"),
+    [
+        ({"KEY_PUBLISH_DELAY": 299}, "AUTHSERVER_KEY_PUBLISH_DELAY"),
+        ({"KEY_PUBLISH_DELAY": 304, "KEYS_CACHE_TTL": 5}, "AUTHSERVER_KEY_PUBLISH_DELAY"),
+        ({"KEY_ENCRYPTION_SECRET": "short"}, "AUTHSERVER_KEY_ENCRYPTION_SECRET"),
+        ({"KEYS_CACHE_TTL": 61}, "AUTHSERVER_KEYS_CACHE_TTL"),
+        ({"KEYS_CACHE_TTL": 0}, "AUTHSERVER_KEYS_CACHE_TTL"),
+    ],
+    ids=[
+        "publish_delay_below_jwks_max_age",
+        "publish_delay_below_max_age_plus_ttl",
+        "short_encryption_secret",
+        "ttl_high",
+        "ttl_zero",
+    ],
+)
+def test_production_refuses_unsafe_key_settings(build, overrides, setting):
+    """A publish delay shorter than the JWKS max-age plus the key cache TTL, a short
+    encryption secret or a cache TTL outside 1-60 s is refused, naming the setting."""
+    with pytest.raises(ConfigError, match=setting):
+        build(TESTING=False, SECRET_KEY=GOOD_SECRET, **overrides)
 
 
 @pytest.mark.parametrize(
@@ -176,7 +216,7 @@ def test_testing_and_debug_allow_unsafe_values(build, instance_path, mode):
         **mode,
         SECRET_KEY=DEFAULT_SECRET_KEY,
         ISSUER="http://auth.example.com",
-        SIGNING_KEYS_FILE=os.path.join(instance_path, "no-such-keys.json"),
+        KEY_PUBLISH_DELAY=0,
     )
     assert app.config["SECRET_KEY"] == DEFAULT_SECRET_KEY
     assert app.config["ISSUER"] == "http://auth.example.com"
@@ -210,10 +250,8 @@ def test_empty_database_url_means_sqlite_in_instance_folder(build, instance_path
 
 
 def test_instance_placeholder_is_expanded(build, instance_path, make_config):
-    """The default signing key file lives in the instance folder."""
-    config = make_config()
-    del config["SIGNING_KEYS_FILE"]
-    app = create_app(config)
+    """The default legacy key file (what `keys import` reads) lives in the instance folder."""
+    app = create_app(make_config())
     assert app.config["SIGNING_KEYS_FILE"] == os.path.join(instance_path, "signing-keys.json")
 
 

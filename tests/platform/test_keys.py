@@ -1,204 +1,135 @@
-"""Signing keys: the JWKS file, rotation with a grace period, hot reload and corrupt files."""
+"""Signing keys: states from dates (publish first, retire, revoke), encryption at rest and
+the legacy key file `keys import` reads (CLI, HTTP, two instances: oauth/test_signing_keys)."""
 
 from __future__ import annotations
 
 import json
 import os
-import re
-import stat
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from joserfc import jwt
-from joserfc.errors import JoseError
-from joserfc.jwk import RSAKey
+from joserfc.jwk import ECKey
 
-from authserver import create_app
-from authserver.platform.config import ConfigError
-from authserver.platform.keys import KeyRing, KeysMissing, read_key_file, rotate
+from authserver.platform import keys
+from authserver.platform.keys import CURRENT, NEXT, RETIRED, REVOKED, KeysMissing
 
 LIFETIME = 900
-PRIVATE_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+GRACE = timedelta(seconds=LIFETIME + keys.CLOCK_LEEWAY)
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+DELAY = timedelta(seconds=600)
 
 
-@pytest.fixture
-def path(tmp_path: Any) -> str:
-    return str(tmp_path / "keys" / "signing-keys.json")
+@dataclass
+class Row:
+    """The columns key_states reads, without a database."""
+
+    kid: str
+    activates_at: datetime
+    created_at: datetime = T0
+    alg: str = "ES256"
+    retired_at: datetime | None = None
+    revoked_at: datetime | None = None
 
 
-def _sign(ring: KeyRing, sub: str = "user-1", alg: str = "ES256") -> str:
-    key = ring.signing_key(alg)
-    return jwt.encode({"alg": alg, "kid": key.kid}, {"sub": sub}, key, algorithms=[alg])
+def _states(rows: list[Row], at: datetime) -> dict[str, tuple[str, bool]]:
+    return {k.kid: (k.state, k.published) for k in keys.key_states(rows, at, LIFETIME)}
 
 
-def _verify(ring: KeyRing, token: str) -> dict[str, Any]:
-    return dict(jwt.decode(token, ring.verification_keys(), algorithms=["ES256", "RS256"]).claims)
+def test_new_key_is_published_first_and_signs_after_the_delay():
+    """A rotated-in key is `next` (published, not signing) until its activation; then it
+    signs and the old key is retired, published until its tokens expire, then dropped."""
+    old = Row("a", T0)
+    new = Row("b", T0 + DELAY, created_at=T0 + 10 * SECOND)
+    assert _states([old, new], T0 + 11 * SECOND) == {"a": (CURRENT, True), "b": (NEXT, True)}
+    assert _states([old, new], T0 + DELAY) == {"a": (RETIRED, True), "b": (CURRENT, True)}
+    info = {k.kid: k for k in keys.key_states([old, new], T0 + DELAY, LIFETIME)}
+    assert info["a"].retired_at == T0 + DELAY
+    assert _states([old, new], T0 + DELAY + GRACE - SECOND)["a"] == (RETIRED, True)
+    assert _states([old, new], T0 + DELAY + GRACE)["a"] == (RETIRED, False)
 
 
-def _kids(ring: KeyRing) -> list[str]:
-    return [k["kid"] for k in ring.public_jwks()["keys"]]
+def test_revoked_current_key_leaves_no_signer_and_older_keys_stay_retired():
+    """Revoking the current key never brings an older (retired) key back to sign."""
+    old = Row("a", T0)
+    cur = Row("b", T0 + DELAY, revoked_at=T0 + 2 * DELAY)
+    states = _states([old, cur], T0 + 2 * DELAY)
+    assert states == {"a": (RETIRED, True), "b": (REVOKED, False)}
 
 
-def test_rotate_creates_private_file_with_working_keys(path):
-    """The first rotate writes a 0600 file with an ES256 and an RS256 key that both sign."""
-    new = rotate(path, LIFETIME)
-    assert [k.jwk["alg"] for k in new] == ["ES256", "RS256"]
-    assert stat.S_IMODE(os.stat(path).st_mode) == 0o600
-    ring = KeyRing(path, LIFETIME)
-    assert ring.signing_key().kid == new[0].jwk["kid"]
-    assert ring.signing_key("RS256").kid == new[1].jwk["kid"]
-    assert _verify(ring, _sign(ring)) == {"sub": "user-1"}
-    assert _verify(ring, _sign(ring, alg="RS256")) == {"sub": "user-1"}
+@pytest.mark.parametrize("withdrawn", ["retired_at", "revoked_at"])
+def test_next_key_withdrawn_before_activation_never_takes_over(withdrawn):
+    """A `next` key retired or revoked before its time leaves the current key signing."""
+    old = Row("a", T0)
+    new = Row("b", T0 + DELAY, **{withdrawn: T0 + SECOND})
+    states = _states([old, new], T0 + 2 * DELAY)
+    assert states["a"] == (CURRENT, True)
+    assert states["b"][0] == (RETIRED if withdrawn == "retired_at" else REVOKED)
 
 
-def test_second_rotate_publishes_both_and_signs_with_new(path):
-    """After a second rotate both keys are published, the new one signs, old tokens verify."""
-    first = rotate(path, LIFETIME, now=T0)
-    ring = KeyRing(path, LIFETIME)
-    old_token = _sign(ring, "old")
-    second = rotate(path, LIFETIME, now=T0 + timedelta(hours=1))
-    assert _kids(ring) == [k.jwk["kid"] for k in (*first, *second)]
-    assert ring.signing_key().kid == second[0].jwk["kid"]
-    new_token = _sign(ring, "new")
-    header = jwt.decode(new_token, ring.verification_keys(), algorithms=["ES256"]).header
-    assert header["kid"] == second[0].jwk["kid"]
-    assert _verify(ring, old_token) == {"sub": "old"}
-    assert _verify(ring, new_token) == {"sub": "new"}
-    stored = read_key_file(path)
-    assert [k.retired_at for k in stored] == [T0 + timedelta(hours=1)] * 2 + [None] * 2
-
-
-def test_retired_key_kept_through_grace_then_dropped(path):
-    """A retired key stays for token lifetime + 60 s, and a rotate after that drops it."""
-    first = rotate(path, LIFETIME, now=T0)
-    ring = KeyRing(path, LIFETIME)
-    old_token = _sign(ring)
-    retired_at = T0 + timedelta(minutes=5)
-    rotate(path, LIFETIME, now=retired_at)
-    rotate(path, LIFETIME, now=retired_at + timedelta(seconds=LIFETIME + 59))
-    assert first[0].jwk["kid"] in _kids(ring)
-    assert _verify(ring, old_token) == {"sub": "user-1"}
-
-    third_signer = ring.signing_key().kid
-    rotate(path, LIFETIME, now=T0 + timedelta(days=365))
-    kids = _kids(ring)
-    assert first[0].jwk["kid"] not in kids
-    assert third_signer in kids  # retired just now: still in its grace period
-    with pytest.raises(JoseError):
-        _verify(ring, old_token)
-
-
-def test_keyring_picks_up_rotation_without_restart(path):
-    """A KeyRing created before a rotation signs with the new key after it."""
-    rotate(path, LIFETIME)
-    ring = KeyRing(path, LIFETIME)
-    before = ring.signing_key().kid
-    new = rotate(path, LIFETIME)
-    assert ring.signing_key().kid == new[0].jwk["kid"] != before
-    assert len(ring.public_jwks()["keys"]) == 4
-
-
-def test_keyring_notices_replacement_with_same_size_and_mtime(path, tmp_path):
-    """A replaced key file is noticed even if size and (coarse) mtime are unchanged."""
-    rotate(path, LIFETIME, now=T0)
-    with open(path, encoding="utf-8") as fh:
-        original = fh.read()
-    kid = json.loads(original)["keys"][0]["jwk"]["kid"]
-    twin_kid = kid[:-1] + ("0" if kid[-1] != "0" else "1")  # same length, another key id
-    other = tmp_path / "other.json"
-    other.write_text(original.replace(kid, twin_kid), encoding="utf-8")
-    assert other.stat().st_size == os.path.getsize(path)
-    ring = KeyRing(path, LIFETIME)
-    assert ring.signing_key().kid == kid
-    old_stat = os.stat(path)
-    os.replace(other, path)
-    os.utime(path, ns=(old_stat.st_atime_ns, old_stat.st_mtime_ns))
-    assert ring.signing_key().kid == twin_kid
-
-
-def test_missing_file_says_how_to_make_one(path):
-    """A missing key file gives KeysMissing naming the path, the setting and the command."""
-    with pytest.raises(KeysMissing) as info:
-        KeyRing(path, LIFETIME).check()
-    message = str(info.value)
-    assert path in message
-    assert "AUTHSERVER_SIGNING_KEYS_FILE" in message
-    assert "authserver keys rotate" in message
-
-
-def _valid_entry(jwk: dict[str, Any]) -> dict[str, Any]:
-    return {"jwk": jwk, "created_at": T0.isoformat(), "retired_at": None}
-
-
-def _corrupt_files() -> dict[str, Any]:
-    key = RSAKey.generate_key(2048, parameters={"kid": "k1"})
-    public = key.as_dict(private=False)
-    return {
-        "truncated": '{"keys": [',
-        "not-utf8": b"\xff\xfe\x00\x01",
-        "empty-file": "",
-        "a-list": "[1, 2]",
-        "no-keys": '{"keys": []}',
-        "jwk-not-object": json.dumps({"keys": [_valid_entry("nope")]}),
-        "rsa-missing-members": json.dumps({"keys": [_valid_entry({"kty": "RSA", "n": "abc"})]}),
-        "wrong-key-type": json.dumps({"keys": [_valid_entry({"kty": "oct", "k": "AAAA"})]}),
-        "public-only": json.dumps({"keys": [_valid_entry(public)]}),
-        "bad-date": json.dumps(
-            {"keys": [{**_valid_entry(key.as_dict(private=True)), "created_at": "yesterday"}]}
-        ),
-        "naive-date": json.dumps(
-            {
-                "keys": [
-                    {
-                        **_valid_entry(key.as_dict(private=True)),
-                        "retired_at": "2030-01-01T00:00:00",
-                    },
-                    _valid_entry(key.as_dict(private=True)),
-                ]
-            }
-        ),
+def test_algorithms_rotate_independently():
+    """Each algorithm has its own current key."""
+    rows = [Row("es", T0), Row("rs", T0, alg="RS256"), Row("es2", T0 + SECOND)]
+    assert _states(rows, T0 + DELAY) == {
+        "es": (RETIRED, True),
+        "es2": (CURRENT, True),
+        "rs": (CURRENT, True),
     }
 
 
-CORRUPT = _corrupt_files()
+def _jwk() -> dict[str, Any]:
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1", "alg": "ES256", "use": "sig"})
+    return dict(key.as_dict(private=True))
 
 
-@pytest.mark.parametrize("content", list(CORRUPT.values()), ids=list(CORRUPT))
-def test_corrupt_file_gives_keys_missing_with_path(path, content):
-    """Every way of reading a corrupt key file gives KeysMissing naming the file."""
-    os.makedirs(os.path.dirname(path))
-    with open(path, "wb") as fh:
-        fh.write(content if isinstance(content, bytes) else content.encode())
-    ring = KeyRing(path, LIFETIME)
-    for use in (ring.check, ring.signing_key, ring.verification_keys, ring.public_jwks):
-        with pytest.raises(KeysMissing, match=re.escape(path)):
-            use()
+def test_private_jwk_is_encrypted_and_opens_only_with_its_secret_and_kid():
+    """The stored text holds no private member; a wrong secret or another row's kid fails."""
+    jwk = _jwk()
+    cipher = keys.derive_cipher("s" * 40)
+    sealed = keys.encrypt_jwk(cipher, "k1", jwk)
+    assert jwk["d"] not in sealed and '"d"' not in sealed
+    assert keys.decrypt_jwk(cipher, "k1", sealed) == jwk
+    with pytest.raises(KeysMissing, match="KEY_ENCRYPTION_SECRET"):
+        keys.decrypt_jwk(keys.derive_cipher("t" * 40), "k1", sealed)
+    with pytest.raises(KeysMissing):
+        keys.decrypt_jwk(cipher, "k2", sealed)  # a ciphertext copied onto another row
+    with pytest.raises(KeysMissing):
+        keys.decrypt_jwk(cipher, "k1", "v1.AAAA")
 
 
-def test_corrupt_file_refused_at_production_start(make_config, instance_path, monkeypatch):
-    """Production start-up with a corrupt key file fails with a ConfigError naming the file."""
-    monkeypatch.setenv("AUTHSERVER_INSTANCE_PATH", instance_path)
-    bad = os.path.join(instance_path, "bad-keys.json")
-    with open(bad, "w", encoding="utf-8") as fh:
-        fh.write(CORRUPT["rsa-missing-members"])
-    config = make_config(TESTING=False, SECRET_KEY="s" * 40, SIGNING_KEYS_FILE=bad)
-    with pytest.raises(ConfigError, match=r"bad-keys\.json"):
-        create_app(config)
+@pytest.mark.parametrize(
+    "content",
+    [
+        "",
+        "not json",
+        '{"keys": []}',
+        '{"keys": [{"jwk": "x", "created_at": "2030-01-01T00:00:00+00:00", "retired_at": null}]}',
+        '{"keys": [{"jwk": {"kty": "oct", "k": "AA"}, "created_at": "2030-01-01T00:00:00+00:00",'
+        ' "retired_at": null}]}',
+    ],
+    ids=["empty", "not_json", "no_keys", "jwk_not_object", "symmetric_key"],
+)
+def test_unusable_legacy_file_is_refused_naming_it(tmp_path, content):
+    """`keys import` refuses a corrupt or empty file with a ValueError naming its path."""
+    path = str(tmp_path / "signing-keys.json")
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(content)
+    with pytest.raises(ValueError, match=r"signing-keys\.json"):
+        keys.read_key_file(path)
 
 
-def test_public_jwks_has_no_private_members(path):
-    """The published JWKS holds only public members, with kid, alg and use."""
-    rotate(path, LIFETIME, now=T0)
-    rotate(path, LIFETIME, now=T0 + timedelta(minutes=1))
-    ring = KeyRing(path, LIFETIME)
-    document = ring.public_jwks()
-    assert len(document["keys"]) == 4
-    public = {"EC": {"crv", "x", "y"}, "RSA": {"n", "e"}}
-    for jwk in document["keys"]:
-        assert not PRIVATE_MEMBERS & set(jwk), jwk
-        assert {"kty", "kid", "alg", "use", *public[jwk["kty"]]} <= set(jwk)
-        assert (jwk["kty"], jwk["use"]) == ({"ES256": "EC", "RS256": "RSA"}[jwk["alg"]], "sig")
-    # The private file, by contrast, does hold them: the check above is not vacuous.
-    assert "d" in read_key_file(path)[0].jwk
+def test_legacy_file_without_private_part_is_refused(tmp_path):
+    """A public-only JWK cannot sign, so the file is refused."""
+    key = ECKey.generate_key("P-256", parameters={"kid": "k1", "alg": "ES256"})
+    path = os.path.join(tmp_path, "keys.json")
+    doc = {
+        "keys": [
+            {"jwk": key.as_dict(private=False), "created_at": T0.isoformat(), "retired_at": None}
+        ]
+    }
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(doc, fh)
+    with pytest.raises(ValueError, match="no private part"):
+        keys.read_key_file(path)
