@@ -101,7 +101,7 @@ def test_every_cli_change_leaves_one_row_naming_the_operator(app, invoke):
         ).all()
     assert targets[2] == user["id"]
     assert targets[5] == client["clientId"]
-    assert targets[6] == ",".join(keys["kids"])
+    assert targets[6] == ",".join(k["kid"] for k in keys["keys"])
     dumped = json.dumps([*got, targets])
     assert PASSWORD not in dumped and client["clientSecret"] not in dumped
 
@@ -148,16 +148,20 @@ def test_audit_list_newest_first_with_filters(app, invoke):
     assert invoke("audit", "list", "--action", "nope").exit_code == 2
 
 
-def test_keys_rotate_without_a_schema_still_makes_the_key(app, invoke):
-    """Before `db upgrade` (no audit table yet) `keys rotate` still makes its key and
-    warns that this rotation is not in the audit log."""
-    with app.app_context(), db.engine.begin() as conn:
-        conn.execute(sa.text("ALTER TABLE audit_events RENAME TO audit_events_away"))
-    try:
-        result = invoke("keys", "rotate", "--json")
-    finally:
-        with app.app_context(), db.engine.begin() as conn:
-            conn.execute(sa.text("ALTER TABLE audit_events_away RENAME TO audit_events"))
-    assert result.exit_code == 0, result.output
-    assert "warning: no database to record this in the audit log" in result.stderr
-    assert len(json.loads(result.stdout)["kids"]) == 2
+def test_every_key_command_is_recorded(app, invoke):
+    """keys rotate, retire and revoke: one row each naming the key ids, written with the
+    key change itself (the command's own transaction)."""
+    new = [k["kid"] for k in ok(invoke("keys", "rotate", "--json"))["keys"]]
+    ok(invoke("keys", "retire", new[0], "--json"))
+    ok(invoke("keys", "revoke", new[1], "--json"))
+    got = [(action, target) for action, _, target, _, _ in rows(app)]
+    assert got == [
+        ("key.rotate", "SigningKey"),
+        ("key.retire", "SigningKey"),
+        ("key.revoke", "SigningKey"),
+    ]
+    with app.app_context():
+        targets = db.session.scalars(
+            sa.select(AuditEvent.target_id).order_by(AuditEvent.created_at)
+        ).all()
+    assert targets == [",".join(new), new[0], new[1]]
