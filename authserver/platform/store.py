@@ -9,6 +9,7 @@ reached every operation raises `StoreUnavailable`, so callers fail closed.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 import re
@@ -54,6 +55,10 @@ class Store:
         self._client = client
         self._prefix = prefix
         self._claim = claim
+        # fakeredis runs a MULTI/EXEC pipeline command by command: two threads' increments
+        # could interleave (both see a missing counter). One operation at a time keeps the
+        # memory store as atomic as Redis; real Redis needs no lock.
+        self._serial = threading.RLock() if claim is not None else contextlib.nullcontext()
 
     @classmethod
     def from_url(cls, url: str, prefix: str, instance_path: str) -> Store:
@@ -97,7 +102,8 @@ class Store:
         if self._claim is not None:
             self._claim.ensure()
         try:
-            yield self._client
+            with self._serial:
+                yield self._client
         except _UNREACHABLE as exc:
             metrics.counted_store_error()
             raise StoreUnavailable(f"Redis is unreachable: {type(exc).__name__}") from exc
