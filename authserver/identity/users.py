@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select, true
+from sqlalchemy.exc import IntegrityError
 
 from authserver.identity import audit, rules, twofactor, verification
 from authserver.identity.tokens import revoke_user_tokens
@@ -220,9 +221,14 @@ def _new_user(
 
 
 def _flush() -> None:
-    """Flush now so a taken username is a Conflict before anything else is spent."""
+    """Flush now so a taken username is a Conflict before anything else is spent. Where the
+    account's row lock cannot serialise creations (SQLite), a concurrent one that won the
+    race surfaces here as the unique index refusing the row: the same Conflict."""
     try:
         db.session.flush()
+    except IntegrityError:
+        db.session.rollback()
+        raise username_taken() from None
     except Exception:
         db.session.rollback()
         raise

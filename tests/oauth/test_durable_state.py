@@ -109,7 +109,7 @@ def test_replayed_code_still_revokes_its_tokens_after_a_flush(app, web, browser,
     )
     code = query_of(approve(browser, params))["code"]
     assert_replay_ends_the_login(
-        browser, code, verifier, oidc_world.spa_id, meanwhile=lambda: _flush(app)
+        browser, code, verifier, oidc_world.spa_id, meanwhile=lambda: _flush(web)
     )
 
 
@@ -129,7 +129,7 @@ def test_revoked_client_token_stays_revoked_after_a_flush(app, client, world):
 def test_a_code_given_back_by_a_stale_redis_is_still_spent(app, web, browser, oidc_world):
     """Redis failed over to a replica that still holds a redeemed code: the second
     exchange is a replay (invalid_grant) and ends the login the first one began."""
-    store: Store = app.extensions["authserver.store"]
+    store: Store = web.extensions["authserver.store"]  # the serving app's (memory:// too)
     sign_in(web, browser, oidc_world.base.alice_id, oidc_world.base.live_id, amr=("pwd",))
     verifier, challenge = pkce()
     code = query_of(approve(browser, auth_params(oidc_world.spa_id, challenge)))["code"]
