@@ -87,45 +87,26 @@ def list_audit_events() -> Response:
 
 
 _PRINTABLE = "^[^\\x00-\\x1f\\x7f]+$"
-_EVENT_LIST = {
-    "type": "object",
-    "properties": {
-        "data": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "type": {"const": "AuditEvent"},
-                    "id": {"type": "string"},
-                    "attributes": {
-                        "type": "object",
-                        "properties": {
-                            "time": {"type": "string", "format": "date-time"},
-                            "action": {"type": "string", "enum": list(audit.ACTIONS)},
-                            "actorType": {"type": "string", "enum": list(audit.ACTOR_TYPES)},
-                            "actorId": {
-                                "type": ["string", "null"],
-                                "description": "a user id, a client id, or the operator's "
-                                "login name for cli",
-                            },
-                            "ip": {"type": ["string", "null"]},
-                            "targetType": {"type": "string"},
-                            "targetId": {"type": "string"},
-                            "changed": {
-                                "type": "array",
-                                "items": {"type": "string"},
-                                "description": "names of the fields the change set, never "
-                                "their values",
-                            },
-                        },
-                    },
-                },
-            },
+_EVENT_LIST = openapi.resource_list(
+    "AuditEvent",
+    {
+        "time": {"type": "string", "format": "date-time"},
+        "action": {"type": "string", "enum": list(audit.ACTIONS)},
+        "actorType": {"type": "string", "enum": list(audit.ACTOR_TYPES)},
+        "actorId": {
+            "type": ["string", "null"],
+            "description": "a user id, a client id, or the operator's login name for cli",
         },
-        "meta": {"type": "object", "properties": {"totalCount": {"type": "integer"}}},
-        "links": {"type": "object"},
+        "ip": {"type": ["string", "null"]},
+        "targetType": {"type": "string"},
+        "targetId": {"type": "string"},
+        "changed": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "names of the fields the change set, never their values",
+        },
     },
-}
+)
 
 OPENAPI: dict[str, Any] = {
     "paths": {

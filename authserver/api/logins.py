@@ -69,40 +69,22 @@ def account_logins() -> Response:
     return _page(account_id=token.account_id)
 
 
-_LOGIN_LIST = {
-    "type": "object",
-    "properties": {
-        "data": {
-            "type": "array",
-            "items": {
-                "type": "object",
-                "properties": {
-                    "type": {"const": "Login"},
-                    "id": {"type": "string"},
-                    "attributes": {
-                        "type": "object",
-                        "properties": {
-                            "time": {"type": "string", "format": "date-time"},
-                            "ip": {"type": ["string", "null"]},
-                            "userAgent": {"type": ["string", "null"]},
-                            "method": {
-                                "type": "string",
-                                "description": "password, password+otp, password+sms, "
-                                "password+recovery_code, otp, ...",
-                            },
-                            "success": {"type": "boolean"},
-                            "reason": {"type": ["string", "null"]},
-                            "clientId": {"type": ["string", "null"]},
-                            "userId": {"type": ["string", "null"]},
-                        },
-                    },
-                },
-            },
+_LOGIN_LIST = openapi.resource_list(
+    "Login",
+    {
+        "time": {"type": "string", "format": "date-time"},
+        "ip": {"type": ["string", "null"]},
+        "userAgent": {"type": ["string", "null"]},
+        "method": {
+            "type": "string",
+            "description": "password, password+otp, password+sms, password+recovery_code, otp, ...",
         },
-        "meta": {"type": "object", "properties": {"totalCount": {"type": "integer"}}},
-        "links": {"type": "object"},
+        "success": {"type": "boolean"},
+        "reason": {"type": ["string", "null"]},
+        "clientId": {"type": ["string", "null"]},
+        "userId": {"type": ["string", "null"]},
     },
-}
+)
 _PAGING = [
     {"$ref": "#/components/parameters/pageNumber"},
     {"$ref": "#/components/parameters/pageSize"},

@@ -59,6 +59,26 @@ def resource_document(type_: str, attributes: dict[str, Any], *, with_id: bool) 
     return {"type": "object", "required": ["data"], "properties": {"data": data}}
 
 
+def resource_list(type_: str, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The schema of a page of `type_` resources: data, meta.totalCount and links."""
+    item = {
+        "type": "object",
+        "properties": {
+            "type": {"const": type_},
+            "id": {"type": "string"},
+            "attributes": {"type": "object", "properties": attributes},
+        },
+    }
+    return {
+        "type": "object",
+        "properties": {
+            "data": {"type": "array", "items": item},
+            "meta": {"type": "object", "properties": {"totalCount": {"type": "integer"}}},
+            "links": {"type": "object"},
+        },
+    }
+
+
 _STATUS_TEXT = {
     400: "Malformed request (JSON, parameters)",
     401: "No valid access token",
