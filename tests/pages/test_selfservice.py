@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 from factories import PASSWORD, make_totp_user, make_user
@@ -237,10 +238,8 @@ def _emailed_link(web, user_id: str, path: str) -> str:
     return match.group(1)
 
 
-@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
-def test_emailed_link_moves_its_token_out_of_the_url(web, world, path):
-    """The link's first GET keeps the token in the session and redirects (no-referrer) to
-    the page without it; the page neither shows nor needs the token, and its POST works."""
+def _bob_with_link(web: Any, world: Any, path: str) -> tuple[str, str]:
+    """bob, pending for /activate (else active), and the token of the link `path` mailed."""
     pending = path == "/activate"
     user_id = make_user(
         web,
@@ -250,7 +249,14 @@ def test_emailed_link_moves_its_token_out_of_the_url(web, world, path):
         password=None if pending else PASSWORD,
         status="pending" if pending else "active",
     )
-    token = _emailed_link(web, user_id, path)
+    return user_id, _emailed_link(web, user_id, path)
+
+
+@pytest.mark.parametrize("path", ["/reset-password", "/activate", "/verify-email"])
+def test_emailed_link_moves_its_token_out_of_the_url(web, world, path):
+    """The link's first GET keeps the token in the session and redirects (no-referrer) to
+    the page without it; the page neither shows nor needs the token, and its POST works."""
+    user_id, token = _bob_with_link(web, world, path)
     client = web.test_client()
     first = client.get(f"{path}?token={token}&ui_locales=es")
     assert first.status_code == 303
@@ -336,16 +342,7 @@ def _spend(web, client, path: str, token: str) -> None:
 def test_spent_link_shows_the_invalid_link_page_on_get(web, world, path):
     """Opening a link again after it was used: the invalid-link page at once (400, no form
     to fill in for nothing), not a form whose POST then fails."""
-    pending = path == "/activate"
-    user_id = make_user(
-        web,
-        world.live_id,
-        "bob",
-        email="bob@example.com",
-        password=None if pending else PASSWORD,
-        status="pending" if pending else "active",
-    )
-    token = _emailed_link(web, user_id, path)
+    _, token = _bob_with_link(web, world, path)
     _spend(web, web.test_client(), path, token)
     again = web.test_client().get(f"{path}?token={token}", follow_redirects=True)
     body = again.get_data(as_text=True)
@@ -376,16 +373,7 @@ def test_dead_link_page_leads_to_the_account_sign_in_page(web, world, path):
     """The emailed link names the user's account (`aid`) and its page keeps it: once the
     link is spent, the invalid-link page's sign-in link is that account's (where a new link
     can be asked for), not the bare global one."""
-    pending = path == "/activate"
-    user_id = make_user(
-        web,
-        world.live_id,
-        "bob",
-        email="bob@example.com",
-        password=None if pending else PASSWORD,
-        status="pending" if pending else "active",
-    )
-    token = _emailed_link(web, user_id, path)
+    _, token = _bob_with_link(web, world, path)
     link = web.extensions["authserver.outbox"].of("email")[-1].text
     assert f"{path}?token={token}&aid={world.live_id}" in link
     client = web.test_client()
