@@ -326,9 +326,7 @@ def page_links(number: int, size: int, total: int) -> dict[str, str]:
     """self/first/last and, where they exist, prev/next links of a paginated list; they
     keep the request's other parameters (filters, sort, fields, include)."""
     last = max(1, -(-total // size))
-    kept = sorted(
-        (k, v) for k, vs in request.args.lists() if not k.startswith("page[") for v in vs
-    )
+    kept = sorted((k, v) for k, vs in request.args.lists() if not k.startswith("page[") for v in vs)
     query = urlencode(kept) + "&" if kept else ""
     base = f"{request.path}?{query}page[size]={size}&page[number]="
     links = {"self": f"{base}{number}", "first": f"{base}1", "last": f"{base}{last}"}
