@@ -238,7 +238,7 @@ OPENAPI: dict[str, Any] = {
     "schemas": {
         "Client": {
             "type": "object",
-            "required": ["type", "id", "attributes"],
+            "required": ["type", "id"],  # fields[Client]= may leave none
             "properties": {
                 "type": {"const": "Client"},
                 "id": {**_STR, "description": "The OAuth client_id"},

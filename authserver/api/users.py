@@ -429,7 +429,7 @@ OPENAPI: dict[str, Any] = {
     "schemas": {
         "User": {
             "type": "object",
-            "required": ["type", "id", "attributes"],
+            "required": ["type", "id"],  # fields[User]= may leave no attributes
             "properties": {
                 "type": {"const": "User"},
                 "id": {**_STR, "format": "uuid"},
