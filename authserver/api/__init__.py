@@ -12,6 +12,7 @@ from . import (  # noqa: F401 - routes
     accounts,
     audit,
     clients,
+    cors,
     jsonapi,
     logins,
     openapi,
@@ -28,3 +29,4 @@ def init_app(app: Flask) -> None:
     # JSON, which a cross-site form or CORS-simple request cannot send: no CSRF token needed.
     csrf.exempt(bp)
     jsonapi.init_app(app)
+    cors.init_app(app)

@@ -9,13 +9,14 @@ from typing import Any
 
 from flask import Response, request
 
-from authserver.identity import accounts
+from authserver.identity import accounts, origins
+from authserver.platform import cors
 from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, Account, AccountStatus, Role, User
 
-from . import bodies, jsonapi, names, openapi
+from . import bodies, jsonapi, names, openapi, query
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -34,10 +35,43 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "caption": bodies.text(255, nullable=True, pattern=_NAME_PATTERN),
     "description": bodies.text(10_000, nullable=True, pattern=_NAME_PATTERN),
     "customData": bodies.obj(),
+    "allowedOrigins": bodies.strings(
+        origins.MAX_ORIGINS,
+        cors.ORIGIN_MAX,
+        item_doc={"description": "scheme://host[:port]; https unless loopback"},
+        description="Browser origins whose pages may read /v1 with this account's tokens "
+        "(CORS); exact matches, replaced as a whole",
+    ),
+    "requireUniqueEmails": bodies.flag(
+        description="Owner/administrator only: no two users of the account share an email"
+    ),
 }
 UPDATE = bodies.Body("Account", ATTRIBUTES, update=True)
 # POST /v1/account_resets takes no body, or an AccountReset with nothing in it.
 RESET = bodies.Body("AccountReset")
+
+
+# The attributes of an Account resource (its sparse fieldset names).
+ACCOUNT_FIELDS = frozenset(
+    {
+        "status",
+        "name",
+        "companyName",
+        "mode",
+        "defaultLocale",
+        "defaultAuthMethod",
+        "websiteUrl",
+        "supportEmail",
+        "techEmail",
+        "testAccountId",
+        "apiVersion",
+        "caption",
+        "description",
+        "customData",
+        "allowedOrigins",
+        "requireUniqueEmails",
+    }
+)
 
 
 def token_account() -> Account:
@@ -83,11 +117,14 @@ def account_resource(account: Account, locale: str) -> dict[str, Any]:
             "caption": text["caption"],
             "description": text["description"],
             "customData": text["custom_data"] or {},
+            "allowedOrigins": list(account.allowed_origins or []),
+            "requireUniqueEmails": account.require_unique_emails,
         },
     )
 
 
 @bp.get("/account")
+@query.takes(query.QuerySpec(types={"Account": ACCOUNT_FIELDS}, params=frozenset({"locale"})))
 @require_token()
 def get_account() -> Response:
     """The account of the token (any role, guests included)."""
@@ -106,7 +143,7 @@ def patch_account() -> Response:
     changes = {names.field_of(name): value for name, value in attrs.items()}
     token = current_token()
     by = db.session.get(User, token.user_id) if token.user_id else None
-    accounts.update_account(account, changes, locale=locale, by=by)
+    accounts.update_account(account, changes, locale=locale, by=by, role=token.role)
     return jsonapi.document(account_resource(account, locale), meta={"locale": locale})
 
 
@@ -128,6 +165,7 @@ def _publishable_token_resource(account: Account) -> dict[str, Any]:
 
 
 @bp.get("/account/publishable_token")
+@query.takes(query.QuerySpec(types={"PublishableToken": frozenset({"value", "mode"})}))
 @require_token(Role.OWNER, Role.ADMINISTRATOR)
 def get_publishable_token() -> Response:
     """The account's publishable refresh token (public by design; it ships inside apps)."""
@@ -170,6 +208,8 @@ _ACCOUNT_ATTRIBUTES: dict[str, Any] = {
     "caption": {"type": ["string", "null"], "maxLength": 255},
     "description": {"type": ["string", "null"], "maxLength": 10000},
     "customData": {"type": "object"},
+    "allowedOrigins": {"type": "array", "items": {"type": "string"}},
+    "requireUniqueEmails": {"type": "boolean"},
 }
 _ACCOUNT_DOC = {"$ref": "#/components/schemas/AccountDocument"}
 _LOCALE = {"$ref": "#/components/parameters/locale"}

@@ -6,7 +6,6 @@ changes of the token's account, newest first, filtered by `filter[action]`,
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Response, request
 
@@ -14,12 +13,31 @@ from authserver.identity import audit
 from authserver.platform.errors import NotFound
 from authserver.platform.models import AuditEvent, Role
 
-from . import jsonapi, openapi
+from . import jsonapi, openapi, query
 from .auth import current_token, require_token
 from .blueprint import bp
 
 TARGET_TYPE_MAX = 32  # the column's width: a longer filter matches nothing anyway
 TARGET_ID_MAX = 255
+
+
+EVENT_FIELDS = frozenset(
+    {"time", "action", "actorType", "actorId", "ip", "targetType", "targetId", "changed"}
+)
+LIST_QUERY = query.QuerySpec(
+    types={"AuditEvent": EVENT_FIELDS},
+    sort=("time",),
+    sort_description="Default -time (newest first).",
+    params=frozenset(
+        {
+            "filter[action]",
+            "filter[targetType]",
+            "filter[targetId]",
+            "page[number]",
+            "page[size]",
+        }
+    ),
+)
 
 
 def _event_resource(event: AuditEvent) -> dict[str, Any]:
@@ -50,6 +68,7 @@ def _text_filter(name: str, max_len: int) -> str | None:
 
 
 @bp.get("/audit_events")
+@query.takes(LIST_QUERY)
 @require_token(Role.OWNER, Role.ADMINISTRATOR)
 def list_audit_events() -> Response:
     """The token's account's audit events, newest first (its test account has its own)."""
@@ -72,17 +91,12 @@ def list_audit_events() -> Response:
         target_id=target_id,
         page=number,
         size=size,
+        oldest_first=any(not key.descending for key in query.current().sort[:1]),
     )
-    kept = {
-        k: v
-        for k in ("filter[action]", "filter[targetType]", "filter[targetId]")
-        if (v := request.args.get(k)) is not None
-    }
-    query = urlencode(kept) + "&" if kept else ""
     return jsonapi.document(
         [_event_resource(r) for r in rows],
         meta={"totalCount": total},
-        links=jsonapi.page_links(number, size, total, query),
+        links=jsonapi.page_links(number, size, total),
     )
 
 

@@ -111,7 +111,9 @@ class Body:
     among `attributes`, with `required` ones and, if set, exactly one of `one_of`.
 
     `update` means the resource's id must be in data.id (PATCH); otherwise data.id is
-    refused. `relationships` maps a required to-one relationship to its resource type.
+    refused. `id_optional` (with `update`) lets data.id be left out where the URL alone
+    names the resource (`/v1/user`); a given one must still match. `relationships` maps a
+    required to-one relationship to its resource type.
     """
 
     type_: str
@@ -119,6 +121,7 @@ class Body:
     required: frozenset[str] = frozenset()
     one_of: tuple[str, ...] = ()
     update: bool = False
+    id_optional: bool = False
     relationships: Mapping[str, str] = field(default_factory=dict)
 
     def read(
@@ -136,6 +139,7 @@ class Body:
         parsed = documents.parse_resource(
             type_=self.type_,
             require_id=require_id,
+            id_optional=self.id_optional,
             allowed=self.attributes.keys() if allowed is None else allowed,
             required=self.required if required is None else required,
             relationships=self.relationships,
@@ -180,7 +184,8 @@ class Body:
         data_required = ["type"]
         data_properties: dict[str, Any] = {"type": {"const": self.type_}}
         if self.update:
-            data_required.append("id")
+            if not self.id_optional:
+                data_required.append("id")
             data_properties["id"] = {"type": "string", "description": "The id in the URL"}
         if self.required or self.one_of:
             data_required.append("attributes")

@@ -14,7 +14,7 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, OAuthClient, Role
 
-from . import bodies, jsonapi, names, openapi
+from . import bodies, jsonapi, names, openapi, query
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -58,6 +58,23 @@ UPDATE = bodies.Body(
 )
 
 
+CLIENT_FIELDS = frozenset(
+    {
+        "name",
+        "status",
+        "public",
+        "redirectUris",
+        "postLogoutRedirectUris",
+        "grantTypes",
+        "scope",
+        "skipConsent",
+        "createdAt",
+        "updatedAt",
+    }
+)
+CLIENT_QUERY = query.QuerySpec(types={"Client": CLIENT_FIELDS})
+
+
 def client_resource(client: OAuthClient, secret: str | None = None) -> dict[str, Any]:
     """The wire shape of a client; `secret` only in the answer that made it."""
     attributes: dict[str, Any] = {
@@ -90,6 +107,7 @@ def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.get("/clients")
+@query.takes(CLIENT_QUERY)
 @require_token(*MANAGERS)
 def list_clients() -> Response:
     """Every client of the token's account, oldest first (deleted ones are gone)."""
@@ -112,6 +130,7 @@ def create_client() -> Response:
 
 
 @bp.get("/clients/<client_id>")
+@query.takes(CLIENT_QUERY)
 @require_token(*MANAGERS)
 def get_client(client_id: str) -> Response:
     """One client of the token's account (404 for any other's)."""
@@ -219,7 +238,7 @@ OPENAPI: dict[str, Any] = {
     "schemas": {
         "Client": {
             "type": "object",
-            "required": ["type", "id", "attributes"],
+            "required": ["type", "id"],  # fields[Client]= may leave none
             "properties": {
                 "type": {"const": "Client"},
                 "id": {**_STR, "description": "The OAuth client_id"},

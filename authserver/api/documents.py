@@ -75,6 +75,7 @@ def parse_resource(
     *,
     type_: str,
     require_id: str | None = None,
+    id_optional: bool = False,
     allowed: Set[str] = frozenset(),
     required: Set[str] = frozenset(),
     relationships: Mapping[str, str] | None = None,
@@ -110,7 +111,7 @@ def parse_resource(
         _invalid_document("data.type must be a non-empty string.", "/data/type")
     if kind != type_:
         fail(409, "type_mismatch", "Wrong resource type", f"Expected {type_}.", "/data/type")
-    _check_id(data, require_id)
+    _check_id(data, require_id, id_optional)
     attrs = data.get("attributes", {})
     if not isinstance(attrs, dict):
         _invalid_document("attributes must be an object.", "/data/attributes")
@@ -194,7 +195,7 @@ def _to_one(name: str, value: Any, type_: str) -> str | None:
     return id_
 
 
-def _check_id(data: Mapping[str, Any], require_id: str | None) -> None:
+def _check_id(data: Mapping[str, Any], require_id: str | None, optional: bool = False) -> None:
     if require_id is None:
         if "id" in data:
             fail(
@@ -205,6 +206,8 @@ def _check_id(data: Mapping[str, Any], require_id: str | None) -> None:
                 "/data/id",
             )
         return
+    if optional and "id" not in data:
+        return  # the URL alone names the resource (/v1/user)
     given = data.get("id")
     if not isinstance(given, str):
         _invalid_document("data.id must be the resource id as a string.", "/data/id")

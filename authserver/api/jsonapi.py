@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any, NoReturn
+from urllib.parse import urlencode
 from uuid import UUID
 
 from flask import Blueprint, Flask, Response, g, has_request_context, request
@@ -240,14 +241,41 @@ def document(
     links: Mapping[str, Any] | None = None,
     status: int = 200,
     headers: Mapping[str, str] | None = None,
+    included: Sequence[Mapping[str, Any]] | None = None,
 ) -> Response:
-    """A JSON:API document with primary data (a resource object, a list, or None)."""
+    """A JSON:API document with primary data (a resource object, a list, or None) and
+    the `included` resources asked for; the request's sparse fieldsets apply to both."""
+    fields: dict[str, frozenset[str]] = g.get("jsonapi_fields") or {}
+    if fields:
+        if isinstance(data, Mapping):
+            data = _sparse(data, fields)
+        elif data is not None:
+            data = [_sparse(item, fields) for item in data]
+        included = [_sparse(item, fields) for item in included or ()]
     body: dict[str, Any] = {"data": data}
+    if included is not None:
+        body["included"] = list(included)
     if meta:
         body["meta"] = dict(meta)
     if links:
         body["links"] = dict(links)
     return _response(body, status, headers)
+
+
+def _sparse(obj: Mapping[str, Any], fields: Mapping[str, frozenset[str]]) -> dict[str, Any]:
+    """The resource object with only the fields its type's `fields[TYPE]` names."""
+    wanted = fields.get(obj.get("type", ""))
+    if wanted is None:
+        return dict(obj)
+    out = dict(obj)
+    for member in ("attributes", "relationships"):
+        if member in out:
+            kept = {k: v for k, v in out[member].items() if k in wanted}
+            if kept:
+                out[member] = kept
+            else:
+                del out[member]
+    return out
 
 
 def no_content() -> Response:
@@ -294,10 +322,12 @@ def page_param(name: str, default: int, maximum: int) -> int:
     return int(raw)
 
 
-def page_links(number: int, size: int, total: int, query: str = "") -> dict[str, str]:
-    """self/first/last and, where they exist, prev/next links of a paginated list;
-    `query` is the rest of the query string (filters), already encoded, ending with &."""
+def page_links(number: int, size: int, total: int) -> dict[str, str]:
+    """self/first/last and, where they exist, prev/next links of a paginated list; they
+    keep the request's other parameters (filters, sort, fields, include)."""
     last = max(1, -(-total // size))
+    kept = sorted((k, v) for k, vs in request.args.lists() if not k.startswith("page[") for v in vs)
+    query = urlencode(kept) + "&" if kept else ""
     base = f"{request.path}?{query}page[size]={size}&page[number]="
     links = {"self": f"{base}{number}", "first": f"{base}1", "last": f"{base}{last}"}
     if number > 1:

@@ -13,7 +13,7 @@ from authserver.identity import accounts
 from authserver.platform.errors import NotFound
 from authserver.platform.models import ROLES, LoginRecord, Role
 
-from . import jsonapi, openapi
+from . import jsonapi, openapi, query
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -39,10 +39,23 @@ def _login_resource(record: LoginRecord) -> dict[str, Any]:
     )
 
 
+LOGIN_FIELDS = frozenset(
+    {"time", "ip", "userAgent", "method", "success", "reason", "clientId", "userId"}
+)
+LIST_QUERY = query.QuerySpec(
+    types={"Login": LOGIN_FIELDS},
+    sort=("time",),
+    sort_description="Default -time (newest first).",
+    params=frozenset({"page[number]", "page[size]"}),
+)
+
+
 def _page(**who: str) -> Response:
     number = jsonapi.page_param("number", 1, PAGE_NUMBER_MAX)
     size = jsonapi.page_param("size", PAGE_SIZE, PAGE_SIZE_MAX)
-    rows, total = accounts.login_history(page=number, size=size, **who)
+    sort = query.current().sort
+    oldest_first = bool(sort) and not sort[0].descending
+    rows, total = accounts.login_history(page=number, size=size, oldest_first=oldest_first, **who)
     links = jsonapi.page_links(number, size, total)
     return jsonapi.document(
         [_login_resource(r) for r in rows], meta={"totalCount": total}, links=links
@@ -50,6 +63,7 @@ def _page(**who: str) -> Response:
 
 
 @bp.get("/user/logins")
+@query.takes(LIST_QUERY)
 @require_token(*ROLES)
 def my_logins() -> Response:
     """The current user's own logins, successful and not."""
@@ -60,6 +74,7 @@ def my_logins() -> Response:
 
 
 @bp.get("/logins")
+@query.takes(LIST_QUERY)
 @require_token(Role.OWNER, Role.ADMINISTRATOR)
 def account_logins() -> Response:
     """Every login into the token's account (its test account has its own history)."""
@@ -98,7 +113,7 @@ def _logins_operation(summary: str, operation_id: str) -> dict[str, Any]:
             "operationId": operation_id,
             "parameters": _PAGING,
             "responses": {
-                "200": openapi.body(_LOGIN_LIST, "Logins, newest first"),
+                "200": openapi.body(_LOGIN_LIST, "Logins, newest first unless sort=time"),
                 **openapi.error_responses(400, 404),
             },
         }

@@ -20,7 +20,7 @@ from flask import Flask, Response, current_app
 from authserver.platform.config import SUPPORTED_LOCALES
 from authserver.platform.models import ROLES
 
-from . import jsonapi
+from . import jsonapi, query
 from .blueprint import bp
 
 EXTENSION = "authserver.openapi"
@@ -207,6 +207,20 @@ def implied_statuses(operation: dict[str, Any], roles: tuple[str, ...] | None) -
     return sorted(statuses)
 
 
+def _add_query_parameters(
+    operation: dict[str, Any], spec: query.QuerySpec, components: dict[str, Any]
+) -> None:
+    """Add the view's sort/fields/include parameters; a documented query parameter the
+    view's spec does not take would be refused with 400, so it stops the build."""
+    parameters = operation.setdefault("parameters", [])
+    for parameter in parameters:
+        if "$ref" in parameter:
+            parameter = components["parameters"][parameter["$ref"].rsplit("/", 1)[1]]
+        if parameter.get("in") == "query" and parameter["name"] not in spec.params:
+            raise ValueError(f"{operation['operationId']}: {parameter['name']} not in its spec")
+    parameters.extend(spec.parameters())
+
+
 def build(app: Flask) -> dict[str, Any]:
     """Merge every /v1 module's description; add roles from each view's decorator."""
     paths: dict[str, dict[str, Any]] = {}
@@ -227,6 +241,8 @@ def build(app: Flask) -> dict[str, Any]:
             if method not in METHODS or method not in item:
                 continue
             operation = copy.deepcopy(item[method])
+            if method == "get":
+                _add_query_parameters(operation, query.spec_of(view), components)
             roles = getattr(view, "required_roles", None)
             if roles is not None:
                 operation["security"] = [{"bearer": []}]

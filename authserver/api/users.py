@@ -7,7 +7,6 @@ Parses and type-checks the wire attributes, calls one `users` use case, renders.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from flask import Response, request
 
@@ -16,8 +15,8 @@ from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import AUTH_METHODS, ROLES, Account, User
 
-from . import bodies, jsonapi, names, openapi
-from .accounts import request_locale
+from . import bodies, jsonapi, names, openapi, query
+from .accounts import ACCOUNT_FIELDS, account_resource, request_locale
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -47,6 +46,10 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "status": bodies.text(16, enum=[str(s) for s in users.LISTED_STATUSES]),
     "emailVerified": bodies.flag(),
     "customData": bodies.obj(),
+    "allowSupportLogin": bodies.flag(
+        description="The user's own choice (PATCH /v1/user only): support specialists of "
+        "the account may act as this user"
+    ),
     "currentPassword": bodies.text(
         1024,
         description="PATCH /v1/user only: needed when a two-step user changes authMethod, "
@@ -61,7 +64,48 @@ def _only(wanted: frozenset[str]) -> dict[str, bodies.Attr]:
 
 CREATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), required=frozenset({"username"}))
 UPDATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), update=True)
-UPDATE_SELF = bodies.Body("User", _only(SELF_ATTRIBUTES), update=True)
+# Seed 000 sends no data.id to /v1/user: the URL names the resource.
+UPDATE_SELF = bodies.Body("User", _only(SELF_ATTRIBUTES), update=True, id_optional=True)
+
+
+# What a GET of users takes besides its path (see query.QuerySpec).
+USER_FIELDS = frozenset(
+    {
+        "status",
+        "username",
+        "email",
+        "phoneNumber",
+        "name",
+        "firstName",
+        "lastName",
+        "authMethod",
+        "role",
+        "emailVerified",
+        "emailVerifiedAt",
+        "passwordUpdatedAt",
+        "customData",
+        "allowSupportLogin",
+        "createdAt",
+        "updatedAt",
+        "lastLoginAt",
+        "emailAddedAt",
+        "account",
+    }
+)
+ONE_QUERY = query.QuerySpec(
+    types={"User": USER_FIELDS, "Account": ACCOUNT_FIELDS},
+    include=("account",),
+    params=frozenset({"locale"}),
+)
+LIST_QUERY = query.QuerySpec(
+    types=ONE_QUERY.types,
+    include=ONE_QUERY.include,
+    sort=("createdAt", "username"),
+    sort_description="Default username.",
+    params=frozenset(
+        {"locale", "search", "filter[status]", "filter[role]", "page[number]", "page[size]"}
+    ),
+)
 
 
 def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
@@ -84,6 +128,11 @@ def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
             "emailVerifiedAt": user.email_verified_at,
             "passwordUpdatedAt": user.password_updated_at,
             "customData": user.custom_data or {},
+            "allowSupportLogin": user.allow_support_login,
+            "createdAt": user.created_at,
+            "updatedAt": user.updated_at,
+            "lastLoginAt": user.last_login_at,
+            "emailAddedAt": user.email_added_at,
         },
         relationships={"account": {"data": account}},
     )
@@ -96,7 +145,16 @@ def _member_document(member: users.Member, locale: str, status: int = 200) -> Re
         meta={"locale": locale},
         status=status,
         headers=headers,
+        included=_included([member.user], locale),
     )
+
+
+def _included(people: list[User], locale: str) -> list[dict[str, Any]] | None:
+    """`include=account`: the accounts of these users (a global user has none)."""
+    if "account" not in query.current().include:
+        return None
+    accounts = {u.account.id: u.account for u in people if u.account is not None}
+    return [account_resource(a, locale) for a in accounts.values()]
 
 
 def _fields(attrs: dict[str, Any]) -> dict[str, Any]:
@@ -150,6 +208,7 @@ def _filter(name: str, choices: tuple[str, ...]) -> str | None:
 
 
 @bp.get("/users")
+@query.takes(LIST_QUERY)
 @require_token(*users.MANAGERS)
 def list_users() -> Response:
     """The account's users (its own and the global users who joined it), by username;
@@ -167,21 +226,20 @@ def list_users() -> Response:
         )
     number = jsonapi.page_param("number", 1, PAGE_NUMBER_MAX)
     size = jsonapi.page_param("size", PAGE_SIZE, PAGE_SIZE_MAX)
+    sort = [(names.field_of(key.name), key.descending) for key in query.current().sort]
     members, total = users.list_members(
-        actor.account, status=status, role=role, search=search, page=number, size=size
+        actor.account, status=status, role=role, search=search, page=number, size=size, sort=sort
     )
-    kept = {
-        k: v for k in ("filter[status]", "filter[role]", "search") if (v := request.args.get(k))
-    }
-    query = urlencode(kept) + "&" if kept else ""
     return jsonapi.document(
         [user_resource(m.user, m.role) for m in members],
         meta={"locale": locale, "totalCount": total},
-        links=jsonapi.page_links(number, size, total, query),
+        links=jsonapi.page_links(number, size, total),
+        included=_included([m.user for m in members], locale),
     )
 
 
 @bp.get("/users/<user_id>")
+@query.takes(ONE_QUERY)
 @require_token(*users.MANAGERS)
 def get_user(user_id: str) -> Response:
     """One user of the token's account (404 for any other, the test twin's included)."""
@@ -212,6 +270,7 @@ def delete_user(user_id: str) -> Response:
 
 
 @bp.get("/user")
+@query.takes(ONE_QUERY)
 @require_token(*ROLES)  # not guests; client tokens have no user (404)
 def current_user() -> Response:
     """The user the access token speaks for (not for guests or client tokens)."""
@@ -370,7 +429,7 @@ OPENAPI: dict[str, Any] = {
     "schemas": {
         "User": {
             "type": "object",
-            "required": ["type", "id", "attributes"],
+            "required": ["type", "id"],  # fields[User]= may leave no attributes
             "properties": {
                 "type": {"const": "User"},
                 "id": {**_STR, "format": "uuid"},
@@ -391,6 +450,10 @@ OPENAPI: dict[str, Any] = {
                         },
                         "emailVerifiedAt": {**_NSTR, "format": "date-time", "readOnly": True},
                         "passwordUpdatedAt": {**_NSTR, "format": "date-time", "readOnly": True},
+                        "createdAt": {**_STR, "format": "date-time", "readOnly": True},
+                        "updatedAt": {**_STR, "format": "date-time", "readOnly": True},
+                        "lastLoginAt": {**_NSTR, "format": "date-time", "readOnly": True},
+                        "emailAddedAt": {**_NSTR, "format": "date-time", "readOnly": True},
                     },
                 },
                 "relationships": {

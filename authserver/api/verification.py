@@ -42,6 +42,12 @@ PASSWORD_RESET_TOKEN = bodies.Body(
         "username": bodies.text(
             255, min_len=1, description="The username (compared trimmed and lower-cased)."
         ),
+        "email": bodies.text(
+            254,
+            min_len=1,
+            description="Instead of username (seed 001): every user of the account with "
+            "this email gets a link.",
+        ),
         "locale": bodies.text(
             8,
             nullable=True,
@@ -49,7 +55,7 @@ PASSWORD_RESET_TOKEN = bodies.Body(
             description="Language of the email (default: the user's, else the account's).",
         ),
     },
-    required=frozenset({"username"}),
+    one_of=("username", "email"),
 )
 PASSWORD = bodies.Body(
     "Password",
@@ -133,8 +139,9 @@ def create_email_verification() -> Response:
 def create_password_reset_token() -> Response:
     """Email a reset link to the account's user with this username, if any; always 204."""
     attrs = PASSWORD_RESET_TOKEN.read().attributes
+    identifier = attrs.get("username") or attrs["email"]
     verification.request_password_reset(
-        token_account(), attrs["username"], locale=_locale(attrs), ip=request.remote_addr
+        token_account(), identifier, locale=_locale(attrs), ip=request.remote_addr
     )
     return jsonapi.no_content()
 

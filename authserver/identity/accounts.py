@@ -14,10 +14,10 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm.attributes import set_committed_value
 
-from authserver.identity import audit, rules
+from authserver.identity import audit, origins, rules, unique_emails
 from authserver.identity.tokens import revoke_user_tokens
 from authserver.platform.database import commit
-from authserver.platform.errors import NotFound, ValidationFailed
+from authserver.platform.errors import DomainError, Forbidden, NotFound, ValidationFailed
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords
 from authserver.platform.models import (
@@ -29,6 +29,7 @@ from authserver.platform.models import (
     LoginRecord,
     RecoveryCode,
     RefreshToken,
+    Role,
     User,
     UserStatus,
     utcnow,
@@ -74,6 +75,7 @@ def create_account(
         "name": name,
         "default_locale": default_locale,
         "default_auth_method": default_auth_method,
+        "api_version": CURRENT_API_VERSION,
         **attributes,
     }
     test = Account(mode="test", publishable_token=new_publishable_token("test"), **common)
@@ -239,12 +241,20 @@ ACCOUNT_FIELDS = frozenset(
         "tech_email",
         "api_version",
         "caption",
+        "allowed_origins",
+        "require_unique_emails",
         "description",
         "custom_data",
     }
 )
 LOCALIZABLE = ("name", "company_name", "caption", "description", "custom_data")
 API_VERSION_RE = re.compile(r"^[0-9]{8}$")
+# The /v1 behaviour new accounts are on (seed 000's `apiVersion`: a date). There is one so
+# far; an incompatible change of /v1 would come with a later date, the accounts on an
+# older one keeping the older behaviour until they move.
+CURRENT_API_VERSION = "20261207"
+# Settings only the owner and administrators change (they decide who may be a user).
+MANAGER_FIELDS = frozenset({"require_unique_emails"})
 
 
 def localized(account: Account, locale: str | None) -> dict[str, Any]:
@@ -256,18 +266,32 @@ def localized(account: Account, locale: str | None) -> dict[str, Any]:
 
 
 def update_account(
-    account: Account, changes: dict[str, Any], *, locale: str | None = None, by: User | None = None
+    account: Account,
+    changes: dict[str, Any],
+    *,
+    locale: str | None = None,
+    by: User | None = None,
+    role: str | None = None,
 ) -> Account:
     """Change a live account's settings and copy them to its test account, in one commit.
 
     Localizable fields given with a `locale` other than the account's default are stored
     as translations. A test account cannot be changed directly (it follows its live one).
+    MANAGER_FIELDS need the `role` of an owner or administrator (None: the operator).
+    Requiring unique emails is refused while users share one (Conflict).
     """
     if account.mode == "test":
         raise ValidationFailed(
             "A test account follows its live account: change the live account instead.",
             code="unprocessable_for_test_account",
         )
+    for field in sorted(MANAGER_FIELDS & set(changes)):
+        if role is not None and role not in (Role.OWNER, Role.ADMINISTRATOR):
+            raise Forbidden(
+                "Only the owner or an administrator may change this.",
+                field=field,
+                code="forbidden_attribute",
+            )
     clean = {field: _check_account_field(field, value) for field, value in changes.items()}
     for target in filter(None, (account, account.test_account)):
         for field, value in clean.items():
@@ -277,6 +301,12 @@ def update_account(
                 target.translations = translations  # a new dict, so the JSON change is seen
             else:
                 setattr(target, field, value)
+        if "require_unique_emails" in clean:
+            try:
+                unique_emails.apply_setting(target)
+            except DomainError:
+                db.session.rollback()
+                raise
     audit.record("account.update", "Account", account.id, clean, account_id=account.id)
     commit()
     emit("identity.account.update.success", account=account, user=by)
@@ -289,7 +319,12 @@ def _check_account_field(field: str, value: Any) -> Any:
     if field == "name":
         return rules.check_name(value, field)
     if value is None:
-        if field in ("default_auth_method", "custom_data"):
+        if field in (
+            "default_auth_method",
+            "custom_data",
+            "allowed_origins",
+            "require_unique_emails",
+        ):
             raise ValidationFailed("Must not be null.", field=field, code="required")
         return None
     if field in ("company_name", "caption"):
@@ -305,6 +340,12 @@ def _check_account_field(field: str, value: Any) -> Any:
     if field == "api_version":
         if not isinstance(value, str) or not API_VERSION_RE.match(value):
             raise ValidationFailed("Must be a date like 20180331.", field=field, code="invalid")
+        return value
+    if field == "allowed_origins":
+        return origins.check_origins(value)
+    if field == "require_unique_emails":
+        if not isinstance(value, bool):
+            raise ValidationFailed("Must be true or false.", field=field, code="invalid_type")
         return value
     return rules.check_custom_data(value, field)
 
@@ -335,9 +376,15 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
 
 
 def login_history(
-    *, user_id: str | None = None, account_id: str | None = None, page: int = 1, size: int = 25
+    *,
+    user_id: str | None = None,
+    account_id: str | None = None,
+    page: int = 1,
+    size: int = 25,
+    oldest_first: bool = False,
 ) -> tuple[list[LoginRecord], int]:
-    """Login records of one user or one account, newest first: (one page, total count)."""
+    """Login records of one user or one account, newest first unless `oldest_first`:
+    (one page, total count)."""
     if (user_id is None) == (account_id is None):
         raise ValueError("give exactly one of user_id or account_id")
     where = LoginRecord.user_id == user_id if user_id else LoginRecord.account_id == account_id
@@ -345,7 +392,13 @@ def login_history(
     rows = db.session.scalars(
         db.select(LoginRecord)
         .where(where)
-        .order_by(LoginRecord.created_at.desc(), LoginRecord.id.desc())
+        .order_by(
+            *(
+                (LoginRecord.created_at, LoginRecord.id)
+                if oldest_first
+                else (LoginRecord.created_at.desc(), LoginRecord.id.desc())
+            )
+        )
         .limit(size)
         .offset((page - 1) * size)
     ).all()

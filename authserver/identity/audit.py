@@ -113,6 +113,7 @@ def events(
     action: str | None = None,
     page: int = 1,
     size: int = 25,
+    oldest_first: bool = False,
     everything: bool = False,
 ) -> tuple[list[AuditEvent], int]:
     """One account's audit rows (`account_id` None: those of no account, e.g. global
@@ -134,7 +135,13 @@ def events(
     rows = db.session.scalars(
         db.select(AuditEvent)
         .where(*where)
-        .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        .order_by(
+            *(
+                (AuditEvent.created_at, AuditEvent.id)
+                if oldest_first
+                else (AuditEvent.created_at.desc(), AuditEvent.id.desc())
+            )
+        )
         .limit(size)
         .offset((page - 1) * size)
     ).all()

@@ -14,8 +14,8 @@ from typing import Any
 
 from sqlalchemy import insert, select
 
-from authserver.identity import audit, rules
-from authserver.identity.users import lock_account
+from authserver.identity import audit, rules, unique_emails
+from authserver.identity.locks import lock_account
 from authserver.platform.database import commit
 from authserver.platform.errors import Conflict, DomainError, ValidationFailed
 from authserver.platform.extensions import db
@@ -68,6 +68,7 @@ def import_users(account: Account, lines: Iterable[bytes]) -> ImportResult:
     result = ImportResult()
     rows: list[dict[str, Any]] = []
     first_line: dict[str, int] = {}  # username -> the line that has it first
+    first_email: dict[str, int] = {}  # email key (unique emails required) -> its line
     now = utcnow()
     for number, raw in enumerate(lines, start=1):
         if not raw.strip():
@@ -83,12 +84,29 @@ def import_users(account: Account, lines: Iterable[bytes]) -> ImportResult:
                 LineError(number, f"Username is also on line {earlier}.", "username")
             )
             continue
+        key = row["email_key"]
+        if key is not None and first_email.setdefault(key, number) != number:
+            result.errors.append(
+                LineError(number, f"Email is also on line {first_email[key]}.", "email")
+            )
+            continue
         row["_line"] = number
         rows.append(row)
     try:
         lock_account(account)  # no user creation of this account can slip in meanwhile
         for number in _taken(account, rows):
             result.errors.append(LineError(number, "Username is already taken.", "username"))
+        keys = [row["email_key"] for row in rows if row["email_key"] is not None]
+        used = set().union(
+            *(
+                unique_emails.taken(account, keys[i : i + LOOKUP_CHUNK])
+                for i in range(0, len(keys), LOOKUP_CHUNK)
+            )
+        )
+        for row in rows:
+            if row["email_key"] in used:
+                detail = "Another user of this account has this email."
+                result.errors.append(LineError(row["_line"], detail, "email"))
         if result.errors:
             db.session.rollback()
             result.errors.sort(key=lambda e: e.line)
@@ -103,7 +121,7 @@ def import_users(account: Account, lines: Iterable[bytes]) -> ImportResult:
     except BaseException:
         db.session.rollback()
         raise
-    commit(conflict=Conflict("A username was taken meanwhile; nothing was imported."))
+    commit(conflict=Conflict("A username or email was taken meanwhile; nothing was imported."))
     result.imported = len(rows)
     return result
 
@@ -174,6 +192,8 @@ def _parse(raw: bytes, account: Account, now: Any) -> dict[str, Any]:
         "account_id": account.id,
         "username": username,
         "email": email,
+        "email_key": unique_emails.key_of(email, account),
+        "email_added_at": now if email else None,
         "phone_number": phone,
         "name": name,
         "role": role,

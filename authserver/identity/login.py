@@ -29,6 +29,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from flask import current_app
+from sqlalchemy import update
 
 from authserver.identity import devices, twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
@@ -45,6 +46,7 @@ from authserver.platform.models import (
     RefreshToken,
     User,
     UserStatus,
+    utcnow,
 )
 
 THROTTLE_WINDOW = 15 * 60  # seconds
@@ -303,6 +305,13 @@ def _record(
             reason,
         )
     )
+    if success and user is not None:
+        # lastLoginAt on the profile; a login is no profile change, so updated_at stays.
+        db.session.execute(
+            update(User)
+            .where(User.id == user.id)
+            .values(last_login_at=utcnow(), updated_at=User.updated_at)
+        )
     database.commit(conflict=False)
     client_id = attempt.client_id
     if success:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from authserver.identity import accounts, audit, rules, twofactor, verification
+from authserver.identity import accounts, audit, rules, twofactor, unique_emails, verification
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
     ADMIN_FIELDS,
@@ -24,7 +24,7 @@ from authserver.identity.users import (
     require_manager,
     role_in,
     throttle_username_change,
-    username_taken,
+    user_conflict,
 )
 from authserver.platform.database import commit
 from authserver.platform.errors import DomainError, Forbidden, ValidationFailed
@@ -36,8 +36,10 @@ UPDATE_STATUSES = (UserStatus.ACTIVE, UserStatus.DISABLED)  # deleted only throu
 # What users may change of themselves: not their role or status, not whether their email
 # is verified, and a new password only by proving the old one (verification.change_password).
 # current_password is the proof that moving the email or a second factor needs.
+# allow_support_login is the user's own choice (seed 004): nobody else sets it.
 SELF_FIELDS = (ADMIN_FIELDS - {"role", "status", "email_verified", "password"}) | {
-    "current_password"
+    "current_password",
+    "allow_support_login",
 }
 
 
@@ -93,7 +95,7 @@ def update_user(
         db.session.rollback()
         raise
     audit.record("user.update", "User", user.id, changes, account_id=actor.account.id)
-    commit(conflict=username_taken())
+    commit(conflict=user_conflict)
     _after_update(user, actor.account, applied, "identity.user.update.success")
     return Member(
         user, member.membership.role if member.membership else user.role, member.membership
@@ -179,7 +181,7 @@ def update_current_user(
     except DomainError:
         db.session.rollback()
         raise
-    commit(conflict=username_taken())
+    commit(conflict=user_conflict)
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
 
@@ -254,13 +256,17 @@ def _apply_profile(
                 setattr(user, name, check_name_field(name, changes[name]))
         if "custom_data" in changes:
             user.custom_data = rules.check_custom_data(changes["custom_data"])
+        if not by_admin and "allow_support_login" in changes:
+            user.allow_support_login = _check_flag(changes["allow_support_login"])
         old_method, old_phone, old_email = user.auth_method, user.phone_number, user.email
         if "email" in changes:
             email = rules.check_email(changes["email"]) if changes["email"] is not None else None
             if email != user.email:
                 user.email = email
+                user.email_added_at = utcnow() if email else None
                 user.email_verified, user.email_verified_at = False, None
                 applied.email_changed = True
+                unique_emails.claim(user, user.account)
         if by_admin and "email_verified" in changes:
             _set_email_verified(user, changes["email_verified"])
         if "phone_number" in changes:
@@ -284,6 +290,14 @@ def _apply_profile(
         if code is not None:
             applied.code = verification.verify_phone_for(user, code, account=account)
     return applied
+
+
+def _check_flag(value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationFailed(
+            "Must be true or false.", field="allow_support_login", code="invalid_type"
+        )
+    return value
 
 
 def _set_email_verified(user: User, value: object) -> None:

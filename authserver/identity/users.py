@@ -9,13 +9,15 @@ there comes from the membership). Each use case validates, writes, commits, then
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import func, or_, select, true
 from sqlalchemy.exc import IntegrityError
 
-from authserver.identity import audit, rules, twofactor, verification
+from authserver.identity import audit, rules, twofactor, unique_emails, verification
+from authserver.identity.locks import lock_account
 from authserver.identity.tokens import revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import (
@@ -67,6 +69,7 @@ ADMIN_FIELDS = frozenset(
 SIGN_UP_FIELDS = ADMIN_FIELDS - {"status", "email_verified"}  # a guest signing up a customer
 NAME_FIELDS = ("name", "first_name", "last_name")  # free text, checked alike
 SEARCH_MAX = 255
+SORTABLE = {"created_at": User.created_at, "username": User.username}  # list_members' sort
 # Guest sign-ups per client IP an hour: each costs a password hash and may send a
 # verification email to any address it names (inbox flooding, mass sign-ups).
 SIGN_UPS_PER_IP = (20, 3600)
@@ -97,13 +100,13 @@ def username_taken() -> Conflict:
     return Conflict("Username is already taken.", field="username", code="taken")
 
 
+def user_conflict(error: IntegrityError) -> Conflict:
+    """What a unique index refusing a user row means: an email already in use where the
+    account requires unique emails, else a taken username."""
+    return unique_emails.email_taken() if unique_emails.is_email_clash(error) else username_taken()
+
+
 # --- username rules -------------------------------------------------------------------
-
-
-def lock_account(account: Account) -> None:
-    """Serialise username changes within one account (row lock until commit), so two
-    concurrent creations cannot both pass the cross-rule checks below."""
-    db.session.execute(select(Account.id).where(Account.id == account.id).with_for_update())
 
 
 def throttle_username_change(who: str, ip: str | None) -> None:
@@ -205,6 +208,7 @@ def _new_user(
         username=username,
         role=role,
         email=email,
+        email_added_at=now if email else None,
         email_verified=bool(email and email_verified),
         email_verified_at=now if email and email_verified else None,
         phone_number=phone,
@@ -212,6 +216,7 @@ def _new_user(
         status=status,
         **attributes,
     )
+    unique_emails.claim(user, account)
     if password is not None:
         user.password_hash = passwords().hash(str(password))
         user.password_updated_at = now
@@ -226,9 +231,9 @@ def _flush() -> None:
     race surfaces here as the unique index refusing the row: the same Conflict."""
     try:
         db.session.flush()
-    except IntegrityError:
+    except IntegrityError as exc:
         db.session.rollback()
-        raise username_taken() from None
+        raise user_conflict(exc) from None
     except Exception:
         db.session.rollback()
         raise
@@ -253,7 +258,7 @@ def create_user(
     given = [k for k, v in {**fields, "password": password}.items() if v not in (None, False)]
     given += ["username", "role"]
     audit.record("user.create", "User", user.id, given, account_id=account and account.id)
-    commit(conflict=username_taken())
+    commit(conflict=user_conflict)
     emit("identity.user.create.success", user=user, account=account)
     return user
 
@@ -303,7 +308,7 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
     user = member.user
     if actor.role != GUEST:  # signing oneself up is no administrative change
         audit.record("user.create", "User", user.id, given, account_id=actor.account.id)
-    commit(conflict=username_taken())
+    commit(conflict=user_conflict)
     emit("identity.user.create.success", user=user, account=actor.account)
     if user.status == UserStatus.PENDING:  # the activation link verifies the address too
         verification.send_activation(user)
@@ -451,8 +456,10 @@ def list_members(
     search: str | None = None,
     page: int = 1,
     size: int = 25,
+    sort: Sequence[tuple[str, bool]] = (),
 ) -> tuple[list[Member], int]:
-    """One page of the account's users, ordered by username, and the total count.
+    """One page of the account's users, ordered by `sort` ((field, descending) pairs of
+    SORTABLE; default username), and the total count.
 
     `search` matches part of the username or email, case-insensitively and literally
     (`%` and `_` are plain characters here, not wildcards).
@@ -483,12 +490,19 @@ def list_members(
         select(User, AccountMembership)
         .outerjoin(AccountMembership, on)
         .where(*where)
-        .order_by(User.username, User.id)
+        .order_by(*_order(sort), User.id)
         .limit(size)
         .offset((page - 1) * size)
     ).all()
     members = [Member(u, m.role if m else u.role, m) for u, m in rows]
     return members, int(total or 0)
+
+
+def _order(sort: Sequence[tuple[str, bool]]) -> list[Any]:
+    """ORDER BY terms for `sort`; unknown names are a programming error (KeyError)."""
+    if not sort:
+        return [User.username]
+    return [SORTABLE[name].desc() if desc else SORTABLE[name].asc() for name, desc in sort]
 
 
 # --- who may manage whom --------------------------------------------------------------
@@ -540,8 +554,9 @@ def _erase(user: User) -> None:
     # Frees the name; ids, not names, identify people. The ":" is outside the username
     # alphabet, so no live user can already hold the tombstone and block the delete.
     user.username = f"deleted:{user.id}"
-    for name in ("email", "phone_number", "name", "first_name", "last_name"):
+    for name in ("email", "email_key", "email_added_at", "phone_number", "name"):
         setattr(user, name, None)
+    user.first_name = user.last_name = None
     user.email_verified, user.email_verified_at = False, None
     user.phone_verified, user.phone_verified_at = False, None
     user.password_hash = None

@@ -19,6 +19,7 @@ from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from authserver.identity import tokens
 from authserver.identity.authorization import ACR_VALUES
+from authserver.platform import cors
 from authserver.platform.config import JWKS_MAX_AGE, SUPPORTED_LOCALES
 from authserver.platform.errors import ServiceUnavailable, Unauthenticated
 from authserver.platform.keys import ID_TOKEN_ALG, keyring
@@ -31,10 +32,10 @@ from .oidc import user_info
 bp = Blueprint("oauth", __name__)
 
 FORM = "application/x-www-form-urlencoded"
-CORS = {
-    "Access-Control-Allow-Origin": "*",
-    "Access-Control-Expose-Headers": "X-OTP, Retry-After, X-Request-Id, WWW-Authenticate",
-}
+# Public endpoints: any origin may call them (the tokens, not the origin, authorize).
+CORS = cors.response_headers(
+    "*", expose=("X-OTP", "Retry-After", "X-Request-Id", "WWW-Authenticate")
+)
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
 GRANTS = ["authorization_code", "password", "refresh_token", "client_credentials"]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -209,9 +210,11 @@ def preflight() -> Response:
     """CORS preflight for browser apps using the token and revocation endpoints."""
     response = Response(status=204)
     response.headers.update(CORS)
-    response.headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-    response.headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
-    response.headers["Access-Control-Max-Age"] = "600"
+    response.headers.update(
+        cors.preflight_headers(
+            "*", methods=("GET", "POST", "OPTIONS"), headers=("Authorization", "Content-Type")
+        )
+    )
     return response
 
 

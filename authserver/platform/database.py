@@ -5,6 +5,7 @@ a 503 in every front door) within bounded time."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
@@ -27,23 +28,26 @@ class DatabaseUnavailable(ServiceUnavailable):
     title = "Database unavailable"
 
 
-def commit(conflict: Conflict | bool = True) -> None:
+def commit(
+    conflict: Conflict | bool | Callable[[sqlalchemy.exc.IntegrityError], Conflict] = True,
+) -> None:
     """Commit the session's transaction; on any failure roll it back and re-raise.
 
     A constraint that refuses the write (an IntegrityError: a value taken meanwhile, a row
-    deleted meanwhile) becomes `conflict` if it is a Conflict, a generic Conflict (409) for
-    True, and stays the database's own error for False. The caller emits its event only
+    deleted meanwhile) becomes `conflict` if it is a Conflict (or what it returns for the
+    error, when it is a function), a generic Conflict (409) for True, and stays the
+    database's own error for False. The caller emits its event only
     after this returns, so nothing is announced for work that rolled back.
     """
     try:
         db.session.commit()
-    except sqlalchemy.exc.IntegrityError:
+    except sqlalchemy.exc.IntegrityError as exc:
         db.session.rollback()
         if conflict is False:
             raise
         if conflict is True:
             conflict = Conflict("The change conflicts with existing data.")
-        raise conflict from None
+        raise (conflict if isinstance(conflict, Conflict) else conflict(exc)) from None
     except BaseException:
         db.session.rollback()
         raise

@@ -140,6 +140,15 @@ class Account(Timestamps, db.Model):  # type: ignore[name-defined]
     # Until then a token of this account without a user may be in revoked_tokens: only
     # such tokens pay for that lookup (see tokens.validate_access_token).
     token_revocations_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Browser origins (scheme://host[:port]) whose pages may call /v1 with this account's
+    # tokens (CORS); empty: none.
+    allowed_origins: Mapped[list[str]] = mapped_column(
+        JSON, default=list, server_default=text("'[]'")
+    )
+    # No two live users of the account share an email (users.email_key holds it then).
+    require_unique_emails: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     test_account: Mapped[Account | None] = relationship(
         remote_side="Account.id", foreign_keys=[test_account_id], post_update=True
@@ -160,6 +169,9 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
             postgresql_where=text("account_id IS NULL"),
             sqlite_where=text("account_id IS NULL"),
         ),
+        # Set only while the account requires unique emails (NULLs never clash): the
+        # database refuses a second user with the email even when two requests race.
+        UniqueConstraint("account_id", "email_key", name="uq_users_account_email_key"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
@@ -168,6 +180,8 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
     )
     username: Mapped[str] = mapped_column(String(255))  # normalised: trimmed, lower case
     email: Mapped[str | None] = mapped_column(String(254))
+    email_key: Mapped[str | None] = mapped_column(String(254))  # lower(email), see above
+    email_added_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     phone_number: Mapped[str | None] = mapped_column(String(16))  # E.164
     name: Mapped[str | None] = mapped_column(String(255))
     first_name: Mapped[str | None] = mapped_column(String(255))
@@ -199,6 +213,11 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
     # of that step or an older one is refused (RFC 6238 5.2), durably.
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     totp_step_tag: Mapped[str | None] = mapped_column(String(16))
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The user's own choice: support specialists may act as this user (seed 004).
+    allow_support_login: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=false()
+    )
 
     account: Mapped[Account | None] = relationship()
 

@@ -221,6 +221,16 @@ def test_reset_by_email_goes_to_the_stored_address(app, client, world):
     assert [m.to for m in mails(app)] == ["Mike@example.org"]
 
 
+def test_reset_by_the_seed_email_attribute(app, client, world):
+    """Seed 001 names the user with an `email` attribute: the link goes to every user
+    of the account with that address (any case), as stored."""
+    make_user(app, world.live_id, "mike", email="Mike@example.org")
+    body = document("PasswordResetToken", email="mike@EXAMPLE.org", locale="fr")
+    response = call(client, "POST", PRET, body, guest_token(client, world.live_prt))
+    assert_no_content(response)
+    assert [m.to for m in mails(app)] == ["Mike@example.org"]
+
+
 def test_reset_request_stays_inside_the_guests_account(app, client, world):
     """A guest of another account, or of the test twin, cannot reach a live user."""
     carol(app, world)
@@ -277,14 +287,37 @@ def test_reset_request_needs_a_guest_token(app, client, world, role):
 
 
 @pytest.mark.parametrize(
+    ("attributes", "code"),
+    [
+        ({}, "required"),
+        ({"username": "carol", "email": "carol@shop.example"}, "conflicting_attributes"),
+    ],
+)
+def test_reset_request_takes_username_or_email_not_both(app, client, world, attributes, code):
+    """A reset request names the user by username or (seed 001) by email: neither or both
+    is a 422 pointing at the two, and nothing is sent."""
+    carol(app, world)
+    body = document("PasswordResetToken", **attributes)
+    response = call(client, "POST", PRET, body, guest_token(client, world.live_prt))
+    assert response.status_code == 422
+    errors = response.get_json()["errors"]
+    assert {(e["code"], e["source"]["pointer"]) for e in errors} == {
+        (code, "/data/attributes/email"),
+        (code, "/data/attributes/username"),
+    }
+    assert mails(app) == []
+
+
+@pytest.mark.parametrize(
     ("attributes", "status", "code", "pointer"),
     [
-        ({}, 422, "required", "/data/attributes/username"),
         ({"username": 7}, 422, "invalid_type", "/data/attributes/username"),
+        ({"email": 7}, 422, "invalid_type", "/data/attributes/email"),
+        ({"email": ""}, 422, "too_short", "/data/attributes/email"),
         ({"username": ""}, 422, "too_short", "/data/attributes/username"),
         ({"username": "x" * 256}, 422, "too_long", "/data/attributes/username"),
         ({"username": "carol", "locale": "de"}, 422, "invalid_choice", "/data/attributes/locale"),
-        ({"username": "carol", "email": "x@y.z"}, 422, "unknown_attribute", None),
+        ({"username": "carol", "phone": "x"}, 422, "unknown_attribute", None),
     ],
 )
 def test_reset_request_bad_input(app, client, world, attributes, status, code, pointer):

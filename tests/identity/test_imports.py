@@ -270,3 +270,35 @@ def test_import_reads_standard_input(app, runner, world):
     assert result.exit_code == 0, result.output
     assert json.loads(result.output)["imported"] == 1
     assert _user(app, world.live_id, "piped") is not None
+
+
+def test_unique_emails_are_enforced_on_import_when_the_account_requires_them(
+    app, world, run_import
+):
+    """With requireUniqueEmails on, a line repeating an earlier line's email (any case) or
+    a stored user's is refused by number and nothing is imported; without it they pass,
+    and imported users get emailAddedAt."""
+    with app.app_context():
+        users.create_user(
+            account=accounts.get_account(world.live_id),
+            username="held",
+            password=PASSWORD,
+            role="customer",
+            email="held@example.com",
+        )
+        accounts.update_account(
+            accounts.get_account(world.live_id), {"require_unique_emails": True}
+        )
+    lines = jsonl(
+        person("a1", email="same@example.com"),
+        person("a2", email="SAME@example.com"),
+        person("a3", email="Held@example.com"),
+    )
+    result = run_import(world.live_id, lines, "--json")
+    assert result.exit_code == 1, result.output
+    errors = {e["line"]: e for e in json.loads(result.output)["errors"]}
+    assert sorted(errors) == [2, 3] and {e["field"] for e in errors.values()} == {"email"}
+    assert _user(app, world.live_id, "a1") is None
+    assert run_import(world.other_id, lines).exit_code == 0
+    imported = _user(app, world.other_id, "a2")
+    assert imported is not None and imported.email_added_at is not None
