@@ -1,6 +1,6 @@
 """profile times, support-login choice, unique emails and CORS origins per account
 
-Revision ID: 0010a
+Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-07 19:00:00
 
@@ -12,7 +12,7 @@ accounts without an `api_version` get the current one, 20261207.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010a"
+revision = "0010"
 down_revision = "0009"
 branch_labels = None
 depends_on = None
