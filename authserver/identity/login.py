@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from flask import current_app
 
-from authserver.identity import devices, twofactor
+from authserver.identity import devices, known_devices, twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
 from authserver.platform import database
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
@@ -80,6 +80,7 @@ class LoginAttempt:
     # through a test account's client, which must never yield a live login.
     allow_global: bool = True
     device_token: str | None = None  # from a device that logged in before (devices.issue)
+    browser: bool = False  # the hosted pages (a browser without a device cookie is new)
 
 
 @dataclass(frozen=True)
@@ -166,9 +167,29 @@ def _succeed(
     amr: list[str],
 ) -> LoginResult:
     _clear_after_success(keys)
+    return login_succeeded(attempt, user, account, role, amr)
+
+
+def login_succeeded(
+    attempt: LoginAttempt, user: User, account: Account | None, role: str, amr: list[str]
+) -> LoginResult:
+    """Where every successful login ends, whatever its factors (any front door, any
+    method): the login history, the device's token and the new-device email."""
     _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
+    device = known_devices.device_id(
+        user,
+        attempt.device_token,
+        browser=attempt.browser,
+        client_id=attempt.client_id,
+        ip=attempt.ip,
+        user_agent=attempt.user_agent,
+    )
+    sighting = known_devices.note(
+        user, account, device, ip=attempt.ip, user_agent=attempt.user_agent
+    )
+    known_devices.announce(sighting)
     amr = amr + (["mfa"] if len(amr) > 1 else [])
-    return LoginResult(user, account, role, amr, devices.issue(user))
+    return LoginResult(user, account, role, amr, devices.issue(user, device))
 
 
 def _second_factor(

@@ -188,14 +188,34 @@ def _send_reset_to(user: User, account: Account | None, locale: str | None) -> N
         or account.status != AccountStatus.ACTIVE
     ):
         return
-    limit, window = RESET_REQUESTS
-    if not store().hit(f"reset-user:{user.id}", limit, window).allowed:
-        return
     if user.status == UserStatus.PENDING:  # never activated: the invitation again, not a reset
-        send_activation(user, locale=locale)
+        if _reset_allowed(user):
+            send_activation(user, locale=locale)
         return
+    send_password_reset(user, account, locale=locale)
+
+
+def _reset_allowed(user: User) -> bool:
+    limit, window = RESET_REQUESTS
+    return store().hit(f"reset-user:{user.id}", limit, window).allowed
+
+
+def send_password_reset(
+    user: User, account: Account | None = None, *, locale: str | None = None
+) -> bool:
+    """Mail an active user a reset link (its page names `account`, by default the user's
+    own); False when the user's hourly cap (RESET_REQUESTS) was reached and nothing went."""
+    if not _reset_allowed(user):
+        return False
     token = _issue(PASSWORD_RESET, user, _password_stamp(user))
-    emit(PASSWORD_RESET.event, user=user, account=account, token=token, locale=locale)
+    emit(
+        PASSWORD_RESET.event,
+        user=user,
+        account=account or user.account,
+        token=token,
+        locale=locale,
+    )
+    return True
 
 
 def reset_password(token: object, new_password: object, confirmation: object = None) -> User:

@@ -1,5 +1,5 @@
 """The pages the emailed links open, and asking for one: forgot password, reset password,
-activation and email verification.
+activation, email verification and the new sign-in email's "this wasn't me".
 
 A GET only shows a form (mail scanners open links; they must not burn the token); the
 token is spent by the POST, through the same use cases as the API. The link's first GET
@@ -15,7 +15,7 @@ from typing import Any
 from flask import request, session, url_for
 from werkzeug.wrappers import Response
 
-from authserver.identity import verification
+from authserver.identity import known_devices, verification
 from authserver.platform.errors import ValidationFailed
 from authserver.platform.i18n import gettext
 from authserver.platform.models import User
@@ -196,5 +196,34 @@ def verify_email() -> Response:
         "pages/message.html",
         title=gettext("Email address verified"),
         message=gettext("Thank you: your email address is verified."),
+        login_url=_login_url(user),
+    )
+
+
+@bp.route("/not-me", methods=["GET", "POST"])
+def not_me() -> Response:
+    """The new sign-in email's "this wasn't me" link: a button that signs the user out
+    everywhere and mails a reset link (the GET changes nothing); it works once."""
+    token = _token_or_answer()
+    if isinstance(token, Response):
+        return token
+    if request.method == "GET" and not known_devices.report_link_works(token):
+        return _bad_link()
+    form = ButtonForm()
+    page = Page("pages/not_me.html", form, {"action": url_for(".not_me", **_link_args())})
+    if not form.validate_on_submit():
+        return page.invalid()
+    try:
+        user = known_devices.report(token)
+    except ValidationFailed:
+        return _bad_link()
+    session.pop(LINK, None)
+    return render(
+        "pages/message.html",
+        title=gettext("You were signed out everywhere"),
+        message=gettext(
+            "Every device and app signed in to your account was signed out. We sent you an"
+            " email with a link to choose a new password: open it now."
+        ),
         login_url=_login_url(user),
     )

@@ -94,6 +94,7 @@ def login() -> Response:
         allowed_account_ids=_allowed_accounts(client),
         allow_global=client is None or client.serves(None),
         device_token=request.cookies.get(_device_cookie()),
+        browser=True,
     )
     try:
         result = password_login(attempt)
@@ -183,6 +184,7 @@ def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttemp
         allowed_account_ids=frozenset(allowed) if allowed else None,
         allow_global=pending.get("global") is not False,
         device_token=request.cookies.get(_device_cookie()),
+        browser=True,
         **codes,
     )
 

@@ -63,6 +63,7 @@ class Defaults:
     LOG_FORMAT = "logfmt"  # logfmt or json: one line per record either way
     METRICS_ALLOW = ""  # IPs/CIDR networks (beside loopback) that may GET /metrics
     PROXY_FIX = 0  # number of trusted reverse proxies in front (X-Forwarded-*); 0 trusts none
+    NEW_DEVICE_EMAIL = True  # mail "New sign-in to your account" for a login from a new device
     SESSION_COOKIE_NAME = "authserver_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -111,6 +112,7 @@ STR_SETTINGS = (
     "LOG_FORMAT",
     "METRICS_ALLOW",
 )
+BOOL_SETTINGS = ("NEW_DEVICE_EMAIL",)
 # Lower bounds that keep a typo from switching a protection off.
 MINIMUMS = {
     "ARGON2_TIME_COST": 1,
@@ -233,6 +235,9 @@ def check_config(config: Any) -> None:
             raise ConfigError(f"AUTHSERVER_{key} must be at least {MINIMUMS[key]}, got {value}")
         if key in MAXIMUMS and value > MAXIMUMS[key]:
             raise ConfigError(f"AUTHSERVER_{key} must be at most {MAXIMUMS[key]}, got {value}")
+    for key in BOOL_SETTINGS:
+        if not isinstance(config.get(key), bool):
+            raise ConfigError(f"AUTHSERVER_{key} must be true or false, got {config.get(key)!r}")
     for key in STR_SETTINGS:
         if not isinstance(config.get(key), str):
             raise ConfigError(f"AUTHSERVER_{key} must be a string, got {config.get(key)!r}")
