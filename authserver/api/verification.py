@@ -50,6 +50,7 @@ PASSWORD_RESET_TOKEN = bodies.Body(
         ),
     },
     required=frozenset({"username"}),
+    captcha=True,
 )
 PASSWORD = bodies.Body(
     "Password",
@@ -132,9 +133,14 @@ def create_email_verification() -> Response:
 @require_token("guest")  # a guest token, made from the account's publishable token
 def create_password_reset_token() -> Response:
     """Email a reset link to the account's user with this username, if any; always 204."""
-    attrs = PASSWORD_RESET_TOKEN.read().attributes
+    parsed = PASSWORD_RESET_TOKEN.read()
+    attrs = parsed.attributes
     verification.request_password_reset(
-        token_account(), attrs["username"], locale=_locale(attrs), ip=request.remote_addr
+        token_account(),
+        attrs["username"],
+        locale=_locale(attrs),
+        ip=request.remote_addr,
+        captcha_token=parsed.captcha_token,
     )
     return jsonapi.no_content()
 

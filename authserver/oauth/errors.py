@@ -39,6 +39,19 @@ class InvalidOtpError(OAuth2Error):
     status_code = 400
 
 
+class CaptchaRequiredError(OAuth2Error):
+    """Too many failures for this username or IP: send the same request with a solved
+    CAPTCHA's `captcha_token`."""
+
+    error = "captcha_required"
+    status_code = 400
+
+
+class InvalidCaptchaError(OAuth2Error):
+    error = "invalid_captcha"
+    status_code = 400
+
+
 class ThrottledError(OAuth2Error):
     """Too many attempts: 429 with Retry-After."""
 
