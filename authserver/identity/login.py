@@ -279,7 +279,7 @@ def _captcha_gate(attempt: LoginAttempt, keys: ThrottleKeys) -> None:
     threshold = current_app.config["CAPTCHA_AFTER_FAILURES"]
     counts = store().get_many(keys.user, keys.ip)
     if max(int(c or 0) for c in counts) >= threshold:
-        captcha.verify(attempt.captcha_token, attempt.ip)
+        captcha.verify(attempt.captcha_token, attempt.ip, widget=attempt.browser)
 
 
 def _count_attempt(attempt: LoginAttempt, username: str, *, gate: bool = False) -> ThrottleKeys:

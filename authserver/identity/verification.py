@@ -156,6 +156,7 @@ def request_password_reset(
     locale: str | None = None,
     ip: str | None = None,
     captcha_token: str | None = None,
+    widget: bool = False,
 ) -> None:
     """Email a reset link to the account's user with this username, if there is one, or
     else (given an email) to each of the account's users with that email.
@@ -172,7 +173,7 @@ def request_password_reset(
         if not hit.allowed:
             raise Throttled(hit.retry_after)
     if captcha.enabled():
-        captcha.verify(captcha_token, ip)
+        captcha.verify(captcha_token, ip, widget=widget)
     if not isinstance(username, str) or len(username) > rules.NAME_MAX:
         return
     background.submit(_send_reset, account.id, username.strip().lower(), locale)

@@ -72,5 +72,5 @@ class TemporarilyUnavailableError(OAuth2Error):
     error = "temporarily_unavailable"
     status_code = 503
 
-    def __init__(self) -> None:
-        super().__init__("The service is temporarily unavailable. Try again later.")
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description or "The service is temporarily unavailable. Try again later.")

@@ -40,6 +40,7 @@ from authserver.platform import captcha
 from authserver.platform.errors import (
     CaptchaFailed,
     CaptchaRequired,
+    CaptchaUnavailable,
     EmailNotVerified,
     InvalidCredentials,
     InvalidOtp,
@@ -101,6 +102,10 @@ def domain_errors() -> Iterator[None]:
         raise InvalidCaptchaError("The CAPTCHA token was not accepted.") from None
     except Throttled as exc:
         raise ThrottledError(exc.retry_after) from None
+    except CaptchaUnavailable:
+        raise TemporarilyUnavailableError(
+            "The CAPTCHA verifier is not reachable. Try again later."
+        ) from None
     except ServiceUnavailable:
         raise TemporarilyUnavailableError() from None
 

@@ -16,11 +16,12 @@ from flask import request, session, url_for
 from werkzeug.wrappers import Response
 
 from authserver.identity import known_devices, verification
-from authserver.platform.errors import ValidationFailed
+from authserver.platform import captcha as captcha_check
+from authserver.platform.errors import CaptchaFailed, CaptchaRequired, ValidationFailed
 from authserver.platform.i18n import gettext
 from authserver.platform.models import User
 
-from . import common
+from . import captcha, common
 from .blueprint import bp
 from .common import Page, render, see_other
 from .forms import ButtonForm, ForgotPasswordForm, NewPasswordFields
@@ -50,11 +51,22 @@ def forgot_password() -> Response:
     action = url_for(".forgot_password", aid=account.id, **_ui())
     back = url_for(".login", aid=account.id, **_ui())
     page = Page("pages/forgot_password.html", form, {"action": action, "login_url": back})
+    if captcha_check.enabled():  # a reset request always needs the check then
+        page.context.update(captcha.widget())
     if not form.validate_on_submit():
         return page.invalid()
-    verification.request_password_reset(
-        account, form.username.data, locale=common.current_page_locale(), ip=request.remote_addr
-    )
+    try:
+        verification.request_password_reset(
+            account,
+            form.username.data,
+            locale=common.current_page_locale(),
+            ip=request.remote_addr,
+            captcha_token=form.captcha_token.data or None,
+            widget=True,
+        )
+    except (CaptchaRequired, CaptchaFailed):
+        page.context.update(captcha.widget(captcha.failed_message()))
+        return page.show(400)
     return render(
         "pages/message.html",
         title=gettext("Check your email"),

@@ -18,6 +18,8 @@ from werkzeug.wrappers import Response
 from authserver.identity import browser_login, devices
 from authserver.identity.login import LoginAttempt, LoginResult, continue_login, password_login
 from authserver.platform.errors import (
+    CaptchaFailed,
+    CaptchaRequired,
     EmailNotVerified,
     InvalidCredentials,
     InvalidOtp,
@@ -26,7 +28,7 @@ from authserver.platform.errors import (
 )
 from authserver.platform.i18n import gettext
 
-from . import common
+from . import captcha, common
 from .blueprint import bp
 from .common import PENDING, Page, SignedIn, now, render, see_other, signed_in
 from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
@@ -95,9 +97,17 @@ def login() -> Response:
         allow_global=client is None or client.serves(None),
         device_token=request.cookies.get(_device_cookie()),
         browser=True,
+        captcha_token=form.captcha_token.data or None,
     )
     try:
         result = password_login(attempt)
+    except CaptchaRequired:
+        # Past the failure threshold: the page shows the check, and the password again.
+        page.context.update(captcha.widget(captcha.needed_message()))
+        return page.show(400)
+    except CaptchaFailed:
+        page.context.update(captcha.widget(captcha.failed_message()))
+        return page.show(400)
     except InvalidCredentials:
         # One message for an unknown user, a wrong password and an inactive user.
         return page.field_error(form.password, gettext("The username or password is wrong."), 401)

@@ -64,8 +64,8 @@ class Defaults:
     METRICS_ALLOW = ""  # IPs/CIDR networks (beside loopback) that may GET /metrics
     PROXY_FIX = 0  # number of trusted reverse proxies in front (X-Forwarded-*); 0 trusts none
     NEW_DEVICE_EMAIL = True  # mail "New sign-in to your account" for a login from a new device
-    CAPTCHA_VERIFY_URL = ""  # siteverify-compatible URL (reCAPTCHA, hCaptcha, Turnstile); "": off
-    CAPTCHA_SECRET = ""  # the verifier's secret key, sent with each verification
+    CAPTCHA_VERIFY_URL = ""  # siteverify URL (reCAPTCHA, hCaptcha, Turnstile), altcha:, "": off
+    CAPTCHA_SECRET = ""  # the verifier's secret (altcha: signs challenges; empty: SECRET_KEY)
     CAPTCHA_AFTER_FAILURES = 5  # failed logins of a username or an IP before a login needs one
     CAPTCHA_TIMEOUT = 5  # seconds to wait for the verifier
     SESSION_COOKIE_NAME = "authserver_session"
@@ -321,10 +321,12 @@ def check_config(config: Any) -> None:
 
 def _check_captcha(config: Any) -> None:
     url = config["CAPTCHA_VERIFY_URL"]
-    if not url:
+    if not url or url == "altcha:":  # off, or the built-in proof of work
         return
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ConfigError("AUTHSERVER_CAPTCHA_VERIFY_URL must be an http(s) URL (or empty: off)")
+        raise ConfigError(
+            "AUTHSERVER_CAPTCHA_VERIFY_URL must be an http(s) URL, altcha: or empty (off)"
+        )
     if not config["CAPTCHA_SECRET"]:
         raise ConfigError("AUTHSERVER_CAPTCHA_SECRET must be set when CAPTCHA_VERIFY_URL is")
