@@ -240,12 +240,13 @@ _CAPTCHA_TOKEN_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": CAPTCHA_
 
 def _captcha_token(parsed: documents.ParsedResource) -> str | None:
     """The CAPTCHA token of a document: meta.captchaToken, else recaptcha_token."""
-    for value, pointer in (
-        (parsed.meta.get("captchaToken"), "/meta/captchaToken"),
-        (parsed.members.get(RECAPTCHA_MEMBER), f"/{RECAPTCHA_MEMBER}"),
+    for where, name, pointer in (
+        (parsed.meta, "captchaToken", "/meta/captchaToken"),
+        (parsed.members, RECAPTCHA_MEMBER, f"/{RECAPTCHA_MEMBER}"),
     ):
-        if value is None:
+        if name not in where:
             continue
+        value = where[name]  # null too is refused: the schema says a string
         if not isinstance(value, str) or len(value) > CAPTCHA_TOKEN_MAX:
             raise ApiError(
                 [

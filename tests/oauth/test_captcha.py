@@ -172,6 +172,8 @@ def test_a_refused_or_unverifiable_reset_token_sends_nothing(guarded, world, ver
     ("top", "pointer"),
     [
         ({"recaptcha_token": 5}, "/recaptcha_token"),
+        ({"recaptcha_token": None}, "/recaptcha_token"),
+        ({"meta": {"captchaToken": None}}, "/meta/captchaToken"),
         ({"recaptcha_token": ["x"]}, "/recaptcha_token"),
         ({"meta": {"captchaToken": {"a": 1}}}, "/meta/captchaToken"),
         ({"meta": {"captchaToken": "x" * 4097}}, "/meta/captchaToken"),
