@@ -9,6 +9,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from authserver.platform.captcha import TOKEN_MAX as CAPTCHA_TOKEN_MAX
+
 from . import documents, strictjson
 from .jsonapi import MEDIA_TYPE, ApiError, ErrorObject, attribute_pointer
 
@@ -113,7 +115,9 @@ class Body:
     `update` means the resource's id must be in data.id (PATCH); otherwise data.id is
     refused. `id_optional` (with `update`) lets data.id be left out where the URL alone
     names the resource (`/v1/user`); a given one must still match. `relationships` maps a
-    required to-one relationship to its resource type.
+    required to-one relationship to its resource type. `captcha`: the document may carry a
+    CAPTCHA token, as `meta.captchaToken` or (seed 001) the top-level `recaptcha_token`;
+    `read` returns it as `captcha_token`.
     """
 
     type_: str
@@ -123,6 +127,7 @@ class Body:
     update: bool = False
     id_optional: bool = False
     relationships: Mapping[str, str] = field(default_factory=dict)
+    captcha: bool = False
 
     def read(
         self,
@@ -144,11 +149,15 @@ class Body:
             required=self.required if required is None else required,
             relationships=self.relationships,
             required_relationships=frozenset(self.relationships),
+            extra_members=CAPTCHA_MEMBERS if self.captcha else frozenset(),
         )
         sent = parsed.attributes
         values = {name: self.attributes[name].read(sent, name) for name in sent}
         self._check_one_of(values)
-        return documents.ParsedResource(values, parsed.relationships)
+        token = _captcha_token(parsed) if self.captcha else None
+        return documents.ParsedResource(
+            values, parsed.relationships, parsed.meta, parsed.members, token
+        )
 
     def _check_one_of(self, values: Mapping[str, Any]) -> None:
         if not self.one_of:
@@ -201,21 +210,63 @@ class Body:
         else:  # the server takes only an empty relationships object here
             data_properties["relationships"] = {"type": "object", "maxProperties": 0}
         data_properties["meta"] = JSON_OBJECT
+        top: dict[str, Any] = {
+            "data": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": data_required,
+                "properties": data_properties,
+            },
+            "meta": JSON_OBJECT,
+            "jsonapi": JSON_OBJECT,
+        }
+        if self.captcha:
+            top["meta"] = {
+                **JSON_OBJECT,
+                "properties": {"captchaToken": _CAPTCHA_TOKEN_SCHEMA},
+                "description": "captchaToken: a solved CAPTCHA's token, when one is required.",
+            }
+            top[RECAPTCHA_MEMBER] = {
+                **_CAPTCHA_TOKEN_SCHEMA,
+                "description": "The same as meta.captchaToken (seed 001's name).",
+            }
         return {
             "type": "object",
             "additionalProperties": False,
             "required": ["data"],
-            "properties": {
-                "data": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": data_required,
-                    "properties": data_properties,
-                },
-                "meta": JSON_OBJECT,
-                "jsonapi": JSON_OBJECT,
-            },
+            "properties": top,
         }
+
+
+RECAPTCHA_MEMBER = "recaptcha_token"
+CAPTCHA_MEMBERS = frozenset({RECAPTCHA_MEMBER})
+_CAPTCHA_TOKEN_SCHEMA: dict[str, Any] = {"type": "string", "maxLength": CAPTCHA_TOKEN_MAX}
+
+
+def _captcha_token(parsed: documents.ParsedResource) -> str | None:
+    """The CAPTCHA token of a document: meta.captchaToken, else recaptcha_token."""
+    for where, name, pointer in (
+        (parsed.meta, "captchaToken", "/meta/captchaToken"),
+        (parsed.members, RECAPTCHA_MEMBER, f"/{RECAPTCHA_MEMBER}"),
+    ):
+        if name not in where:
+            continue
+        value = where[name]  # null too is refused: the schema says a string
+        if not isinstance(value, str) or len(value) > CAPTCHA_TOKEN_MAX:
+            raise ApiError(
+                [
+                    ErrorObject(
+                        400,
+                        "invalid_document",
+                        "Invalid document",
+                        f"The CAPTCHA token must be a string of at most {CAPTCHA_TOKEN_MAX}"
+                        " characters.",
+                        pointer,
+                    )
+                ]
+            )
+        return value
+    return None
 
 
 def request_body(body: Body, *, required: bool = True) -> dict[str, Any]:

@@ -6,7 +6,7 @@ attribute checks. Malformed or unexpected input becomes a JSON:API error (`jsona
 from __future__ import annotations
 
 from collections.abc import Mapping, Set
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
 from . import strictjson
@@ -50,6 +50,10 @@ class ParsedResource:
 
     attributes: dict[str, Any]
     relationships: dict[str, str | None]
+    # The document's top-level `meta` and the extra top-level members the caller allowed.
+    meta: dict[str, Any] = field(default_factory=dict)
+    members: dict[str, Any] = field(default_factory=dict)
+    captcha_token: str | None = None  # bodies.Body(captcha=True) only
 
 
 def parse_document(
@@ -80,6 +84,7 @@ def parse_resource(
     required: Set[str] = frozenset(),
     relationships: Mapping[str, str] | None = None,
     required_relationships: Set[str] = frozenset(),
+    extra_members: Set[str] = frozenset(),
 ) -> ParsedResource:
     """`parse_document`, plus the declared to-one `relationships` (name -> resource type).
 
@@ -93,7 +98,7 @@ def parse_resource(
     if not isinstance(doc, dict):
         _invalid_document("The document must be a JSON object.", "")
     for member in sorted(doc):
-        if member not in DOCUMENT_MEMBERS:
+        if member not in DOCUMENT_MEMBERS and member not in extra_members:
             _invalid_document("Unsupported top-level member.", f"/{escape_pointer(member)}")
     for member in ("meta", "jsonapi"):
         if member in doc and not isinstance(doc[member], dict):
@@ -155,7 +160,8 @@ def parse_resource(
     ]
     if errors:
         raise ApiError(errors)
-    return ParsedResource(dict(attrs), linked)
+    extras = {name: doc[name] for name in extra_members if name in doc}
+    return ParsedResource(dict(attrs), linked, dict(doc.get("meta") or {}), extras)
 
 
 IDENTIFIER_MEMBERS = frozenset({"type", "id", "meta"})

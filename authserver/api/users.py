@@ -62,7 +62,9 @@ def _only(wanted: frozenset[str]) -> dict[str, bodies.Attr]:
     return {name: attr for name, attr in ATTRIBUTES.items() if name in wanted}
 
 
-CREATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), required=frozenset({"username"}))
+CREATE = bodies.Body(
+    "User", _only(ADMIN_ATTRIBUTES), required=frozenset({"username"}), captcha=True
+)
 UPDATE = bodies.Body("User", _only(ADMIN_ATTRIBUTES), update=True)
 # Seed 000 sends no data.id to /v1/user: the URL names the resource.
 UPDATE_SELF = bodies.Body("User", _only(SELF_ATTRIBUTES), update=True, id_optional=True)
@@ -194,8 +196,13 @@ def create_user() -> Response:
     allowed = GUEST_ATTRIBUTES if actor.role == users.GUEST else ADMIN_ATTRIBUTES
     # A guest signs up a customer; an administrator also says which role (documented).
     required = CREATE.required | ({"role"} if actor.role != users.GUEST else set())
-    attrs = CREATE.read(allowed=allowed, required=frozenset(required)).attributes
-    member = users.register_user(actor, _fields(attrs), ip=request.remote_addr)
+    parsed = CREATE.read(allowed=allowed, required=frozenset(required))
+    member = users.register_user(
+        actor,
+        _fields(parsed.attributes),
+        ip=request.remote_addr,
+        captcha_token=parsed.captcha_token,
+    )
     return _member_document(member, request_locale(actor.account), status=201)
 
 

@@ -56,6 +56,7 @@ PASSWORD_RESET_TOKEN = bodies.Body(
         ),
     },
     one_of=("username", "email"),
+    captcha=True,
 )
 PASSWORD = bodies.Body(
     "Password",
@@ -138,10 +139,15 @@ def create_email_verification() -> Response:
 @require_token("guest")  # a guest token, made from the account's publishable token
 def create_password_reset_token() -> Response:
     """Email a reset link to the account's user with this username, if any; always 204."""
-    attrs = PASSWORD_RESET_TOKEN.read().attributes
+    parsed = PASSWORD_RESET_TOKEN.read()
+    attrs = parsed.attributes
     identifier = attrs.get("username") or attrs["email"]
     verification.request_password_reset(
-        token_account(), identifier, locale=_locale(attrs), ip=request.remote_addr
+        token_account(),
+        identifier,
+        locale=_locale(attrs),
+        ip=request.remote_addr,
+        captcha_token=parsed.captcha_token,
     )
     return jsonapi.no_content()
 

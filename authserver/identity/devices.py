@@ -28,9 +28,10 @@ def _serializer() -> URLSafeTimedSerializer:
     return URLSafeTimedSerializer(current_app.config["SECRET_KEY"], salt=SALT)
 
 
-def issue(user: User) -> str:
-    """A new device token for `user`, to hand to the device that just logged in."""
-    return _serializer().dumps({"d": random_token(16), "u": user.id})
+def issue(user: User, device_id: str | None = None) -> str:
+    """A new device token for `user`, to hand to the device that just logged in; it keeps
+    naming `device_id` (a device seen before) or else a new random device."""
+    return _serializer().dumps({"d": device_id or random_token(16), "u": user.id})
 
 
 def read(token: object) -> Device | None:

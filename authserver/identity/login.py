@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import update
 
-from authserver.identity import devices, twofactor
+from authserver.identity import devices, known_devices, twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
-from authserver.platform import database
+from authserver.platform import captcha, database
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
@@ -82,6 +82,8 @@ class LoginAttempt:
     # through a test account's client, which must never yield a live login.
     allow_global: bool = True
     device_token: str | None = None  # from a device that logged in before (devices.issue)
+    browser: bool = False  # the hosted pages (a browser without a device cookie is new)
+    captcha_token: str | None = None  # needed once CAPTCHA_AFTER_FAILURES were reached
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,11 @@ class LoginResult:
 
 def password_login(attempt: LoginAttempt) -> LoginResult:
     """Check password and second factor. Raises Throttled, InvalidCredentials,
-    OtpRequired (password right, second factor missing) or InvalidOtp."""
+    OtpRequired (password right, second factor missing), InvalidOtp, or (when a CAPTCHA
+    verifier is configured and the username or IP failed often) CaptchaRequired,
+    CaptchaFailed or CaptchaUnavailable."""
     username = attempt.username.strip().lower()
-    keys = _count_attempt(attempt, username)
+    keys = _count_attempt(attempt, username, gate=True)
     found = _find(attempt, username)
     user, account, role = found if found else (None, None, "")
     valid = passwords().verify(user.password_hash if user else None, attempt.password)
@@ -168,9 +172,29 @@ def _succeed(
     amr: list[str],
 ) -> LoginResult:
     _clear_after_success(keys)
+    return login_succeeded(attempt, user, account, role, amr)
+
+
+def login_succeeded(
+    attempt: LoginAttempt, user: User, account: Account | None, role: str, amr: list[str]
+) -> LoginResult:
+    """Where every successful login ends, whatever its factors (any front door, any
+    method): the login history, the device's token and the new-device email."""
     _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
+    device = known_devices.device_id(
+        user,
+        attempt.device_token,
+        browser=attempt.browser,
+        client_id=attempt.client_id,
+        ip=attempt.ip,
+        user_agent=attempt.user_agent,
+    )
+    sighting = known_devices.note(
+        user, account, device, ip=attempt.ip, user_agent=attempt.user_agent
+    )
+    known_devices.announce(sighting)
     amr = amr + (["mfa"] if len(amr) > 1 else [])
-    return LoginResult(user, account, role, amr, devices.issue(user))
+    return LoginResult(user, account, role, amr, devices.issue(user, device))
 
 
 def _second_factor(
@@ -247,10 +271,26 @@ def _known_device(attempt: LoginAttempt, username: str) -> devices.Device | None
     return device if found is not None and found[0].id == device.user_id else None
 
 
-def _count_attempt(attempt: LoginAttempt, username: str) -> ThrottleKeys:
+def _captcha_gate(attempt: LoginAttempt, keys: ThrottleKeys) -> None:
+    """Past CAPTCHA_AFTER_FAILURES attempts on the username (from every IP) or from the
+    IP, a password attempt needs a CAPTCHA token (when a verifier is configured); a
+    known device of the user never does. Checked before counting: an attempt refused
+    here tried no password. Raises CaptchaRequired, CaptchaFailed, CaptchaUnavailable."""
+    if keys.device is not None or not captcha.enabled():
+        return
+    threshold = current_app.config["CAPTCHA_AFTER_FAILURES"]
+    counts = store().get_many(keys.user, keys.ip)
+    if max(int(c or 0) for c in counts) >= threshold:
+        captcha.verify(attempt.captcha_token, attempt.ip, widget=attempt.browser)
+
+
+def _count_attempt(attempt: LoginAttempt, username: str, *, gate: bool = False) -> ThrottleKeys:
     """Count the attempt on its three counters before anything is checked; raises
-    Throttled past any limit. Returns the keys, for the refunds and the clearing."""
+    Throttled past any limit. Returns the keys, for the refunds and the clearing.
+    `gate`: a password step, which may need a CAPTCHA first (_captcha_gate)."""
     keys = _throttle_keys(attempt, username)
+    if gate:
+        _captcha_gate(attempt, keys)
     first = (keys.device, DEVICE_FAILURES) if keys.device else (keys.user, FAILURES_PER_USER)
     kv = store()
     hits = [

@@ -1,5 +1,6 @@
 """Retention: delete rows nobody needs any more (expired refresh tokens, spent recovery
-codes, expired deny-list and spent-code rows, old login history and audit events), in
+codes, expired deny-list and spent-code rows, old login history and audit events, devices
+unseen for a year), in
 small batches that skip rows another transaction holds, so several hosts may run
 `authserver prune` at once and no request waits on it.
 """
@@ -14,10 +15,12 @@ from typing import Any
 from flask import current_app
 from sqlalchemy import ColumnElement, delete, inspect, select
 
+from authserver.identity import devices
 from authserver.platform.database import commit
 from authserver.platform.extensions import db
 from authserver.platform.models import (
     AuditEvent,
+    KnownDevice,
     LoginRecord,
     RecoveryCode,
     RefreshToken,
@@ -66,6 +69,12 @@ PRUNABLE: tuple[Prunable, ...] = (
         "audit_events",
         AuditEvent,
         lambda now, c: AuditEvent.created_at < now - _days(c, "AUDIT_RETENTION_DAYS"),
+    ),
+    # A device unseen for longer than its device token lives could only come back as new.
+    Prunable(
+        "known_devices",
+        KnownDevice,
+        lambda now, c: KnownDevice.last_seen_at < now - timedelta(seconds=devices.LIFETIME),
     ),
 )
 

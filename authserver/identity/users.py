@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from authserver.identity import audit, rules, twofactor, unique_emails, verification
 from authserver.identity.locks import lock_account
 from authserver.identity.tokens import revoke_user_tokens
+from authserver.platform import captcha
 from authserver.platform.database import commit
 from authserver.platform.errors import (
     Conflict,
@@ -283,7 +284,13 @@ def add_member(account: Account, user: User, role: object) -> AccountMembership:
     return membership
 
 
-def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None) -> Member:
+def register_user(
+    actor: Actor,
+    fields: dict[str, Any],
+    *,
+    ip: str | None = None,
+    captcha_token: str | None = None,
+) -> Member:
     """An administrator creates a user of its account, or a guest signs up a customer.
     Sends the activation email (a pending user; using it verifies the address) or else the
     verification email (an active user with an unverified email), and makes a spent phone
@@ -291,12 +298,15 @@ def register_user(actor: Actor, fields: dict[str, Any], *, ip: str | None = None
 
     `fields` holds ADMIN_FIELDS (SIGN_UP_FIELDS for a guest) as given; the
     `phone_verification_code` proves the phone. A guest's sign-ups are throttled per `ip`
-    (Throttled), before anything is checked.
+    (Throttled), before anything is checked, and need a solved CAPTCHA's token when a
+    verifier is configured (CaptchaRequired, CaptchaFailed, CaptchaUnavailable).
     """
     if actor.role == GUEST and ip:
         hit = store().hit(f"signup-ip:{ip}", *SIGN_UPS_PER_IP)
         if not hit.allowed:
             raise Throttled(hit.retry_after)
+    if actor.role == GUEST and captcha.enabled():
+        captcha.verify(captcha_token, ip)
     fields = dict(fields)
     given = list(fields)  # _register takes them apart
     code = fields.pop("phone_verification_code", None)

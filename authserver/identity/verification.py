@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from flask import current_app
 
 from authserver.identity import accounts, rules
-from authserver.platform import background
+from authserver.platform import background, captcha
 from authserver.platform.database import commit
 from authserver.platform.errors import Throttled, ValidationFailed
 from authserver.platform.events import emit
@@ -150,7 +150,13 @@ def _password_stamp(user: User) -> str:
 
 
 def request_password_reset(
-    account: Account, username: object, *, locale: str | None = None, ip: str | None = None
+    account: Account,
+    username: object,
+    *,
+    locale: str | None = None,
+    ip: str | None = None,
+    captcha_token: str | None = None,
+    widget: bool = False,
 ) -> None:
     """Email a reset link to the account's user with this username, if there is one, or
     else (given an email) to each of the account's users with that email.
@@ -158,12 +164,16 @@ def request_password_reset(
     The caller always gets the same answer: the lookup and the email happen in the
     background, so neither the answer nor its timing says whether the user exists.
     Throttled per IP (429, which says nothing about users); per user the cap is silent.
+    With a CAPTCHA verifier configured, a solved CAPTCHA's token is needed (checked after
+    the IP throttle, so a flood does not reach the verifier).
     """
     if ip:
         limit, window = RESET_REQUESTS_PER_IP
         hit = store().hit(f"reset-ip:{ip}", limit, window)
         if not hit.allowed:
             raise Throttled(hit.retry_after)
+    if captcha.enabled():
+        captcha.verify(captcha_token, ip, widget=widget)
     if not isinstance(username, str) or len(username) > rules.NAME_MAX:
         return
     background.submit(_send_reset, account.id, username.strip().lower(), locale)
@@ -188,14 +198,34 @@ def _send_reset_to(user: User, account: Account | None, locale: str | None) -> N
         or account.status != AccountStatus.ACTIVE
     ):
         return
-    limit, window = RESET_REQUESTS
-    if not store().hit(f"reset-user:{user.id}", limit, window).allowed:
-        return
     if user.status == UserStatus.PENDING:  # never activated: the invitation again, not a reset
-        send_activation(user, locale=locale)
+        if _reset_allowed(user):
+            send_activation(user, locale=locale)
         return
+    send_password_reset(user, account, locale=locale)
+
+
+def _reset_allowed(user: User) -> bool:
+    limit, window = RESET_REQUESTS
+    return store().hit(f"reset-user:{user.id}", limit, window).allowed
+
+
+def send_password_reset(
+    user: User, account: Account | None = None, *, locale: str | None = None
+) -> bool:
+    """Mail an active user a reset link (its page names `account`, by default the user's
+    own); False when the user's hourly cap (RESET_REQUESTS) was reached and nothing went."""
+    if not _reset_allowed(user):
+        return False
     token = _issue(PASSWORD_RESET, user, _password_stamp(user))
-    emit(PASSWORD_RESET.event, user=user, account=account, token=token, locale=locale)
+    emit(
+        PASSWORD_RESET.event,
+        user=user,
+        account=account or user.account,
+        token=token,
+        locale=locale,
+    )
+    return True
 
 
 def reset_password(token: object, new_password: object, confirmation: object = None) -> User:

@@ -39,6 +39,19 @@ class InvalidOtpError(OAuth2Error):
     status_code = 400
 
 
+class CaptchaRequiredError(OAuth2Error):
+    """Too many failures for this username or IP: send the same request with a solved
+    CAPTCHA's `captcha_token`."""
+
+    error = "captcha_required"
+    status_code = 400
+
+
+class InvalidCaptchaError(OAuth2Error):
+    error = "invalid_captcha"
+    status_code = 400
+
+
 class ThrottledError(OAuth2Error):
     """Too many attempts: 429 with Retry-After."""
 
@@ -59,5 +72,5 @@ class TemporarilyUnavailableError(OAuth2Error):
     error = "temporarily_unavailable"
     status_code = 503
 
-    def __init__(self) -> None:
-        super().__init__("The service is temporarily unavailable. Try again later.")
+    def __init__(self, description: str | None = None) -> None:
+        super().__init__(description or "The service is temporarily unavailable. Try again later.")

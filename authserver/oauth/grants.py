@@ -36,7 +36,11 @@ from sqlalchemy import select
 
 from authserver.identity import devices, login, tokens, users
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
+from authserver.platform import captcha
 from authserver.platform.errors import (
+    CaptchaFailed,
+    CaptchaRequired,
+    CaptchaUnavailable,
     EmailNotVerified,
     InvalidCredentials,
     InvalidOtp,
@@ -49,6 +53,8 @@ from authserver.platform.models import Account, AccountStatus, User
 
 from .clients import ClientInfo
 from .errors import (
+    CaptchaRequiredError,
+    InvalidCaptchaError,
     InvalidOtpError,
     OtpRequiredError,
     TemporarilyUnavailableError,
@@ -88,8 +94,18 @@ def domain_errors() -> Iterator[None]:
         raise InvalidOtpError("The one-time password is invalid or expired.") from None
     except EmailNotVerified as exc:
         raise InvalidGrantError(exc.detail) from None
+    except CaptchaRequired:
+        raise CaptchaRequiredError(
+            "Too many failed attempts: send the request again with captcha_token."
+        ) from None
+    except CaptchaFailed:
+        raise InvalidCaptchaError("The CAPTCHA token was not accepted.") from None
     except Throttled as exc:
         raise ThrottledError(exc.retry_after) from None
+    except CaptchaUnavailable:
+        raise TemporarilyUnavailableError(
+            "The CAPTCHA verifier is not reachable. Try again later."
+        ) from None
     except ServiceUnavailable:
         raise TemporarilyUnavailableError() from None
 
@@ -118,6 +134,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         otp = _field(form, "otp", 16, required=False)
         recovery_code = _field(form, "recovery_code", 64, required=False)
         device_token = _field(form, "device_token", devices.TOKEN_MAX, required=False)
+        captcha_token = _field(form, "captcha_token", captcha.TOKEN_MAX, required=False)
         aid, scope = split_scope(client, self.request.payload.scope)
         attempt = LoginAttempt(
             username=username or "",
@@ -131,6 +148,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
             allowed_account_ids=frozenset([client.account_id]),
             allow_global=client.serves(None),
             device_token=device_token,
+            captcha_token=captcha_token,
         )
         with domain_errors():
             result = password_login(attempt)

@@ -9,7 +9,7 @@ from flask import Flask, request
 
 from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
-from . import common, security, selfservice, signin  # noqa: F401 - register their routes
+from . import captcha, common, security, selfservice, signin  # noqa: F401 - register their routes
 from .blueprint import bp
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 from flask_wtf import FlaskForm
-from wtforms import PasswordField, StringField
+from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX
 from authserver.identity.twofactor import OTP_MAX, RECOVERY_CODE_MAX
+from authserver.platform.captcha import TOKEN_MAX as CAPTCHA_TOKEN_MAX
 from authserver.platform.i18n import lazy_gettext
 
 REQUIRED = lazy_gettext("This field is required.")
@@ -33,6 +34,8 @@ class LoginForm(FlaskForm):
         validators=[DataRequired(REQUIRED), Length(max=USERNAME_MAX, message=TOO_LONG)],
     )
     password = password_field(lazy_gettext("Password"))
+    # Filled by static/captcha.js when the page shows the proof-of-work check.
+    captcha_token = HiddenField(validators=[Length(max=CAPTCHA_TOKEN_MAX)])
 
 
 class CodeForm(FlaskForm):
@@ -58,6 +61,7 @@ class ForgotPasswordForm(FlaskForm):
         lazy_gettext("Username or email"),
         validators=[DataRequired(REQUIRED), Length(max=USERNAME_MAX, message=TOO_LONG)],
     )
+    captcha_token = HiddenField(validators=[Length(max=CAPTCHA_TOKEN_MAX)])
 
 
 class NewPasswordFields(FlaskForm):

@@ -1,5 +1,5 @@
 """The pages the emailed links open, and asking for one: forgot password, reset password,
-activation and email verification.
+activation, email verification and the new sign-in email's "this wasn't me".
 
 A GET only shows a form (mail scanners open links; they must not burn the token); the
 token is spent by the POST, through the same use cases as the API. The link's first GET
@@ -15,12 +15,13 @@ from typing import Any
 from flask import request, session, url_for
 from werkzeug.wrappers import Response
 
-from authserver.identity import verification
-from authserver.platform.errors import ValidationFailed
+from authserver.identity import known_devices, verification
+from authserver.platform import captcha as captcha_check
+from authserver.platform.errors import CaptchaFailed, CaptchaRequired, ValidationFailed
 from authserver.platform.i18n import gettext
 from authserver.platform.models import User
 
-from . import common
+from . import captcha, common
 from .blueprint import bp
 from .common import Page, render, see_other
 from .forms import ButtonForm, ForgotPasswordForm, NewPasswordFields
@@ -50,11 +51,22 @@ def forgot_password() -> Response:
     action = url_for(".forgot_password", aid=account.id, **_ui())
     back = url_for(".login", aid=account.id, **_ui())
     page = Page("pages/forgot_password.html", form, {"action": action, "login_url": back})
+    if captcha_check.enabled():  # a reset request always needs the check then
+        page.context.update(captcha.widget())
     if not form.validate_on_submit():
         return page.invalid()
-    verification.request_password_reset(
-        account, form.username.data, locale=common.current_page_locale(), ip=request.remote_addr
-    )
+    try:
+        verification.request_password_reset(
+            account,
+            form.username.data,
+            locale=common.current_page_locale(),
+            ip=request.remote_addr,
+            captcha_token=form.captcha_token.data or None,
+            widget=True,
+        )
+    except (CaptchaRequired, CaptchaFailed):
+        page.context.update(captcha.widget(captcha.failed_message()))
+        return page.show(400)
     return render(
         "pages/message.html",
         title=gettext("Check your email"),
@@ -196,5 +208,34 @@ def verify_email() -> Response:
         "pages/message.html",
         title=gettext("Email address verified"),
         message=gettext("Thank you: your email address is verified."),
+        login_url=_login_url(user),
+    )
+
+
+@bp.route("/not-me", methods=["GET", "POST"])
+def not_me() -> Response:
+    """The new sign-in email's "this wasn't me" link: a button that signs the user out
+    everywhere and mails a reset link (the GET changes nothing); it works once."""
+    token = _token_or_answer()
+    if isinstance(token, Response):
+        return token
+    if request.method == "GET" and not known_devices.report_link_works(token):
+        return _bad_link()
+    form = ButtonForm()
+    page = Page("pages/not_me.html", form, {"action": url_for(".not_me", **_link_args())})
+    if not form.validate_on_submit():
+        return page.invalid()
+    try:
+        user = known_devices.report(token)
+    except ValidationFailed:
+        return _bad_link()
+    session.pop(LINK, None)
+    return render(
+        "pages/message.html",
+        title=gettext("You were signed out everywhere"),
+        message=gettext(
+            "Every device and app signed in to your account was signed out. We sent you an"
+            " email with a link to choose a new password: open it now."
+        ),
         login_url=_login_url(user),
     )

@@ -18,6 +18,8 @@ from werkzeug.wrappers import Response
 from authserver.identity import browser_login, devices
 from authserver.identity.login import LoginAttempt, LoginResult, continue_login, password_login
 from authserver.platform.errors import (
+    CaptchaFailed,
+    CaptchaRequired,
     EmailNotVerified,
     InvalidCredentials,
     InvalidOtp,
@@ -26,7 +28,7 @@ from authserver.platform.errors import (
 )
 from authserver.platform.i18n import gettext
 
-from . import common
+from . import captcha, common
 from .blueprint import bp
 from .common import PENDING, Page, SignedIn, now, render, see_other, signed_in
 from .forms import ButtonForm, CodeForm, LoginForm, RecoveryCodeForm
@@ -94,9 +96,18 @@ def login() -> Response:
         allowed_account_ids=_allowed_accounts(client),
         allow_global=client is None or client.serves(None),
         device_token=request.cookies.get(_device_cookie()),
+        browser=True,
+        captcha_token=form.captcha_token.data or None,
     )
     try:
         result = password_login(attempt)
+    except CaptchaRequired:
+        # Past the failure threshold: the page shows the check, and the password again.
+        page.context.update(captcha.widget(captcha.needed_message()))
+        return page.show(400)
+    except CaptchaFailed:
+        page.context.update(captcha.widget(captcha.failed_message()))
+        return page.show(400)
     except InvalidCredentials:
         # One message for an unknown user, a wrong password and an inactive user.
         return page.field_error(form.password, gettext("The username or password is wrong."), 401)
@@ -183,6 +194,7 @@ def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttemp
         allowed_account_ids=frozenset(allowed) if allowed else None,
         allow_global=pending.get("global") is not False,
         device_token=request.cookies.get(_device_cookie()),
+        browser=True,
         **codes,
     )
 

@@ -63,6 +63,11 @@ class Defaults:
     LOG_FORMAT = "logfmt"  # logfmt or json: one line per record either way
     METRICS_ALLOW = ""  # IPs/CIDR networks (beside loopback) that may GET /metrics
     PROXY_FIX = 0  # number of trusted reverse proxies in front (X-Forwarded-*); 0 trusts none
+    NEW_DEVICE_EMAIL = True  # mail "New sign-in to your account" for a login from a new device
+    CAPTCHA_VERIFY_URL = ""  # siteverify URL (reCAPTCHA, hCaptcha, Turnstile), altcha:, "": off
+    CAPTCHA_SECRET = ""  # the verifier's secret (altcha: signs challenges; empty: SECRET_KEY)
+    CAPTCHA_AFTER_FAILURES = 5  # failed logins of a username or an IP before a login needs one
+    CAPTCHA_TIMEOUT = 5  # seconds to wait for the verifier
     SESSION_COOKIE_NAME = "authserver_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -94,6 +99,8 @@ INT_SETTINGS = (
     "PROXY_FIX",
     "KEY_PUBLISH_DELAY",
     "KEYS_CACHE_TTL",
+    "CAPTCHA_AFTER_FAILURES",
+    "CAPTCHA_TIMEOUT",
 )
 STR_SETTINGS = (
     "SECRET_KEY",
@@ -110,7 +117,10 @@ STR_SETTINGS = (
     "LOG_LEVEL",
     "LOG_FORMAT",
     "METRICS_ALLOW",
+    "CAPTCHA_VERIFY_URL",
+    "CAPTCHA_SECRET",
 )
+BOOL_SETTINGS = ("NEW_DEVICE_EMAIL",)
 # Lower bounds that keep a typo from switching a protection off.
 MINIMUMS = {
     "ARGON2_TIME_COST": 1,
@@ -136,6 +146,8 @@ MINIMUMS = {
     "PROXY_FIX": 0,
     "KEY_PUBLISH_DELAY": 0,
     "KEYS_CACHE_TTL": 1,
+    "CAPTCHA_AFTER_FAILURES": 0,
+    "CAPTCHA_TIMEOUT": 1,
 }
 MAXIMUMS = {
     "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
@@ -148,6 +160,7 @@ MAXIMUMS = {
     "DATABASE_POOL_TIMEOUT": 60,
     # Every instance must see a revoked key within this many seconds.
     "KEYS_CACHE_TTL": 60,
+    "CAPTCHA_TIMEOUT": 30,
 }
 
 
@@ -233,6 +246,9 @@ def check_config(config: Any) -> None:
             raise ConfigError(f"AUTHSERVER_{key} must be at least {MINIMUMS[key]}, got {value}")
         if key in MAXIMUMS and value > MAXIMUMS[key]:
             raise ConfigError(f"AUTHSERVER_{key} must be at most {MAXIMUMS[key]}, got {value}")
+    for key in BOOL_SETTINGS:
+        if not isinstance(config.get(key), bool):
+            raise ConfigError(f"AUTHSERVER_{key} must be true or false, got {config.get(key)!r}")
     for key in STR_SETTINGS:
         if not isinstance(config.get(key), str):
             raise ConfigError(f"AUTHSERVER_{key} must be a string, got {config.get(key)!r}")
@@ -270,6 +286,7 @@ def check_config(config: Any) -> None:
         raise ConfigError("AUTHSERVER_ISSUER must be an absolute http(s) URL")
     if "?" in config["ISSUER"] or "#" in config["ISSUER"] or config["ISSUER"].endswith("/"):
         raise ConfigError("AUTHSERVER_ISSUER must have no query, fragment or trailing slash")
+    _check_captcha(config)
     for key in ("MAIL_URL", "SMS_URL"):
         try:
             parse_sender_urls(config[key], kind=key.split("_")[0].lower())
@@ -300,3 +317,16 @@ def check_config(config: Any) -> None:
         raise ConfigError(
             f"AUTHSERVER_ISSUER must be https:// unless it is loopback, got {config['ISSUER']}"
         )
+
+
+def _check_captcha(config: Any) -> None:
+    url = config["CAPTCHA_VERIFY_URL"]
+    if not url or url == "altcha:":  # off, or the built-in proof of work
+        return
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            "AUTHSERVER_CAPTCHA_VERIFY_URL must be an http(s) URL, altcha: or empty (off)"
+        )
+    if not config["CAPTCHA_SECRET"]:
+        raise ConfigError("AUTHSERVER_CAPTCHA_SECRET must be set when CAPTCHA_VERIFY_URL is")

@@ -123,3 +123,24 @@ class InvalidOtp(DomainError):
 
     code = "invalid_otp"
     title = "The one-time password is invalid or expired."
+
+
+class CaptchaRequired(DomainError):
+    """This request needs a solved CAPTCHA's token (none was sent)."""
+
+    code = "captcha_required"
+    title = "Solve the CAPTCHA and send its token."
+
+
+class CaptchaFailed(DomainError):
+    """The verifier refused the CAPTCHA token (wrong, expired, used, malformed)."""
+
+    code = "invalid_captcha"
+    title = "The CAPTCHA token was not accepted."
+
+
+class CaptchaUnavailable(ServiceUnavailable):
+    """The CAPTCHA verifier did not answer, or not as a siteverify service does (503)."""
+
+    code = "captcha_unavailable"
+    title = "The CAPTCHA verifier is not reachable."

@@ -29,6 +29,11 @@ notifications, the audit log) get the app as sender. Payloads, by event:
   None); after the record commits
 - identity.login.throttled: method (the factor tried: password, otp, recovery_code),
   client_id (or None); a throttled attempt writes no record, so nothing commits before it
+- identity.login.new_device: user, account (or None), token (the "this wasn't me" token),
+  when, ip, browser, system, user_agent (each or None); a login from a device the user
+  had not used (identity/known_devices.py), after its device row commits
+- identity.login.reported: user, account (or None); the user used that link: every login
+  ended (a reset link is mailed with its own event)
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ EVENTS = (
     "identity.login.success",
     "identity.login.failure",
     "identity.login.throttled",
+    "identity.login.new_device",
+    "identity.login.reported",
 )
 
 _namespace = Namespace()

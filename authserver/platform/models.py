@@ -372,6 +372,29 @@ class LoginRecord(db.Model):  # type: ignore[name-defined]
     reason: Mapped[str | None] = mapped_column(String(64))  # why it failed
 
 
+class KnownDevice(db.Model):  # type: ignore[name-defined]
+    """A device a user has signed in from (identity/known_devices.py): a login from one not
+    listed here is announced by email. `device_hash` is the SHA-256 of the device id the
+    device token carries, never the id itself."""
+
+    __tablename__ = "known_devices"
+    __table_args__ = (
+        UniqueConstraint("user_id", "device_hash", name="uq_known_devices_user_device"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    device_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, index=True)
+    last_ip: Mapped[str | None] = mapped_column(String(45))
+    notified_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # last "new sign-in" mail
+    # The user said "this wasn't me": announced again at its next login (once a day).
+    reported_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Digest of the mail's single-use "this wasn't me" token; cleared when it is used.
+    alarm_hash: Mapped[str | None] = mapped_column(String(64), unique=True)
+
+
 class AuditEvent(db.Model):  # type: ignore[name-defined]
     """One administrative change: who did what to which thing, and which fields it set.
     Never a value: `changed` holds field names only, so no secret is ever copied here."""

@@ -44,6 +44,8 @@ log = logging.getLogger("authserver.notifications")
 
 OTP_EVENT = "identity.otp.create.success"
 PHONE_EVENT = "identity.phone_verification_code.create.success"
+NEW_DEVICE_EVENT = "identity.login.new_device"  # its payload names the login's time and device
+NEW_DEVICE_DETAILS = ("when", "ip", "browser", "system", "user_agent")
 # Email events about a user, with the hosted page their token link opens (None: no link).
 EMAIL_EVENTS: dict[str, str | None] = {
     "identity.email_verification_token.create.success": "/verify-email",
@@ -54,6 +56,7 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.tfa.enable.success": None,
     "identity.tfa.disable.success": None,
     "identity.recovery_codes.create.success": None,
+    NEW_DEVICE_EVENT: "/not-me",
 }
 
 
@@ -134,6 +137,8 @@ class Notifier:
                 return self._sms(event, getattr(user, "phone_number", None), locale, context)
             if payload.get("method") != AuthMethod.TFA_EMAIL:
                 return []
+        if event == NEW_DEVICE_EVENT:
+            context.update({key: payload.get(key) for key in NEW_DEVICE_DETAILS})
         path = EMAIL_EVENTS.get(event)
         if path:
             query = {"token": payload["token"]}

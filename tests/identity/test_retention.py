@@ -133,6 +133,7 @@ def test_prune_deletes_exactly_the_old_rows(app, world):
         "spent_authorization_codes": 2,
         "login_records": 5,
         "audit_events": 0,
+        "known_devices": 0,
     }
     assert count(app, RevokedToken) == count(app, SpentAuthorizationCode) == 1
     assert count(app, RefreshToken) == 7
@@ -200,6 +201,7 @@ def test_human_output_and_bad_batch_size(app):
         "spent_authorization_codes: 0 deleted",
         "login_records: 0 deleted",
         "audit_events: 0 deleted",
+        "known_devices: 0 deleted",
     ]
     assert runner.invoke(cli, ["prune", "--batch-size", "0"]).exit_code == 2
 

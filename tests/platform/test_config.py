@@ -70,6 +70,7 @@ def test_env_values_are_json_parsed(build):
     assert app.config["OTP_LIFETIME"] == 120
     assert isinstance(app.config["OTP_LIFETIME"], int)
     assert app.config["MAIL_FROM"] == "Auth <auth@example.com>"
+    assert build({"NEW_DEVICE_EMAIL": "false"}).config["NEW_DEVICE_EMAIL"] is False
 
 
 def test_malformed_instance_config_value_is_refused(build, instance_path):
@@ -107,12 +108,25 @@ def test_malformed_instance_config_value_is_refused(build, instance_path):
         ("DATABASE_STATEMENT_TIMEOUT", "3600"),
         ("DATABASE_CONNECT_TIMEOUT", "0"),
         ("DATABASE_POOL_TIMEOUT", "600"),
+        ("NEW_DEVICE_EMAIL", "1"),  # true or false only: a number is a typo, not "on"
+        ("NEW_DEVICE_EMAIL", "yes"),
+        ("CAPTCHA_VERIFY_URL", "ftp://captcha.example.com/siteverify"),
+        ("CAPTCHA_VERIFY_URL", "altcha"),
+        ("CAPTCHA_TIMEOUT", "0"),
+        ("CAPTCHA_AFTER_FAILURES", "-1"),
     ],
 )
 def test_malformed_value_names_the_setting(build, name, value):
     """A malformed AUTHSERVER_* value raises ConfigError naming that setting."""
     with pytest.raises(ConfigError, match=f"AUTHSERVER_{name}"):
         build({name: value})
+
+
+def test_a_siteverify_url_needs_its_secret(build):
+    """CAPTCHA_VERIFY_URL without CAPTCHA_SECRET is refused (the built-in altcha: is not)."""
+    with pytest.raises(ConfigError, match="AUTHSERVER_CAPTCHA_SECRET"):
+        build({"CAPTCHA_VERIFY_URL": "https://captcha.example.com/siteverify"})
+    assert build({"CAPTCHA_VERIFY_URL": "altcha:"}).config["CAPTCHA_VERIFY_URL"] == "altcha:"
 
 
 # --- production refusals ----------------------------------------------------------------
