@@ -1,7 +1,7 @@
 """known devices: the devices each user signed in from (new sign-in email)
 
-Revision ID: 0010d
-Revises: 0009
+Revision ID: 0011
+Revises: 0010
 Create Date: 2026-12-07 19:00:00
 
 A login from a device not in `known_devices` sends "New sign-in to your account"; the
@@ -11,8 +11,8 @@ mail's "this wasn't me" link is single use through `alarm_hash`.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010d"
-down_revision = "0009"
+revision = "0011"
+down_revision = "0010"
 branch_labels = None
 depends_on = None
 
