@@ -63,6 +63,7 @@ class Defaults:
     LOG_FORMAT = "logfmt"  # logfmt or json: one line per record either way
     METRICS_ALLOW = ""  # IPs/CIDR networks (beside loopback) that may GET /metrics
     PROXY_FIX = 0  # number of trusted reverse proxies in front (X-Forwarded-*); 0 trusts none
+    WEBAUTHN_RP_ID = ""  # passkeys' relying-party id: the issuer's host or a parent domain
     SESSION_COOKIE_NAME = "authserver_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -110,6 +111,7 @@ STR_SETTINGS = (
     "LOG_LEVEL",
     "LOG_FORMAT",
     "METRICS_ALLOW",
+    "WEBAUTHN_RP_ID",
 )
 # Lower bounds that keep a typo from switching a protection off.
 MINIMUMS = {
@@ -270,6 +272,13 @@ def check_config(config: Any) -> None:
         raise ConfigError("AUTHSERVER_ISSUER must be an absolute http(s) URL")
     if "?" in config["ISSUER"] or "#" in config["ISSUER"] or config["ISSUER"].endswith("/"):
         raise ConfigError("AUTHSERVER_ISSUER must have no query, fragment or trailing slash")
+    rp_id = config["WEBAUTHN_RP_ID"]
+    if rp_id and not (issuer.hostname == rp_id or issuer.hostname.endswith("." + rp_id)):
+        # WebAuthn refuses an RP ID that is not the page's host or a parent domain of it.
+        raise ConfigError(
+            f"AUTHSERVER_WEBAUTHN_RP_ID must be the issuer's host ({issuer.hostname}) or a"
+            f" parent domain of it, got {rp_id!r}"
+        )
     for key in ("MAIL_URL", "SMS_URL"):
         try:
             parse_sender_urls(config[key], kind=key.split("_")[0].lower())

@@ -54,6 +54,9 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.tfa.enable.success": None,
     "identity.tfa.disable.success": None,
     "identity.recovery_codes.create.success": None,
+    "identity.passkey.create.success": None,
+    "identity.passkey.update.success": None,
+    "identity.passkey.delete.success": None,
 }
 
 
@@ -134,6 +137,9 @@ class Notifier:
                 return self._sms(event, getattr(user, "phone_number", None), locale, context)
             if payload.get("method") != AuthMethod.TFA_EMAIL:
                 return []
+        passkey = payload.get("passkey")
+        if passkey is not None:  # the name the user gave it, so they know which one
+            context["passkey_name"] = getattr(passkey, "name", None)
         path = EMAIL_EVENTS.get(event)
         if path:
             query = {"token": payload["token"]}
