@@ -146,7 +146,7 @@
     form.hidden = false;
     button.hidden = false;
     button.addEventListener("click", run);
-    if (mode === "login") autofill();
+    if (mode === "login" && form.dataset.autofill !== "off") autofill();
   }
 
   document.addEventListener("DOMContentLoaded", function () {

@@ -85,6 +85,9 @@ def login_passkey() -> BaseResponse:
             "action": url_for(".login", **signin._carried()),
             "forgot_url": signin._forgot(),
             "passkey_action": url_for(".login_passkey", **signin._carried()),
+            # No autofill offer right after a refused passkey: the browser would offer
+            # the same one again at once.
+            "passkey_autofill": False,
         },
     )
     if not answer.validate_on_submit():
