@@ -15,6 +15,7 @@ from . import (  # noqa: F401 - routes
     jsonapi,
     logins,
     openapi,
+    passkeys,
     tfa,
     users,
     verification,

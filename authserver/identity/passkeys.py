@@ -44,11 +44,12 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from authserver.identity import audit, twofactor
+from authserver.identity import audit, twofactor, users
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import (
     Conflict,
+    Forbidden,
     InvalidPasskey,
     NotFound,
     Throttled,
@@ -56,7 +57,15 @@ from authserver.platform.errors import (
 )
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, store
-from authserver.platform.models import AuthMethod, Passkey, User, UserStatus, utcnow
+from authserver.platform.models import (
+    Account,
+    AuthMethod,
+    Passkey,
+    Role,
+    User,
+    UserStatus,
+    utcnow,
+)
 from authserver.platform.security import digest
 
 MAX_PASSKEYS = 10  # a user's passkeys (phones, laptops, security keys, a spare)
@@ -195,6 +204,52 @@ def _account_id(user: User | None) -> str | None:
 
 def _account(user: User | None) -> object:
     return user.account if user is not None else None
+
+
+# --- who may see and change whose passkeys (the API) ------------------------------------
+
+
+MANAGERS = (Role.OWNER, Role.ADMINISTRATOR)
+
+
+def _may_manage(account: Account, role: str, user: User) -> bool:
+    """An owner or administrator manages the passkeys of the account's own users (the
+    way back for someone who lost theirs); not a global user's, which serve other
+    accounts too, and only an owner an owner's."""
+    if role not in MANAGERS or user.account_id != account.id:
+        return False
+    return user.role != Role.OWNER or role == Role.OWNER
+
+
+def user_to_list(account: Account | None, role: str, me: str | None, user_id: str | None) -> str:
+    """Whose passkeys a caller lists: their own (`user_id` None or theirs), or a user the
+    caller manages. Raises NotFound or Forbidden."""
+    if user_id is None or user_id == me:
+        if me is None:
+            raise NotFound("This token has no user.")
+        return me
+    if account is None or role not in MANAGERS:
+        raise Forbidden("Only an owner or administrator lists another user's passkeys.")
+    user = users.get_member(account, user_id).user
+    if not _may_manage(account, role, user):
+        raise Forbidden("You may not manage this user's passkeys.")
+    return user.id
+
+
+def passkey_to_change(
+    account: Account | None, role: str, me: str | None, passkey_id: str
+) -> tuple[Passkey, bool]:
+    """The passkey a caller renames or removes, and whether it is their own. Another
+    user's only for one who manages that user (else NotFound, telling nothing)."""
+    passkey = db.session.get(Passkey, passkey_id) if len(passkey_id) <= 36 else None
+    if passkey is None:
+        raise NotFound("No such passkey.")
+    if passkey.user_id == me:
+        return passkey, True
+    user = db.session.get(User, passkey.user_id)
+    if account is None or user is None or not _may_manage(account, role, user):
+        raise NotFound("No such passkey.")
+    return passkey, False
 
 
 # --- enrolment ------------------------------------------------------------------------
