@@ -14,7 +14,13 @@ from typing import Any
 import cbor2
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from factories import PASSWORD
+from flask import Flask
 from oauth_helpers import b64url, unb64url
+
+from authserver.identity import passkeys
+from authserver.platform.extensions import db
+from authserver.platform.models import User
 
 ISSUER = "http://localhost:5000"  # browsers (and our pages) refuse passkeys on IP origins
 RP_ID = "localhost"
@@ -106,3 +112,25 @@ class SoftAuthenticator:
                 "clientExtensionResults": {},
             }
         )
+
+
+def user_of(user_id: str) -> User:
+    """The user's row (inside an app context)."""
+    user = db.session.get(User, user_id)
+    assert user is not None
+    return user
+
+
+def enrol(
+    app: Flask, user_id: str, name: str = "Laptop", otp: str | None = None
+) -> SoftAuthenticator:
+    """What the security page does: prove with the password, ask for options, answer
+    them with a new authenticator, keep the passkey. `app` needs a named-host issuer;
+    `otp` is the current code of a user with a code method."""
+    device = SoftAuthenticator()
+    with app.app_context():
+        user = user_of(user_id)
+        passkeys.prove_for_enrolment(user, password=PASSWORD, otp=otp)
+        options = passkeys.start_registration(user)
+        passkeys.finish_registration(user, device.register(options), name)
+    return device

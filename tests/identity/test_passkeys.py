@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from factories import PASSWORD, make_user
 from oauth_helpers import b64url
-from passkey_helpers import ISSUER, SoftAuthenticator
+from passkey_helpers import ISSUER, SoftAuthenticator, enrol, user_of
 from sqlalchemy import select
 from verification_helpers import mails
 
@@ -20,30 +20,13 @@ from authserver.identity.login import LoginAttempt, passkey_login
 from authserver.platform.config import ConfigError
 from authserver.platform.errors import InvalidCredentials, InvalidPasskey, ValidationFailed
 from authserver.platform.extensions import db, store
-from authserver.platform.models import AuditEvent, LoginRecord, Passkey, User
+from authserver.platform.models import AuditEvent, LoginRecord, Passkey
 
 
 @pytest.fixture
 def pk_app(make_app: Any) -> Any:
     """The app with a named-host issuer, where passkeys work."""
     return make_app(ISSUER=ISSUER)
-
-
-def _user(pk_app: Any, user_id: str) -> User:
-    user = db.session.get(User, user_id)
-    assert user is not None
-    return user
-
-
-def enrol(pk_app: Any, user_id: str, name: str = "Laptop") -> SoftAuthenticator:
-    """Prove, ask for options, answer them with a new authenticator, keep the passkey."""
-    device = SoftAuthenticator()
-    with pk_app.app_context():
-        user = _user(pk_app, user_id)
-        passkeys.prove_for_enrolment(user, password=PASSWORD)
-        options = passkeys.start_registration(user)
-        passkeys.finish_registration(user, device.register(options), name)
-    return device
 
 
 def _attempt(aid: str | None, answer: str, **extra: Any) -> LoginAttempt:
@@ -164,7 +147,7 @@ def test_removed_passkeys_and_inactive_users_are_refused(app, world, pk_app):
         user_id = make_user(app, world.live_id, f"u-{status}")
         device = enrol(pk_app, user_id)
         with pk_app.app_context():
-            _user(pk_app, user_id).status = status
+            user_of(user_id).status = status
             db.session.commit()
         with pytest.raises(InvalidPasskey):
             _passwordless(pk_app, world.live_id, device)
@@ -188,12 +171,12 @@ def test_the_second_step_takes_only_the_users_own_passkey(app, world, pk_app):
     eve_device = enrol(pk_app, eve)
     pat_device = enrol(pk_app, pat)
     with pk_app.app_context():
-        options = passkeys.start_authentication(_user(pk_app, pat), None)
+        options = passkeys.start_authentication(user_of(pat), None)
         with pytest.raises(InvalidPasskey):
-            passkeys.verify_authentication(eve_device.sign_in(options), _user(pk_app, pat))
+            passkeys.verify_authentication(eve_device.sign_in(options), user_of(pat))
         loose = passkeys.start_authentication(None, "10.0.0.1")
         with pytest.raises(InvalidPasskey):
-            passkeys.verify_authentication(pat_device.sign_in(loose), _user(pk_app, pat))
+            passkeys.verify_authentication(pat_device.sign_in(loose), user_of(pat))
 
 
 def test_enrolment_needs_a_fresh_proof_once_and_has_a_limit(app, world, pk_app):
@@ -201,7 +184,7 @@ def test_enrolment_needs_a_fresh_proof_once_and_has_a_limit(app, world, pk_app):
     password proves nothing; at MAX_PASSKEYS the next is refused."""
     user_id = make_user(app, world.live_id, "pat")
     with pk_app.app_context():
-        user = _user(pk_app, user_id)
+        user = user_of(user_id)
         with pytest.raises(ValidationFailed) as refused:
             passkeys.start_registration(user)
         assert refused.value.code == "proof_required"
@@ -210,11 +193,11 @@ def test_enrolment_needs_a_fresh_proof_once_and_has_a_limit(app, world, pk_app):
         assert not passkeys.enrolment_proven(user)
     enrol(pk_app, user_id)
     with pk_app.app_context(), pytest.raises(ValidationFailed):
-        passkeys.start_registration(_user(pk_app, user_id))  # the proof was spent
+        passkeys.start_registration(user_of(user_id))  # the proof was spent
     for n in range(passkeys.MAX_PASSKEYS - 1):
         enrol(pk_app, user_id, name=f"key {n}")
     with pk_app.app_context(), pytest.raises(ValidationFailed) as full:
-        passkeys.prove_for_enrolment(_user(pk_app, user_id), password=PASSWORD)
+        passkeys.prove_for_enrolment(user_of(user_id), password=PASSWORD)
     assert full.value.code == "too_many_passkeys"
 
 
@@ -250,7 +233,7 @@ def test_hostile_answers_are_refused_cleanly(app, world, pk_app, answer):
     at every front door), never another error, and change nothing."""
     user_id = make_user(app, world.live_id, "pat")
     with pk_app.app_context():
-        user = _user(pk_app, user_id)
+        user = user_of(user_id)
         passkeys.prove_for_enrolment(user, password=PASSWORD)
         passkeys.start_registration(user)
         with pytest.raises(InvalidPasskey):
@@ -266,14 +249,14 @@ def test_passkeys_turn_two_step_login_on(app, world, pk_app):
     user_id = make_user(app, world.live_id, "pat")
     enrol(pk_app, user_id)
     with pk_app.app_context():
-        user = _user(pk_app, user_id)
+        user = user_of(user_id)
         assert passkeys.has_second_factor(user)
         generation = user.token_generation
         assert passkeys.remove_with_proof(
             user, db.session.scalars(select(Passkey)).one().id, password=PASSWORD
         )
         assert not passkeys.has_second_factor(user)
-        assert _user(pk_app, user_id).token_generation == generation + 1
+        assert user_of(user_id).token_generation == generation + 1
 
 
 def test_config_refuses_an_rp_id_that_is_not_the_issuers(make_app):
