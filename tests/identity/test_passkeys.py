@@ -266,3 +266,19 @@ def test_config_refuses_an_rp_id_that_is_not_the_issuers(make_app):
         make_app(ISSUER="https://login.example.com", WEBAUTHN_RP_ID="evil.com")
     with pytest.raises(ConfigError):
         make_app(ISSUER="https://login.example.com", WEBAUTHN_RP_ID="ample.com")
+
+
+def test_removal_and_renaming_are_emailed_in_the_users_language(app, world, pk_app):
+    """Renaming and removing a passkey each mail the user, in their language, naming it."""
+    user_id = make_user(
+        app, world.live_id, "pat", email="pat@example.com", email_verified=True, locale="es"
+    )
+    enrol(pk_app, user_id)
+    with pk_app.app_context():
+        passkeys.rename(db.session.scalars(select(Passkey)).one(), "Portátil")
+        passkeys.remove(db.session.scalars(select(Passkey)).one())
+    (renamed,) = mails(pk_app, "identity.passkey.update.success")
+    (removed,) = mails(pk_app, "identity.passkey.delete.success")
+    assert renamed.subject == "Se cambió el nombre de una llave de acceso de tu cuenta"
+    assert '"Portátil"' in renamed.text and '"Portátil"' in removed.text
+    assert removed.locale == "es" and removed.to == "pat@example.com"
