@@ -122,15 +122,19 @@ def user_of(user_id: str) -> User:
 
 
 def enrol(
-    app: Flask, user_id: str, name: str = "Laptop", otp: str | None = None
+    app: Flask,
+    user_id: str,
+    name: str = "Laptop",
+    otp: str | None = None,
+    recovery_code: str | None = None,
 ) -> SoftAuthenticator:
     """What the security page does: prove with the password, ask for options, answer
     them with a new authenticator, keep the passkey. `app` needs a named-host issuer;
-    `otp` is the current code of a user with a code method."""
+    `otp` (or `recovery_code`) is the proof of a user with a code method."""
     device = SoftAuthenticator()
     with app.app_context():
         user = user_of(user_id)
-        passkeys.prove_for_enrolment(user, password=PASSWORD, otp=otp)
+        passkeys.prove_for_enrolment(user, password=PASSWORD, otp=otp, recovery_code=recovery_code)
         options = passkeys.start_registration(user)
         passkeys.finish_registration(user, device.register(options), name)
     return device

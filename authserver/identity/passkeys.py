@@ -301,7 +301,9 @@ def start_registration(user: User) -> str:
 
 def finish_registration(user: User, response: object, name: object) -> Passkey:
     """Check the authenticator's answer to `start_registration` and keep the passkey.
-    Raises InvalidPasskey, ValidationFailed (name, proof, too many) or Conflict."""
+    The user's first second factor ends every other login of theirs (the caller keeps
+    its own, see browser_login.keep_login). Raises InvalidPasskey, ValidationFailed
+    (name, proof, too many) or Conflict."""
     label = check_name(name)
     credential = _parse(response, parse_registration_credential_json)
     assert isinstance(credential, RegistrationCredential)
@@ -333,9 +335,14 @@ def finish_registration(user: User, response: object, name: object) -> Passkey:
         aaguid=verified.aaguid or None,
         name=label,
     )
+    first_factor = not has_second_factor(user)
     db.session.add(passkey)
     db.session.flush()
     audit.record("passkey.create", "Passkey", passkey.id, ["name"], account_id=user.account_id)
+    if first_factor:
+        # Two-step login turns on: as with a first authenticator app, no login opened
+        # with the password alone (perhaps a stolen one) goes on; the page keeps its own.
+        revoke_user_tokens(user)
     commit()
     emit("identity.passkey.create.success", user=user, account=user.account, passkey=passkey)
     return passkey

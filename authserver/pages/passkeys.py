@@ -220,6 +220,7 @@ def passkey_new(me: SignedIn) -> BaseResponse:
         if exc.code == "proof_required":
             return see_other(url_for(".passkey_add"))
         return page.field_error(form.name, _proof_message(exc), 422)
+    browser_login.keep_login(session, me.user)  # a first factor ended every other login
     flash(gettext("Your passkey was added."))
     return see_other(url_for(".security"))
 

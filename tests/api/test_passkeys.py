@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from factories import make_totp_user, make_user
 from oauth_helpers import bearer, login, password_grant
+from pages_helpers import recovery_codes
 from passkey_helpers import ISSUER, enrol
 from sqlalchemy import select
 
@@ -52,19 +53,36 @@ def _token(client: Any, world: Any, username: str) -> str:
     return str(login(client, world, username=username)["access_token"])
 
 
+def _totp_member(app: Any, client: Any, world: Any, username: str, **fields: Any) -> Any:
+    """A TOTP user of the live account (a passkey is then not their first factor, so
+    adding one ends no login), their access token and recovery codes for the proofs."""
+    user_id, totp = make_totp_user(app, world.live_id, username, **fields)
+    answer = password_grant(client, world, username, otp=totp.now())
+    assert answer.status_code == 200, answer.get_data(as_text=True)
+    return user_id, answer.get_json()["access_token"], recovery_codes(app, user_id)
+
+
+def _make_simple(app: Any, user_id: str) -> None:
+    """Setup: the user's code method goes (a direct write: no login ends), so their
+    passkeys are their only second factor."""
+    with app.app_context():
+        db.session.get(User, user_id).auth_method = "simple"
+        db.session.commit()
+
+
 def test_own_passkeys_listed_renamed_and_removed(app, client, world, pk_app):
     """A user lists their passkeys (name, times, transports), renames one (audited) and
     removes one while another is left (204)."""
-    token = _token(client, world, "alice")  # before the passkeys: no second step yet
-    enrol(pk_app, world.alice_id, "Laptop")
-    enrol(pk_app, world.alice_id, "Phone")
+    tina, token, codes = _totp_member(app, client, world, "tina")
+    enrol(pk_app, tina, "Laptop", recovery_code=codes[0])
+    enrol(pk_app, tina, "Phone", recovery_code=codes[1])
     listed = client.get("/v1/passkeys", headers=bearer(token))
     assert listed.status_code == 200
     data = listed.get_json()["data"]
     assert [d["attributes"]["name"] for d in data] == ["Laptop", "Phone"]
     assert data[0]["attributes"]["transports"] == ["internal"]
     assert data[0]["attributes"]["lastUsedAt"] is None
-    first, second = _ids(app, world.alice_id)
+    first, second = _ids(app, tina)
 
     renamed = _rename(client, token, first, {"name": "  Work laptop "})
     assert renamed.status_code == 200, renamed.get_data(as_text=True)
@@ -76,7 +94,7 @@ def test_own_passkeys_listed_renamed_and_removed(app, client, world, pk_app):
         assert sorted(actions) == ["passkey.create", "passkey.update"]
 
     assert client.delete(f"/v1/passkeys/{second}", headers=bearer(token)).status_code == 204
-    assert _ids(app, world.alice_id) == [first]
+    assert _ids(app, tina) == [first]
 
 
 @pytest.mark.parametrize(
@@ -96,9 +114,9 @@ def test_own_passkeys_listed_renamed_and_removed(app, client, world, pk_app):
 def test_bad_rename_bodies_are_refused_and_change_nothing(app, client, world, pk_app, attributes):
     """Missing, empty, over-long, mistyped or control-character names and unknown
     attributes get a 4xx JSON:API error; the name stays."""
-    token = _token(client, world, "alice")
-    enrol(pk_app, world.alice_id, "Laptop")
-    (passkey_id,) = _ids(app, world.alice_id)
+    tina, token, codes = _totp_member(app, client, world, "tina")
+    enrol(pk_app, tina, "Laptop", recovery_code=codes[0])
+    (passkey_id,) = _ids(app, tina)
     answer = _rename(client, token, passkey_id, attributes)
     assert 400 <= answer.status_code < 500 and answer.get_json()["errors"]
     assert _name(app, passkey_id) == "Laptop"
@@ -107,13 +125,14 @@ def test_bad_rename_bodies_are_refused_and_change_nothing(app, client, world, pk
 def test_a_users_own_last_passkey_is_not_removed_with_a_token_alone(app, client, world, pk_app):
     """The last second factor of a simple user is not removed through the API (422
     last_second_factor): the security page asks for the password."""
-    token = _token(client, world, "alice")
-    enrol(pk_app, world.alice_id)
-    (passkey_id,) = _ids(app, world.alice_id)
+    tina, token, codes = _totp_member(app, client, world, "tina")
+    enrol(pk_app, tina, recovery_code=codes[0])
+    _make_simple(app, tina)
+    (passkey_id,) = _ids(app, tina)
     answer = client.delete(f"/v1/passkeys/{passkey_id}", headers=bearer(token))
     assert answer.status_code == 422
     assert answer.get_json()["errors"][0]["code"] == "last_second_factor"
-    assert _ids(app, world.alice_id) == [passkey_id]
+    assert _ids(app, tina) == [passkey_id]
 
 
 def test_who_may_see_and_change_whose_passkeys(app, client, world, pk_app):
@@ -121,10 +140,11 @@ def test_who_may_see_and_change_whose_passkeys(app, client, world, pk_app):
     with the last one); not an owner's; a customer sees only their own (403 for another
     user's list, 404 for another user's passkey); unknown or malformed users 404/400."""
     make_user(app, world.live_id, "adam", role="administrator")
-    cora = make_user(app, world.live_id, "cora")
+    cora, customer, codes = _totp_member(app, client, world, "cora")
     olga = make_user(app, world.live_id, "olga", role="owner")
-    admin, customer = _token(client, world, "adam"), _token(client, world, "cora")
-    enrol(pk_app, cora, "Cora's key")
+    admin = _token(client, world, "adam")
+    enrol(pk_app, cora, "Cora's key", recovery_code=codes[0])
+    _make_simple(app, cora)  # her passkey is her last second factor
     enrol(pk_app, olga, "Olga's key")
     (cora_key,), (olga_key,) = _ids(app, cora), _ids(app, olga)
 

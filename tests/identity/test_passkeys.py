@@ -282,3 +282,15 @@ def test_removal_and_renaming_are_emailed_in_the_users_language(app, world, pk_a
     assert renamed.subject == "Se cambió el nombre de una llave de acceso de tu cuenta"
     assert '"Portátil"' in renamed.text and '"Portátil"' in removed.text
     assert removed.locale == "es" and removed.to == "pat@example.com"
+
+
+def test_a_first_passkey_ends_the_users_password_only_logins(app, world, pk_app):
+    """The first passkey turns two-step login on and ends every other login (token
+    generation raised); a second one changes no login."""
+    user_id = make_user(app, world.live_id, "pat")
+    with pk_app.app_context():
+        before = user_of(user_id).token_generation
+    enrol(pk_app, user_id)
+    enrol(pk_app, user_id, name="Spare")
+    with pk_app.app_context():
+        assert user_of(user_id).token_generation == before + 1
