@@ -16,6 +16,7 @@ from . import (  # noqa: F401 - routes
     jsonapi,
     logins,
     openapi,
+    passkeys,
     tfa,
     users,
     verification,

@@ -92,7 +92,8 @@ _LOGIN_LIST = openapi.resource_list(
         "userAgent": {"type": ["string", "null"]},
         "method": {
             "type": "string",
-            "description": "password, password+otp, password+sms, password+recovery_code, otp, ...",
+            "description": "password, password+otp, password+sms, password+recovery_code, "
+            "password+passkey, passkey, otp, ...",
         },
         "success": {"type": "boolean"},
         "reason": {"type": ["string", "null"]},

@@ -37,6 +37,9 @@ ACTIONS = (
     "key.retire",
     "key.revoke",
     "key.import",
+    "passkey.create",
+    "passkey.update",
+    "passkey.delete",
 )
 
 

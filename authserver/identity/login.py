@@ -31,10 +31,16 @@ from dataclasses import dataclass, field
 from flask import current_app
 from sqlalchemy import update
 
-from authserver.identity import devices, known_devices, twofactor
+from authserver.identity import devices, known_devices, passkeys, twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
 from authserver.platform import captcha, database
-from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
+from authserver.platform.errors import (
+    InvalidCredentials,
+    InvalidOtp,
+    InvalidPasskey,
+    OtpRequired,
+    Throttled,
+)
 from authserver.platform.events import emit
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import (
@@ -61,7 +67,9 @@ METHOD_NAMES = {
     "otp": LoginMethod.OTP,
     "sms": LoginMethod.SMS,
     "rc": LoginMethod.RECOVERY_CODE,
+    "hwk": LoginMethod.PASSKEY,
 }
+PASSKEY_METHOD = "passkey"  # OtpRequired's method for a user whose second factor is a passkey
 PASSWORD_MAX = 1024  # longer input is refused before hashing (argon2 cost is per byte)
 
 
@@ -84,6 +92,7 @@ class LoginAttempt:
     device_token: str | None = None  # from a device that logged in before (devices.issue)
     browser: bool = False  # the hosted pages (a browser without a device cookie is new)
     captcha_token: str | None = None  # needed once CAPTCHA_AFTER_FAILURES were reached
+    passkey: str | None = None  # a WebAuthn answer (JSON) to a passkeys.start_authentication
 
 
 @dataclass(frozen=True)
@@ -118,7 +127,7 @@ def password_login(attempt: LoginAttempt) -> LoginResult:
     # The password is right: a hash made with older argon2 settings is renewed. A simple
     # user's renewal is committed with the login record.
     renewed = upgrade_password_hash(user, attempt.password)
-    if user.auth_method != AuthMethod.SIMPLE:
+    if passkeys.has_second_factor(user):
         if renewed:  # on its own: this step may end in otp_required, which writes nothing
             database.commit(conflict=False)
         amr += _second_factor(attempt, user, account, keys)
@@ -154,7 +163,7 @@ def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -
         or user.id != user_id
         or user.token_generation != token_generation
         or user.status != UserStatus.ACTIVE
-        or user.auth_method == AuthMethod.SIMPLE
+        or not passkeys.has_second_factor(user)
         or (account is not None and account.status != AccountStatus.ACTIVE)
     ):
         _record(attempt, user, LoginMethod.OTP, False, "login_step_void")
@@ -163,23 +172,69 @@ def continue_login(user_id: str, token_generation: int, attempt: LoginAttempt) -
     return _succeed(attempt, user, account, role, keys, amr)
 
 
+def passkey_login(attempt: LoginAttempt) -> LoginResult:
+    """Passwordless: a discoverable passkey, with user verification, is the whole login.
+
+    Its user must be a member of the attempt's account (`aid`, as for a password), active,
+    in an active account. Counted on the IP's budget for all usernames (no name is typed;
+    a success gives its count back). Raises Throttled, InvalidPasskey or InvalidCredentials.
+    """
+    kv = store()
+    ip_key = f"login-ip:{attempt.ip}"
+    hit = kv.hit(ip_key, FAILURES_FROM_IP, THROTTLE_WINDOW)
+    if not hit.allowed:
+        emit("identity.login.throttled", method=PASSKEY_METHOD, client_id=attempt.client_id)
+        raise Throttled(hit.retry_after)
+    try:
+        used = passkeys.verify_authentication(attempt.passkey, None)
+    except InvalidPasskey as exc:
+        owner = db.session.get(User, exc.user_id) if exc.user_id else None
+        _record(attempt, owner, LoginMethod.PASSKEY, False, exc.reason)
+        raise
+    user = db.session.get(User, used.user_id)
+    found = find_member(attempt.account_id, user.username) if user and _may_serve(attempt) else None
+    if user is None or found is None or found[0].id != user.id:
+        # A passkey of a user of another account (or of none this front door serves).
+        _record(attempt, user, LoginMethod.PASSKEY, False, "bad_credentials")
+        raise InvalidCredentials()
+    _, account, role = found
+    if account is not None and account.status != AccountStatus.ACTIVE:
+        _record(attempt, user, LoginMethod.PASSKEY, False, f"account_{account.status}")
+        raise InvalidCredentials()
+    kv.incr(ip_key, THROTTLE_WINDOW, amount=-1)
+    # User verification (a PIN or biometric unlocking a key only the device holds) makes
+    # this one step two factors: RFC 8176 `hwk`, and `mfa`.
+    return _succeed(attempt, user, account, role, None, ["hwk"], mfa=True)
+
+
 def _succeed(
     attempt: LoginAttempt,
     user: User,
     account: Account | None,
     role: str,
-    keys: ThrottleKeys,
+    keys: ThrottleKeys | None,
     amr: list[str],
+    *,
+    mfa: bool = False,
 ) -> LoginResult:
-    _clear_after_success(keys)
-    return login_succeeded(attempt, user, account, role, amr)
+    if keys is not None:
+        _clear_after_success(keys)
+    return login_succeeded(attempt, user, account, role, amr, mfa=mfa)
 
 
 def login_succeeded(
-    attempt: LoginAttempt, user: User, account: Account | None, role: str, amr: list[str]
+    attempt: LoginAttempt,
+    user: User,
+    account: Account | None,
+    role: str,
+    amr: list[str],
+    *,
+    mfa: bool = False,
 ) -> LoginResult:
     """Where every successful login ends, whatever its factors (any front door, any
-    method): the login history, the device's token and the new-device email."""
+    method, a passkey too): the login history, the device's token and the new-device
+    email. `mfa`: one step that is two factors by itself (a passkey with user
+    verification)."""
     _record(attempt, user, "+".join(METHOD_NAMES[m] for m in amr), True, None)
     device = known_devices.device_id(
         user,
@@ -193,7 +248,7 @@ def login_succeeded(
         user, account, device, ip=attempt.ip, user_agent=attempt.user_agent
     )
     known_devices.announce(sighting)
-    amr = amr + (["mfa"] if len(amr) > 1 else [])
+    amr = amr + (["mfa"] if len(amr) > 1 or mfa else [])
     return LoginResult(user, account, role, amr, devices.issue(user, device))
 
 
@@ -201,16 +256,27 @@ def _second_factor(
     attempt: LoginAttempt, user: User, account: Account | None, keys: ThrottleKeys
 ) -> list[str]:
     try:
+        if attempt.passkey:
+            passkeys.verify_authentication(attempt.passkey, user)
+            return ["hwk"]
         if attempt.recovery_code:
             twofactor.use_recovery_code(user, attempt.recovery_code)
             return ["rc"]
         if attempt.otp:
             return [twofactor.complete_challenge(user, attempt.otp)]
+    except InvalidPasskey as exc:
+        _record(attempt, user, LoginMethod.PASSKEY, False, exc.reason)
+        raise
     except InvalidOtp:
         tried = LoginMethod.RECOVERY_CODE if attempt.recovery_code else LoginMethod.OTP
         _record(attempt, user, tried, False, f"bad_{tried}")
         raise
-    challenge = twofactor.start_challenge(user, account)
+    has_passkey = passkeys.count(user) > 0
+    if user.auth_method == AuthMethod.SIMPLE:
+        # Two-step login through passkeys alone: nothing to send, the passkey answers.
+        challenge = twofactor.Challenge(PASSKEY_METHOD, None, sent=False, resend_after=0)
+    else:
+        challenge = twofactor.start_challenge(user, account)
     # The password was right and no code was tried: this attempt failed nothing, so it
     # gives its count back (the code tries that follow are counted as usual).
     _refund_attempt(keys)
@@ -221,6 +287,7 @@ def _second_factor(
         challenge.sent,
         user_id=user.id,
         token_generation=user.token_generation,
+        passkey=has_passkey,
     )
 
 

@@ -427,6 +427,22 @@ def _check_proof(
     return renewed
 
 
+def prove_identity(
+    user: User, *, password: object, otp: object | None, recovery_code: object | None
+) -> None:
+    """Fresh proof before a passkey is added or removed: the password, and for a user with
+    a code method a current code or recovery code (as for turning two-step login off)."""
+    if _check_proof(
+        user,
+        password=password,
+        otp=otp,
+        recovery_code=recovery_code,
+        need_password=True,
+        second_factor=user.auth_method != AuthMethod.SIMPLE,
+    ):
+        commit(conflict=False)
+
+
 def prove_password(user: User, password: object | None, *, field: str) -> None:
     """Fresh proof before a sent-code factor moves (another method, another phone): the
     password, counted in the same per-user budget as the other proofs. A renewed password

@@ -15,18 +15,25 @@ class OtpRequiredError(OAuth2Error):
     error = "otp_required"
     status_code = 400
 
-    def __init__(self, method: str, destination: str | None, resend_after: int):
+    def __init__(
+        self, method: str, destination: str | None, resend_after: int, url: str | None = None
+    ):
         super().__init__("A one-time password is required.")
         self.method = method
         self.destination = destination
         self.resend_after = resend_after
+        # For `passkey`: no code can answer here (a WebAuthn ceremony needs a browser), so
+        # the app signs the person in through the hosted pages (authorization code flow).
+        self.url = url
 
     def get_body(self) -> list[tuple[str, Any]]:
         body = super().get_body()
         body.append(("otp_method", self.method))
         if self.destination:
             body.append(("otp_destination", self.destination))
-        if self.method != AuthMethod.TFA_TOTP:
+        if self.url:
+            body.append(("otp_url", self.url))
+        elif self.method != AuthMethod.TFA_TOTP:
             body.append(("otp_resend_after", self.resend_after))
         return body
 

@@ -31,6 +31,7 @@ from authlib.oauth2.rfc6749.errors import (
     UnauthorizedClientError,
 )
 from authlib.oauth2.rfc6749.hooks import hooked
+from flask import current_app
 from flask import request as flask_request
 from sqlalchemy import select
 
@@ -89,7 +90,10 @@ def domain_errors() -> Iterator[None]:
     except InvalidCredentials:
         raise InvalidGrantError(BAD_CREDENTIALS) from None
     except OtpRequired as exc:
-        raise OtpRequiredError(exc.method, exc.destination, exc.resend_after) from None
+        url = None
+        if exc.method == login.PASSKEY_METHOD:  # the hosted pages run the passkey step
+            url = current_app.config["ISSUER"] + "/oauth/authorize"
+        raise OtpRequiredError(exc.method, exc.destination, exc.resend_after, url) from None
     except InvalidOtp:
         raise InvalidOtpError("The one-time password is invalid or expired.") from None
     except EmailNotVerified as exc:

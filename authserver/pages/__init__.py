@@ -7,14 +7,17 @@ from __future__ import annotations
 
 from flask import Flask, request
 
+from authserver.identity import passkeys as passkey_rules
 from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
-from . import captcha, common, security, selfservice, signin  # noqa: F401 - register their routes
+from . import captcha, common, passkeys, security, selfservice, signin  # noqa: F401 - register their routes
 from .blueprint import bp
 
 
 def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
+    # Templates offer passkeys only where browsers allow them (not on an IP origin).
+    app.jinja_env.globals["passkeys_available"] = passkey_rules.available
     # Last: the API and OAuth renderers claim their own prefixes first.
     add_error_renderer(app, common.owns_path, common.render_http_error)
     # Page forms pass their text straight to the use cases: NULs stop here, as a 400 page.

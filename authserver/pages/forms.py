@@ -13,6 +13,7 @@ from wtforms import HiddenField, PasswordField, StringField
 from wtforms.validators import DataRequired, EqualTo, Length, Optional
 
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX
+from authserver.identity.passkeys import NAME_MAX, RESPONSE_MAX
 from authserver.identity.twofactor import OTP_MAX, RECOVERY_CODE_MAX
 from authserver.platform.captcha import TOKEN_MAX as CAPTCHA_TOKEN_MAX
 from authserver.platform.i18n import lazy_gettext
@@ -95,4 +96,29 @@ class ProofForm(FlaskForm):
     recovery_code = StringField(
         lazy_gettext("Recovery code"),
         validators=[Optional(), Length(max=RECOVERY_CODE_MAX, message=TOO_LONG)],
+    )
+
+
+class PasskeyForm(FlaskForm):
+    """A new passkey: its name, and the browser's answer that the page's script fills in."""
+
+    name = StringField(
+        lazy_gettext("Name of the passkey"),
+        validators=[DataRequired(REQUIRED), Length(max=NAME_MAX, message=TOO_LONG)],
+    )
+    credential = HiddenField(validators=[Length(max=RESPONSE_MAX, message=TOO_LONG)])
+
+
+class PasskeyNameForm(FlaskForm):
+    name = StringField(
+        lazy_gettext("New name"),
+        validators=[DataRequired(REQUIRED), Length(max=NAME_MAX, message=TOO_LONG)],
+    )
+
+
+class PasskeyAnswerForm(FlaskForm):
+    """A sign-in with a passkey: the browser's answer, filled in by the page's script."""
+
+    credential = HiddenField(
+        validators=[DataRequired(REQUIRED), Length(max=RESPONSE_MAX, message=TOO_LONG)]
     )

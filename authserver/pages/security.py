@@ -19,7 +19,14 @@ from markupsafe import Markup
 from werkzeug.exceptions import NotFound
 from werkzeug.wrappers import Response
 
-from authserver.identity import accounts, browser_login, consents, twofactor, verification
+from authserver.identity import (
+    accounts,
+    browser_login,
+    consents,
+    passkeys,
+    twofactor,
+    verification,
+)
 from authserver.identity.consents import scope_words
 from authserver.platform.errors import EmailNotVerified, Throttled, ValidationFailed
 from authserver.platform.extensions import db
@@ -93,6 +100,8 @@ def security(me: SignedIn) -> Response:
         recent=recent,
         button=ButtonForm(),
         method_words=method_words(),
+        passkeys=passkeys.list_passkeys(me.user.id),
+        passkeys_max=passkeys.MAX_PASSKEYS,
     )
 
 
@@ -285,6 +294,8 @@ def tfa_disable(me: SignedIn) -> Response:
 @signed_in
 def tfa_send_code(me: SignedIn) -> Response:
     """Email or text a code (the login's cooldown applies) for a user whose factor is sent."""
+    # The proof page that asked for the code (a local path only), else turning two-step off.
+    back = common.safe_next(request.form.get("next"), default=url_for(".tfa_disable"))
     if ButtonForm(prefix="send").validate_on_submit():
         aid = me.login.account_id
         account = db.session.get(Account, aid) if aid else None
@@ -292,7 +303,7 @@ def tfa_send_code(me: SignedIn) -> Response:
             challenge = twofactor.start_challenge(me.user, account)
         except EmailNotVerified:
             flash(gettext("Confirm your email address first: no code is sent to it until then."))
-            return see_other(url_for(".tfa_disable"))
+            return see_other(back)
         if challenge.sent:
             flash(gettext("We sent a new code."))
         elif challenge.resend_after:
@@ -302,7 +313,7 @@ def tfa_send_code(me: SignedIn) -> Response:
                     seconds=challenge.resend_after,
                 )
             )
-    return see_other(url_for(".tfa_disable"))
+    return see_other(back)
 
 
 # --- apps, sessions, history ------------------------------------------------------------
@@ -337,6 +348,7 @@ def method_words() -> dict[str, str]:
         LoginMethod.OTP: gettext("Code"),
         LoginMethod.SMS: gettext("Text message code"),
         LoginMethod.RECOVERY_CODE: gettext("Recovery code"),
+        LoginMethod.PASSKEY: gettext("Passkey"),
         LoginMethod.REFRESH: gettext("App session renewed"),
     }
 

@@ -81,7 +81,11 @@ def login() -> Response:
     page = Page(
         "pages/login.html",
         form,
-        {"action": url_for(".login", **_carried()), "forgot_url": _forgot()},
+        {
+            "action": url_for(".login", **_carried()),
+            "forgot_url": _forgot(),
+            "passkey_action": url_for(".login_passkey", **_carried()),
+        },
     )
     if not form.validate_on_submit():
         return page.invalid()
@@ -153,6 +157,7 @@ def _start_second_step(attempt: LoginAttempt, challenge: OtpRequired, target: st
         "global": attempt.allow_global,
         "amr": ["pwd"],
         "method": challenge.method,
+        "pk": challenge.passkey,  # a passkey may answer (the page offers it)
         "dest": challenge.destination,
         "next": target,
         "ui": ui_locales if isinstance(ui_locales, str) else None,
@@ -202,6 +207,7 @@ def _second_attempt(pending: dict[str, Any], **codes: str | None) -> LoginAttemp
 def _code_context(pending: dict[str, Any], notice: str | None = None) -> dict[str, Any]:
     return {
         "method": pending.get("method"),
+        "passkey": pending.get("pk") is True,
         "destination": pending.get("dest"),
         "resend_form": ButtonForm(prefix="resend"),
         "notice": notice,

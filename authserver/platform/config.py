@@ -68,6 +68,7 @@ class Defaults:
     CAPTCHA_SECRET = ""  # the verifier's secret (altcha: signs challenges; empty: SECRET_KEY)
     CAPTCHA_AFTER_FAILURES = 5  # failed logins of a username or an IP before a login needs one
     CAPTCHA_TIMEOUT = 5  # seconds to wait for the verifier
+    WEBAUTHN_RP_ID = ""  # passkeys' relying-party id: the issuer's host or a parent domain
     SESSION_COOKIE_NAME = "authserver_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -119,6 +120,7 @@ STR_SETTINGS = (
     "METRICS_ALLOW",
     "CAPTCHA_VERIFY_URL",
     "CAPTCHA_SECRET",
+    "WEBAUTHN_RP_ID",
 )
 BOOL_SETTINGS = ("NEW_DEVICE_EMAIL",)
 # Lower bounds that keep a typo from switching a protection off.
@@ -287,6 +289,13 @@ def check_config(config: Any) -> None:
     if "?" in config["ISSUER"] or "#" in config["ISSUER"] or config["ISSUER"].endswith("/"):
         raise ConfigError("AUTHSERVER_ISSUER must have no query, fragment or trailing slash")
     _check_captcha(config)
+    rp_id = config["WEBAUTHN_RP_ID"]
+    if rp_id and not (issuer.hostname == rp_id or issuer.hostname.endswith("." + rp_id)):
+        # WebAuthn refuses an RP ID that is not the page's host or a parent domain of it.
+        raise ConfigError(
+            f"AUTHSERVER_WEBAUTHN_RP_ID must be the issuer's host ({issuer.hostname}) or a"
+            f" parent domain of it, got {rp_id!r}"
+        )
     for key in ("MAIL_URL", "SMS_URL"):
         try:
             parse_sender_urls(config[key], kind=key.split("_")[0].lower())

@@ -98,13 +98,15 @@ class OtpRequired(DomainError):
         *,
         user_id: str | None = None,
         token_generation: int | None = None,
+        passkey: bool = False,
     ):
         super().__init__(self.title)
         # Who passed the password, for a front door that asks for the code on its own
         # page (login.continue_login); never sent to the client.
         self.user_id = user_id
         self.token_generation = token_generation
-        self.method = method  # tfa_email, tfa_sms or tfa_totp
+        self.method = method  # tfa_email, tfa_sms, tfa_totp, or passkey (no code: a passkey only)
+        self.passkey = passkey  # the user has a passkey, which may answer instead of the code
         self.destination = destination  # masked email or phone; None for TOTP
         self.resend_after = resend_after  # seconds until another code can be sent
         self.sent = sent  # a new code went out with this attempt
@@ -144,3 +146,17 @@ class CaptchaUnavailable(ServiceUnavailable):
 
     code = "captcha_unavailable"
     title = "The CAPTCHA verifier is not reachable."
+
+
+class InvalidPasskey(DomainError):
+    """A passkey (WebAuthn) answer that does not verify: malformed, for another or a used
+    or expired challenge, an unknown or removed passkey, a wrong origin or signature, no
+    user verification, or a signature counter that went back (a cloned authenticator)."""
+
+    code = "invalid_passkey"
+    title = "The passkey could not be verified."
+
+    def __init__(self, detail: str | None = None, *, reason: str = "bad_passkey", **kwargs: str):
+        super().__init__(detail, **kwargs)
+        self.reason = reason  # for the login history: bad_passkey, passkey_counter_regression
+        self.user_id: str | None = None  # whose passkey it was, when known

@@ -23,6 +23,8 @@ notifications, the audit log) get the app as sender. Payloads, by event:
   confirmed, first or replacing an authenticator; its new recovery codes come with it)
 - identity.tfa.disable.success: user, account, method (the method switched off; now simple)
 - identity.recovery_codes.create.success: user, account, count (a new set; the old died)
+- identity.passkey.create.success / .update.success / .delete.success: user, account,
+  passkey (added on the security page; renamed; removed by the user or an administrator)
 - identity.login.success: user, account (or None), method (the factors, "password+otp"),
   client_id (or None); after the record commits
 - identity.login.failure: user (or None), account (or None), reason, method, client_id (or
@@ -63,6 +65,9 @@ EVENTS = (
     "identity.tfa.enable.success",
     "identity.tfa.disable.success",
     "identity.recovery_codes.create.success",
+    "identity.passkey.create.success",
+    "identity.passkey.update.success",
+    "identity.passkey.delete.success",
     "identity.login.success",
     "identity.login.failure",
     "identity.login.throttled",

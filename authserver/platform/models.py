@@ -73,6 +73,7 @@ class LoginMethod(StrEnum):
     OTP = "otp"
     SMS = "sms"
     RECOVERY_CODE = "recovery_code"
+    PASSKEY = "passkey"
     REFRESH = "refresh"
 
 
@@ -432,3 +433,24 @@ class SigningKey(db.Model):  # type: ignore[name-defined]
     activates_at: Mapped[datetime] = mapped_column(UTCDateTime)  # signs from (publish first)
     retired_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # `keys retire`
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # `keys revoke`
+
+
+class Passkey(db.Model):  # type: ignore[name-defined]
+    """A WebAuthn credential (passkey) of one user; the account is the user's (a global
+    user's passkey serves every account they are a member of, as their password does).
+    Only the public key is kept: the private key never leaves the authenticator."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The authenticator's credential id (base64url, as browsers send it); WebAuthn allows
+    # up to 1023 bytes, which is 1364 characters.
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[str] = mapped_column(Text)  # COSE key, base64url
+    sign_count: Mapped[int] = mapped_column(Integer, default=0)
+    transports: Mapped[list[str]] = mapped_column(JSON, default=list)
+    aaguid: Mapped[str | None] = mapped_column(String(36))  # authenticator model, if told
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

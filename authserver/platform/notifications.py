@@ -57,6 +57,9 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.tfa.disable.success": None,
     "identity.recovery_codes.create.success": None,
     NEW_DEVICE_EVENT: "/not-me",
+    "identity.passkey.create.success": None,
+    "identity.passkey.update.success": None,
+    "identity.passkey.delete.success": None,
 }
 
 
@@ -139,6 +142,9 @@ class Notifier:
                 return []
         if event == NEW_DEVICE_EVENT:
             context.update({key: payload.get(key) for key in NEW_DEVICE_DETAILS})
+        passkey = payload.get("passkey")
+        if passkey is not None:  # the name the user gave it, so they know which one
+            context["passkey_name"] = getattr(passkey, "name", None)
         path = EMAIL_EVENTS.get(event)
         if path:
             query = {"token": payload["token"]}
