@@ -1,7 +1,7 @@
 """passkeys: WebAuthn credentials of users
 
-Revision ID: 0010p
-Revises: 0009
+Revision ID: 0012
+Revises: 0011
 Create Date: 2026-12-07 19:00:00
 
 One row per passkey: the credential id the authenticator chose, its public key (COSE,
@@ -12,8 +12,8 @@ and when it was made and last used. Deleting the user deletes their passkeys.
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010p"
-down_revision = "0009"
+revision = "0012"
+down_revision = "0011"
 branch_labels = None
 depends_on = None
 
