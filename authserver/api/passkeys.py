@@ -14,7 +14,7 @@ from authserver.identity import passkeys, tokens
 from authserver.platform.extensions import db
 from authserver.platform.models import ROLES, Account, Passkey
 
-from . import bodies, jsonapi, openapi
+from . import bodies, jsonapi, openapi, query
 from .auth import current_token, require_token
 from .blueprint import bp
 
@@ -23,6 +23,14 @@ UPDATE = bodies.Body(
     {"name": bodies.text(passkeys.NAME_MAX, min_len=1, pattern=bodies.NAME_PATTERN)},
     required=frozenset({"name"}),
     update=True,
+)
+
+
+PASSKEY_QUERY = query.QuerySpec(
+    types={
+        "Passkey": frozenset({"name", "createdAt", "lastUsedAt", "transports", "aaguid", "userId"})
+    },
+    params=frozenset({"filter[userId]"}),
 )
 
 
@@ -48,6 +56,7 @@ def _caller() -> tuple[Account | None, str, str | None]:
 
 
 @bp.get("/passkeys")
+@query.takes(PASSKEY_QUERY)
 @require_token(*ROLES)
 def list_passkeys() -> Response:
     """The caller's passkeys, or (owner, administrator) those of `filter[userId]`."""
