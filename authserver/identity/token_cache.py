@@ -70,9 +70,10 @@ WATCHED: dict[type, tuple[str, ...]] = {
         "kept_family_id",
         "kept_generation",
         "token_revocations_until",
+        "username",
     ),
     Account: ("status", "token_revocations_until"),
-    OAuthClient: ("client_id", "status", "tokens_valid_after"),
+    OAuthClient: ("client_id", "status", "tokens_valid_after", "client_secret_hash"),
 }
 WATCHED_TABLES = {"users", "accounts", "oauth_clients", "revoked_tokens"}
 
@@ -305,6 +306,7 @@ def _load(subject: Subject) -> Snapshot:
             return {"ok": 0}
         return {
             "ok": 1,
+            "un": user.username,
             "g": user.token_generation or 0,
             "kf": user.kept_family_id,
             "kg": user.kept_generation,
@@ -318,13 +320,22 @@ def _load(subject: Subject) -> Snapshot:
             return {"ok": 0}
         return {"ok": 1, **_gate(row.token_revocations_until, f"account:{target}")}
     client = db.session.execute(
-        select(OAuthClient.status, OAuthClient.tokens_valid_after).where(
-            OAuthClient.client_id == target
-        )
+        select(
+            OAuthClient.status, OAuthClient.tokens_valid_after, OAuthClient.client_secret_hash
+        ).where(OAuthClient.client_id == target)
     ).first()
     if client is None or client.status != "active":
         return {"ok": 0}
-    return {"ok": 1, "tva": _ts(client.tokens_valid_after)}
+    # The secret's SHA-256 digest (of 256 random bits), for client authentication: what
+    # the database holds, no more.
+    return {"ok": 1, "tva": _ts(client.tokens_valid_after), "sh": client.client_secret_hash}
+
+
+def client_secret_digest(client_id: str) -> str | None:
+    """The active client's current secret digest (None: disabled, deleted or public), as
+    the bearer check reads it: one Redis round trip, or PostgreSQL."""
+    snapshot = standing([client_subject(client_id)])[client_subject(client_id)]
+    return snapshot.get("sh") if snapshot["ok"] else None
 
 
 def _gate(until: datetime | None, subject: str) -> Snapshot:

@@ -85,6 +85,7 @@ class AccessClaims:
     iat: int
     exp: int
     claims: dict[str, Any]
+    username: str | None = None  # the user's, as the check read it (introspection says it)
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ def validate_access_token(value: object) -> AccessClaims:
             "The access token is expired or not for this server.", code="invalid_token"
         )
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
-    _check_standing(c, user_id, c.get("aid"), iat)
+    user = _check_standing(c, user_id, c.get("aid"), iat)
     return AccessClaims(
         sub=c["sub"],
         client_id=str(c.get("client_id", "")),
@@ -189,12 +190,13 @@ def validate_access_token(value: object) -> AccessClaims:
         iat=iat,
         exp=exp,
         claims=c,
+        username=user.get("un") if user else None,
     )
 
 
 def _check_standing(
     c: dict[str, Any], user_id: str | None, account_id: str | None, iat: int
-) -> None:
+) -> token_cache.Snapshot | None:
     """The client, account and user still active, the token issued after the client last
     ended its tokens, the user's generation current, and nothing revoked.
 
@@ -203,6 +205,7 @@ def _check_standing(
     tokens stop on the next request on every instance. The deny-list is consulted only
     while the user (or, for tokens without a user, the account) has a revocation that may
     still match a live token (`token_revocations_until`): the snapshot carries those rows.
+    Returns the user's snapshot (None for a token without a user).
     """
     client_id = str(c.get("client_id", ""))
     subjects: list[token_cache.Subject] = []
@@ -222,6 +225,7 @@ def _check_standing(
             raise Unauthenticated("The access token was revoked.", code="invalid_token")
     gate: float | None = None
     rows: list[list[Any]] | None = None
+    user: token_cache.Snapshot | None = None
     if account_id is not None:
         account = found[token_cache.account_subject(str(account_id))]
         if not account["ok"]:
@@ -240,7 +244,7 @@ def _check_standing(
     now = time.time()
     gated = user_id is not None or account_id is not None
     if (gated and gate is None) or (gate is not None and gate <= now):
-        return
+        return user
     keys = _revocation_keys(str(c["jti"]), fid, user_id, client_id)
     if rows is None or not gated:  # too many rows to carry, or a token without a gate
         revoked = _is_revoked(keys, iat)
@@ -248,6 +252,7 @@ def _check_standing(
         revoked = any(k in keys and e > now and _covers(k, r, iat) for k, r, e in rows)
     if revoked:
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
+    return user
 
 
 def _revocation_keys(jti: str, fid: str | None, user_id: str | None, client_id: str) -> list[str]:
