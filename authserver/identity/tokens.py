@@ -8,7 +8,12 @@ disable, "sign out everywhere", a second-factor change), or when the user, accou
 client is no longer active (or the client ended its tokens since). `validate_access_token`
 is the one check behind the /v1 bearer guard, userinfo and introspection. Every
 revocation is durable and written in one database transaction; Redis holds none of it,
-so a flushed or unreachable Redis undoes nothing.
+so a flushed or unreachable Redis undoes nothing. The check reads its rows through
+`token_cache.standing` (one Redis round trip for epoch-tagged copies, else PostgreSQL);
+every function here that changes what it reads (`_deny`, `revoke_user_tokens`, ...) marks
+the subject, and the copy is void once the change commits: new write paths should call
+these functions (ORM changes of the watched columns are marked automatically, and a bulk
+UPDATE that names no subject voids every copy).
 
 Refresh tokens are 256-bit random strings stored as SHA-256 digests. Each use rotates the
 token; a token used twice (a replay, or two racing requests) revokes its whole family,
