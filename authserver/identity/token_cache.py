@@ -158,8 +158,9 @@ def _subjects_of(obj: Any) -> list[Subject]:
 
 @event.listens_for(Session, "do_orm_execute")
 def _mark_bulk_changes(state: ORMExecuteState) -> None:
-    """A bulk UPDATE/DELETE/INSERT on a watched table names no object: unless its caller
-    marked its subjects (execution option `token_cache_marked`), every snapshot goes."""
+    """A bulk UPDATE/DELETE on a watched table (or INSERT of deny-list rows) names no
+    object: unless its caller marked its subjects (execution option `token_cache_marked`),
+    every snapshot goes. Raw SQL (`text()`) is not seen: its caller must call changed()."""
     if not (state.is_update or state.is_delete or state.is_insert):
         return
     if state.execution_options.get("token_cache_marked"):
@@ -169,6 +170,8 @@ def _mark_bulk_changes(state: ORMExecuteState) -> None:
         return
     if state.is_delete and table.name == "revoked_tokens":  # type: ignore[union-attr]
         return  # fewer deny-list rows only make the copies stricter than the truth
+    if state.is_insert and table.name != "revoked_tokens":  # type: ignore[union-attr]
+        return  # a new user, account or client revokes nothing (e.g. a user import)
     if state.is_update:
         values = getattr(state.statement, "_values", None)
         touched = {getattr(k, "key", k) for k in values} if values else None

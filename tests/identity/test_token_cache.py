@@ -183,6 +183,7 @@ def test_each_revocation_reaches_warm_checks_on_every_instance(app, make_app, wo
     token the revocation does not cover (another user's) keeps working."""
     here, there = app.test_client(), make_app().test_client()
     pair, other = login(here, world), login(here, world, username="bob-tc")
+    sibling = login(here, world)  # another login of the same user
     for c in (here, there):
         assert _status(c, pair["access_token"]) == 200  # warms each instance's view
     revoke(app, world, pair)
@@ -190,6 +191,25 @@ def test_each_revocation_reaches_warm_checks_on_every_instance(app, make_app, wo
     assert _status(there, pair["access_token"]) == 401
     if revoke not in (_delete_account, _disable_client, _delete_client):
         assert _status(there, other["access_token"]) == 200
+    if revoke in (_end_login, _revoke_access_token):  # the gate is open: rows in the copy
+        for c in (here, there):
+            assert _status(c, sibling["access_token"]) == 200
+
+
+def test_too_many_deny_list_rows_are_asked_of_postgresql(app, client, world, monkeypatch):
+    """A gate with more live rows than a copy carries: the copy says so and the check asks
+    PostgreSQL for the token's keys; the revoked token is refused, its sibling passes."""
+    monkeypatch.setattr(token_cache, "MAX_ROWS", 0)
+    revoked, sibling = login(client, world), login(client, world)
+    _revoke_access_token(app, world, revoked)
+    assert _status(client, revoked["access_token"]) == 401
+    assert _status(client, sibling["access_token"]) == 200
+    with app.app_context():
+        copy = store().get(f"tc:s:u:{world.alice_id}")
+    assert copy is not None and json.loads(copy)["rv"] is None
+    with _statements(app) as seen:
+        assert _status(client, revoked["access_token"]) == 401
+    assert any("revoked_tokens" in s for s in seen)
 
 
 @pytest.fixture(autouse=True)
