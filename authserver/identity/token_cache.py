@@ -24,9 +24,11 @@ stores the copy). Why a stale copy can never make a revoked token pass:
   (with the global epoch) before this process uses Redis again.
 
 Worst case: an instance commits a revocation while it cannot reach Redis but another
-instance can (a partition, or a Redis frozen and thawed with its data): that other
-instance may accept the revoked token from its copy for at most TOKEN_CHECK_CACHE_TTL
-seconds. TOKEN_CHECK_CACHE_TTL=0 turns the cache off (every check reads PostgreSQL).
+instance can (a partition, or a Redis frozen and thawed with its data), or a Sentinel
+failover loses the new epoch (asynchronous replication) and brings back the old epoch
+with its copy: other instances may accept the revoked token from that copy for at most
+TOKEN_CHECK_CACHE_TTL seconds. TOKEN_CHECK_CACHE_TTL=0 turns the cache off (every check
+reads PostgreSQL).
 """
 
 from __future__ import annotations
