@@ -12,6 +12,7 @@ from typing import Any
 from flask import Flask
 
 from authserver import api, oauth, pages
+from authserver.identity import token_cache
 from authserver.platform import background, database, i18n, logs, metrics, notifications, web
 from authserver.platform import models as _models  # noqa: F401 - registers the tables on db.metadata
 from authserver.platform.config import ConfigError, load_config
@@ -103,6 +104,7 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
         finally:
             # No connection opened here may outlive the check: gunicorn forks after it.
             engine.dispose()
+    token_cache.init_app(app, engine.dialect.name)
     i18n.init_app(app)
     notifications.init_app(app)
     background.init_app(app)

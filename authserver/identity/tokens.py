@@ -8,7 +8,12 @@ disable, "sign out everywhere", a second-factor change), or when the user, accou
 client is no longer active (or the client ended its tokens since). `validate_access_token`
 is the one check behind the /v1 bearer guard, userinfo and introspection. Every
 revocation is durable and written in one database transaction; Redis holds none of it,
-so a flushed or unreachable Redis undoes nothing.
+so a flushed or unreachable Redis undoes nothing. The check reads its rows through
+`token_cache.standing` (one Redis round trip for epoch-tagged copies, else PostgreSQL);
+every function here that changes what it reads (`_deny`, `revoke_user_tokens`, ...) marks
+the subject, and the copy is void once the change commits: new write paths should call
+these functions (ORM changes of the watched columns are marked automatically, and a bulk
+UPDATE that names no subject voids every copy).
 
 Refresh tokens are 256-bit random strings stored as SHA-256 digests. Each use rotates the
 token; a token used twice (a replay, or two racing requests) revokes its whole family,
@@ -28,6 +33,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import delete, or_, select, update
 
+from authserver.identity import token_cache
 from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
 from authserver.platform.extensions import db
@@ -84,6 +90,7 @@ class AccessClaims:
     iat: int
     exp: int
     claims: dict[str, Any]
+    username: str | None = None  # the user's, as the check read it (introspection says it)
 
 
 @dataclass(frozen=True)
@@ -175,8 +182,7 @@ def validate_access_token(value: object) -> AccessClaims:
             "The access token is expired or not for this server.", code="invalid_token"
         )
     user_id = c["sub"] if c["sub"] != c.get("client_id") else None  # else a client or guest
-    _check_client(str(c.get("client_id", "")), iat)
-    _check_still_valid(c, user_id, c.get("aid"), iat)
+    user = _check_standing(c, user_id, c.get("aid"), iat)
     return AccessClaims(
         sub=c["sub"],
         client_id=str(c.get("client_id", "")),
@@ -189,82 +195,93 @@ def validate_access_token(value: object) -> AccessClaims:
         iat=iat,
         exp=exp,
         claims=c,
+        username=user.get("un") if user else None,
     )
 
 
-def _check_client(client_id: str, iat: int) -> None:
-    """The token's client still active and the token issued after the client last ended
-    its tokens (disable, delete). Read from PostgreSQL on every validation (one indexed
-    row), not from the per-process client cache: a disabled client's tokens stop on the
-    next request on every instance, and enabling it again revives none of them."""
-    if client_id == PUBLISHABLE_CLIENT_ID:
-        return  # a guest token made from an account's publishable token without a client
-    row = db.session.execute(
-        select(OAuthClient.status, OAuthClient.tokens_valid_after).where(
-            OAuthClient.client_id == client_id
-        )
-    ).first()
-    if row is None or row.status != "active":
-        raise Unauthenticated("The token's client is no longer active.", code="invalid_token")
-    # The same second counts as before: iat has whole seconds only.
-    if row.tokens_valid_after is not None and iat <= int(row.tokens_valid_after.timestamp()):
-        raise Unauthenticated("The access token was revoked.", code="invalid_token")
-
-
-def _check_still_valid(
+def _check_standing(
     c: dict[str, Any], user_id: str | None, account_id: str | None, iat: int
-) -> None:
-    """The user and account still active, the generation current, and nothing revoked.
+) -> token_cache.Snapshot | None:
+    """The client, account and user still active, the token issued after the client last
+    ended its tokens, the user's generation current, and nothing revoked.
 
-    The revocation table is read only while the user (or, for tokens without a user, the
-    account) has a revocation that may still match a live token (`token_revocations_until`):
-    the common case costs no query beyond the user and account rows read anyway.
+    The rows come from `token_cache.standing` (one Redis round trip when its copies are
+    valid, else PostgreSQL), never from the per-process client cache: a disabled client's
+    tokens stop on the next request on every instance. The deny-list is consulted only
+    while the user (or, for tokens without a user, the account) has a revocation that may
+    still match a live token (`token_revocations_until`): the snapshot carries those rows.
+    Returns the user's snapshot (None for a token without a user).
     """
-    now = utcnow()
-    gate: datetime | None = None
+    client_id = str(c.get("client_id", ""))
+    subjects: list[token_cache.Subject] = []
+    if client_id != PUBLISHABLE_CLIENT_ID:  # a guest token made without a client: no row
+        subjects.append(token_cache.client_subject(client_id))
     if account_id is not None:
-        row = db.session.execute(
-            select(Account.status, Account.token_revocations_until).where(Account.id == account_id)
-        ).first()
-        if row is None or row.status != AccountStatus.ACTIVE:
+        subjects.append(token_cache.account_subject(str(account_id)))
+    if user_id is not None:
+        subjects.append(token_cache.user_subject(user_id))
+    found = token_cache.standing(subjects)
+    if client_id != PUBLISHABLE_CLIENT_ID:
+        client = found[token_cache.client_subject(client_id)]
+        if not client["ok"]:
+            raise Unauthenticated("The token's client is no longer active.", code="invalid_token")
+        # The same second counts as before: iat has whole seconds only.
+        if client["tva"] is not None and iat <= int(client["tva"]):
+            raise Unauthenticated("The access token was revoked.", code="invalid_token")
+    gate: float | None = None
+    rows: list[list[Any]] | None = None
+    user: token_cache.Snapshot | None = None
+    if account_id is not None:
+        account = found[token_cache.account_subject(str(account_id))]
+        if not account["ok"]:
             raise Unauthenticated("The account is no longer active.", code="invalid_token")
-        gate = row.token_revocations_until
+        gate, rows = account["gate"], account["rv"]
     fid = c.get("fid") if isinstance(c.get("fid"), str) else None
     if user_id is not None:
-        user = db.session.get(User, user_id)
-        if user is None or user.status != UserStatus.ACTIVE:
+        user = found[token_cache.user_subject(user_id)]
+        if not user["ok"]:
             raise Unauthenticated("The user is no longer active.", code="invalid_token")
         generation = c.get("gen")
-        kept = fid is not None and fid == user.kept_family_id
-        if generation != (user.token_generation or 0) and not (
-            kept and generation == user.kept_generation
-        ):
+        kept = fid is not None and fid == user["kf"]
+        if generation != user["g"] and not (kept and generation == user["kg"]):
             raise Unauthenticated("The access token was revoked.", code="invalid_token")
-        gate = user.token_revocations_until
+        gate, rows = user["gate"], user["rv"]
+    now = time.time()
     gated = user_id is not None or account_id is not None
     if (gated and gate is None) or (gate is not None and gate <= now):
-        return
-    if _is_revoked(str(c["jti"]), fid, user_id, str(c.get("client_id", "")), iat):
+        return user
+    keys = _revocation_keys(str(c["jti"]), fid, user_id, client_id)
+    if rows is None or not gated:  # too many rows to carry, or a token without a gate
+        revoked = _is_revoked(keys, iat)
+    else:
+        revoked = any(k in keys and e > now and _covers(k, r, iat) for k, r, e in rows)
+    if revoked:
         raise Unauthenticated("The access token was revoked.", code="invalid_token")
+    return user
 
 
-def _is_revoked(jti: str, fid: str | None, user_id: str | None, client_id: str, iat: int) -> bool:
+def _revocation_keys(jti: str, fid: str | None, user_id: str | None, client_id: str) -> list[str]:
     keys = [f"jti:{jti}"]
     if fid:
         keys.append(f"family:{fid}")
     if user_id:
         keys.append(f"client:{user_id}:{client_id}")
+    return keys
+
+
+def _covers(key: str, revoked_at: float, iat: int) -> bool:
+    """An app's revocation covers the tokens issued up to it (the second included): the
+    user may allow the app again and get new tokens. Any other row covers its tokens."""
+    return not key.startswith("client:") or iat <= int(revoked_at)
+
+
+def _is_revoked(keys: list[str], iat: int) -> bool:
     rows = db.session.execute(
         select(RevokedToken.key, RevokedToken.revoked_at).where(
             RevokedToken.key.in_(keys), RevokedToken.expires_at > utcnow()
         )
     )
-    # An app's revocation covers the tokens issued up to it (the second included): the
-    # user may allow the app again and get new tokens.
-    return any(
-        not key.startswith("client:") or iat <= int(revoked_at.timestamp())
-        for key, revoked_at in rows
-    )
+    return any(_covers(key, revoked_at.timestamp(), iat) for key, revoked_at in rows)
 
 
 def _deny(key: str, expires_at: datetime, user_id: str | None, account_id: str | None) -> None:
@@ -272,12 +289,15 @@ def _deny(key: str, expires_at: datetime, user_id: str | None, account_id: str |
     transaction: the caller commits). Rows past their expiry are dropped on the way."""
     now = utcnow()
     db.session.execute(delete(RevokedToken).where(RevokedToken.expires_at <= now))
-    db.session.add(RevokedToken(key=key, revoked_at=now, expires_at=expires_at))
+    subject = token_cache.deny_subject(user_id, account_id)
+    db.session.add(RevokedToken(key=key, subject=subject, revoked_at=now, expires_at=expires_at))
     if user_id is not None:
         model: type[User] | type[Account] = User
         target = user_id
+        token_cache.changed(db.session(), token_cache.user_subject(user_id))
     elif account_id is not None:
         model, target = Account, account_id
+        token_cache.changed(db.session(), token_cache.account_subject(account_id))
     else:
         return  # such a token has no gate: validation always reads the table for it
     db.session.execute(
@@ -290,7 +310,7 @@ def _deny(key: str, expires_at: datetime, user_id: str | None, account_id: str |
             ),
         )
         .values(token_revocations_until=expires_at)
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, token_cache_marked=True)
     )
 
 
@@ -514,6 +534,7 @@ def revoke_user_tokens(user: User, keep: Survivor | None = None) -> None:
     """
     now = utcnow()
     family = keep.family_id if keep is not None and keep.generation is not None else None
+    token_cache.changed(db.session(), token_cache.user_subject(user.id))
     db.session.execute(
         update(User)
         .where(User.id == user.id)
@@ -523,7 +544,7 @@ def revoke_user_tokens(user: User, keep: Survivor | None = None) -> None:
             kept_family_id=family,
             kept_generation=keep.generation if family is not None and keep else None,
         )
-        .execution_options(synchronize_session=False)
+        .execution_options(synchronize_session=False, token_cache_marked=True)
     )
     db.session.expire(
         user, ["token_generation", "tokens_valid_after", "kept_family_id", "kept_generation"]

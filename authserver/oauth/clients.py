@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import select
 
+from authserver.identity import token_cache
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, AccountStatus, OAuthClient
 from authserver.platform.security import digest, same
@@ -74,13 +75,10 @@ class ClientInfo(ClientMixin):
     def check_client_secret(self, client_secret: str) -> bool:
         if self.secret_hash is None or not isinstance(client_secret, str):
             return False
-        # The current digest from the database, not the cached one: a rotated secret or a
-        # disabled client is refused on the next request on every worker, not CACHE_TTL on.
-        current = db.session.scalar(
-            select(OAuthClient.client_secret_hash).where(
-                OAuthClient.id == self.pk, OAuthClient.status == "active"
-            )
-        )
+        # The current digest, not the per-process cached one: a rotated secret or a
+        # disabled client is refused on the next request on every worker, not CACHE_TTL
+        # on (token_cache: replaced in Redis after the commit, else read from PostgreSQL).
+        current = token_cache.client_secret_digest(self.client_id)
         return current is not None and same(digest(client_secret), current)
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:

@@ -18,8 +18,7 @@ from authlib.oauth2.rfc7662 import IntrospectionEndpoint
 
 from authserver.identity import tokens
 from authserver.platform.errors import Unauthenticated
-from authserver.platform.extensions import db
-from authserver.platform.models import RefreshToken, User
+from authserver.platform.models import RefreshToken
 
 from .clients import ClientInfo
 
@@ -124,10 +123,8 @@ def _access_payload(claims: tokens.AccessClaims) -> dict[str, Any]:
         "mode": claims.mode,
         "role": claims.role,
     }
-    if claims.user_id:
-        user = db.session.get(User, claims.user_id)
-        if user is not None:
-            payload["username"] = user.username
+    if claims.username is not None:  # read by the check: no second look at the user row
+        payload["username"] = claims.username
     return payload
 
 

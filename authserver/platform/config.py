@@ -41,6 +41,9 @@ class Defaults:
     KEY_ENCRYPTION_SECRET = ""  # encrypts the private signing keys at rest; empty: SECRET_KEY
     KEY_PUBLISH_DELAY = 600  # seconds a new key is published before it signs (>= max-age + TTL)
     KEYS_CACHE_TTL = 5  # seconds each process keeps the signing keys before reading them again
+    # seconds a bearer check's copy of its user, account and client rows lives in Redis
+    # (the bound on a revocation missed while Redis was unreachable); 0: read PostgreSQL
+    TOKEN_CHECK_CACHE_TTL = 30
     ARGON2_TIME_COST = 2  # argon2id passes (OWASP: m=19 MiB, t=2, p=1)
     ARGON2_MEMORY_COST = 19456  # argon2id memory in KiB (19 MiB)
     ARGON2_PARALLELISM = 1  # argon2id lanes
@@ -102,6 +105,7 @@ INT_SETTINGS = (
     "KEYS_CACHE_TTL",
     "CAPTCHA_AFTER_FAILURES",
     "CAPTCHA_TIMEOUT",
+    "TOKEN_CHECK_CACHE_TTL",
 )
 STR_SETTINGS = (
     "SECRET_KEY",
@@ -150,6 +154,7 @@ MINIMUMS = {
     "KEYS_CACHE_TTL": 1,
     "CAPTCHA_AFTER_FAILURES": 0,
     "CAPTCHA_TIMEOUT": 1,
+    "TOKEN_CHECK_CACHE_TTL": 0,
 }
 MAXIMUMS = {
     "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
@@ -163,6 +168,8 @@ MAXIMUMS = {
     # Every instance must see a revoked key within this many seconds.
     "KEYS_CACHE_TTL": 60,
     "CAPTCHA_TIMEOUT": 30,
+    # A revocation missed while Redis was unreachable counts for at most this long.
+    "TOKEN_CHECK_CACHE_TTL": 300,
 }
 
 

@@ -319,12 +319,15 @@ class RefreshToken(db.Model):  # type: ignore[name-defined]
 class RevokedToken(db.Model):  # type: ignore[name-defined]
     """A durable deny-list entry for access tokens, kept until every token it can match has
     expired. `key` is `jti:<jti>` (one token), `family:<fid>` (a login's tokens) or
-    `client:<user id>:<client_id>` (a user's tokens for one app issued up to revoked_at)."""
+    `client:<user id>:<client_id>` (a user's tokens for one app issued up to revoked_at).
+    `subject` (`user:<id>` or `account:<id>`) is whose gate the row opened: the bearer
+    check's cached snapshot of a subject carries that subject's live rows."""
 
     __tablename__ = "revoked_tokens"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     key: Mapped[str] = mapped_column(String(160), index=True)
+    subject: Mapped[str | None] = mapped_column(String(48), index=True)
     revoked_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 

@@ -123,6 +123,26 @@ class Store:
         with self._redis() as r:
             return [_str(v) for v in r.mget([self.key(n) for n in names])]
 
+    def put_many(self, values: dict[str, str], ttl: int) -> None:
+        """Set several values for `ttl` seconds in one round trip (a pipeline)."""
+        if not values:
+            return
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=False)
+            for name, value in values.items():
+                pipe.set(self.key(name), value, ex=_ttl(ttl))
+            pipe.execute()
+
+    def get_or_create(self, values: dict[str, str], ttl: int) -> list[str | None]:
+        """Set each name that is absent to its value (SET NX EX), then read them all back,
+        in one round trip: the values in order, whoever set them."""
+        with self._redis() as r:
+            pipe = r.pipeline(transaction=False)
+            for name, value in values.items():
+                pipe.set(self.key(name), value, ex=_ttl(ttl), nx=True)
+            pipe.mget([self.key(n) for n in values])
+            return [_str(v) for v in pipe.execute()[-1]]
+
     def take(self, name: str) -> str | None:
         """Return the value and delete it in one step: of concurrent takers exactly one gets it."""
         with self._redis() as r:
