@@ -1,7 +1,7 @@
 """revoked_tokens.subject: whose revocation gate a deny-list row opened
 
-Revision ID: 0010t
-Revises: 0009
+Revision ID: 0013
+Revises: 0012
 Create Date: 2026-12-07 19:00:00
 
 The bearer check keeps a snapshot of each user's and account's live deny-list rows in
@@ -12,8 +12,8 @@ those for every subject until they expire (at most one access-token lifetime).
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010t"
-down_revision = "0009"
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
