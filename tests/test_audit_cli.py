@@ -51,7 +51,13 @@ def test_every_cli_change_leaves_one_row_naming_the_operator(app, invoke):
     account = ok(invoke("accounts", "create", "--name", "Acme", "--json"))
     aid = account["id"]
     assert rows(app) == [
-        ("account.create", me, "Account", aid, ["default_auth_method", "default_locale", "name"])
+        (
+            "account.create",
+            me,
+            "Account",
+            aid,
+            ["api_version", "default_auth_method", "default_locale", "name"],
+        )
     ]
     ok(invoke("accounts", "regenerate-publishable-token", "--account", aid, "--json"))
     user = ok(
