@@ -14,6 +14,7 @@ from . import (  # noqa: F401 - routes
     clients,
     jsonapi,
     logins,
+    memberships,
     openapi,
     tfa,
     users,

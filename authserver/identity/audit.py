@@ -29,6 +29,8 @@ ACTIONS = (
     "user.delete",
     "user.import",
     "membership.create",
+    "membership.update",
+    "membership.delete",
     "client.create",
     "client.update",
     "client.secret.rotate",

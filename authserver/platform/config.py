@@ -55,6 +55,8 @@ class Defaults:
     OTP_LIFETIME = 300  # seconds an emailed/texted login code stays valid
     OTP_RESEND_COOLDOWN = 30  # seconds before another login code is sent
     OTP_MAX_ATTEMPTS = 5  # wrong codes before a login code is void
+    GLOBAL_SIGNUP = False  # anyone may sign up as a global user (POST /v1/global_users)
+    SUPPORT_LOGIN_LIFETIME = 600  # seconds a support specialist's token for a user lives
     LOGIN_HISTORY_RETENTION_DAYS = 365  # `authserver prune` deletes older login history
     AUDIT_RETENTION_DAYS = 730  # `authserver prune` deletes older audit events
     DEFAULT_LOCALE = "en"  # language when neither the user nor the account says
@@ -94,7 +96,9 @@ INT_SETTINGS = (
     "PROXY_FIX",
     "KEY_PUBLISH_DELAY",
     "KEYS_CACHE_TTL",
+    "SUPPORT_LOGIN_LIFETIME",
 )
+BOOL_SETTINGS = ("GLOBAL_SIGNUP",)
 STR_SETTINGS = (
     "SECRET_KEY",
     "DATABASE_URL",
@@ -136,6 +140,7 @@ MINIMUMS = {
     "PROXY_FIX": 0,
     "KEY_PUBLISH_DELAY": 0,
     "KEYS_CACHE_TTL": 1,
+    "SUPPORT_LOGIN_LIFETIME": 60,
 }
 MAXIMUMS = {
     "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
@@ -148,6 +153,8 @@ MAXIMUMS = {
     "DATABASE_POOL_TIMEOUT": 60,
     # Every instance must see a revoked key within this many seconds.
     "KEYS_CACHE_TTL": 60,
+    # Someone else's session: short, and never longer than an hour.
+    "SUPPORT_LOGIN_LIFETIME": 3600,
 }
 
 
@@ -233,6 +240,9 @@ def check_config(config: Any) -> None:
             raise ConfigError(f"AUTHSERVER_{key} must be at least {MINIMUMS[key]}, got {value}")
         if key in MAXIMUMS and value > MAXIMUMS[key]:
             raise ConfigError(f"AUTHSERVER_{key} must be at most {MAXIMUMS[key]}, got {value}")
+    for key in BOOL_SETTINGS:
+        if not isinstance(config.get(key), bool):
+            raise ConfigError(f"AUTHSERVER_{key} must be true or false, got {config.get(key)!r}")
     for key in STR_SETTINGS:
         if not isinstance(config.get(key), str):
             raise ConfigError(f"AUTHSERVER_{key} must be a string, got {config.get(key)!r}")
