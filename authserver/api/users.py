@@ -46,6 +46,10 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "role": bodies.text(32, enum=list(ROLES)),
     "status": bodies.text(16, enum=[str(s) for s in users.LISTED_STATUSES]),
     "emailVerified": bodies.flag(),
+    "allowSupportLogin": bodies.flag(
+        description="PATCH /v1/user only: whether a support specialist of the account may "
+        "log in as you (token exchange); turning it off ends such logins at once"
+    ),
     "customData": bodies.obj(),
     "currentPassword": bodies.text(
         1024,
@@ -83,6 +87,7 @@ def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
             "emailVerified": user.email_verified,
             "emailVerifiedAt": user.email_verified_at,
             "passwordUpdatedAt": user.password_updated_at,
+            "allowSupportLogin": user.allow_support_login,
             "customData": user.custom_data or {},
         },
         relationships={"account": {"data": account}},

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from authserver.identity import accounts, audit, rules, twofactor, verification
+from authserver.identity import accounts, audit, rules, support, twofactor, verification
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
     ADMIN_FIELDS,
@@ -36,8 +36,10 @@ UPDATE_STATUSES = (UserStatus.ACTIVE, UserStatus.DISABLED)  # deleted only throu
 # What users may change of themselves: not their role or status, not whether their email
 # is verified, and a new password only by proving the old one (verification.change_password).
 # current_password is the proof that moving the email or a second factor needs.
+# allow_support_login is the user's own choice only: no administrator sets it for them.
 SELF_FIELDS = (ADMIN_FIELDS - {"role", "status", "email_verified", "password"}) | {
-    "current_password"
+    "current_password",
+    "allow_support_login",
 }
 
 
@@ -174,12 +176,18 @@ def update_current_user(
     member = Member(user, role_in(user, account) or user.role)
     try:
         applied = _apply_profile(user, member, changes, by_admin=False, account=account)
+        if "allow_support_login" in changes:
+            user.allow_support_login = _flag(changes["allow_support_login"], "allow_support_login")
         if applied.tfa_changed:
             revoke_user_tokens(user, keep)
     except DomainError:
         db.session.rollback()
         raise
     commit(conflict=username_taken())
+    if user.allow_support_login is False and "allow_support_login" in changes:
+        # Every time it is set off, not only when it changes: a retry after a failure
+        # here (database down) still ends the support logins.
+        support.end_all(user)
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
 
@@ -284,6 +292,12 @@ def _apply_profile(
         if code is not None:
             applied.code = verification.verify_phone_for(user, code, account=account)
     return applied
+
+
+def _flag(value: object, field: str) -> bool:
+    if not isinstance(value, bool):
+        raise ValidationFailed("Must be true or false.", field=field, code="invalid_type")
+    return value
 
 
 def _set_email_verified(user: User, value: object) -> None:

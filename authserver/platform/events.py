@@ -23,6 +23,10 @@ notifications, the audit log) get the app as sender. Payloads, by event:
   confirmed, first or replacing an authenticator; its new recovery codes come with it)
 - identity.tfa.disable.success: user, account, method (the method switched off; now simple)
 - identity.recovery_codes.create.success: user, account, count (a new set; the old died)
+- identity.support_login.create.success: user, account, agent (the support specialist's
+  username); a support specialist logged in as the user (identity.support)
+- identity.email_verification_code.create.success: user, account, code (a 6-digit code
+  that verifies the user's email, e.g. to switch to email two-step login)
 - identity.login.success: user, account (or None), method (the factors, "password+otp"),
   client_id (or None); after the record commits
 - identity.login.failure: user (or None), account (or None), reason, method, client_id (or
@@ -58,6 +62,8 @@ EVENTS = (
     "identity.tfa.enable.success",
     "identity.tfa.disable.success",
     "identity.recovery_codes.create.success",
+    "identity.support_login.create.success",
+    "identity.email_verification_code.create.success",
     "identity.login.success",
     "identity.login.failure",
     "identity.login.throttled",

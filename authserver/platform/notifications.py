@@ -54,6 +54,7 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.tfa.enable.success": None,
     "identity.tfa.disable.success": None,
     "identity.recovery_codes.create.success": None,
+    "identity.support_login.create.success": None,
 }
 
 
@@ -124,6 +125,8 @@ class Notifier:
             "account_name": _account_name(account, locale),
             "support_email": getattr(account, "support_email", None),
             "issuer": self.issuer,
+            # A support login: the username of the support specialist who logged in.
+            "agent": payload.get("agent"),
         }
         if event == PHONE_EVENT:
             context["code"] = payload["code"]

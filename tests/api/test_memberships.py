@@ -202,7 +202,9 @@ def test_a_manager_may_not_remove_themselves_here(app, client, world):
     )
     token = login(client, world, username="adam@example.com")["access_token"]
     with app.app_context():
-        mid = db.session.scalar(db.select(AccountMembership.id).where(AccountMembership.user_id == me))
+        mid = db.session.scalar(
+            db.select(AccountMembership.id).where(AccountMembership.user_id == me)
+        )
     assert _send(client, "DELETE", f"/v1/memberships/{mid}", token).status_code == 403
     assert _memberships(app, world.live_id) == {me: "administrator"}
 
