@@ -188,9 +188,10 @@ def test_never_across_accounts(app, client, desk):
         aid=desk.world.other_id,
         client_id=desk.world.other_public_id,
     )["access_token"]
-    response = exchange(client, desk, actor_token=outsider)
-    assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
-    assert _support_records(app, desk.sam_id) == []
+    for subject in (desk.sam_id, stranger):  # even a user of the agent's own account
+        response = exchange(client, desk, actor_token=outsider, subject=subject)
+        assert response.status_code == 400 and response.get_json()["error"] == "invalid_grant"
+        assert _support_records(app, subject) == []
 
 
 def test_no_chains_and_not_oneself(app, client, desk):
