@@ -12,6 +12,7 @@ from . import (  # noqa: F401 - routes
     accounts,
     audit,
     clients,
+    email_codes,
     jsonapi,
     logins,
     memberships,

@@ -55,6 +55,7 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.tfa.disable.success": None,
     "identity.recovery_codes.create.success": None,
     "identity.support_login.create.success": None,
+    "identity.email_verification_code.create.success": None,
 }
 
 
@@ -127,6 +128,7 @@ class Notifier:
             "issuer": self.issuer,
             # A support login: the username of the support specialist who logged in.
             "agent": payload.get("agent"),
+            "code": payload.get("code"),  # an email verification code
         }
         if event == PHONE_EVENT:
             context["code"] = payload["code"]
