@@ -232,3 +232,12 @@ def test_a_manager_role_cannot_set_tfa_sms_for_others(app, client, world, carl):
     response = _patch(client, manager, carl, change, f"/v1/users/{carl}")
     assert response.status_code == 403
     assert _row(app, carl)["auth_method"] == "simple"
+
+
+def test_an_administrator_does_not_vouch_for_their_own_phone(app, client, world):
+    """On oneself through /v1/users/{id}, tfa_sms on an unproven phone still needs a code."""
+    me = make_user(app, world.live_id, "adele", role="administrator", phone_number="+15550007777")
+    token = login(client, world, username="adele")["access_token"]
+    response = _patch(client, token, me, {"authMethod": "tfa_sms"}, f"/v1/users/{me}")
+    assert response.status_code == 422, response.get_data(as_text=True)
+    assert _row(app, me)["auth_method"] == "simple"
