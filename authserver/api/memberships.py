@@ -1,4 +1,5 @@
-"""Global users and accounts: `POST /v1/accounts` (a global user creates an account pair
+"""Global users and accounts: `POST /v1/global_users` (sign-up, when GLOBAL_SIGNUP is on),
+`POST /v1/accounts` (a global user creates an account pair
 and owns it), `/v1/memberships` (owner and administrators: the account's global members)
 and `/v1/user/memberships` (a global user's own accounts; leaving one).
 """
@@ -7,16 +8,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from flask import Response
+from flask import Response, request
 
 from authserver.identity import memberships, tokens
 from authserver.platform.models import ROLES, Account, AccountMembership, Role, User
 
-from . import bodies, jsonapi, openapi
+from . import bodies, jsonapi, names, openapi
 from .accounts import account_resource
 from .auth import current_token, require_token
 from .blueprint import bp
-from .users import _actor, _current
+from .users import ATTRIBUTES as USER_ATTRIBUTES
+from .users import _actor, _current, user_resource
 
 MANAGERS = (Role.OWNER, Role.ADMINISTRATOR)
 ROLE = bodies.text(32, enum=list(ROLES))
@@ -36,6 +38,14 @@ ADD = bodies.Body(
     required=frozenset({"username", "role"}),
 )
 CHANGE = bodies.Body("Membership", {"role": ROLE}, required=frozenset({"role"}), update=True)
+SIGN_UP = bodies.Body(
+    "User",
+    {
+        names.attribute_of(field): USER_ATTRIBUTES[names.attribute_of(field)]
+        for field in sorted(memberships.SIGN_UP_FIELDS)
+    },
+    required=frozenset({"username", "password"}),
+)
 
 
 def membership_resource(membership: AccountMembership) -> dict[str, Any]:
@@ -63,6 +73,19 @@ def _token_user() -> User:
     """The token's user (404 for guest and client tokens)."""
     user, _ = _current()
     return user
+
+
+# --- POST /v1/global_users -------------------------------------------------------------
+
+
+@bp.post("/global_users")
+def sign_up() -> Response:
+    """Sign up as a global user (no token; 404 unless GLOBAL_SIGNUP is on): pending until
+    the emailed link verifies the address (201)."""
+    attrs = SIGN_UP.read().attributes
+    fields = {names.field_of(name): value for name, value in attrs.items()}
+    user = memberships.sign_up(fields, ip=request.remote_addr)
+    return jsonapi.document(user_resource(user), status=201)
 
 
 # --- POST /v1/accounts ----------------------------------------------------------------
@@ -185,6 +208,21 @@ OPENAPI: dict[str, Any] = {
         "MembershipList": openapi.resource_list("Membership", _ATTRIBUTES),
     },
     "paths": {
+        "/global_users": {
+            "post": {
+                "summary": "Sign up as a global user (when GLOBAL_SIGNUP is on)",
+                "description": "The username is the email. The user is pending until the "
+                "emailed link verifies the address; then it logs in without aid and creates "
+                "or joins accounts. At most 20 sign-ups an hour from one IP (429); 404 while "
+                "GLOBAL_SIGNUP is off.",
+                "operationId": "signUpGlobalUser",
+                "requestBody": bodies.request_body(SIGN_UP),
+                "responses": {
+                    "201": openapi.body({"$ref": "#/components/schemas/UserDocument"}, "The user"),
+                    **openapi.error_responses(404, 413, 415, 429),
+                },
+            }
+        },
         "/accounts": {
             "post": {
                 "summary": "A global user creates an account pair and becomes its owner",

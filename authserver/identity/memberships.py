@@ -1,5 +1,6 @@
-"""Global users and the accounts they own or join (seed 000 "Type of User"): a global user
-creates an account pair and owns it; an account's owner or administrator adds existing
+"""Global users and the accounts they own or join (seed 000 "Type of User"): people sign
+up as global users (when GLOBAL_SIGNUP is on); a global user creates an account pair and
+owns it; an account's owner or administrator adds existing
 global users by username, changes their role there and removes them; a global user lists
 their memberships and leaves one.
 
@@ -12,21 +13,28 @@ a query on the hot path. The user logs in again to the accounts they still belon
 from __future__ import annotations
 
 import uuid
+from typing import Any
 
+from flask import current_app
 from sqlalchemy import func, select
 
-from authserver.identity import accounts, audit, rules
+from authserver.identity import accounts, audit, rules, verification
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
+    NAME_FIELDS,
+    SIGN_UPS_PER_IP,
     Actor,
     Member,
     add_member,
     check_may_touch,
+    check_name_field,
+    create_user,
+    global_identity,
     is_self,
     require_manager,
 )
 from authserver.platform.database import commit
-from authserver.platform.errors import Conflict, Forbidden, NotFound, Throttled
+from authserver.platform.errors import Conflict, Forbidden, NotFound, Throttled, ValidationFailed
 from authserver.platform.extensions import db, store
 from authserver.platform.models import (
     Account,
@@ -39,6 +47,37 @@ from authserver.platform.models import (
 
 # Accounts one global user may create an hour: each is two rows and an audit trail.
 ACCOUNT_CREATIONS = (10, 3600)
+SIGN_UP_FIELDS = frozenset({"username", "password", "email", "name", "first_name", "last_name"})
+
+
+def sign_up(fields: dict[str, Any], *, ip: str | None) -> User:
+    """Someone signs up as a global user (GLOBAL_SIGNUP on, else NotFound): their username
+    is their email; the user is `pending` until the emailed link verifies the address
+    (verification.verify_email then activates it), so nobody logs in with an address they
+    do not hold. Throttled per IP like a guest's sign-up, before anything is checked."""
+    if not current_app.config["GLOBAL_SIGNUP"]:
+        raise NotFound("Global sign-up is off.")
+    if ip:
+        hit = store().hit(f"global-signup-ip:{ip}", *SIGN_UPS_PER_IP)
+        if not hit.allowed:
+            raise Throttled(hit.retry_after)
+    unknown = set(fields) - SIGN_UP_FIELDS
+    if unknown:
+        raise ValueError(f"unexpected sign-up fields: {sorted(unknown)}")
+    username, email = global_identity(fields.get("username"), fields.get("email"))
+    if fields.get("password") is None:
+        raise ValidationFailed("Password is required.", field="password", code="required")
+    user = create_user(
+        account=None,
+        username=username,
+        password=fields["password"],
+        role=Role.CUSTOMER,  # its role in a global login; accounts give it theirs
+        email=email,
+        status=UserStatus.PENDING,
+        **{k: check_name_field(k, fields[k]) for k in NAME_FIELDS if k in fields},
+    )
+    verification.send_email_verification(user)
+    return user
 
 
 def create_owned_account(user: User, name: object) -> accounts.NewAccount:

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from factories import PASSWORD, World, make_user
 from oauth_helpers import bearer, login
-from verification_helpers import role_token
+from verification_helpers import outbox, role_token
 
 from authserver.identity import email_codes
 from authserver.platform.extensions import db, store
@@ -43,7 +43,7 @@ def _row(app: Any, user_id: str) -> dict[str, Any]:
 
 def _codes(app: Any, to: str) -> list[str]:
     """The codes mailed to `to` by this feature, oldest first."""
-    mails = app.extensions["authserver.outbox"].of("email")
+    mails = outbox(app).of("email")
     found = [m for m in mails if m.to == to and m.event == email_codes.EVENT]
     return [re.search(r"\b(\d{6})\b", m.text).group(1) for m in found]  # type: ignore[union-attr]
 
@@ -201,11 +201,7 @@ def test_administrator_sets_tfa_sms_with_a_phone_alone(app, client, world, carl,
     assert response.status_code == 200, response.get_data(as_text=True)
     row = _row(app, carl)
     assert (row["auth_method"], row["phone_number"]) == ("tfa_sms", "+15550001234")
-    mails = [
-        m.event
-        for m in app.extensions["authserver.outbox"].of("email")
-        if m.to == ("carl@example.com")
-    ]
+    mails = [m.event for m in outbox(app).of("email") if m.to == ("carl@example.com")]
     assert "identity.tfa.update.success" in mails
     with app.app_context():
         events = db.session.scalars(

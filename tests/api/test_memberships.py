@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from factories import PASSWORD, World, make_user
 from oauth_helpers import bearer, login
-from verification_helpers import role_token
+from verification_helpers import guest_token, link_token, mails, role_token
 
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, AccountMembership, AuditEvent
+from authserver.platform.models import Account, AccountMembership, AuditEvent, User
 
 MEDIA = "application/vnd.api+json"
 
@@ -314,3 +314,115 @@ def test_nobody_leaves_for_someone_else(app, client, world, gina, owner):
     assert _send(client, "DELETE", f"/v1/user/memberships/{made['id']}", token).status_code == 404
     assert _send(client, "DELETE", "/v1/user/memberships/zzz", token).status_code == 404
     assert _memberships(app, world.live_id) == {gina: "manager"}
+
+
+# --- POST /v1/global_users (GLOBAL_SIGNUP) ---------------------------------------------
+
+
+def _sign_up(client: Any, attributes: dict[str, Any], ip: str = "198.51.100.7") -> Any:
+    body = {"data": {"type": "User", "attributes": attributes}}
+    return client.post(
+        "/v1/global_users",
+        data=json.dumps(body),
+        content_type=MEDIA,
+        environ_base={"REMOTE_ADDR": ip},
+    )
+
+
+def _global_users(app: Any) -> list[str]:
+    with app.app_context():
+        return sorted(db.session.scalars(db.select(User.username).where(User.account_id.is_(None))))
+
+
+def test_global_sign_up_is_off_by_default(app, client):
+    """Without GLOBAL_SIGNUP, POST /v1/global_users is 404 and creates nobody."""
+    response = _sign_up(client, {"username": "new@example.com", "password": PASSWORD})
+    assert response.status_code == 404
+    assert _global_users(app) == []
+
+
+def test_global_sign_up_needs_a_verified_email_before_login(make_app, world):
+    """A sign-up is pending (its login refused) until the emailed link is used; then it
+    logs in without aid and creates an account."""
+    app = make_app(GLOBAL_SIGNUP=True)
+    client = app.test_client()
+    response = _sign_up(client, {"username": "New@Example.com", "password": PASSWORD, "name": "N"})
+    assert response.status_code == 201, response.get_data(as_text=True)
+    attributes = response.get_json()["data"]["attributes"]
+    assert (attributes["username"], attributes["email"], attributes["status"]) == (
+        "new@example.com",
+        "new@example.com",
+        "pending",
+    )
+    refused = client.post(
+        "/oauth/token",
+        data={
+            "grant_type": "password",
+            "username": "new@example.com",
+            "password": PASSWORD,
+            "client_id": world.public_id,
+        },
+    )
+    assert refused.status_code == 400
+    [mail] = mails(app, "identity.email_verification_token.create.success")
+    token = link_token(mail.text, "/verify-email")
+    guest = guest_token(client, world.live_prt)
+    body = {"data": {"type": "EmailVerification", "attributes": {"token": token}}}
+    verified = client.post(
+        "/v1/email_verifications", data=json.dumps(body), content_type=MEDIA, headers=bearer(guest)
+    )
+    assert verified.status_code == 204, verified.get_data(as_text=True)
+    access = global_login(client, world, "new@example.com")
+    created = _send(
+        client,
+        "POST",
+        "/v1/accounts",
+        access,
+        {"data": {"type": "Account", "attributes": {"name": "New Co"}}},
+    )
+    assert created.status_code == 201
+
+
+@pytest.mark.parametrize(
+    ("attributes", "status", "code"),
+    [
+        ({"username": "plainname", "password": PASSWORD}, 422, "username_not_email"),
+        (
+            {"username": "a@example.com", "email": "b@example.com", "password": PASSWORD},
+            422,
+            "email_not_username",
+        ),
+        ({"username": "a@example.com"}, 422, "required"),
+        ({"username": "a@example.com", "password": "short"}, 422, "too_short"),
+        ({"username": "a@example.com", "password": PASSWORD, "role": "owner"}, 422, None),
+        ({"username": "a@example.com", "password": PASSWORD, "status": "active"}, 422, None),
+        ({"username": "x" * 300 + "@example.com", "password": PASSWORD}, 422, None),
+        ({"username": 5, "password": PASSWORD}, 422, None),
+    ],
+)
+def test_global_sign_up_refuses_bad_input(make_app, attributes, status, code):
+    """A username that is no email, a different email, a missing or weak password and
+    attributes a sign-up may not set are 422; nobody is created."""
+    app = make_app(GLOBAL_SIGNUP=True)
+    response = _sign_up(app.test_client(), attributes)
+    assert response.status_code == status, response.get_data(as_text=True)
+    if code:
+        assert response.get_json()["errors"][0]["code"] == code
+    assert _global_users(app) == []
+
+
+def test_global_sign_up_is_throttled_per_ip_and_names_are_unique(make_app):
+    """A taken username is 409; the 21st sign-up from one IP in an hour is 429."""
+    app = make_app(GLOBAL_SIGNUP=True)
+    client = app.test_client()
+    first = {"username": "u0@example.com", "password": PASSWORD}
+    assert _sign_up(client, first).status_code == 201
+    assert _sign_up(client, first).status_code == 409
+    for i in range(1, 19):
+        made = _sign_up(client, {"username": f"u{i}@example.com", "password": PASSWORD})
+        assert made.status_code == 201
+    response = _sign_up(client, {"username": "late@example.com", "password": PASSWORD})
+    assert response.status_code == 429 and int(response.headers["Retry-After"]) > 0
+    assert "late@example.com" not in _global_users(app)
+    other_ip = _sign_up(client, {"username": "late@example.com", "password": PASSWORD}, "192.0.2.9")
+    assert other_ip.status_code == 201

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 from factories import World, make_client, make_user
 from oauth_helpers import bearer, jwt_parts, login
+from verification_helpers import outbox
 
 from authserver.platform.extensions import db
 from authserver.platform.models import LoginRecord
@@ -119,9 +120,7 @@ def test_support_login_is_in_the_history_and_mailed(app, client, desk):
     logins = client.get("/v1/user/logins", headers=bearer(own)).get_json()["data"]
     support = [x["attributes"] for x in logins if x["attributes"]["method"] == "support"]
     assert support and support[0]["actorId"] == desk.agent_id
-    mails = [
-        m for m in app.extensions["authserver.outbox"].of("email") if m.to == "sam@example.com"
-    ]
+    mails = [m for m in outbox(app).of("email") if m.to == "sam@example.com"]
     assert [m.event for m in mails] == ["identity.support_login.create.success"]
     assert "agnes" in mails[0].text
 
