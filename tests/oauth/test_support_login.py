@@ -27,6 +27,7 @@ class Desk:
     (support specialist) and a customer who allows support login."""
 
     def __init__(self, app: Any, client: Any, world: World):
+        self.http = client
         self.world = world
         self.client_id = make_client(
             app,
@@ -48,18 +49,13 @@ class Desk:
         self.agent_token = self.token_of("agnes")
 
     def token_of(self, username: str) -> str:
-        return str(
-            login(self.client_http, self.world, username=username, client_id=self.client_id)[
-                "access_token"
-            ]
-        )
-
-    client_http: Any = None
+        """A password-grant access token of `username` through the desk's client."""
+        answer = login(self.http, self.world, username=username, client_id=self.client_id)
+        return str(answer["access_token"])
 
 
 @pytest.fixture
 def desk(app: Any, client: Any, world: World) -> Desk:
-    Desk.client_http = client
     return Desk(app, client, world)
 
 
@@ -253,3 +249,9 @@ def test_administrators_cannot_set_the_permission(app, client, desk):
     )
     assert 400 <= response.status_code < 500
     assert exchange(client, desk).status_code == 200
+
+
+def test_discovery_lists_token_exchange(client):
+    """The metadata's grant_types_supported names the token-exchange grant."""
+    doc = client.get("/.well-known/openid-configuration").get_json()
+    assert EXCHANGE in doc["grant_types_supported"]
