@@ -202,7 +202,12 @@ def users_group() -> None:
 
 @users_group.command("create")
 @click.option("--account", "account_id", help="Account id for an account user.")
-@click.option("--global", "is_global", is_flag=True, help="Create a global user instead.")
+@click.option(
+    "--global",
+    "is_global",
+    is_flag=True,
+    help="Create a global user instead (its username is its email).",
+)
 @click.option("--username", required=True)
 @click.option("--password", required=True, help="Use '-' to read it from standard input.")
 @click.option("--role", required=True, type=click.Choice(ROLES))
@@ -227,6 +232,10 @@ def users_create(
     if password == "-":  # noqa: S105 - the stdin marker, not a password
         password = sys.stdin.readline().rstrip("\n")
     account = accounts.get_account(account_id) if account_id else None
+    if account is None:  # a global user's username is their email
+        fields["username"], fields["email"] = users.global_identity(
+            fields["username"], fields.get("email")
+        )
     user = users.create_user(account=account, password=password, **fields)
     _emit(
         {"id": user.id, "username": user.username, "accountId": user.account_id},

@@ -68,7 +68,7 @@ def test_every_cli_change_leaves_one_row_naming_the_operator(app, invoke):
     )  # fmt: skip
     ok(
         invoke(
-            "users", "create", "--global", "--username", "g", "--password", PASSWORD,
+            "users", "create", "--global", "--username", "g@example.com", "--password", PASSWORD,
             "--role", "customer", "--json",
         )
     )  # fmt: skip

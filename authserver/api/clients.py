@@ -33,7 +33,7 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     ),
     "grantTypes": bodies.strings(
         len(clients.GRANT_TYPES),
-        32,
+        64,
         item_doc={"enum": list(clients.GRANT_TYPES)},
         description="Default authorization_code and refresh_token; authorization_code "
         "needs a redirect URI; client_credentials is for confidential clients only",

@@ -35,6 +35,7 @@ def _login_resource(record: LoginRecord) -> dict[str, Any]:
             "reason": record.reason,
             "clientId": record.client_id,
             "userId": record.user_id,
+            "actorId": record.actor_id,
         },
     )
 
@@ -93,12 +94,17 @@ _LOGIN_LIST = openapi.resource_list(
         "method": {
             "type": "string",
             "description": "password, password+otp, password+sms, password+recovery_code, "
-            "password+passkey, passkey, otp, ...",
+            "password+passkey, passkey, otp, refresh, support (a support specialist logged "
+            "in as the user), ...",
         },
         "success": {"type": "boolean"},
         "reason": {"type": ["string", "null"]},
         "clientId": {"type": ["string", "null"]},
         "userId": {"type": ["string", "null"]},
+        "actorId": {
+            "type": ["string", "null"],
+            "description": "A support login (method support): the support specialist's user id",
+        },
     },
 )
 _PAGING = [

@@ -37,7 +37,16 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "password": bodies.text(1024, minLength=8, maxLength=128),
     "email": bodies.text(254, nullable=True, format="email"),
     "phoneNumber": bodies.text(32, nullable=True, description="E.164, e.g. +15551234567"),
-    "phoneVerificationCode": bodies.text(16, description="Proves phoneNumber (tfa_sms)"),
+    "phoneVerificationCode": bodies.text(
+        16,
+        description="Proves phoneNumber (tfa_sms); not needed when an owner or administrator "
+        "sets another user's tfa_sms phone",
+    ),
+    "emailVerificationCode": bodies.text(
+        16,
+        description="PATCH /v1/user only: the code POST /v1/email_verification_codes mailed; "
+        "verifies the current email (with authMethod tfa_email: switches in one step)",
+    ),
     "name": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
     "firstName": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
     "lastName": bodies.text(255, nullable=True, pattern=bodies.NAME_PATTERN),
@@ -45,11 +54,11 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "role": bodies.text(32, enum=list(ROLES)),
     "status": bodies.text(16, enum=[str(s) for s in users.LISTED_STATUSES]),
     "emailVerified": bodies.flag(),
-    "customData": bodies.obj(),
     "allowSupportLogin": bodies.flag(
-        description="The user's own choice (PATCH /v1/user only): support specialists of "
-        "the account may act as this user"
+        description="PATCH /v1/user only: whether a support specialist of the account may "
+        "log in as you (token exchange); turning it off ends such logins at once"
     ),
+    "customData": bodies.obj(),
     "currentPassword": bodies.text(
         1024,
         description="PATCH /v1/user only: needed when a two-step user changes authMethod, "
@@ -129,8 +138,8 @@ def user_resource(user: User, role: str | None = None) -> dict[str, Any]:
             "emailVerified": user.email_verified,
             "emailVerifiedAt": user.email_verified_at,
             "passwordUpdatedAt": user.password_updated_at,
-            "customData": user.custom_data or {},
             "allowSupportLogin": user.allow_support_login,
+            "customData": user.custom_data or {},
             "createdAt": user.created_at,
             "updatedAt": user.updated_at,
             "lastLoginAt": user.last_login_at,
@@ -432,8 +441,10 @@ OPENAPI: dict[str, Any] = {
                 "summary": "Update the current user",
                 "description": "A new email is unverified and gets a verification link; "
                 "tfa_sms or a new phone of a tfa_sms user needs phoneVerificationCode; "
-                "tfa_email needs a verified email. A user with two-step login also gives "
-                "currentPassword to change authMethod or (tfa_sms) phoneNumber.",
+                "tfa_email needs a verified email, or emailVerificationCode (from POST "
+                "/v1/email_verification_codes) in the same request. A user with two-step "
+                "login also gives currentPassword to change authMethod or (tfa_sms) "
+                "phoneNumber. allowSupportLogin false ends every support login at once.",
                 "operationId": "updateCurrentUser",
                 "requestBody": _body("CurrentUserUpdate"),
                 "responses": {
@@ -461,6 +472,7 @@ OPENAPI: dict[str, Any] = {
                             not in (
                                 "password",
                                 "phoneVerificationCode",
+                                "emailVerificationCode",
                                 "status",
                                 "currentPassword",
                             )

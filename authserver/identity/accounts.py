@@ -65,9 +65,11 @@ def create_account(
     *,
     default_locale: str = "en",
     default_auth_method: str = AuthMethod.SIMPLE,
+    owner: User | None = None,
     **attributes: Any,
 ) -> NewAccount:
-    """Create a live account and its paired test account in one transaction."""
+    """Create a live account and its paired test account in one transaction; `owner`, a
+    global user, becomes the owner of both (a member with role owner) in it too."""
     name = rules.check_name(name, "name")
     rules.check_choice(default_locale, ("en", "es", "fr"), "default_locale")
     rules.check_auth_method(default_auth_method, "default_auth_method")
@@ -84,6 +86,11 @@ def create_account(
     db.session.add_all([test, live])
     db.session.flush()  # the ids, for the audit row
     audit.record("account.create", "Account", live.id, common, account_id=live.id)
+    if owner is not None:
+        for account in (live, test):
+            membership = AccountMembership(account_id=account.id, user_id=owner.id, role=Role.OWNER)
+            db.session.add(membership)
+            audit.record("membership.create", "User", owner.id, ["role"], account_id=account.id)
     commit()
     emit("identity.account.create.success", account=live)
     return NewAccount(live, test)

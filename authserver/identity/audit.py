@@ -16,7 +16,7 @@ from authserver.platform.models import AuditEvent
 
 ACTOR_TYPES = ("user", "client", "cli", "system")
 # Fields whose *name* would still say too much or that are proofs, not data: left out.
-NOT_RECORDED = frozenset({"phone_verification_code", "current_password"})
+NOT_RECORDED = frozenset({"phone_verification_code", "email_verification_code", "current_password"})
 # Every action `record` is called with (the README lists them; the API filter checks them).
 ACTIONS = (
     "account.create",
@@ -29,6 +29,8 @@ ACTIONS = (
     "user.delete",
     "user.import",
     "membership.create",
+    "membership.update",
+    "membership.delete",
     "client.create",
     "client.update",
     "client.secret.rotate",

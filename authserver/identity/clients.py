@@ -28,7 +28,14 @@ from authserver.platform.models import (
 )
 from authserver.platform.security import digest, random_token
 
-GRANT_TYPES = ("authorization_code", "refresh_token", "password", "client_credentials")
+# The last is RFC 8693 token exchange: support login (identity.support); never a default.
+GRANT_TYPES = (
+    "authorization_code",
+    "refresh_token",
+    "password",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",
+)
 # Safe default: the browser flow with PKCE and its refresh. The password grant and client
 # credentials hand out tokens without the user on our pages; only when asked for.
 DEFAULT_GRANTS = ("authorization_code", "refresh_token")

@@ -9,7 +9,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from authserver.identity import accounts, audit, rules, twofactor, unique_emails, verification
+from authserver.identity import (
+    accounts,
+    audit,
+    email_codes,
+    rules,
+    support,
+    twofactor,
+    unique_emails,
+    verification,
+)
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.identity.users import (
     ADMIN_FIELDS,
@@ -36,10 +45,13 @@ UPDATE_STATUSES = (UserStatus.ACTIVE, UserStatus.DISABLED)  # deleted only throu
 # What users may change of themselves: not their role or status, not whether their email
 # is verified, and a new password only by proving the old one (verification.change_password).
 # current_password is the proof that moving the email or a second factor needs.
-# allow_support_login is the user's own choice (seed 004): nobody else sets it.
+# allow_support_login is the user's own choice only: no administrator sets it for them.
+# email_verification_code (a mailed code, email_codes) verifies the current address in the
+# same request, e.g. to switch to email two-step login in one step as seed 003 does.
 SELF_FIELDS = (ADMIN_FIELDS - {"role", "status", "email_verified", "password"}) | {
     "current_password",
     "allow_support_login",
+    "email_verification_code",
 }
 
 
@@ -86,7 +98,16 @@ def update_user(
             user.status = rules.check_choice(changes["status"], UPDATE_STATUSES, "status")
             if user.status != UserStatus.ACTIVE:
                 revoke_user_tokens(user)
-        applied = _apply_profile(user, member, changes, by_admin=True, account=actor.account)
+        # An owner or administrator vouches for another user's phone (seed 000: they set
+        # up SMS two-step login with a phoneNumber alone); the user is mailed of it.
+        applied = _apply_profile(
+            user,
+            member,
+            changes,
+            by_admin=True,
+            account=actor.account,
+            vouched_phone=not is_self(actor, member),
+        )
         if role_changed or applied.tfa_changed:
             # A token carries its role: old ones must stop. A new second factor ends the
             # logins made without it.
@@ -170,18 +191,38 @@ def update_current_user(
         throttle_username_change(user.id, ip)
     changes = dict(changes)
     current_password = changes.pop("current_password", None)
+    email_code = changes.pop("email_verification_code", None)
     _check_no_downgrade(user, changes.get("auth_method"))
+    if email_code is not None and (_moves_email(user, changes) or not user.email):
+        raise ValidationFailed(
+            "The code verifies your current email address: change the address first, "
+            "then ask for a code.",
+            field="email_verification_code",
+            code="email_changed" if user.email else "no_email",
+        )
     if _moves_second_factor(user, changes) or _moves_email(user, changes):
         twofactor.prove_password(user, current_password, field="current_password")
     member = Member(user, role_in(user, account) or user.role)
     try:
+        verified_before = user.email_verified
+        if email_code is not None:
+            # Taken as proven for the checks below; the code is spent after all of them,
+            # so a change refused for another reason leaves it usable.
+            user.email_verified = True
         applied = _apply_profile(user, member, changes, by_admin=False, account=account)
+        if email_code is not None:
+            user.email_verified = verified_before
+            email_codes.verify(user, email_code)
         if applied.tfa_changed:
             revoke_user_tokens(user, keep)
     except DomainError:
         db.session.rollback()
         raise
     commit(conflict=user_conflict)
+    if user.allow_support_login is False and "allow_support_login" in changes:
+        # Every time it is set off, not only when it changes: a retry after a failure
+        # here (database down) still ends the support logins.
+        support.end_all(user)
     _after_update(user, account, applied, "identity.current_user.update.success")
     return member
 
@@ -241,8 +282,10 @@ def _apply_profile(
     *,
     by_admin: bool,
     account: Account | None,
+    vouched_phone: bool = False,
 ) -> _Applied:
-    """Apply profile changes to `user` (no commit); the phone code is spent last."""
+    """Apply profile changes to `user` (no commit); the phone code is spent last.
+    `vouched_phone`: an administrator sets another user's SMS phone without a code."""
     applied = _Applied()
     with db.session.no_autoflush:
         if "username" in changes:
@@ -257,7 +300,7 @@ def _apply_profile(
         if "custom_data" in changes:
             user.custom_data = rules.check_custom_data(changes["custom_data"])
         if not by_admin and "allow_support_login" in changes:
-            user.allow_support_login = _check_flag(changes["allow_support_login"])
+            user.allow_support_login = _flag(changes["allow_support_login"], "allow_support_login")
         old_method, old_phone, old_email = user.auth_method, user.phone_number, user.email
         if "email" in changes:
             email = rules.check_email(changes["email"]) if changes["email"] is not None else None
@@ -278,7 +321,9 @@ def _apply_profile(
         if "auth_method" in changes:
             user.auth_method = rules.check_auth_method(changes["auth_method"])
         code = changes.get("phone_verification_code")
-        _check_second_factor(user, (old_method, old_phone, old_email), code is not None)
+        _check_second_factor(
+            user, (old_method, old_phone, old_email), code is not None or vouched_phone
+        )
         if old_method == AuthMethod.TFA_TOTP and user.auth_method != AuthMethod.TFA_TOTP:
             twofactor.drop_totp(user)  # back to TOTP later means a new, confirmed setup
         applied.tfa_changed = user.auth_method != old_method or (
@@ -292,11 +337,9 @@ def _apply_profile(
     return applied
 
 
-def _check_flag(value: object) -> bool:
+def _flag(value: object, field: str) -> bool:
     if not isinstance(value, bool):
-        raise ValidationFailed(
-            "Must be true or false.", field="allow_support_login", code="invalid_type"
-        )
+        raise ValidationFailed("Must be true or false.", field=field, code="invalid_type")
     return value
 
 

@@ -70,6 +70,7 @@ class Principal:
     family_id: str | None = None  # refresh-token family this login began
     home_account_id: str | None = None  # the account a refresh token stays bound to
     token_generation: int = 0  # the user's generation when this login was checked
+    actor_id: str | None = None  # a support login: the specialist acting (RFC 8693 `act`)
 
     def get_user_id(self) -> str | None:  # Authlib calls this
         return self.user_id
@@ -148,6 +149,8 @@ def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime
         claims["gen"] = principal.token_generation
     if principal.family_id:
         claims["fid"] = principal.family_id
+    if principal.actor_id:
+        claims["act"] = {"sub": principal.actor_id}
     key = keyring().signing_key(ACCESS_TOKEN_ALG)
     header = {"alg": ACCESS_TOKEN_ALG, "typ": "at+jwt", "kid": key.kid}
     return jwt.encode(header, claims, key, algorithms=[ACCESS_TOKEN_ALG])

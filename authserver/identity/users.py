@@ -155,6 +155,25 @@ def check_username_free(username: str, *, account: Account | None, user: User | 
         raise username_taken()
 
 
+def global_identity(username: object, email: object | None) -> tuple[str, str]:
+    """A new global user's username is their email (seed 000 "Type of User"): the checked
+    username and the email to store, the same. Raises ValidationFailed otherwise."""
+    name = rules.check_username(username)
+    try:
+        rules.check_email(name)
+    except ValidationFailed:
+        raise ValidationFailed(
+            "A global user's username is their email address.",
+            field="username",
+            code="username_not_email",
+        ) from None
+    if email is not None and (not isinstance(email, str) or email.strip().lower() != name):
+        raise ValidationFailed(
+            "A global user's email is their username.", field="email", code="email_not_username"
+        )
+    return name, name
+
+
 # --- creating -------------------------------------------------------------------------
 
 

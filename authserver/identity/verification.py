@@ -126,6 +126,8 @@ def verify_email(token: object) -> User:
         )
     user.email_verified = True
     user.email_verified_at = utcnow()
+    if user.is_global and user.status == UserStatus.PENDING and user.password_hash:
+        user.status = UserStatus.ACTIVE  # a global sign-up: the proven address lets it in
     commit()
     emit("identity.email_verification.create.success", user=user, account=user.account)
     return user

@@ -18,7 +18,7 @@ from authserver.platform.web import add_error_renderer, guard_input, same_origin
 from . import authorize, logout, views
 from .clients import ClientCache, ClientInfo
 from .endpoints import Introspection, Revocation
-from .grants import ClientCredentials, PasswordGrant, RefreshGrant
+from .grants import ClientCredentials, PasswordGrant, RefreshGrant, SupportLogin
 from .oidc import CodeGrant, IdToken, S256Challenge
 
 
@@ -74,6 +74,7 @@ def init_app(app: Flask) -> None:
     server.register_grant(PasswordGrant)
     server.register_grant(RefreshGrant)
     server.register_grant(ClientCredentials)
+    server.register_grant(SupportLogin)
     server.register_grant(CodeGrant, [IdToken(require_nonce=False), S256Challenge(required=True)])
     server.register_endpoint(Revocation)
     server.register_endpoint(Introspection)

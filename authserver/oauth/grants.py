@@ -7,6 +7,8 @@
   (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with no client or
   one of that account; `aid:<test account>` with a live user's token gives a test-mode token.
 - ClientCredentials: a token for the client's own account with the client's role.
+- SupportLogin: RFC 8693 token exchange, a support specialist's token for a user of the
+  same account who allows it (`identity.support`): short, no refresh token, `act` claim.
 
 A client logs people into its own account only (a live client also global users); a test
 account's client never reaches the live account (issue 14).
@@ -35,7 +37,7 @@ from flask import current_app
 from flask import request as flask_request
 from sqlalchemy import select
 
-from authserver.identity import devices, login, tokens, users
+from authserver.identity import devices, login, support, tokens, users
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
 from authserver.platform import captcha
 from authserver.platform.errors import (
@@ -43,11 +45,14 @@ from authserver.platform.errors import (
     CaptchaRequired,
     CaptchaUnavailable,
     EmailNotVerified,
+    Forbidden,
     InvalidCredentials,
     InvalidOtp,
+    NotFound,
     OtpRequired,
     ServiceUnavailable,
     Throttled,
+    Unauthenticated,
 )
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, AccountStatus, User
@@ -292,6 +297,65 @@ class RefreshGrant(grants.RefreshTokenGrant):
             include_refresh_token=self.request.rotate,
         )
         self.save_token(token)
+        return 200, token, self.TOKEN_RESPONSE_HEADER
+
+
+class SupportLogin(grants.BaseGrant, grants.TokenEndpointMixin):
+    """RFC 8693 token exchange for support login: `actor_token` (a support specialist's
+    access token, `actor_token_type` access_token) and `requested_subject` (the user's id)
+    give a short access token for the user with `act: {"sub": <specialist>}`; no refresh
+    token, no scope. `subject_token` (impersonating with a token of the user) and other
+    requested token types are not supported."""
+
+    GRANT_TYPE = support.GRANT_TYPE
+    TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AND_CONFIDENTIAL
+
+    def validate_token_request(self) -> None:
+        client = self.authenticate_token_endpoint_client()
+        if not client.check_grant_type(self.GRANT_TYPE):
+            raise UnauthorizedClientError("The client may not use token exchange.")
+        form = self.request.form
+        for name in ("subject_token", "subject_token_type", "resource", "audience", "scope"):
+            if form.get(name):
+                raise InvalidRequestError(f"'{name}' is not supported for support login.")
+        requested = _field(form, "requested_token_type", 128, required=False)
+        if requested is not None and requested != support.ACCESS_TOKEN_TYPE:
+            raise InvalidRequestError(f"requested_token_type must be {support.ACCESS_TOKEN_TYPE}.")
+        actor_token = _field(form, "actor_token", tokens.TOKEN_MAX)
+        if _field(form, "actor_token_type", 128) != support.ACCESS_TOKEN_TYPE:
+            raise InvalidRequestError(f"actor_token_type must be {support.ACCESS_TOKEN_TYPE}.")
+        subject = _field(form, "requested_subject", 64)
+        with domain_errors():
+            try:
+                granted = support.start(
+                    str(actor_token),
+                    str(subject),
+                    client_id=client.client_id,
+                    client_account_id=client.account_id,
+                    ip=flask_request.remote_addr,
+                    user_agent=self.request.headers.get("User-Agent"),
+                )
+            except Unauthenticated:
+                raise InvalidGrantError("The actor token is invalid or expired.") from None
+            except NotFound:
+                raise InvalidGrantError(
+                    "No such user in the support specialist's account."
+                ) from None
+            except Forbidden as exc:
+                raise InvalidGrantError(exc.detail) from None
+        self.request.client = client
+        self.request.user = granted.principal
+        self.request.lifetime = granted.lifetime
+
+    @hooked
+    def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        token = self.generate_token(
+            user=self.request.user,
+            scope="",
+            expires_in=self.request.lifetime,
+            include_refresh_token=False,
+        )
+        token["issued_token_type"] = support.ACCESS_TOKEN_TYPE  # RFC 8693 2.2.1
         return 200, token, self.TOKEN_RESPONSE_HEADER
 
 

@@ -37,7 +37,13 @@ CORS = cors.response_headers(
     "*", expose=("X-OTP", "Retry-After", "X-Request-Id", "WWW-Authenticate")
 )
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
-GRANTS = ["authorization_code", "password", "refresh_token", "client_credentials"]
+GRANTS = [
+    "authorization_code",
+    "password",
+    "refresh_token",
+    "client_credentials",
+    "urn:ietf:params:oauth:grant-type:token-exchange",  # support login (grants.SupportLogin)
+]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 CLIENT_AUTH_FAILED = "Client authentication failed (unknown client, wrong secret or method)."
 

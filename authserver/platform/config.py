@@ -58,6 +58,8 @@ class Defaults:
     OTP_LIFETIME = 300  # seconds an emailed/texted login code stays valid
     OTP_RESEND_COOLDOWN = 30  # seconds before another login code is sent
     OTP_MAX_ATTEMPTS = 5  # wrong codes before a login code is void
+    GLOBAL_SIGNUP = False  # anyone may sign up as a global user (POST /v1/global_users)
+    SUPPORT_LOGIN_LIFETIME = 600  # seconds a support specialist's token for a user lives
     LOGIN_HISTORY_RETENTION_DAYS = 365  # `authserver prune` deletes older login history
     AUDIT_RETENTION_DAYS = 730  # `authserver prune` deletes older audit events
     DEFAULT_LOCALE = "en"  # language when neither the user nor the account says
@@ -106,7 +108,9 @@ INT_SETTINGS = (
     "CAPTCHA_AFTER_FAILURES",
     "CAPTCHA_TIMEOUT",
     "TOKEN_CHECK_CACHE_TTL",
+    "SUPPORT_LOGIN_LIFETIME",
 )
+BOOL_SETTINGS = ("GLOBAL_SIGNUP",)
 STR_SETTINGS = (
     "SECRET_KEY",
     "DATABASE_URL",
@@ -155,6 +159,7 @@ MINIMUMS = {
     "CAPTCHA_AFTER_FAILURES": 0,
     "CAPTCHA_TIMEOUT": 1,
     "TOKEN_CHECK_CACHE_TTL": 0,
+    "SUPPORT_LOGIN_LIFETIME": 60,
 }
 MAXIMUMS = {
     "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
@@ -170,6 +175,8 @@ MAXIMUMS = {
     "CAPTCHA_TIMEOUT": 30,
     # A revocation missed while Redis was unreachable counts for at most this long.
     "TOKEN_CHECK_CACHE_TTL": 300,
+    # Someone else's session: short, and never longer than an hour.
+    "SUPPORT_LOGIN_LIFETIME": 3600,
 }
 
 

@@ -25,6 +25,10 @@ notifications, the audit log) get the app as sender. Payloads, by event:
 - identity.recovery_codes.create.success: user, account, count (a new set; the old died)
 - identity.passkey.create.success / .update.success / .delete.success: user, account,
   passkey (added on the security page; renamed; removed by the user or an administrator)
+- identity.support_login.create.success: user, account, agent (the support specialist's
+  username); a support specialist logged in as the user (identity.support)
+- identity.email_verification_code.create.success: user, account, code (a 6-digit code
+  that verifies the user's email, e.g. to switch to email two-step login)
 - identity.login.success: user, account (or None), method (the factors, "password+otp"),
   client_id (or None); after the record commits
 - identity.login.failure: user (or None), account (or None), reason, method, client_id (or
@@ -68,6 +72,8 @@ EVENTS = (
     "identity.passkey.create.success",
     "identity.passkey.update.success",
     "identity.passkey.delete.success",
+    "identity.support_login.create.success",
+    "identity.email_verification_code.create.success",
     "identity.login.success",
     "identity.login.failure",
     "identity.login.throttled",

@@ -75,6 +75,7 @@ class LoginMethod(StrEnum):
     RECOVERY_CODE = "recovery_code"
     PASSKEY = "passkey"
     REFRESH = "refresh"
+    SUPPORT = "support"  # a support specialist's token exchange (LoginRecord.actor_id: who)
 
 
 # The values as plain strings, for the checks and schemas that list them and for click's
@@ -215,7 +216,8 @@ class User(Timestamps, db.Model):  # type: ignore[name-defined]
     totp_last_step: Mapped[int | None] = mapped_column(Integer)
     totp_step_tag: Mapped[str | None] = mapped_column(String(16))
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The user's own choice: support specialists may act as this user (seed 004).
+    # The user's own choice (seed 004): a support specialist of the account may log in as
+    # them (token exchange) only while it is on.
     allow_support_login: Mapped[bool] = mapped_column(
         Boolean, default=False, server_default=false()
     )
@@ -374,6 +376,9 @@ class LoginRecord(db.Model):  # type: ignore[name-defined]
     method: Mapped[str] = mapped_column(String(32))  # LoginMethod values, "+"-joined
     success: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str | None] = mapped_column(String(64))  # why it failed
+    # A support login: the support specialist who logged in as the user (no foreign key:
+    # the user's history keeps naming them after they are gone).
+    actor_id: Mapped[str | None] = mapped_column(String(36))
 
 
 class KnownDevice(db.Model):  # type: ignore[name-defined]

@@ -60,6 +60,8 @@ EMAIL_EVENTS: dict[str, str | None] = {
     "identity.passkey.create.success": None,
     "identity.passkey.update.success": None,
     "identity.passkey.delete.success": None,
+    "identity.support_login.create.success": None,
+    "identity.email_verification_code.create.success": None,
 }
 
 
@@ -130,6 +132,9 @@ class Notifier:
             "account_name": _account_name(account, locale),
             "support_email": getattr(account, "support_email", None),
             "issuer": self.issuer,
+            # A support login: the username of the support specialist who logged in.
+            "agent": payload.get("agent"),
+            "code": payload.get("code"),  # an email verification code
         }
         if event == PHONE_EVENT:
             context["code"] = payload["code"]

@@ -33,7 +33,7 @@ def test_user_allow_lists_are_the_domain_lists_in_api_names() -> None:
     assert admin - {"status", "emailVerified"} == users_api.GUEST_ATTRIBUTES
     assert (
         admin - {"status", "emailVerified", "role", "password"}
-        | {"currentPassword", "allowSupportLogin"}
+        | {"currentPassword", "allowSupportLogin", "emailVerificationCode"}
     ) == users_api.SELF_ATTRIBUTES
 
 

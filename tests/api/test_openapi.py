@@ -277,15 +277,19 @@ def test_request_schemas_refuse_what_the_server_refuses(
 
 
 def test_request_bodies_are_required_where_the_server_needs_one(app, client, world):
-    """Every operation with a request body marks it required, but POST /v1/account_resets,
-    whose body is optional; the server answers 415 to a required body left out."""
+    """Every operation with a request body marks it required, but POST /v1/account_resets
+    and POST /v1/email_verification_codes, whose bodies are optional; the server answers
+    415 to a required body left out."""
     document = _document(client)
     token = _owner_token(client, world)
     for path, item in document["paths"].items():
         for method, operation in item.items():
             if "requestBody" not in operation:
                 continue
-            optional = (path, method) == ("/account_resets", "post")
+            optional = (path, method) in (
+                ("/account_resets", "post"),
+                ("/email_verification_codes", "post"),
+            )
             assert operation["requestBody"]["required"] is not optional, (method, path)
     response = client.patch("/v1/account", headers={"Authorization": f"Bearer {token}"})
     assert response.status_code == 415

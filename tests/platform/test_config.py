@@ -114,6 +114,10 @@ def test_malformed_instance_config_value_is_refused(build, instance_path):
         ("CAPTCHA_VERIFY_URL", "altcha"),
         ("CAPTCHA_TIMEOUT", "0"),
         ("CAPTCHA_AFTER_FAILURES", "-1"),
+        ("GLOBAL_SIGNUP", "yes"),  # not JSON true: a typo must not open sign-ups
+        ("GLOBAL_SIGNUP", "1"),
+        ("SUPPORT_LOGIN_LIFETIME", "30"),
+        ("SUPPORT_LOGIN_LIFETIME", "86400"),
     ],
 )
 def test_malformed_value_names_the_setting(build, name, value):
