@@ -174,7 +174,7 @@ class Server:
     label: str
     kind: str  # "peer" or "authserver"
     base: str
-    proc: subprocess.Popen[bytes]
+    proc: Any  # subprocess.Popen; None until started
     database: str | None = None
     data: dict[str, Any] = field(default_factory=dict)
     env: dict[str, str] = field(default_factory=dict)
@@ -248,10 +248,11 @@ def export_tree(rev: str, work: str) -> tuple[str, str]:
     return folder, commit
 
 
-def start_authserver(
-    label: str, tree_dir: str, commit: str, args: argparse.Namespace, work: str
+def prepare_authserver(
+    label: str, tree_dir: str, commit: str, work: str, workers: int | None
 ) -> Server:
-    """gunicorn -c deploy/gunicorn.conf.py on a fresh database, seeded by bench/seed.py."""
+    """A fresh database (schema, signing keys) and Redis prefix for the code in `tree_dir`,
+    seeded by bench/seed.py; the Server's settings in `env`, not started yet."""
     database = f"authserver_bench_{uuid.uuid4().hex[:10]}"
     with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{database}"')  # type: ignore[arg-type]
@@ -270,9 +271,9 @@ def start_authserver(
     }
     env = {**os.environ, **settings, "PYTHONPATH": tree_dir, "PYTHONDONTWRITEBYTECODE": "1"}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)  # the config file makes a private one
-    if args.workers:
-        env["WEB_CONCURRENCY"] = str(args.workers)
-    server = Server(label, "authserver", settings["AUTHSERVER_ISSUER"], None, database)  # type: ignore[arg-type]
+    if workers:
+        env["WEB_CONCURRENCY"] = str(workers)
+    server = Server(label, "authserver", settings["AUTHSERVER_ISSUER"], None, database)
     server.env, server.work, server.commit = env, folder, commit
     try:
         for step in (["db", "upgrade"], ["keys", "rotate"]):
@@ -285,6 +286,15 @@ def start_authserver(
         raise
     with open(world, encoding="utf-8") as fh:
         server.data = json.load(fh)
+    return server
+
+
+def start_authserver(
+    label: str, tree_dir: str, commit: str, args: argparse.Namespace, work: str
+) -> Server:
+    """gunicorn -c deploy/gunicorn.conf.py (of `tree_dir`) on a fresh, seeded database."""
+    server = prepare_authserver(label, tree_dir, commit, work, args.workers)
+    folder, env, port = server.work, server.env, server.base.rsplit(":", 1)[1]
     log = open(os.path.join(folder, "server.log"), "wb")  # noqa: SIM115 - closed with the run
     config = os.path.join(tree_dir, "deploy", "gunicorn.conf.py")
     server.proc = subprocess.Popen(
@@ -583,6 +593,7 @@ def argon2_rate(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
     from authserver.platform.config import Defaults
 
     params = [Defaults.ARGON2_TIME_COST, Defaults.ARGON2_MEMORY_COST, Defaults.ARGON2_PARALLELISM]
+    load = round(os.getloadavg()[0], 2)
     before = os.times()
     started = time.monotonic()
     procs = [
@@ -611,6 +622,7 @@ def argon2_rate(args: argparse.Namespace, seconds: float) -> dict[str, Any]:
         "socket_errors": 0,
         "timeouts": 0,
         "processes": len(procs),
+        "loadavg": load,
         "params": params,
     }
 
