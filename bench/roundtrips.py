@@ -9,7 +9,7 @@ request through the Flask test client (no WSGI server, no network) and prints pe
 SQL statements, transaction round trips (BEGIN, COMMIT/ROLLBACK) and pool pings apart
 (their sum is the PostgreSQL round trips), Redis commands and Redis round trips (a
 pipeline is one), and the process CPU time. With --profile N, the N heaviest functions of
-each scenario by own time (cProfile). The password grant's CPU beside argon2 is its CPU
+each scenario by own CPU time (cProfile). The password grant's CPU beside argon2 is its CPU
 minus one verify with the same parameters (measured here too). Nothing here is imported by
 the product; it is a measuring tool, never a test.
 """
@@ -36,23 +36,31 @@ from flask.testing import FlaskClient
 from sqlalchemy import event
 
 COUNTS: Counter[str] = Counter()
+SHOWN: list[str] | None = None  # the statements of the request being shown (--sql)
 
 
 def instrument_redis() -> None:
-    """Count commands (each packed command) and round trips (each write to the socket: a
-    pipeline packs all its commands into one) on every redis-py connection."""
+    """Count commands (each one sent alone or packed into a pipeline) and round trips (each
+    write to the socket: a pipeline sends all its commands at once) on redis-py's
+    connections."""
     cls = redis.connection.AbstractConnection
-    pack, send = cls.pack_command, cls.send_packed_command
+    single, many, send = cls.send_command, cls.pack_commands, cls.send_packed_command
 
-    def pack_command(self: Any, *args: Any) -> Any:
+    def send_command(self: Any, *args: Any, **kwargs: Any) -> None:
         COUNTS["redis_commands"] += 1
-        return pack(self, *args)
+        return single(self, *args, **kwargs)
+
+    def pack_commands(self: Any, commands: Any) -> Any:
+        commands = list(commands)
+        COUNTS["redis_commands"] += len(commands)
+        return many(self, commands)
 
     def send_packed_command(self: Any, command: Any, check_health: bool = True) -> None:
         COUNTS["redis_round_trips"] += 1
         return send(self, command, check_health)
 
-    cls.pack_command = pack_command  # type: ignore[method-assign]
+    cls.send_command = send_command  # type: ignore[method-assign]
+    cls.pack_commands = pack_commands  # type: ignore[method-assign]
     cls.send_packed_command = send_packed_command  # type: ignore[method-assign]
 
 
@@ -61,8 +69,10 @@ def instrument_sql(engine: Any) -> None:
     pings the server first when pool_pre_ping is on)."""
 
     @event.listens_for(engine, "before_cursor_execute")
-    def statement(*_: Any) -> None:
+    def statement(conn: Any, cursor: Any, text: str, *_: Any) -> None:
         COUNTS["sql_statements"] += 1
+        if SHOWN is not None:
+            SHOWN.append(" ".join(text.split())[:160])
 
     @event.listens_for(engine, "begin")
     def begin(*_: Any) -> None:
@@ -161,6 +171,7 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=50, help="per scenario (password: /5)")
     parser.add_argument("--profile", type=int, default=5, help="top N functions (0: none)")
     parser.add_argument("--scenarios", default="", help="comma-separated (default: all)")
+    parser.add_argument("--sql", action="store_true", help="print one request's statements")
     args = parser.parse_args()
 
     import authserver
@@ -178,6 +189,7 @@ def main() -> None:
         with open(tokens_file, encoding="utf-8") as fh:
             refresh_tokens = fh.read().split()
         os.environ.update({k: v for k, v in server.env.items() if k.startswith("AUTHSERVER_")})
+        os.environ["AUTHSERVER_LOG_LEVEL"] = "WARNING"  # no request lines on the console
         instrument_redis()
         from authserver import create_app
         from authserver.platform.extensions import db
@@ -195,9 +207,12 @@ def main() -> None:
             f" {'Redis cmds':>11} {'Redis trips':>12} {'CPU ms':>7}"
         )
         profiles = {}
+        statements: dict[str, list[str]] = {}
+        counts: dict[str, int] = {}
         for name in names:
             send = requests[name]
             n = max(3, args.requests // 5) if name == "password" else args.requests
+            counts[name] = n
             for _ in range(3 if name != "refresh" else 0):
                 send(client)  # warm: caches, compiled statements, pool
             with counted() as delta:
@@ -216,20 +231,30 @@ def main() -> None:
                 f" {cpu:>7.2f}{extra}",
                 flush=True,
             )
+            if args.sql:
+                global SHOWN
+                SHOWN = []
+                send(client)
+                statements[name], SHOWN = SHOWN, None
             if args.profile:
-                profiler = cProfile.Profile()
+                profiler = cProfile.Profile(time.process_time)  # CPU, not waits
                 profiler.enable()
                 for _ in range(n):
                     send(client)
                 profiler.disable()
                 profiles[name] = profiler
+        for name, lines in statements.items():
+            print(f"\n-- {name}: the SQL of one request")
+            print("\n".join(f"   {line}" for line in lines))
         for name, profiler in profiles.items():
             out = io.StringIO()
             stats = pstats.Stats(profiler, stream=out)
             stats.sort_stats("tottime").print_stats(args.profile)
             lines = [ln for ln in out.getvalue().splitlines() if ln.strip()]
             head = next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls"))
-            print(f"\n-- {name}: top {args.profile} by own time ({lines[0].strip()})")
+            n = counts[name]
+            per = f"{stats.total_calls / n:.0f} calls, {stats.total_tt * 1000 / n:.2f} ms CPU"  # type: ignore[attr-defined]
+            print(f"\n-- {name}: top {args.profile} by own CPU time ({per} a request, profiled)")
             print("\n".join(lines[head : head + 1 + args.profile]))
         with app.app_context():
             db.engine.dispose()
