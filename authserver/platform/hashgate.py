@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from authserver.platform import metrics
 from authserver.platform.errors import ServiceUnavailable
 
 # Weight of the newest check in the running average of how long a check holds its slot.
@@ -100,6 +101,7 @@ class HashGate:
                 return
             # Refuse quickly what would be refused anyway after waiting out the bound.
             if expected > self.max_wait or not self._slots.acquire(timeout=self.max_wait):
+                metrics.counted_password_check_refused()
                 raise PasswordCheckBusy()
         finally:
             with self._lock:

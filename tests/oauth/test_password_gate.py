@@ -15,6 +15,7 @@ import pytest
 from factories import PASSWORD, World
 from flask import Flask
 from oauth_helpers import password_grant
+from prometheus_client.parser import text_string_to_metric_families
 
 from authserver.identity.login import FAILURES_PER_IP
 from authserver.platform.hashgate import HashGate
@@ -73,6 +74,26 @@ def test_a_grant_that_cannot_get_a_slot_is_503_quickly(gated: Flask, world: Worl
     assert response.headers["Cache-Control"] == "no-store"
     assert took < 2
     assert password_grant(client, world).status_code == 200
+
+
+def test_refusals_are_counted_in_metrics(gated: Flask, world: World) -> None:
+    """Each refusal moves authserver_password_checks_refused_total (operators see them)."""
+    client = gated.test_client()
+    name = "authserver_password_checks_refused_total"
+
+    def refused() -> float:
+        text = client.get("/metrics").get_data(as_text=True)
+        return sum(
+            s.value
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == name
+        )
+
+    before = refused()
+    with busy(gated):
+        _assert_503(password_grant(client, world))
+    assert refused() == before + 1
 
 
 def test_refusals_leave_no_throttle_count(gated: Flask, world: World) -> None:
