@@ -42,7 +42,8 @@ def usable_cores() -> int:
 def auto_permits() -> int:
     """This process's share of the cores, at least 1: the server processes on the host
     (`WEB_CONCURRENCY`, which deploy/gunicorn.conf.py sets in each worker; unset: one)
-    together run about one check per core (2 cores, 4 gunicorn workers: 1 each)."""
+    together run about as many checks as there are cores, or one each when there are more
+    processes than cores (2 cores, 4 gunicorn workers: 1 each, 4 at most in all)."""
     try:
         processes = max(1, int(os.environ.get("WEB_CONCURRENCY", "1")))
     except ValueError:
