@@ -110,7 +110,9 @@ def rss_mib(pid: int) -> float:
     return int(kb.group(1)) / 1024 if kb else 0.0
 
 
-def redis_server_pid() -> int | None:
+def pids_titled(*parts: str) -> list[int]:
+    """Processes whose command line (or title) holds every one of `parts`."""
+    found = []
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
@@ -119,9 +121,14 @@ def redis_server_pid() -> int | None:
                 cmd = fh.read().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "redis-server" in cmd and f":{REDIS[1]}" in cmd:
-            return int(name)
-    return None
+        if all(part in cmd for part in parts):
+            found.append(int(name))
+    return found
+
+
+def redis_server_pid() -> int | None:
+    found = pids_titled("redis-server", f":{REDIS[1]}")
+    return found[0] if found else None
 
 
 def free_port(pair: bool = False) -> int:
@@ -400,13 +407,11 @@ class Meter:
         self.server, self.redis_pid = server, redis_pid
 
     def _backends(self) -> list[int]:
+        """The database's PostgreSQL backends, by their process titles ("postgres: USER DB
+        HOST(PORT) STATE"): no connection of our own, which a full server would refuse."""
         if not self.server.database:
             return []
-        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
-            rows = conn.execute(
-                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.server.database,)
-            ).fetchall()
-        return [int(r[0]) for r in rows]
+        return pids_titled(f" {self.server.database} ")
 
     @contextlib.contextmanager
     def measure(self, result: dict[str, Any]) -> Iterator[None]:
