@@ -838,7 +838,16 @@ def main(argv: list[str] | None = None) -> None:
                     elif scenario.authserver is None:
                         continue
                     else:
-                        result = run_one(scenario, server, args, redis_pid, round_ == 0)
+                        try:
+                            result = run_one(scenario, server, args, redis_pid, round_ == 0)
+                        except (subprocess.CalledProcessError, OSError, KeyError) as exc:
+                            # A busy machine (PostgreSQL out of connections while seeding,
+                            # a token that could not be minted): this run is lost, not all.
+                            print(f"  {server.label} round {round_ + 1}: failed: {exc}")
+                            record.setdefault("failures", []).append(
+                                {"scenario": name, "server": server.label, "error": str(exc)}
+                            )
+                            continue
                     runs.setdefault(server.label, []).append(result)
             table = {label: summary(r) for label, r in runs.items()}
             for v in print_scenario(scenario, table):
