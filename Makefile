@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: run test api-fuzz lint format install install-dev clean-demo
+.PHONY: run test api-fuzz bench lint format install install-dev clean-demo
 
 # The issuer (discovery, tokens, emailed links) follows HOST and PORT unless
 # AUTHSERVER_ISSUER or instance/config.py sets it: the environment would beat the file, so
@@ -29,6 +29,15 @@ test: install-dev
 api-fuzz: install-dev
 	@echo "== schemathesis over /v1/openapi.json as a guest, a customer and an owner"
 	$(BIN)/pytest -p no:cacheprovider -q tests/api/fuzz_openapi.py
+
+# authserver side by side with the node oidc-provider peer (../shared/bench-peer), in one
+# run, with the local PostgreSQL and Redis (README "Benchmarks"). Never part of `make test`.
+# BENCH_ARGS="--quick", "--baseline REV", "--scenarios a,b", ... (bench/compare.py --help).
+BENCH_ARGS ?=
+bench: install-dev
+	@command -v wrk >/dev/null || { echo "make bench needs wrk: sudo apt-get install wrk"; exit 1; }
+	@command -v npm >/dev/null || { echo "make bench needs node and npm: sudo apt-get install nodejs npm"; exit 1; }
+	$(BIN)/python bench/compare.py $(BENCH_ARGS)
 
 lint: install-dev
 	$(BIN)/ruff check .

@@ -18,6 +18,7 @@ from authserver.platform import models as _models  # noqa: F401 - registers the 
 from authserver.platform.config import ConfigError, load_config
 from authserver.platform.database import DatabaseUnavailable
 from authserver.platform.extensions import csrf, db, migrate
+from authserver.platform.hashgate import HashGate, auto_permits
 from authserver.platform.keys import KeyRing, KeysMissing
 from authserver.platform.security import Argon2Params, Passwords
 from authserver.platform.store import Store, StoreUnavailable
@@ -81,7 +82,11 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
             app.config["ARGON2_TIME_COST"],
             app.config["ARGON2_MEMORY_COST"],
             app.config["ARGON2_PARALLELISM"],
-        )
+        ),
+        HashGate(
+            app.config["PASSWORD_HASH_CONCURRENCY"] or auto_permits(),
+            app.config["PASSWORD_HASH_WAIT_MS"] / 1000,
+        ),
     )
     with app.app_context():
         engine = db.engine

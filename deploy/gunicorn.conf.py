@@ -20,8 +20,9 @@ bind = "127.0.0.1:8000"
 # password check) runs in C without the GIL, and each process also waits on PostgreSQL,
 # Redis and SMTP; many more processes than this only queue for the cores.
 workers = int(os.environ.get("WEB_CONCURRENCY", 2 * cores))
-# Threads per process for those waits. Each argon2id check holds 19 MiB while it runs:
-# workers x threads x 19 MiB is the worst case (2 cores: 4 x 4 x 19 MiB, about 300 MiB).
+# Threads per process for those waits. Password checks are bounded apart from threads:
+# each worker runs at most AUTHSERVER_PASSWORD_HASH_CONCURRENCY at once (default: its share
+# of the cores, see post_fork), each holding 19 MiB while it runs (2 cores: 4 x 1 x 19 MiB).
 worker_class = "gthread"
 threads = 4
 
@@ -84,6 +85,12 @@ def on_starting(server: object) -> None:
     for name in os.listdir(folder):
         if name.endswith(".db"):
             os.unlink(os.path.join(folder, name))
+
+
+def post_fork(server: object, worker: object) -> None:
+    """Tell the worker how many processes share the cores (the final count, after -w and
+    GUNICORN_CMD_ARGS): the app sizes its password-check gate from it (hashgate.py)."""
+    os.environ["WEB_CONCURRENCY"] = str(server.cfg.workers)  # type: ignore[attr-defined]
 
 
 def child_exit(server: object, worker: object) -> None:

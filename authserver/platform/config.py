@@ -47,6 +47,9 @@ class Defaults:
     ARGON2_TIME_COST = 2  # argon2id passes (OWASP: m=19 MiB, t=2, p=1)
     ARGON2_MEMORY_COST = 19456  # argon2id memory in KiB (19 MiB)
     ARGON2_PARALLELISM = 1  # argon2id lanes
+    # password checks one process runs at once; 0: the cores / WEB_CONCURRENCY (hashgate.py)
+    PASSWORD_HASH_CONCURRENCY = 0
+    PASSWORD_HASH_WAIT_MS = 1000  # longest wait for a slot; a longer line answers 503 at once
     ACCESS_TOKEN_LIFETIME = 900  # seconds; JWT access tokens cannot be recalled, so keep it short
     ID_TOKEN_LIFETIME = 900  # seconds
     REFRESH_TOKEN_IDLE_LIFETIME = 14 * 24 * 3600  # seconds a refresh token lives unused
@@ -90,6 +93,8 @@ INT_SETTINGS = (
     "ARGON2_TIME_COST",
     "ARGON2_MEMORY_COST",
     "ARGON2_PARALLELISM",
+    "PASSWORD_HASH_CONCURRENCY",
+    "PASSWORD_HASH_WAIT_MS",
     "ACCESS_TOKEN_LIFETIME",
     "ID_TOKEN_LIFETIME",
     "REFRESH_TOKEN_IDLE_LIFETIME",
@@ -136,6 +141,8 @@ MINIMUMS = {
     "ARGON2_TIME_COST": 1,
     "ARGON2_MEMORY_COST": 8,
     "ARGON2_PARALLELISM": 1,
+    "PASSWORD_HASH_CONCURRENCY": 0,
+    "PASSWORD_HASH_WAIT_MS": 10,
     "ACCESS_TOKEN_LIFETIME": 60,
     "ID_TOKEN_LIFETIME": 60,
     "REFRESH_TOKEN_IDLE_LIFETIME": 60,
@@ -166,6 +173,9 @@ MAXIMUMS = {
     "AUTHORIZATION_CODE_LIFETIME": 600,
     "OTP_LIFETIME": 600,
     "OTP_MAX_ATTEMPTS": 10,
+    # Each check in flight holds ARGON2_MEMORY_COST; a queue longer than this is no help.
+    "PASSWORD_HASH_CONCURRENCY": 256,
+    "PASSWORD_HASH_WAIT_MS": 30000,
     # A worker must never wait on the database for long: these bound a request's stall.
     "DATABASE_CONNECT_TIMEOUT": 60,
     "DATABASE_STATEMENT_TIMEOUT": 300,

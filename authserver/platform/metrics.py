@@ -66,6 +66,10 @@ DATABASE_ERRORS = Counter(
     "authserver_database_errors",
     "Database operations that failed as unavailable (DatabaseUnavailable, pool timeouts).",
 )
+PASSWORD_CHECKS_REFUSED = Counter(
+    "authserver_password_checks_refused",
+    "Password checks answered 503 because the line for a slot was too long (hashgate.py).",
+)
 
 # Labels an outsider controls are bounded: the endpoint is Flask's rule name (never the raw
 # path), and a method outside this set is counted as "other".
@@ -89,6 +93,10 @@ def counted_store_error() -> None:
 
 def counted_database_error() -> None:
     DATABASE_ERRORS.inc()
+
+
+def counted_password_check_refused() -> None:
+    PASSWORD_CHECKS_REFUSED.inc()
 
 
 def counted_otp_send(channel: str, sent: bool) -> None:

@@ -14,6 +14,7 @@ import hmac
 import ipaddress
 import re
 import secrets
+import time
 from dataclasses import dataclass
 
 import bcrypt
@@ -24,6 +25,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from qrcode.image.svg import SvgPathImage
 
 from authserver.platform import attempts
+from authserver.platform.hashgate import HashGate
 
 TOTP_STEP = 30  # seconds (RFC 6238 5.2 default)
 OTPAUTH_NAME_MAX = 64  # characters of issuer and account name in an otpauth:// label
@@ -37,24 +39,45 @@ class Argon2Params:
 
 
 class Passwords:
-    """argon2id hashing with a precomputed dummy hash, so an unknown user costs the same time."""
+    """argon2id hashing with a precomputed dummy hash, so an unknown user costs the same time.
 
-    def __init__(self, params: Argon2Params):
+    Every hash and verify holds a slot of `gate` (hashgate.py), which bounds how many run at
+    once in this process; without one, nothing is bounded (scripts, the CLI)."""
+
+    def __init__(self, params: Argon2Params, gate: HashGate | None = None):
         self._hasher = PasswordHasher(
             time_cost=params.time_cost,
             memory_cost=params.memory_cost,
             parallelism=params.parallelism,
         )
+        started = time.perf_counter()
         self._dummy_hash = self._hasher.hash(random_token(16))
+        self.gate = gate
+        if gate is not None:
+            # A hash costs what a verify does: the gate's first estimate of a check's length.
+            gate.expect_hold(time.perf_counter() - started)
 
     def hash(self, password: str) -> str:
-        return self._hasher.hash(password)
+        # A new password is hashed once the request was decided (set, changed, rehashed
+        # after a right one): it waits for its slot rather than fail half-way.
+        if self.gate is None:
+            return self._hasher.hash(password)
+        with self.gate.slot(may_refuse=False):
+            return self._hasher.hash(password)
 
     def verify(self, password_hash: str | None, password: str) -> bool:
         """True if `password` matches; with no hash, still spends one verify and says False.
         Imported bcrypt and Django PBKDF2 hashes verify too (`needs_rehash` is then True).
 
-        The attempt was judged: its throttle counts stand even if the request fails later."""
+        The attempt was judged: its throttle counts stand even if the request fails later.
+        Raises PasswordCheckBusy (503) when the gate's line is too long: that comes before
+        the check, so the counts are given back then."""
+        if self.gate is None:
+            return self._verify(password_hash, password)
+        with self.gate.slot():
+            return self._verify(password_hash, password)
+
+    def _verify(self, password_hash: str | None, password: str) -> bool:
         attempts.settle()
         if password_hash and not password_hash.startswith("$argon2"):
             return verify_legacy(password_hash, password)
