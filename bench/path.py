@@ -8,8 +8,8 @@ server's. It makes a fresh PostgreSQL database (dropped afterwards) and a unique
 prefix, seeds an account, a user, a confidential client and refresh tokens, and prints per
 scenario the median microseconds per request (of 5 batches) and the database round trips
 per request: statements, BEGIN, COMMIT, ROLLBACK and pool pings counted separately.
-`--profile NAME` prints the top of a cProfile of that scenario. Nothing here is imported by
-the product.
+`--sql` lists the statements per request; `--profile NAME` prints the top of a cProfile
+of that scenario. Nothing here is imported by the product.
 """
 
 from __future__ import annotations
@@ -75,6 +75,7 @@ class RoundTrips:
 
     def __init__(self, engine: sa.Engine):
         self.counts: Counter[str] = Counter()
+        self.statements: Counter[str] = Counter()
         self.active = False
         pre_ping = bool(engine.pool._pre_ping)  # type: ignore[attr-defined]
 
@@ -86,6 +87,12 @@ class RoundTrips:
             return listener
 
         event.listen(engine, "before_cursor_execute", note("statements"))
+
+        def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
+            if self.active:
+                self.statements[" ".join(text.split())[:150]] += 1
+
+        event.listen(engine, "before_cursor_execute", statement)
         event.listen(engine, "begin", note("begin"))
         event.listen(engine, "commit", note("commit"))
         event.listen(engine, "rollback", note("rollback"))
@@ -192,6 +199,7 @@ def measure(
     batch = max(requests // 5, 1)
     means: list[float] = []
     trips.counts.clear()
+    trips.statements.clear()
     trips.active = True
     for _ in range(5):
         started = time.perf_counter()
@@ -207,6 +215,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--profile", help="print a cProfile of this scenario")
+    parser.add_argument("--sql", action="store_true", help="list the statements per request")
     args = parser.parse_args()
     name = f"authserver_path_{uuid.uuid4().hex[:10]}"
     admin = sa.create_engine(ADMIN_DB, isolation_level="AUTOCOMMIT")
@@ -254,6 +263,10 @@ def main() -> None:
             total = sum(per.values())
             detail = ", ".join(f"{k} {v:.2f}" for k, v in sorted(per.items())) or "none"
             print(f"{label:<20} {us:>8.0f}  {total:.2f} ({detail})", flush=True)
+            if args.sql:
+                runs = args.requests // 4 if args.profile == label else args.requests
+                for text, n in trips.statements.most_common():
+                    print(f"    {n / (max(runs // 5, 1) * 5):.2f} x {text}")
         with app.app_context():
             db.engine.dispose()
     finally:
