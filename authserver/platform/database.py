@@ -5,6 +5,7 @@ a 503 in every front door) within bounded time."""
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 import psycopg
@@ -94,6 +95,7 @@ def init_app(app: Flask) -> None:
         # statement itself (keeping the connection) and only a mute one is cut here.
         io_timeout = app.config["DATABASE_STATEMENT_TIMEOUT"] + 1
         _bound_connections(engine, io_timeout)
+        _ping_idle_connections(engine)
     event.listen(engine, "handle_error", _translate_fault)
 
     # Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs them
@@ -116,8 +118,44 @@ def _bound_connections(engine: Engine, io_timeout: float) -> None:
         return conn
 
 
+IDLE_PING_AFTER = 2.0  # seconds a pooled connection may sit unused before it is pinged
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a connection at checkout only if it sat in the pool for IDLE_PING_AFTER
+    seconds: what a server restart, an idle timeout or a firewall most likely closed.
+    Under load connections are back in use within milliseconds, so the hot path pays no
+    round trip; at low traffic one ping costs nothing anyone notices."""
+
+    @event.listens_for(engine, "checkin")
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < IDLE_PING_AFTER:
+            return
+        try:
+            _ping(dbapi_connection)
+        except psycopg.Error as exc:
+            # The pool drops this connection and checks out a fresh one (or fails with
+            # the connect error, which becomes DatabaseUnavailable as usual).
+            raise sqlalchemy.exc.DisconnectionError(type(exc).__name__) from exc
+
+
+def _ping(connection: psycopg.Connection[Any]) -> None:
+    """One round trip, outside any transaction (autocommit: no BEGIN and no ROLLBACK)."""
+    connection.autocommit = True
+    try:
+        connection.execute("SELECT 1")
+    finally:
+        if not connection.closed:
+            connection.autocommit = False
+
+
 def _translate_fault(context: ExceptionContext) -> None:
-    # A failed pre-ping is SQLAlchemy's cue to reconnect once: leave it alone.
+    # A failed pre-ping (should an operator turn it on) is SQLAlchemy's cue to reconnect.
     if context.is_pre_ping:
         return
     if context.is_disconnect or is_unavailable(context.original_exception):
