@@ -88,14 +88,27 @@ class RoundTrips:
 
         event.listen(engine, "before_cursor_execute", note("statements"))
 
+        def sent(kind: str) -> Callable[..., None]:
+            # What the driver really sends: nothing in autocommit, and psycopg sends no
+            # COMMIT or ROLLBACK when no transaction is open.
+            def listener(conn: Any, *_args: Any) -> None:
+                dbapi = conn.connection.dbapi_connection
+                if not self.active or dbapi is None or dbapi.autocommit:
+                    return
+                if kind != "begin" and dbapi.info.transaction_status == 0:  # IDLE
+                    return
+                self.counts[kind] += 1
+
+            return listener
+
         def statement(_conn: Any, _cursor: Any, text: str, *_args: Any) -> None:
             if self.active:
                 self.statements[" ".join(text.split())[:150]] += 1
 
         event.listen(engine, "before_cursor_execute", statement)
-        event.listen(engine, "begin", note("begin"))
-        event.listen(engine, "commit", note("commit"))
-        event.listen(engine, "rollback", note("rollback"))
+        event.listen(engine, "begin", sent("begin"))
+        event.listen(engine, "commit", sent("commit"))
+        event.listen(engine, "rollback", sent("rollback"))
         if pre_ping:
             event.listen(engine.pool, "checkout", note("ping"))
 

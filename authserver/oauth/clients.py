@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from authlib.oauth2.rfc6749 import ClientMixin
 from sqlalchemy import select
 
+from authserver.platform.database import read_scalar
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, AccountStatus, OAuthClient
 from authserver.platform.security import digest, same
@@ -76,7 +77,7 @@ class ClientInfo(ClientMixin):
             return False
         # The current digest from the database, not the cached one: a rotated secret or a
         # disabled client is refused on the next request on every worker, not CACHE_TTL on.
-        current = db.session.scalar(
+        current = read_scalar(
             select(OAuthClient.client_secret_hash).where(
                 OAuthClient.id == self.pk, OAuthClient.status == "active"
             )

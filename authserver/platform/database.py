@@ -5,14 +5,17 @@ a 503 in every front door) within bounded time."""
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import Any
 
 import psycopg
 import sqlalchemy.exc
 from flask import Flask
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
+from sqlalchemy.sql import Executable
 
 from authserver.platform import metrics
 from authserver.platform.errors import Conflict, ServiceUnavailable
@@ -50,6 +53,20 @@ def commit(conflict: Conflict | bool = True) -> None:
         raise
 
 
+def read_scalar(statement: Executable) -> Any:
+    """The first column of the first row of a read-only `statement` (None if no row).
+
+    Outside a transaction it runs in autocommit on a connection of its own: one round
+    trip, without the BEGIN before and the ROLLBACK after it that the session would send
+    (a lone SELECT reads committed data either way). Inside the session's transaction it
+    joins it, so it sees that transaction's writes and locks.
+    """
+    if db.session().in_transaction():
+        return db.session.scalar(statement)
+    with db.engine.connect() as conn:
+        return conn.execution_options(isolation_level="AUTOCOMMIT").scalar(statement)
+
+
 def is_unavailable(exc: BaseException) -> bool:
     """True for an error that means "no database to talk to" rather than a bug or bad data."""
     if isinstance(exc, DatabaseUnavailable | sqlalchemy.exc.TimeoutError):
@@ -65,12 +82,48 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
+# Statements that only read. Anything else (a write, a CTE that may write, DDL) marks
+# the transaction as one that must really be rolled back.
+_READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+
+
+class ReadTrackingCursor(psycopg.Cursor[Any]):
+    """Tells its connection when a statement other than a plain SELECT runs."""
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (isinstance(query, str) and _READ_ONLY.match(query)):
+            self.connection.wrote = True  # type: ignore[attr-defined]
+        return super().execute(query, *args, **kwargs)
+
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
+        self.connection.wrote = True  # type: ignore[attr-defined]
+        super().executemany(query, *args, **kwargs)
+
+
 class BoundedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every round trip (query, commit, rollback, ping) gives up
     after `io_timeout` seconds: libpq itself would wait forever on a server that accepted
-    the connection and then stopped answering (frozen, or a network path gone silent)."""
+    the connection and then stopped answering (frozen, or a network path gone silent).
+
+    It also ends a transaction that only read with COMMIT where a ROLLBACK was asked (the
+    same outcome for a read-only transaction): psycopg forgets its prepared statements at
+    every ROLLBACK (and sends DEALLOCATE ALL), so read-only requests, which the session
+    ends with a rollback, would never reach `prepare_threshold` and keep re-planning.
+    """
 
     io_timeout: float | None = None
+    wrote = False  # a statement other than a SELECT ran in the current transaction
+
+    def rollback(self) -> None:
+        if not self.wrote and self.info.transaction_status == TransactionStatus.INTRANS:
+            super().commit()  # an idle-in-transaction read: nothing to undo
+        else:
+            super().rollback()
+        self.wrote = False
+
+    def commit(self) -> None:
+        super().commit()
+        self.wrote = False
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         if timeout is not None or not self.io_timeout:
@@ -113,7 +166,7 @@ def init_app(app: Flask) -> None:
 def _bound_connections(engine: Engine, io_timeout: float) -> None:
     @event.listens_for(engine, "do_connect")
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
-        conn = BoundedConnection.connect(*cargs, **cparams)
+        conn = BoundedConnection.connect(*cargs, cursor_factory=ReadTrackingCursor, **cparams)
         conn.io_timeout = io_timeout
         return conn
 
