@@ -5,9 +5,14 @@ email verification). Views parse a form, call one use case and render.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 
-from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
+from authserver.platform.web import (
+    add_error_renderer,
+    check_csrf_on,
+    guard_input,
+    same_origin_posts,
+)
 
 from . import common, security, selfservice, signin  # noqa: F401 - register their routes
 from .blueprint import bp
@@ -22,9 +27,6 @@ def init_app(app: Flask) -> None:
     # Every page form is ours: a POST that another site sent is refused (Origin check).
     same_origin_posts(app, common.owns_path)
 
-    @app.before_request
-    def page_language() -> None:
-        if common.owns_path(request.path) and request.endpoint != "static":
-            common.choose_locale()
-
-    app.after_request(common.page_headers)
+    # The page hooks are the blueprint's (blueprint.py), so no other request pays for
+    # them; so is the CSRF check, which runs before them.
+    check_csrf_on(app, bp.name)

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import sqlalchemy.exc
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.datastructures import MultiDict
@@ -224,7 +225,40 @@ def _refuse_bad_requests() -> None:
         raise MalformedInput()
 
 
+class LazySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, read only when the request carries its cookie.
+
+    Flask opens the session on every request; the stock interface builds its signer each
+    time even without a cookie. The token endpoint, /v1, the documents and the health
+    checks never get one, so they now skip that work; a page that writes to a new
+    session still gets its cookie as before."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
+CSRF_CHECK = "authserver.csrf_check"
+
+
+def check_csrf_on(app: Flask, blueprint: str) -> None:
+    """Run Flask-WTF's CSRF check (app-wide once `csrf.init_app` ran) only on the
+    requests of the blueprints that serve forms, named by the front doors that own them:
+    the token endpoint, /v1, the documents and the health checks skip it. Exemptions
+    (`csrf.exempt`) hold as before: it is the same check."""
+    check = app.extensions.get(CSRF_CHECK)
+    if check is None:
+        hooks = app.before_request_funcs.setdefault(None, [])
+        check = next(f for f in hooks if f.__module__ == "flask_wtf.csrf")
+        hooks.remove(check)
+        app.extensions[CSRF_CHECK] = check
+    # First among the blueprint's hooks, as it ran before the page hooks app-wide.
+    app.before_request_funcs.setdefault(blueprint, []).insert(0, check)
+
+
 def init_app(app: Flask) -> None:
+    app.session_interface = LazySessionInterface()
     app.register_error_handler(HTTPException, _render_http_error)
     # Every pooled connection busy for DATABASE_POOL_TIMEOUT: not a DBAPI error, so the
     # engine's fault hook never sees it (database.py); no view catches it either.
