@@ -1,8 +1,9 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
 (`no_store`, Retry-After on every 503), the dispatch of HTTP errors to the front door that
-owns the path (an unhandled outage becomes that front door's 503, not a 500), and two
+owns the path (an unhandled outage becomes that front door's 503, not a 500), and the
 guards a front door opts into for its paths: input no front door can store or parse
-(`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`)."""
+(`guard_input`), cross-site POSTs to our own forms (`same_origin_posts`) and the CSRF
+check (`check_csrf_on`, per blueprint). The session is read only when its cookie comes."""
 
 from __future__ import annotations
 
