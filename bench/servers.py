@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import argparse
 import base64
+import contextlib
 import os
+import signal
 import shutil
 import statistics
 import subprocess
@@ -120,15 +122,28 @@ def command(server: str, port: int, workers: int, threads: int) -> list[str]:
 
 
 def serve(server: str, args: argparse.Namespace, env: dict[str, str], port: int) -> Any:
-    process = subprocess.Popen(command(server, port, args.workers, args.threads), env=env)
-    for _ in range(150):
+    # Its own process group, so stop() ends the workers too.
+    cmd = command(server, port, args.workers, args.threads)
+    process = subprocess.Popen(cmd, env=env, start_new_session=True)
+    deadline = time.monotonic() + 300  # a loaded 2-core machine builds the app slowly
+    while time.monotonic() < deadline:
         try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1)
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5)
             return process
         except OSError:
-            time.sleep(0.2)
-    process.terminate()
+            time.sleep(0.5)
+    stop(process)
     raise SystemExit(f"{server} did not start")
+
+
+def stop(process: Any) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
 
 
 def main() -> None:
@@ -199,8 +214,7 @@ def main() -> None:
                             flush=True,
                         )
                 finally:
-                    process.terminate()
-                    process.wait(timeout=30)
+                    stop(process)
         print(f"\nmedians over {args.rounds} rounds, load average {os.getloadavg()[0]:.1f}")
         for (label, server), runs in sorted(results.items()):
             rps = statistics.median(r[0] for r in runs)
