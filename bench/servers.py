@@ -16,8 +16,8 @@ import argparse
 import base64
 import contextlib
 import os
-import signal
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
