@@ -13,12 +13,7 @@ from flask import Flask, current_app
 
 from authserver.identity import tokens
 from authserver.platform.extensions import csrf
-from authserver.platform.web import (
-    add_error_renderer,
-    check_csrf_on,
-    guard_input,
-    same_origin_posts,
-)
+from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
 from . import authorize, logout, views
 from .clients import ClientCache, ClientInfo
@@ -90,9 +85,6 @@ def init_app(app: Flask) -> None:
     csrf.exempt(authorize.authorize)
     app.register_blueprint(views.bp)
     app.register_blueprint(authorize.bp)
-    # The consent and logout confirmation forms: the only CSRF-checked requests here.
-    check_csrf_on(app, authorize.bp.name)
-    check_csrf_on(app, logout.bp.name)
     # The app's logout request comes from any site; the confirmation POST needs CSRF.
     csrf.exempt(logout.end_session)
     app.register_blueprint(logout.bp)

@@ -7,12 +7,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from authserver.platform.web import (
-    add_error_renderer,
-    check_csrf_on,
-    guard_input,
-    same_origin_posts,
-)
+from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
 
 from . import common, security, selfservice, signin  # noqa: F401 - register their routes
 from .blueprint import bp
@@ -26,7 +21,6 @@ def init_app(app: Flask) -> None:
     guard_input(app, common.owns_path)
     # Every page form is ours: a POST that another site sent is refused (Origin check).
     same_origin_posts(app, common.owns_path)
-
-    # The page hooks are the blueprint's (blueprint.py), so no other request pays for
-    # them; so is the CSRF check, which runs before them.
-    check_csrf_on(app, bp.name)
+    # The page hooks (language, headers) are the blueprint's own (blueprint.py): no other
+    # request pays for them. The CSRF check stays app-wide: a form is protected by
+    # default, and exempt requests (/v1, the token endpoint) leave it after one lookup.

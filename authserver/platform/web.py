@@ -2,8 +2,8 @@
 (`no_store`, Retry-After on every 503), the dispatch of HTTP errors to the front door that
 owns the path (an unhandled outage becomes that front door's 503, not a 500), and the
 guards a front door opts into for its paths: input no front door can store or parse
-(`guard_input`), cross-site POSTs to our own forms (`same_origin_posts`) and the CSRF
-check (`check_csrf_on`, per blueprint). The session is read only when its cookie comes."""
+(`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`). The session
+is read only when its cookie comes."""
 
 from __future__ import annotations
 
@@ -238,24 +238,6 @@ class LazySessionInterface(SecureCookieSessionInterface):
         if self.get_cookie_name(app) not in request.cookies:
             return self.session_class()
         return super().open_session(app, request)
-
-
-CSRF_CHECK = "authserver.csrf_check"
-
-
-def check_csrf_on(app: Flask, blueprint: str) -> None:
-    """Run Flask-WTF's CSRF check (app-wide once `csrf.init_app` ran) only on the
-    requests of the blueprints that serve forms, named by the front doors that own them:
-    the token endpoint, /v1, the documents and the health checks skip it. Exemptions
-    (`csrf.exempt`) hold as before: it is the same check."""
-    check = app.extensions.get(CSRF_CHECK)
-    if check is None:
-        hooks = app.before_request_funcs.setdefault(None, [])
-        check = next(f for f in hooks if f.__module__ == "flask_wtf.csrf")
-        hooks.remove(check)
-        app.extensions[CSRF_CHECK] = check
-    # First among the blueprint's hooks, as it ran before the page hooks app-wide.
-    app.before_request_funcs.setdefault(blueprint, []).insert(0, check)
 
 
 SYNC_CACHE_MAX = 512  # views, hooks and error handlers: registered once, a few hundred
