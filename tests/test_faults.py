@@ -18,6 +18,7 @@ from flask.testing import FlaskClient
 from oauth_helpers import bearer, login, password_grant, refresh, settle_totp_step
 
 from authserver.identity import login as login_policy
+from authserver.platform import database
 from authserver.platform.extensions import db
 
 JSONAPI = "application/vnd.api+json"
@@ -281,3 +282,34 @@ def test_redis_flushed_while_requests_run_revives_nothing(
     again = password_grant(client, world, "tom", otp=code)
     assert again.status_code == 400 and again.get_json()["error"] == "invalid_otp"
     assert login(client, world)["access_token"]
+
+
+def test_a_connection_idle_through_an_outage_is_pinged_and_replaced(
+    db_fault_app: Flask, pg_proxy: TcpProxy, world: World, monkeypatch: Any
+) -> None:
+    """A pooled connection the server dropped while it sat idle is pinged at checkout and
+    replaced, so the first request after the outage succeeds (no 503)."""
+    monkeypatch.setattr(database, "IDLE_PING_AFTER", 0.2)
+    client = db_fault_app.test_client()
+    assert password_grant(client, world).status_code == 200  # a connection is pooled
+    pg_proxy.cut()
+    pg_proxy.restore()
+    time.sleep(0.3)
+    response = password_grant(client, world)
+    assert response.status_code == 200, response.get_data(as_text=True)
+
+
+def test_a_busy_connection_is_not_pinged_and_a_dead_one_costs_one_503(
+    db_fault_app: Flask, pg_proxy: TcpProxy, world: World, monkeypatch: Any
+) -> None:
+    """No ping per checkout: a connection back in use within IDLE_PING_AFTER is not
+    checked, so one that died meanwhile fails its request with a 503 (never a 500); that
+    invalidates the pool and the next request works on a fresh connection."""
+    monkeypatch.setattr(database, "IDLE_PING_AFTER", 1000.0)
+    client = db_fault_app.test_client()
+    assert password_grant(client, world).status_code == 200
+    pg_proxy.cut()
+    pg_proxy.restore()
+    _token_503(password_grant(client, world))
+    response = password_grant(client, world)
+    assert response.status_code == 200, response.get_data(as_text=True)

@@ -383,17 +383,26 @@ def refresh_token_holder(token: RefreshToken) -> tuple[User, Account | None] | N
     """
     if token.revoked_at is not None or refresh_token_expired(token) or token.user_id is None:
         return None
-    client = db.session.get(OAuthClient, token.client_id)
-    if client is None or client.status != "active":
+    # The user, the home account and the client's status in one statement (the refresh
+    # grant's hot path: three lookups by key were three round trips).
+    row = db.session.execute(
+        select(User, Account, OAuthClient.status, OAuthClient.tokens_valid_after)
+        .select_from(User)
+        .join(OAuthClient, OAuthClient.id == token.client_id)
+        .outerjoin(Account, Account.id == token.account_id)
+        .where(User.id == token.user_id)
+    ).first()
+    if row is None:  # no such user or client
         return None
-    if client.tokens_valid_after is not None and token.issued_at <= client.tokens_valid_after:
+    user, home, client_status, client_tokens_valid_after = row
+    if client_status != "active":
         return None
-    user = db.session.get(User, token.user_id)
-    if user is None or user.status != UserStatus.ACTIVE:
+    if client_tokens_valid_after is not None and token.issued_at <= client_tokens_valid_after:
+        return None
+    if user.status != UserStatus.ACTIVE:
         return None
     if token.user_generation != (user.token_generation or 0):
         return None
-    home = db.session.get(Account, token.account_id) if token.account_id else None
     if home is not None and home.status != AccountStatus.ACTIVE:
         return None
     return user, home
@@ -405,30 +414,41 @@ def find_refresh_token(value: object) -> RefreshToken | None:
     return db.session.scalar(select(RefreshToken).where(RefreshToken.token_hash == digest(value)))
 
 
-def consume_refresh_token(token: RefreshToken, *, retry: bool = True) -> bool:
-    """Mark the token used, once. A second use (replay or race) revokes the family, but
-    for one retry within the grace when `retry` (a request that asks for more than the
-    token has gets none: it is no retry of what was answered).
+def claim_refresh_token(value: object) -> tuple[RefreshToken | None, bool]:
+    """The stored token `value` names (None if unknown), and whether this call marked it
+    used: one conditional UPDATE ... RETURNING for a token that is neither used nor
+    revoked (the refresh grant's usual case); a SELECT only for any other.
 
-    On success the change is left in the session's transaction, so it commits together
-    with the successor token (`save_refresh_token`): one commit per refresh, and a
-    failure in between rolls back and leaves the token usable. The row lock the UPDATE
-    takes makes a concurrent use of the same token wait and then find it used.
+    The mark is left in the session's transaction, so it commits together with the
+    successor token (`save_refresh_token`): one commit per refresh, and a refusal or a
+    failure before it rolls back and leaves the token usable. The row lock the UPDATE
+    takes makes a concurrent use of the same token wait and then find it used. A token
+    not claimed goes to `refuse_reuse`, which tells a retry from a reuse.
     """
-    if token.revoked_at is not None:
-        return False
-    result = db.session.execute(
+    if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
+        return None, False
+    claimed = db.session.scalars(
         update(RefreshToken)
         .where(
-            RefreshToken.id == token.id,
+            RefreshToken.token_hash == digest(value),
             RefreshToken.rotated_at.is_(None),
             RefreshToken.revoked_at.is_(None),
         )
         .values(rotated_at=utcnow())
-    )
-    if result.rowcount == 1:  # type: ignore[attr-defined]
-        return True
-    db.session.rollback()
+        .returning(RefreshToken),
+        execution_options={"synchronize_session": False, "populate_existing": True},
+    ).first()
+    if claimed is not None:
+        return claimed, True
+    return find_refresh_token(value), False
+
+
+def refuse_reuse(token: RefreshToken, *, retry: bool = True) -> bool:
+    """A token presented again after it was used (or revoked): True for the one retry
+    `_retry_within_grace` allows when `retry`; otherwise its family is revoked (commits)
+    and False. A revoked token is refused without more."""
+    if token.revoked_at is not None:
+        return False
     if retry and _retry_within_grace(token):
         return True
     current_app.logger.warning(

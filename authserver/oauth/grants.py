@@ -55,7 +55,7 @@ from authserver.platform.errors import (
     Unauthenticated,
 )
 from authserver.platform.extensions import db
-from authserver.platform.models import Account, AccountStatus, User
+from authserver.platform.models import Account, AccountStatus, RefreshToken, User
 
 from .clients import ClientInfo
 from .errors import (
@@ -209,7 +209,30 @@ class RefreshGrant(grants.RefreshTokenGrant):
             return
         client = self._validate_request_client()
         aid, scope = split_scope(client, self.request.payload.scope)
-        token = tokens.find_refresh_token(value)
+        # Marked used at once (one UPDATE ... RETURNING); every refusal below rolls the
+        # mark back, so a bad request never burns a good token.
+        token, claimed = tokens.claim_refresh_token(value)
+        try:
+            principal, granted = self._use(client, token, claimed, aid, scope)
+        except BaseException:
+            if claimed:
+                db.session.rollback()
+            raise
+        self.request.client = client
+        self.request.user = principal
+        self.request.scope = " ".join(filter(None, [granted, f"aid:{aid}" if aid else ""]))
+        self.request.rotate = True
+
+    def _use(
+        self,
+        client: ClientInfo,
+        token: RefreshToken | None,
+        claimed: bool,
+        aid: str | None,
+        scope: str,
+    ) -> tuple[tokens.Principal, str]:
+        """The principal and the scope a refresh grants, or the refusal; a token not
+        claimed (used or revoked already) goes through reuse detection."""
         # A token of an account the client does not serve (a live login through a test
         # client, issued before issue 14) is refused like another client's: unchanged.
         if token is None or token.client_id != client.pk or not client.serves(token.account_id):
@@ -218,11 +241,11 @@ class RefreshGrant(grants.RefreshTokenGrant):
         wider = bool(requested) and not set(requested.split()) <= set(token.scope.split())
         with domain_errors():
             principal = self._principal(token, aid)
-            if wider and token.rotated_at is None:
-                # Refused before consuming: a bad request must not burn a good token (a
-                # rotated one goes on to consume, so its reuse still revokes the family).
+            if wider and claimed:
+                # Refused (and the mark rolled back): a bad request must not burn a good
+                # token (a used one goes on to reuse detection, which revokes the family).
                 raise InvalidScopeError("The scope is wider than the original grant.")
-            used = tokens.consume_refresh_token(token, retry=not wider)
+            used = claimed or tokens.refuse_reuse(token, retry=not wider)
             login.record_refresh(
                 token,
                 client_id=client.client_id,
@@ -233,12 +256,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
             )
             if not used:
                 raise InvalidGrantError("The refresh token is invalid.")
-        self.request.client = client
-        self.request.user = principal
-        self.request.scope = " ".join(
-            filter(None, [requested or token.scope, f"aid:{aid}" if aid else ""])
-        )
-        self.request.rotate = True
+        return principal, requested or token.scope
 
     def _principal(self, token: Any, aid: str | None) -> tokens.Principal:
         holder = tokens.refresh_token_holder(token)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import json
 from typing import Any
 
@@ -45,6 +46,7 @@ GRANTS = [
     "urn:ietf:params:oauth:grant-type:token-exchange",  # support login (grants.SupportLogin)
 ]
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+PUBLIC_CACHE = f"public, max-age={JWKS_MAX_AGE}"
 CLIENT_AUTH_FAILED = "Client authentication failed (unknown client, wrong secret or method)."
 
 
@@ -240,18 +242,28 @@ def never_cached(response: Response) -> Response:
     return response
 
 
+def _published(body: bytes, etag: str) -> Response:
+    """A public, cacheable JSON document from prebuilt bytes, with a strong ETag; a
+    matching If-None-Match gets 304 and no body."""
+    if "HTTP_IF_NONE_MATCH" in request.environ and request.if_none_match.contains(etag):
+        response = Response(status=304)
+    else:
+        response = Response(body, mimetype="application/json")
+    response.set_etag(etag)
+    response.headers.update(CORS)
+    response.headers["Cache-Control"] = PUBLIC_CACHE
+    return response
+
+
 @bp.get("/oauth/jwks")
 def jwks() -> Response:
     """The public signing keys (current and those still verifying live tokens)."""
     try:
-        document = keyring().public_jwks()
+        published = keyring().published()
     except Exception:  # a broken key row or database must not leak details
         current_app.logger.exception("cannot read the signing keys")
         return _error(TemporarilyUnavailableError())
-    response = jsonify(document)
-    response.headers.update(CORS)
-    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
-    return response
+    return _published(published.body, published.etag)
 
 
 def metadata_document() -> dict[str, Any]:
@@ -319,13 +331,22 @@ def metadata_document() -> dict[str, Any]:
     }
 
 
+def _metadata_bytes() -> tuple[bytes, str]:
+    """The metadata document's bytes and ETag, built once per app and issuer (the only
+    setting it depends on that a running app could see change)."""
+    issuer = current_app.config["ISSUER"]
+    built: tuple[str, bytes, str] | None = current_app.extensions.get("authserver.metadata")
+    if built is None or built[0] != issuer:
+        body = json.dumps(metadata_document(), sort_keys=True, separators=(",", ":")).encode()
+        built = (issuer, body, hashlib.sha256(body).hexdigest()[:32])
+        current_app.extensions["authserver.metadata"] = built
+    return built[1], built[2]
+
+
 @bp.get("/.well-known/oauth-authorization-server")
 def metadata() -> Response:
     """RFC 8414 authorization server metadata."""
-    response = jsonify(metadata_document())
-    response.headers.update(CORS)
-    response.headers["Cache-Control"] = f"public, max-age={JWKS_MAX_AGE}"
-    return response
+    return _published(*_metadata_bytes())
 
 
 @bp.get("/.well-known/openid-configuration")

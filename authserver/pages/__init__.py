@@ -5,7 +5,7 @@ email verification). Views parse a form, call one use case and render.
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 
 from authserver.identity import passkeys as passkey_rules
 from authserver.platform.web import add_error_renderer, guard_input, same_origin_posts
@@ -24,10 +24,6 @@ def init_app(app: Flask) -> None:
     guard_input(app, common.owns_path)
     # Every page form is ours: a POST that another site sent is refused (Origin check).
     same_origin_posts(app, common.owns_path)
-
-    @app.before_request
-    def page_language() -> None:
-        if common.owns_path(request.path) and request.endpoint != "static":
-            common.choose_locale()
-
-    app.after_request(common.page_headers)
+    # The page hooks (language, headers) are the blueprint's own (blueprint.py): no other
+    # request pays for them. The CSRF check stays app-wide: a form is protected by
+    # default, and exempt requests (/v1, the token endpoint) leave it after one lookup.

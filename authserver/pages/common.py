@@ -303,7 +303,8 @@ def render_http_error(error: HTTPException) -> Response:
     else:
         message = gettext("The request could not be understood.")
     retry = {k: v for k, v in error.get_headers() if k.lower() == "retry-after"}
-    return error_page(status, message, retry)
+    # No blueprint hook runs for a path no route matched: the page headers are set here.
+    return page_headers(error_page(status, message, retry))
 
 
 def render_domain_error(error: DomainError) -> Response:

@@ -243,14 +243,19 @@ def _sqlalchemy_url(url: str) -> str:
     return url
 
 
+POOL_RECYCLE = 1800  # seconds a pooled connection is used before it is replaced
+
+
 def _engine_options(config: Any) -> dict[str, Any]:
     if config["DATABASE_URL"].startswith("sqlite"):
         # SQLite waits for a writer instead of failing at once with "database is locked".
         return {"connect_args": {"timeout": 15}}
     statement_ms = config["DATABASE_STATEMENT_TIMEOUT"] * 1000
     return {
-        # Drop connections the server closed while idle instead of failing the next request.
-        "pool_pre_ping": True,
+        # No ping per checkout (a round trip on every request): connections are replaced
+        # after POOL_RECYCLE seconds, one idle for a while is pinged first (database.py),
+        # and one found dead mid-request is a 503 that invalidates the pool.
+        "pool_recycle": POOL_RECYCLE,
         # SQLAlchemy's default is 30 s: a request would queue that long behind stuck ones.
         "pool_timeout": config["DATABASE_POOL_TIMEOUT"],
         "connect_args": {

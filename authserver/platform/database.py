@@ -5,12 +5,15 @@ a 503 in every front door) within bounded time."""
 from __future__ import annotations
 
 import logging
+import re
+import time
 from collections.abc import Callable
 from typing import Any
 
 import psycopg
 import sqlalchemy.exc
 from flask import Flask
+from psycopg.pq import TransactionStatus
 from sqlalchemy import event
 from sqlalchemy.engine import Engine, ExceptionContext
 
@@ -68,12 +71,48 @@ def is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError)
 
 
+# Statements that only read. Anything else (a write, a CTE that may write, DDL) marks
+# the transaction as one that must really be rolled back.
+_READ_ONLY = re.compile(r"\s*SELECT\b", re.IGNORECASE)
+
+
+class ReadTrackingCursor(psycopg.Cursor[Any]):
+    """Tells its connection when a statement other than a plain SELECT runs."""
+
+    def execute(self, query: Any, *args: Any, **kwargs: Any) -> Any:
+        if not (isinstance(query, str) and _READ_ONLY.match(query)):
+            self.connection.wrote = True  # type: ignore[attr-defined]
+        return super().execute(query, *args, **kwargs)
+
+    def executemany(self, query: Any, *args: Any, **kwargs: Any) -> None:
+        self.connection.wrote = True  # type: ignore[attr-defined]
+        super().executemany(query, *args, **kwargs)
+
+
 class BoundedConnection(psycopg.Connection[Any]):
     """A psycopg connection whose every round trip (query, commit, rollback, ping) gives up
     after `io_timeout` seconds: libpq itself would wait forever on a server that accepted
-    the connection and then stopped answering (frozen, or a network path gone silent)."""
+    the connection and then stopped answering (frozen, or a network path gone silent).
+
+    It also ends a transaction that only read with COMMIT where a ROLLBACK was asked (the
+    same outcome for a read-only transaction): psycopg forgets its prepared statements at
+    every ROLLBACK (and sends DEALLOCATE ALL), so read-only requests, which the session
+    ends with a rollback, would never reach `prepare_threshold` and keep re-planning.
+    """
 
     io_timeout: float | None = None
+    wrote = False  # a statement other than a SELECT ran in the current transaction
+
+    def rollback(self) -> None:
+        if not self.wrote and self.info.transaction_status == TransactionStatus.INTRANS:
+            super().commit()  # an idle-in-transaction read: nothing to undo
+        else:
+            super().rollback()
+        self.wrote = False
+
+    def commit(self) -> None:
+        super().commit()
+        self.wrote = False
 
     def wait(self, gen: Any, interval: float = 0.1, timeout: float | None = None) -> Any:
         if timeout is not None or not self.io_timeout:
@@ -98,6 +137,7 @@ def init_app(app: Flask) -> None:
         # statement itself (keeping the connection) and only a mute one is cut here.
         io_timeout = app.config["DATABASE_STATEMENT_TIMEOUT"] + 1
         _bound_connections(engine, io_timeout)
+        _ping_idle_connections(engine)
     event.listen(engine, "handle_error", _translate_fault)
 
     # Registered after Flask-SQLAlchemy's own teardown, so it runs first (Flask runs them
@@ -115,13 +155,49 @@ def init_app(app: Flask) -> None:
 def _bound_connections(engine: Engine, io_timeout: float) -> None:
     @event.listens_for(engine, "do_connect")
     def connect(_dialect: Any, _record: Any, cargs: Any, cparams: Any) -> BoundedConnection:
-        conn = BoundedConnection.connect(*cargs, **cparams)
+        conn = BoundedConnection.connect(*cargs, cursor_factory=ReadTrackingCursor, **cparams)
         conn.io_timeout = io_timeout
         return conn
 
 
+IDLE_PING_AFTER = 2.0  # seconds a pooled connection may sit unused before it is pinged
+
+
+def _ping_idle_connections(engine: Engine) -> None:
+    """Ping a connection at checkout only if it sat in the pool for IDLE_PING_AFTER
+    seconds: what a server restart, an idle timeout or a firewall most likely closed.
+    Under load connections are back in use within milliseconds, so the hot path pays no
+    round trip; at low traffic one ping costs nothing anyone notices."""
+
+    @event.listens_for(engine, "checkin")
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine, "checkout")
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        since = record.info.pop("idle_since", None)
+        if since is None or time.monotonic() - since < IDLE_PING_AFTER:
+            return
+        try:
+            _ping(dbapi_connection)
+        except psycopg.Error as exc:
+            # The pool drops this connection and checks out a fresh one (or fails with
+            # the connect error, which becomes DatabaseUnavailable as usual).
+            raise sqlalchemy.exc.DisconnectionError(type(exc).__name__) from exc
+
+
+def _ping(connection: psycopg.Connection[Any]) -> None:
+    """One round trip, outside any transaction (autocommit: no BEGIN and no ROLLBACK)."""
+    connection.autocommit = True
+    try:
+        connection.execute("SELECT 1")
+    finally:
+        if not connection.closed:
+            connection.autocommit = False
+
+
 def _translate_fault(context: ExceptionContext) -> None:
-    # A failed pre-ping is SQLAlchemy's cue to reconnect once: leave it alone.
+    # A failed pre-ping (should an operator turn it on) is SQLAlchemy's cue to reconnect.
     if context.is_pre_ping:
         return
     if context.is_disconnect or is_unavailable(context.original_exception):

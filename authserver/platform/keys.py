@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import functools
+import hashlib
 import json
 import logging
 import os
@@ -190,10 +191,20 @@ def decrypt_jwk(cipher: AESGCM, kid: str, token: str) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class Published:
+    """The published keys, built once per change of the set (not per cache refresh)."""
+
+    fingerprint: tuple[tuple[str, str], ...]  # (kid, public JWK text) of each, oldest first
+    verifying: KeySet  # their public keys
+    document: dict[str, Any]  # the JWKS document
+    body: bytes  # the document as served: compact JSON, keys sorted
+    etag: str  # a strong validator of `body`
+
+
+@dataclass(frozen=True)
 class _Snapshot:
     signing: dict[str, tuple[str, str]]  # alg -> (kid, encrypted private JWK) of the current key
-    verifying: KeySet  # public keys of every published key
-    public: dict[str, Any]  # the JWKS document
+    published: Published
     signing_since: datetime | None  # when the newest current key was made (for metrics)
 
 
@@ -250,7 +261,8 @@ class KeyRing:
         started = time.monotonic()
         with self.engine.connect() as conn:
             rows = list(conn.execute(sa.select(SigningKey.__table__)))
-        self._snapshot = _build(rows, self.max_token_lifetime)
+        previous = self._snapshot.published if self._snapshot is not None else None
+        self._snapshot = _build(rows, self.max_token_lifetime, previous)
         self._expires = started + self.ttl
         return self._snapshot
 
@@ -283,7 +295,7 @@ class KeyRing:
 
     def verification_keys(self) -> KeySet:
         """Every published key (public parts): current, next and retired, never revoked."""
-        return self._load().verifying
+        return self._load().published.verifying
 
     def newest_created_at(self) -> datetime:
         """When the newest signing (current) key was made: the metrics' signing key age."""
@@ -294,7 +306,11 @@ class KeyRing:
 
     def public_jwks(self) -> dict[str, Any]:
         """The JWKS document: public parts of every published key."""
-        return self._load().public
+        return self._load().published.document
+
+    def published(self) -> Published:
+        """The published keys with the JWKS document's bytes and ETag, ready to serve."""
+        return self._load().published
 
 
 def keyring() -> KeyRing:
@@ -303,10 +319,10 @@ def keyring() -> KeyRing:
     return ring
 
 
-def _build(rows: list[Any], max_token_lifetime: int) -> _Snapshot:
+def _build(rows: list[Any], max_token_lifetime: int, previous: Published | None) -> _Snapshot:
     states = {k.kid: k for k in key_states(rows, datetime.now(UTC), max_token_lifetime)}
     signing: dict[str, tuple[str, str]] = {}
-    public: list[Key] = []
+    public: list[tuple[str, str]] = []
     since: datetime | None = None
     for row in sorted(rows, key=lambda r: (r.created_at, r.kid)):
         info = states[row.kid]
@@ -314,12 +330,25 @@ def _build(rows: list[Any], max_token_lifetime: int) -> _Snapshot:
             signing[row.alg] = (row.kid, row.private_jwk)
             since = row.created_at  # rows go oldest first: the last current one is newest
         if info.published:
-            public.append(_import(row.public_jwk))
-    return _Snapshot(
-        signing=signing,
-        verifying=KeySet(list[Any](public)),
-        public={"keys": [k.as_dict(private=False) for k in public]},
-        signing_since=since,
+            public.append((row.kid, json.dumps(row.public_jwk, sort_keys=True)))
+    fingerprint = tuple(public)
+    # The keys are read again every KEYS_CACHE_TTL, but the published set rarely changes:
+    # the same set keeps its parsed keys, bytes and ETag (so clients' caches stay valid).
+    if previous is None or previous.fingerprint != fingerprint:
+        previous = _publish(fingerprint)
+    return _Snapshot(signing=signing, published=previous, signing_since=since)
+
+
+def _publish(fingerprint: tuple[tuple[str, str], ...]) -> Published:
+    keys = [_import(json.loads(text)) for _kid, text in fingerprint]
+    document = {"keys": [k.as_dict(private=False) for k in keys]}
+    body = json.dumps(document, sort_keys=True, separators=(",", ":")).encode()
+    return Published(
+        fingerprint=fingerprint,
+        verifying=KeySet(list[Any](keys)),
+        document=document,
+        body=body,
+        etag=hashlib.sha256(body).hexdigest()[:32],
     )
 
 

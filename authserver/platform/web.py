@@ -1,8 +1,9 @@
 """Plain-HTTP endpoints and behaviour shared by every front door: health checks, headers
 (`no_store`, Retry-After on every 503), the dispatch of HTTP errors to the front door that
-owns the path (an unhandled outage becomes that front door's 503, not a 500), and two
+owns the path (an unhandled outage becomes that front door's 503, not a 500), and the
 guards a front door opts into for its paths: input no front door can store or parse
-(`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`)."""
+(`guard_input`) and cross-site POSTs to our own forms (`same_origin_posts`). The session
+is read only when its cookie comes."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import sqlalchemy.exc
-from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
+from flask import Blueprint, Flask, Request, Response, current_app, g, jsonify, request
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from werkzeug.datastructures import MultiDict
@@ -224,7 +226,44 @@ def _refuse_bad_requests() -> None:
         raise MalformedInput()
 
 
+class LazySessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, read only when the request carries its cookie.
+
+    Flask opens the session on every request; the stock interface builds its signer each
+    time even without a cookie. The token endpoint, /v1, the documents and the health
+    checks never get one, so they now skip that work; a page that writes to a new
+    session still gets its cookie as before."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if self.get_cookie_name(app) not in request.cookies:
+            return self.session_class()
+        return super().open_session(app, request)
+
+
+SYNC_CACHE_MAX = 512  # views, hooks and error handlers: registered once, a few hundred
+
+
+def _remember_sync_functions(app: Flask) -> None:
+    """Flask asks, for every hook, view and handler on every request, whether it is a
+    coroutine function (`inspect.iscoroutinefunction`, about a microsecond each, some 15
+    times a request). Ours never change: ask once per function."""
+    plain = app.ensure_sync
+    known: dict[Callable[..., Any], Callable[..., Any]] = {}
+
+    def ensure_sync(func: Callable[..., Any]) -> Callable[..., Any]:
+        found = known.get(func)
+        if found is None:
+            found = plain(func)
+            if len(known) < SYNC_CACHE_MAX:  # a per-request function is not kept forever
+                known[func] = found
+        return found
+
+    app.ensure_sync = ensure_sync  # type: ignore[method-assign]
+
+
 def init_app(app: Flask) -> None:
+    _remember_sync_functions(app)
+    app.session_interface = LazySessionInterface()
     app.register_error_handler(HTTPException, _render_http_error)
     # Every pooled connection busy for DATABASE_POOL_TIMEOUT: not a DBAPI error, so the
     # engine's fault hook never sees it (database.py); no view catches it either.

@@ -321,3 +321,21 @@ def test_keys_unreadable_when_the_database_is_cut_is_503_not_stale_keys(
     assert cut_off.test_client().get("/oauth/jwks").status_code == 503
     pg_proxy.restore()
     assert _status(cut_off, token) == 200
+
+
+def test_jwks_bytes_and_etag_follow_a_rotation_made_on_another_instance(pair):
+    """The JWKS is served from prebuilt bytes, yet a rotation made on another instance
+    changes them (and the ETag) within KEYS_CACHE_TTL; without a change they stay put."""
+    a, b = pair
+    before = b.test_client().get("/oauth/jwks")
+    again = b.test_client().get("/oauth/jwks")
+    assert before.data == again.data and before.headers["ETag"] == again.headers["ETag"]
+    new = {k["kid"] for k in _cli(a, "keys", "rotate")["keys"]}
+    _wait_for_ttl()
+    after = b.test_client().get("/oauth/jwks")
+    assert after.status_code == 200
+    assert new <= {k["kid"] for k in after.get_json()["keys"]}
+    assert after.headers["ETag"] != before.headers["ETag"]
+    # A client holding the old ETag gets the new document, not a 304.
+    stale = b.test_client().get("/oauth/jwks", headers={"If-None-Match": before.headers["ETag"]})
+    assert stale.status_code == 200 and stale.data == after.data

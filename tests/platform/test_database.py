@@ -73,3 +73,52 @@ def test_a_slow_statement_is_cancelled_by_the_server_and_the_pool_stays_usable(m
         assert time.monotonic() - started < 3
         db.session.rollback()
         assert db.session.execute(text("SELECT 1")).scalar() == 1
+
+
+def _postgres_only(app) -> None:
+    if not app.config["DATABASE_URL"].startswith("postgresql"):
+        pytest.skip("the connection class and prepared statements are PostgreSQL's")
+
+
+def test_read_only_requests_keep_prepared_statements(app):
+    """A transaction that only read ends with COMMIT, not ROLLBACK, so psycopg keeps its
+    prepared statements: a query repeated over requests gets prepared and stays so."""
+    _postgres_only(app)
+
+    def read() -> str:
+        db.session.scalar(text("SELECT count(*) FROM users WHERE username = 'nobody'"))
+        return "read"
+
+    app.add_url_rule("/test-read", view_func=read)
+    client = app.test_client()
+    for _ in range(8):  # past psycopg's prepare_threshold (5)
+        assert client.get("/test-read").status_code == 200
+    with app.app_context():
+        prepared = db.session.scalars(text("SELECT statement FROM pg_prepared_statements")).all()
+    assert any("username = 'nobody'" in s for s in prepared), prepared
+
+
+def test_a_request_that_wrote_without_committing_is_still_rolled_back(app):
+    """Writes a view left uncommitted (an error path) are undone at teardown, even though
+    read-only transactions now end with COMMIT."""
+    _postgres_only(app)
+    with app.app_context():
+        account_id = accounts.create_account("Rollback").live.id
+
+    def write_then_leave() -> str:
+        db.session.execute(
+            db.update(User).where(User.account_id == account_id).values(username="changed")
+        )
+        db.session.add(User(account_id=account_id, username="left", role="customer"))
+        db.session.flush()
+        db.session.scalar(text("SELECT 1"))  # a read after the write changes nothing
+        return "left"
+
+    with app.app_context():
+        db.session.add(User(account_id=account_id, username="kept", role="customer"))
+        db.session.commit()
+    app.add_url_rule("/test-write", view_func=write_then_leave)
+    assert app.test_client().get("/test-write").status_code == 200
+    with app.app_context():
+        names = db.session.scalars(db.select(User.username).where(User.account_id == account_id))
+        assert sorted(names) == ["kept"]
