@@ -12,7 +12,17 @@ from typing import Any
 from flask import Flask
 
 from authserver import api, oauth, pages
-from authserver.platform import background, database, i18n, logs, metrics, notifications, web
+from authserver.platform import (
+    background,
+    database,
+    delivery,
+    i18n,
+    logs,
+    metrics,
+    notifications,
+    web,
+    webhooks,
+)
 from authserver.platform import models as _models  # noqa: F401 - registers the tables on db.metadata
 from authserver.platform.config import ConfigError, load_config
 from authserver.platform.database import DatabaseUnavailable
@@ -104,7 +114,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
             # No connection opened here may outlive the check: gunicorn forks after it.
             engine.dispose()
     i18n.init_app(app)
-    notifications.init_app(app)
+    notifications.init_app(app)  # stages mail and SMS, then
+    webhooks.init_app(app)  # webhook deliveries, for every event
+    delivery.init_app(app)  # the in-process delivery thread (OUTBOX_IN_PROCESS)
     background.init_app(app)
     web.init_app(app)
     oauth.init_app(app)

@@ -40,7 +40,7 @@ from redis import Redis
 from werkzeug.routing import Rule
 
 from authserver import create_app
-from authserver.platform import background, keys
+from authserver.platform import background, delivery, keys
 from authserver.platform.extensions import db
 from authserver.platform.models import SigningKey
 from authserver.platform.store import Store
@@ -275,6 +275,9 @@ def make_config(
             "SMS_URL": "memory:",
             "KEY_ENCRYPTION_SECRET": TEST_KEY_SECRET,
             "WTF_CSRF_ENABLED": False,
+            # Tests run the delivery worker themselves (tests/webhook_helpers.py), so no
+            # thread of a finished test's app retries into the next test's tables.
+            "OUTBOX_IN_PROCESS": False,
             **CHEAP_ARGON2,
         }
         config.update(overrides)
@@ -291,6 +294,7 @@ def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -
     app = create_app(make_config())
     yield app
     background.jobs(app).close()  # no job may outlive its test's rows
+    delivery.stop_in_process(app)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -341,6 +345,7 @@ def make_app(
     yield make
     for app in apps:
         background.jobs(app).close()
+        delivery.stop_in_process(app)
         with app.app_context():
             db.engine.dispose()
         app.extensions["authserver.store"].close()

@@ -18,6 +18,7 @@ from . import (  # noqa: F401 - routes
     tfa,
     users,
     verification,
+    webhooks,
 )
 from .blueprint import bp
 
@@ -28,3 +29,4 @@ def init_app(app: Flask) -> None:
     # JSON, which a cross-site form or CORS-simple request cannot send: no CSRF token needed.
     csrf.exempt(bp)
     jsonapi.init_app(app)
+    webhooks.init_app(app)

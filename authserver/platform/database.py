@@ -15,6 +15,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 
 from authserver.platform import metrics
 from authserver.platform.errors import Conflict, ServiceUnavailable
+from authserver.platform.events import run_after_commit
 from authserver.platform.extensions import db
 
 log = logging.getLogger("authserver.database")
@@ -32,8 +33,8 @@ def commit(conflict: Conflict | bool = True) -> None:
 
     A constraint that refuses the write (an IntegrityError: a value taken meanwhile, a row
     deleted meanwhile) becomes `conflict` if it is a Conflict, a generic Conflict (409) for
-    True, and stays the database's own error for False. The caller emits its event only
-    after this returns, so nothing is announced for work that rolled back.
+    True, and stays the database's own error for False. The `on_commit` callbacks run only
+    after this commit succeeded, so nothing is announced for work that rolled back.
     """
     try:
         db.session.commit()
@@ -47,6 +48,7 @@ def commit(conflict: Conflict | bool = True) -> None:
     except BaseException:
         db.session.rollback()
         raise
+    run_after_commit()
 
 
 def is_unavailable(exc: BaseException) -> bool:
