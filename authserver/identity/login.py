@@ -34,7 +34,7 @@ from authserver.identity import devices, twofactor
 from authserver.identity.accounts import find_member, upgrade_password_hash
 from authserver.platform import database
 from authserver.platform.errors import InvalidCredentials, InvalidOtp, OtpRequired, Throttled
-from authserver.platform.events import emit
+from authserver.platform.events import emit, stage
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import (
     Account,
@@ -303,14 +303,13 @@ def _record(
             reason,
         )
     )
-    database.commit(conflict=False)
     client_id = attempt.client_id
     if success:
-        emit(
+        stage(
             "identity.login.success", user=user, account=account, method=method, client_id=client_id
         )
     else:
-        emit(
+        stage(
             "identity.login.failure",
             user=user,
             account=account,
@@ -318,6 +317,8 @@ def _record(
             method=method,
             client_id=client_id,
         )
+    database.commit(conflict=False)
+    if not success:
         current_app.logger.info(
             "login failed",
             extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},
