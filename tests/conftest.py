@@ -450,6 +450,55 @@ def webhook() -> Iterator[WebhookSink]:
     thread.join()
 
 
+class EventSink:
+    """A local webhook receiver: every POST's raw body and headers, answered with the next
+    status of `statuses` (then 200); `hold` makes it wait before answering."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.url = ""
+        self.lock = threading.Lock()
+
+    def ids(self) -> list[str]:
+        return [r["headers"]["webhook-id"] for r in self.received]
+
+
+@pytest.fixture
+def event_sink() -> Iterator[EventSink]:
+    """A real threaded HTTP server on 127.0.0.1 that records webhook deliveries."""
+    sink = EventSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            sink.hold.wait(30)
+            with sink.lock:
+                sink.received.append({"headers": dict(self.headers), "body": raw})
+                status = sink.statuses.pop(0) if sink.statuses else 200
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass  # the worker gave up waiting (or was killed)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sink.url = f"http://127.0.0.1:{server.server_port}/hooks"
+    yield sink
+    sink.hold.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
 # ---------------------------------------------------------------- test data, mailing app
 # The worlds of tests/factories.py as fixtures, and an app that mails over SMTP.
 

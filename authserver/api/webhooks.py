@@ -233,9 +233,16 @@ def retry_webhook_delivery(delivery_id: str) -> Response:
     return jsonapi.document(delivery_resource(item), status=202)
 
 
+def webhook_body(event: str, payload: dict[str, Any], timestamp: str) -> str:
+    """A delivery's JSON body: {type, timestamp, data}."""
+    return jsonapi.encode(
+        {"type": event, "timestamp": timestamp, "data": event_data(event, payload)}
+    )
+
+
 def init_app(app: Flask) -> None:
     """Hand the platform this module's renderer for webhook payloads."""
-    app.extensions[RENDERER] = event_data
+    app.extensions[RENDERER] = webhook_body
 
 
 # --- OpenAPI --------------------------------------------------------------------------

@@ -39,8 +39,8 @@ CIPHER = "authserver.webhook_cipher"
 TEST_EVENT = "identity.webhook.test.success"
 SECRET_BYTES = 24
 RESPONSE_READ_MAX = 4096  # bytes of an answer read (and then ignored) before closing
-# The event -> resource renderer the API registers: (event, payload) -> data or None.
-Renderer = Callable[[str, dict[str, Any]], dict[str, Any] | None]
+# The API's renderer of a delivery body: (event, payload, RFC 3339 timestamp) -> JSON text.
+Renderer = Callable[[str, dict[str, Any], str], str]
 
 
 def new_secret() -> str:
@@ -87,11 +87,12 @@ def _account_id(payload: dict[str, Any]) -> str | None:
 
 def body_for(event: str, payload: dict[str, Any]) -> str:
     """The JSON body of the event's deliveries (the same for every endpoint)."""
-    renderer: Renderer | None = current_app.extensions.get(RENDERER)
-    data = renderer(event, payload) if renderer else None
     stamp = utcnow().isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    document = {"type": event, "timestamp": stamp, "data": data}
-    return json.dumps(document, separators=(",", ":"), ensure_ascii=False)
+    renderer: Renderer | None = current_app.extensions.get(RENDERER)
+    if renderer is not None:
+        return renderer(event, payload, stamp)
+    # An app without the API (none today) still tells the event and its time.
+    return json.dumps({"type": event, "timestamp": stamp, "data": None})
 
 
 def stage_deliveries(event: str, payload: dict[str, Any]) -> None:
