@@ -474,10 +474,10 @@ def event_sink() -> Iterator[EventSink]:
     class Handler(BaseHTTPRequestHandler):
         def do_POST(self) -> None:
             raw = self.rfile.read(int(self.headers["Content-Length"]))
-            sink.hold.wait(30)
             with sink.lock:
                 sink.received.append({"headers": dict(self.headers), "body": raw})
                 status = sink.statuses.pop(0) if sink.statuses else 200
+            sink.hold.wait(30)
             try:
                 self.send_response(status)
                 self.send_header("Content-Length", "0")

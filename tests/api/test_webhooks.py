@@ -34,7 +34,7 @@ def owner(client: Any, world: World) -> str:
 
 
 def test_signed_delivery_verifies_with_standardwebhooks(hooks, client, world, owner, event_sink):
-    """A login of alice reaches the endpoint signed: standardwebhooks verifies it; data is the User."""
+    """alice's login reaches the endpoint signed (standardwebhooks verifies it), data her User."""
     hc = hooks.test_client()
     endpoint = register(hc, owner, event_sink.url, ["identity.login.success"])
     secret = endpoint["attributes"]["secret"]
