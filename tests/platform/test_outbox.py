@@ -132,7 +132,7 @@ def test_killed_worker_rows_are_retaken_after_the_claim_timeout(
     env["AUTHSERVER_MAIL_URL"] = env["AUTHSERVER_SMS_URL"] = "memory:"
     env["AUTHSERVER_TESTING"] = "true"
     code = "from authserver.cli import main; main()"
-    worker = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+    worker = subprocess.Popen(
         [sys.executable, "-c", code, "worker"],
         env=env,
         cwd=os.getcwd(),
