@@ -37,6 +37,10 @@ ACTIONS = (
     "key.retire",
     "key.revoke",
     "key.import",
+    "webhook_endpoint.create",
+    "webhook_endpoint.update",
+    "webhook_endpoint.secret.rotate",
+    "webhook_endpoint.delete",
 )
 
 
