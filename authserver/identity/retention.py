@@ -19,6 +19,7 @@ from authserver.platform.extensions import db
 from authserver.platform.models import (
     AuditEvent,
     LoginRecord,
+    OutboxItem,
     RecoveryCode,
     RefreshToken,
     RevokedToken,
@@ -27,6 +28,9 @@ from authserver.platform.models import (
 )
 
 BATCH_SIZE = 1000  # rows a transaction: short locks, small WAL bursts
+# Settled outbox rows (delivered, failed, expired) stay readable in the delivery log this
+# long; pending ones are never pruned (they are still being retried).
+DELIVERY_LOG_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -66,6 +70,14 @@ PRUNABLE: tuple[Prunable, ...] = (
         "audit_events",
         AuditEvent,
         lambda now, c: AuditEvent.created_at < now - _days(c, "AUDIT_RETENTION_DAYS"),
+    ),
+    Prunable(
+        "outbox",
+        OutboxItem,
+        lambda now, c: (
+            (OutboxItem.status != "pending")
+            & (OutboxItem.created_at < now - timedelta(days=DELIVERY_LOG_DAYS))
+        ),
     ),
 )
 

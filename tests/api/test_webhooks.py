@@ -16,7 +16,7 @@ from standardwebhooks import Webhook
 from webhook_helpers import endpoints, make_due, register, rows, run_worker, send
 
 from authserver.platform.extensions import db
-from authserver.platform.models import WebhookEndpoint, utcnow
+from authserver.platform.models import User, WebhookEndpoint, utcnow
 
 ENDPOINTS = "/v1/webhook_endpoints"
 
@@ -306,8 +306,6 @@ def test_failing_for_days_disables_the_endpoint_and_mails_owners(
     hooks = make_app(WEBHOOK_ALLOW_PRIVATE_TARGETS=True, WEBHOOK_DISABLE_AFTER=60)
     hc = hooks.test_client()
     with hooks.app_context():
-        from authserver.platform.models import User
-
         alice = db.session.get(User, world.alice_id)
         alice.email, alice.email_verified = "alice@example.com", True
         db.session.commit()

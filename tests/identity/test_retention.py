@@ -133,6 +133,7 @@ def test_prune_deletes_exactly_the_old_rows(app, world):
         "spent_authorization_codes": 2,
         "login_records": 5,
         "audit_events": 0,
+        "outbox": 0,
     }
     assert count(app, RevokedToken) == count(app, SpentAuthorizationCode) == 1
     assert count(app, RefreshToken) == 7

@@ -5,12 +5,14 @@ the claim timeout, mail that survives an SMTP outage, login codes dropped once e
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -21,12 +23,13 @@ from oauth_helpers import login
 from verification_helpers import guest_token
 from webhook_helpers import make_due, register, rows, run_worker
 
+from authserver.cli import cli
 from authserver.platform import background, outbox
 from authserver.platform.database import commit
 from authserver.platform.delivery import Worker
 from authserver.platform.errors import Conflict
+from authserver.platform.events import emit, stage
 from authserver.platform.events import signal as event_signal
-from authserver.platform.events import stage
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, User, utcnow
 
@@ -199,8 +202,6 @@ def test_mail_survives_an_smtp_outage(make_app, client, world, unused_port):
     http = app.test_client()
     guest = guest_token(http, world.live_prt)
     body = {"data": {"type": "PasswordResetToken", "attributes": {"username": "carol"}}}
-    import json
-
     response = http.post(
         "/v1/password_reset_tokens",
         data=json.dumps(body),
@@ -232,8 +233,6 @@ def test_login_code_is_dropped_once_expired(make_app, webhook):
     webhook.status = 500
     app = make_app(SMS_URL=webhook.url)
     with app.test_request_context():
-        from authserver.platform.events import emit
-
         user = User(username="sam", role="customer", status="active", phone_number="+15555550123")
         emit(
             "identity.otp.create.success", user=user, account=None, code="123456", method="tfa_sms"
@@ -275,3 +274,22 @@ def test_in_process_thread_delivers_after_commit(make_app, client, world, owner,
     while not event_sink.received and time.monotonic() < deadline:
         time.sleep(0.05)
     assert event_sink.received
+
+
+def test_prune_keeps_pending_and_recent_deliveries(app):
+    """`authserver prune` deletes settled outbox rows past 30 days, never pending ones."""
+    old = utcnow() - timedelta(days=31)
+    with app.app_context():
+        for status, created in (
+            ("delivered", old),
+            ("failed", old),
+            ("pending", old),
+            ("delivered", utcnow()),
+        ):
+            item = outbox.add("webhook", "identity.login.success", "{}")
+            item.status, item.created_at = status, created
+        db.session.commit()
+    result = app.test_cli_runner().invoke(cli, ["prune", "--json"])
+    assert result.exit_code == 0, result.output
+    assert '"outbox": 2' in result.output
+    assert sorted(r["status"] for r in rows(app)) == ["delivered", "pending"]
