@@ -24,6 +24,7 @@ from verification_helpers import guest_token
 from webhook_helpers import make_due, register, rows, run_worker
 
 from authserver.cli import cli
+from authserver.identity import accounts, webhooks
 from authserver.platform import background, outbox
 from authserver.platform.database import commit
 from authserver.platform.delivery import Worker
@@ -293,3 +294,58 @@ def test_prune_keeps_pending_and_recent_deliveries(app):
     assert result.exit_code == 0, result.output
     assert '"outbox": 2' in result.output
     assert sorted(r["status"] for r in rows(app)) == ["delivered", "pending"]
+
+
+def test_sqlite_claims_never_share_a_row(make_app, tmp_path, event_sink):
+    """On SQLite (no SKIP LOCKED) two racing workers still deliver each row exactly once."""
+    url = f"sqlite:///{tmp_path}/outbox.sqlite3"
+    first = make_app(DATABASE_URL=url, WEBHOOK_ALLOW_PRIVATE_TARGETS=True)
+    second = make_app(DATABASE_URL=url, WEBHOOK_ALLOW_PRIVATE_TARGETS=True)
+    with first.test_request_context():
+        db.create_all()
+        pair = accounts.create_account("Lite")
+        endpoint = webhooks.create_endpoint(pair.live, {"url": event_sink.url}).endpoint
+        for _ in range(20):
+            outbox.add("webhook", "identity.login.success", "{}", endpoint_id=endpoint.id)
+        db.session.commit()
+    start = threading.Barrier(2)
+
+    def drain(app: Any) -> None:
+        start.wait()
+        worker = Worker(app, batch=2)
+        while worker.run_once():
+            pass
+
+    threads = [threading.Thread(target=drain, args=(a,)) for a in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    ids = event_sink.ids()
+    assert len(ids) == 20 and len(set(ids)) == 20
+    assert {r["status"] for r in rows(first)} == {"delivered"}
+
+
+def test_rows_another_worker_holds_are_skipped_not_awaited(make_app, database_url, event_sink):
+    """PostgreSQL: rows locked by another worker's claim are skipped at once (SKIP LOCKED)."""
+    if not database_url.startswith("postgresql"):
+        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
+    hooks = make_app(WEBHOOK_ALLOW_PRIVATE_TARGETS=True)
+    with hooks.test_request_context():
+        pair = accounts.create_account("Locks")
+        endpoint = webhooks.create_endpoint(pair.live, {"url": event_sink.url}).endpoint
+        for _ in range(3):
+            outbox.add("webhook", "identity.login.success", "{}", endpoint_id=endpoint.id)
+        db.session.commit()
+        engine = db.engine
+    with engine.connect() as other:
+        locked = other.execute(
+            db.select(outbox.OutboxItem.id).with_for_update()  # another worker, mid-claim
+        ).all()
+        assert len(locked) == 3
+        started = time.monotonic()
+        assert run_worker(hooks) == 0
+        assert time.monotonic() - started < 2  # skipped, not waited for
+        other.rollback()
+    assert run_worker(hooks) == 3
+    assert len(set(event_sink.ids())) == 3
