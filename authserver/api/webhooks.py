@@ -187,8 +187,9 @@ def _filter(name: str, allowed: list[str] | None = None, max_len: int = 128) -> 
         return None
     if allowed is not None and value not in allowed:
         jsonapi.fail_parameter(key, f"{key} must be one of: {', '.join(allowed)}.")
-    if not value or len(value) > max_len or any(ord(c) < 33 or c == "\x7f" for c in value):
-        jsonapi.fail_parameter(key, f"{key} must be 1 to {max_len} printable characters.")
+    # Printable ASCII only, as the OpenAPI pattern says (ids and event names are ASCII).
+    if not value or len(value) > max_len or any(not 33 <= ord(c) <= 126 for c in value):
+        jsonapi.fail_parameter(key, f"{key} must be 1 to {max_len} printable ASCII characters.")
     return value
 
 

@@ -296,6 +296,8 @@ def test_deliveries_list_filter_retry_and_test_event(hooks, client, world, owner
     assert done["meta"]["totalCount"] == 1
     assert send(hc, "GET", "/v1/webhook_deliveries?filter[status]=bogus", owner).status_code == 400
     assert send(hc, "GET", "/v1/webhook_deliveries?filter[event]=x", owner).status_code == 400
+    bad = "/v1/webhook_deliveries?filter[endpoint]=%C3%97%C3%B8"  # not ASCII
+    assert send(hc, "GET", bad, owner).status_code == 400
     assert send(hc, "POST", "/v1/webhook_deliveries/nope/retry", owner).status_code == 404
 
 
