@@ -259,17 +259,6 @@ def test_in_process_thread_delivers_after_commit(make_app, client, world, owner,
     """With OUTBOX_IN_PROCESS the serving app delivers by itself, soon after the commit."""
     hooks = make_app(WEBHOOK_ALLOW_PRIVATE_TARGETS=True, OUTBOX_IN_PROCESS=True)
     register(hooks.test_client(), owner, event_sink.url, ["identity.login.success"])
-    hooks.test_client().post(
-        "/oauth/token",
-        data={
-            "grant_type": "password",
-            "username": "alice",
-            "password": "correct-horse-battery",
-            "client_id": world.public_id,
-            "scope": "openid",
-        },
-        headers={"X-Account-Id": world.live_id},
-    )
     login(hooks.test_client(), world)
     deadline = time.monotonic() + 10
     while not event_sink.received and time.monotonic() < deadline:
