@@ -13,7 +13,17 @@ from flask import Flask
 
 from authserver import api, oauth, pages
 from authserver.identity import token_cache
-from authserver.platform import background, database, i18n, logs, metrics, notifications, web
+from authserver.platform import (
+    background,
+    database,
+    delivery,
+    i18n,
+    logs,
+    metrics,
+    notifications,
+    web,
+    webhooks,
+)
 from authserver.platform import models as _models  # noqa: F401 - registers the tables on db.metadata
 from authserver.platform.config import ConfigError, load_config
 from authserver.platform.database import DatabaseUnavailable
@@ -111,7 +121,9 @@ def create_app(test_config: dict[str, Any] | None = None, *, require_keys: bool 
             engine.dispose()
     token_cache.init_app(app, engine.dialect.name)
     i18n.init_app(app)
-    notifications.init_app(app)
+    notifications.init_app(app)  # stages mail and SMS, then
+    webhooks.init_app(app)  # webhook deliveries, for every event
+    delivery.init_app(app)  # the in-process delivery thread (OUTBOX_IN_PROCESS)
     background.init_app(app)
     web.init_app(app)
     oauth.init_app(app)

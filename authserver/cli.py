@@ -7,7 +7,9 @@ argument, setting or missing dependency ends with one line on stderr and a non-z
 from __future__ import annotations
 
 import json
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,7 +20,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
 from authserver.identity import accounts, audit, clients, demo, imports, retention, users
-from authserver.platform import keys
+from authserver.platform import delivery, keys
 from authserver.platform.config import ConfigError
 from authserver.platform.database import DatabaseUnavailable
 from authserver.platform.errors import DomainError, ServiceUnavailable
@@ -126,15 +128,52 @@ def run_command(host: str, port: int) -> None:
     except keys.KeysMissing as exc:
         raise ConfigError(str(exc)) from None
     app.extensions["authserver.store"].ping()  # claims memory:// for this process now
-    run_simple(
-        host,
-        port,
-        app,
-        threaded=True,
-        use_reloader=False,
-        use_debugger=False,
-        request_handler=_QuietHandler,
-    )
+    if app.config["OUTBOX_IN_PROCESS"]:
+        delivery.start_in_process(app)  # also what waited for a retry before a restart
+    try:
+        run_simple(
+            host,
+            port,
+            app,
+            threaded=True,
+            use_reloader=False,
+            use_debugger=False,
+            request_handler=_QuietHandler,
+        )
+    finally:
+        delivery.stop_in_process(app)
+
+
+@cli.command("worker")
+@click.option("--once", is_flag=True, help="One round (a batch of due rows), then exit.")
+@click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(1, 16), help="Workers here."
+)
+def worker_command(once: bool, threads: int) -> None:
+    """Deliver webhooks, email and SMS from the outbox until SIGTERM or Ctrl-C.
+
+    Run as many as you like, on as many hosts: they share the rows without sending one
+    twice. Stopping finishes the delivery in hand and hands back the rest of the claim.
+    """
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+    workers = [delivery.Worker(app) for _ in range(threads)]
+    if once:
+        click.echo(f"tried {workers[0].run_once()}")
+        return
+
+    def stop(_signum: int, _frame: Any) -> None:
+        for worker in workers:
+            worker.stop()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    running = [threading.Thread(target=w.run, name=f"worker-{i}") for i, w in enumerate(workers)]
+    for thread in running:
+        thread.start()
+    click.echo(f"delivering with {threads} worker(s); SIGTERM or Ctrl-C stops", err=True)
+    for thread in running:
+        while thread.is_alive():  # a timed join lets the signal handler run meanwhile
+            thread.join(0.5)
 
 
 class _QuietHandler(WSGIRequestHandler):

@@ -40,7 +40,7 @@ from redis import Redis
 from werkzeug.routing import Rule
 
 from authserver import create_app
-from authserver.platform import background, keys
+from authserver.platform import background, delivery, keys
 from authserver.platform.extensions import db
 from authserver.platform.models import SigningKey
 from authserver.platform.store import Store
@@ -275,6 +275,9 @@ def make_config(
             "SMS_URL": "memory:",
             "KEY_ENCRYPTION_SECRET": TEST_KEY_SECRET,
             "WTF_CSRF_ENABLED": False,
+            # Tests run the delivery worker themselves (tests/webhook_helpers.py), so no
+            # thread of a finished test's app retries into the next test's tables.
+            "OUTBOX_IN_PROCESS": False,
             **CHEAP_ARGON2,
         }
         config.update(overrides)
@@ -291,6 +294,7 @@ def app(make_config: Any, instance_path: str, monkeypatch: pytest.MonkeyPatch) -
     app = create_app(make_config())
     yield app
     background.jobs(app).close()  # no job may outlive its test's rows
+    delivery.stop_in_process(app)
     with app.app_context():
         db.session.remove()
         db.engine.dispose()
@@ -341,6 +345,7 @@ def make_app(
     yield make
     for app in apps:
         background.jobs(app).close()
+        delivery.stop_in_process(app)
         with app.app_context():
             db.engine.dispose()
         app.extensions["authserver.store"].close()
@@ -440,6 +445,55 @@ def webhook() -> Iterator[WebhookSink]:
     sink.url = f"http://127.0.0.1:{server.server_port}/sms"
     yield sink
     sink.release.set()
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+class EventSink:
+    """A local webhook receiver: every POST's raw body and headers, answered with the next
+    status of `statuses` (then 200); `hold` makes it wait before answering."""
+
+    def __init__(self) -> None:
+        self.received: list[dict[str, Any]] = []
+        self.statuses: list[int] = []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.url = ""
+        self.lock = threading.Lock()
+
+    def ids(self) -> list[str]:
+        return [r["headers"]["webhook-id"] for r in self.received]
+
+
+@pytest.fixture
+def event_sink() -> Iterator[EventSink]:
+    """A real threaded HTTP server on 127.0.0.1 that records webhook deliveries."""
+    sink = EventSink()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            raw = self.rfile.read(int(self.headers["Content-Length"]))
+            with sink.lock:
+                sink.received.append({"headers": dict(self.headers), "body": raw})
+                status = sink.statuses.pop(0) if sink.statuses else 200
+            sink.hold.wait(30)
+            try:
+                self.send_response(status)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            except OSError:
+                pass  # the worker gave up waiting (or was killed)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    sink.url = f"http://127.0.0.1:{server.server_port}/hooks"
+    yield sink
+    sink.hold.set()
     server.shutdown()
     server.server_close()
     thread.join()

@@ -22,6 +22,7 @@ from . import (  # noqa: F401 - routes
     tfa,
     users,
     verification,
+    webhooks,
 )
 from .blueprint import bp
 
@@ -33,3 +34,4 @@ def init_app(app: Flask) -> None:
     csrf.exempt(bp)
     jsonapi.init_app(app)
     cors.init_app(app)
+    webhooks.init_app(app)

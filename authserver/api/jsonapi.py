@@ -293,10 +293,15 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _response(body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None) -> Response:
-    payload = json.dumps(
+def encode(body: Mapping[str, Any]) -> str:
+    """JSON as /v1 writes it: compact, UTF-8, times in ISO 8601 (webhook bodies too)."""
+    return json.dumps(
         body, ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_json_default
     )
+
+
+def _response(body: Mapping[str, Any], status: int, headers: Mapping[str, str] | None) -> Response:
+    payload = encode(body)
     # JSON:API forbids media type parameters such as charset; JSON is UTF-8 by definition.
     response = no_store(Response(payload, status=status, content_type=MEDIA_TYPE))
     for key, value in (headers or {}).items():

@@ -18,7 +18,7 @@ from authserver.identity import audit, origins, rules, unique_emails
 from authserver.identity.tokens import revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import DomainError, Forbidden, NotFound, ValidationFailed
-from authserver.platform.events import emit
+from authserver.platform.events import stage
 from authserver.platform.extensions import db, passwords
 from authserver.platform.models import (
     USER_STATUSES,
@@ -91,8 +91,8 @@ def create_account(
             membership = AccountMembership(account_id=account.id, user_id=owner.id, role=Role.OWNER)
             db.session.add(membership)
             audit.record("membership.create", "User", owner.id, ["role"], account_id=account.id)
+    stage("identity.account.create.success", account=live)
     commit()
-    emit("identity.account.create.success", account=live)
     return NewAccount(live, test)
 
 
@@ -185,8 +185,8 @@ def apply_password(user: User, new_password: object, *, field: str = "new_passwo
 def set_password(user: User, new_password: object) -> User:
     """Give the user a new password and void every token issued before now."""
     apply_password(user, new_password)
+    stage("identity.password.update.success", user=user, account=user.account)
     commit()
-    emit("identity.password.update.success", user=user, account=user.account)
     return user
 
 
@@ -230,8 +230,8 @@ def set_status(user: User, status: str) -> User:
     if status != UserStatus.ACTIVE:
         revoke_user_tokens(user)
     audit.record("user.update", "User", user.id, ["status"], account_id=user.account_id)
+    stage("identity.user.update.success", user=user, account=user.account)
     commit()
-    emit("identity.user.update.success", user=user, account=user.account)
     return user
 
 
@@ -315,8 +315,8 @@ def update_account(
                 db.session.rollback()
                 raise
     audit.record("account.update", "Account", account.id, clean, account_id=account.id)
+    stage("identity.account.update.success", account=account, user=by)
     commit()
-    emit("identity.account.update.success", account=account, user=by)
     return account
 
 
@@ -378,8 +378,8 @@ def delete_account(account: Account, *, by: User | None = None) -> None:
         .values(revoked_at=now)
     )
     audit.record("account.delete", "Account", account.id, ["status"], account_id=account.id)
+    stage("identity.account.delete.success", account=account)
     commit()
-    emit("identity.account.delete.success", account=account)
 
 
 def login_history(
@@ -437,6 +437,6 @@ def reset_test_account(account: Account, *, by: User | None = None) -> int:
         db.delete(AccountMembership).where(AccountMembership.account_id == account.id)
     )
     audit.record("account.reset", "Account", account.id, account_id=account.id)
+    stage("identity.account_reset.create.success", account=account, user=by)
     commit()
-    emit("identity.account_reset.create.success", account=account, user=by)
     return len(user_ids)

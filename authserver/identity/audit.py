@@ -42,6 +42,10 @@ ACTIONS = (
     "passkey.create",
     "passkey.update",
     "passkey.delete",
+    "webhook_endpoint.create",
+    "webhook_endpoint.update",
+    "webhook_endpoint.secret.rotate",
+    "webhook_endpoint.delete",
 )
 
 

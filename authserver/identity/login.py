@@ -41,7 +41,7 @@ from authserver.platform.errors import (
     OtpRequired,
     Throttled,
 )
-from authserver.platform.events import emit
+from authserver.platform.events import emit, stage
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import (
     Account,
@@ -419,14 +419,13 @@ def _record(
             .where(User.id == user.id)
             .values(last_login_at=utcnow(), updated_at=User.updated_at)
         )
-    database.commit(conflict=False)
     client_id = attempt.client_id
     if success:
-        emit(
+        stage(
             "identity.login.success", user=user, account=account, method=method, client_id=client_id
         )
     else:
-        emit(
+        stage(
             "identity.login.failure",
             user=user,
             account=account,
@@ -434,6 +433,8 @@ def _record(
             method=method,
             client_id=client_id,
         )
+    database.commit(conflict=False)
+    if not success:
         current_app.logger.info(
             "login failed",
             extra={"fields": {"reason": reason or "-", "user_id": user.id if user else "-"}},

@@ -37,7 +37,7 @@ from authserver.identity.users import (
 )
 from authserver.platform.database import commit
 from authserver.platform.errors import DomainError, Forbidden, ValidationFailed
-from authserver.platform.events import emit
+from authserver.platform.events import stage
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, AuthMethod, Role, User, UserStatus, utcnow
 
@@ -116,8 +116,9 @@ def update_user(
         db.session.rollback()
         raise
     audit.record("user.update", "User", user.id, changes, account_id=actor.account.id)
+    _stage_update(user, actor.account, applied, "identity.user.update.success")
     commit(conflict=user_conflict)
-    _after_update(user, actor.account, applied, "identity.user.update.success")
+    _after_update(user, applied)
     return Member(
         user, member.membership.role if member.membership else user.role, member.membership
     )
@@ -218,12 +219,13 @@ def update_current_user(
     except DomainError:
         db.session.rollback()
         raise
+    _stage_update(user, account, applied, "identity.current_user.update.success")
     commit(conflict=user_conflict)
     if user.allow_support_login is False and "allow_support_login" in changes:
         # Every time it is set off, not only when it changes: a retry after a failure
         # here (database down) still ends the support logins.
         support.end_all(user)
-    _after_update(user, account, applied, "identity.current_user.update.success")
+    _after_update(user, applied)
     return member
 
 
@@ -395,11 +397,16 @@ def _check_second_factor(
         )
 
 
-def _after_update(user: User, account: Account | None, applied: _Applied, event: str) -> None:
-    emit(event, user=user, account=account)
+def _stage_update(user: User, account: Account | None, applied: _Applied, event: str) -> None:
+    """The update's events, in its transaction."""
+    stage(event, user=user, account=account)
     if applied.tfa_changed:  # the person hears of it, whoever made the change
-        emit("identity.tfa.update.success", user=user, account=user.account)
+        stage("identity.tfa.update.success", user=user, account=user.account)
     if applied.password_changed:
-        emit("identity.password.update.success", user=user, account=user.account)
+        stage("identity.password.update.success", user=user, account=user.account)
+
+
+def _after_update(user: User, applied: _Applied) -> None:
+    """After the commit: a changed, unverified address gets its verification link."""
     if applied.email_changed and user.email and not user.email_verified:
         verification.send_email_verification(user)

@@ -22,6 +22,7 @@ from authserver.platform.models import (
     AuditEvent,
     KnownDevice,
     LoginRecord,
+    OutboxItem,
     RecoveryCode,
     RefreshToken,
     RevokedToken,
@@ -30,6 +31,9 @@ from authserver.platform.models import (
 )
 
 BATCH_SIZE = 1000  # rows a transaction: short locks, small WAL bursts
+# Settled outbox rows (delivered, failed, expired) stay readable in the delivery log this
+# long; pending ones are never pruned (they are still being retried).
+DELIVERY_LOG_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,14 @@ PRUNABLE: tuple[Prunable, ...] = (
         "known_devices",
         KnownDevice,
         lambda now, c: KnownDevice.last_seen_at < now - timedelta(seconds=devices.LIFETIME),
+    ),
+    Prunable(
+        "outbox",
+        OutboxItem,
+        lambda now, c: (
+            (OutboxItem.status != "pending")
+            & (OutboxItem.created_at < now - timedelta(days=DELIVERY_LOG_DAYS))
+        ),
     ),
 )
 

@@ -31,7 +31,7 @@ from authserver.identity.accounts import upgrade_password_hash
 from authserver.identity.tokens import Survivor, revoke_user_tokens
 from authserver.platform.database import commit
 from authserver.platform.errors import EmailNotVerified, InvalidOtp, Throttled, ValidationFailed
-from authserver.platform.events import emit
+from authserver.platform.events import emit, stage
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import Account, AuthMethod, RecoveryCode, User, new_id, utcnow
 from authserver.platform.security import (
@@ -309,9 +309,11 @@ def confirm_totp_setup(user: User, code: object, *, keep: Survivor | None = None
     user.auth_method = AuthMethod.TFA_TOTP
     codes = _replace_recovery_codes(user)
     revoke_user_tokens(user, keep)
+    stage(
+        "identity.tfa.enable.success", user=user, account=user.account, method=AuthMethod.TFA_TOTP
+    )
     commit(conflict=False)
     kv.delete(_setup_tries_key(user))
-    emit("identity.tfa.enable.success", user=user, account=user.account, method=AuthMethod.TFA_TOTP)
     return codes
 
 
@@ -346,8 +348,8 @@ def disable_tfa(
     user.auth_method = AuthMethod.SIMPLE
     drop_totp(user)
     revoke_user_tokens(user, keep)
+    stage("identity.tfa.disable.success", user=user, account=user.account, method=method)
     commit(conflict=False)
-    emit("identity.tfa.disable.success", user=user, account=user.account, method=method)
 
 
 def drop_totp(user: User) -> None:
@@ -505,10 +507,10 @@ def regenerate_recovery_codes(user: User) -> list[str]:
     No proof is checked here: callers acting for the user use `renew_recovery_codes`.
     """
     codes = _replace_recovery_codes(user)
-    commit(conflict=False)
-    emit(
+    stage(
         "identity.recovery_codes.create.success", user=user, account=user.account, count=len(codes)
     )
+    commit(conflict=False)
     return codes
 
 

@@ -29,7 +29,7 @@ from authserver.platform.errors import (
     Throttled,
     ValidationFailed,
 )
-from authserver.platform.events import emit
+from authserver.platform.events import stage
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import (
     Account,
@@ -278,8 +278,8 @@ def create_user(
     given = [k for k, v in {**fields, "password": password}.items() if v not in (None, False)]
     given += ["username", "role"]
     audit.record("user.create", "User", user.id, given, account_id=account and account.id)
+    stage("identity.user.create.success", user=user, account=account)
     commit(conflict=user_conflict)
-    emit("identity.user.create.success", user=user, account=account)
     return user
 
 
@@ -337,8 +337,8 @@ def register_user(
     user = member.user
     if actor.role != GUEST:  # signing oneself up is no administrative change
         audit.record("user.create", "User", user.id, given, account_id=actor.account.id)
+    stage("identity.user.create.success", user=user, account=actor.account)
     commit(conflict=user_conflict)
-    emit("identity.user.create.success", user=user, account=actor.account)
     if user.status == UserStatus.PENDING:  # the activation link verifies the address too
         verification.send_activation(user)
     elif user.email and not user.email_verified and user.status == UserStatus.ACTIVE:
@@ -574,8 +574,8 @@ def delete_user(actor: Actor, user_id: object) -> None:
         _erase(user)
     revoke_user_tokens(user)
     audit.record("user.delete", "User", user.id, account_id=actor.account.id)
+    stage("identity.user.delete.success", user=user, account=actor.account)
     commit()
-    emit("identity.user.delete.success", user=user, account=actor.account)
 
 
 def _erase(user: User) -> None:

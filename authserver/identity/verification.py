@@ -19,7 +19,7 @@ from authserver.identity import accounts, rules
 from authserver.platform import background, captcha
 from authserver.platform.database import commit
 from authserver.platform.errors import Throttled, ValidationFailed
-from authserver.platform.events import emit
+from authserver.platform.events import emit, stage
 from authserver.platform.extensions import db, passwords, store
 from authserver.platform.models import Account, AccountStatus, User, UserStatus, utcnow
 from authserver.platform.security import digest, keyed_digest, random_digits, random_token
@@ -128,8 +128,8 @@ def verify_email(token: object) -> User:
     user.email_verified_at = utcnow()
     if user.is_global and user.status == UserStatus.PENDING and user.password_hash:
         user.status = UserStatus.ACTIVE  # a global sign-up: the proven address lets it in
+    stage("identity.email_verification.create.success", user=user, account=user.account)
     commit()
-    emit("identity.email_verification.create.success", user=user, account=user.account)
     return user
 
 

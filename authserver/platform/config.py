@@ -17,6 +17,7 @@ from authserver.platform.security import is_loopback_host
 from authserver.platform.senders import parse_sender_urls
 from authserver.platform.store import parse_sentinel_url
 
+CLAIM_BATCH = 5  # outbox rows a delivery worker claims at once
 JWKS_MAX_AGE = 300  # seconds relying parties may cache /oauth/jwks (its Cache-Control)
 DEFAULT_SECRET_KEY = "insecure-default-secret-key-change-me"  # noqa: S105 - refused in production
 
@@ -77,6 +78,15 @@ class Defaults:
     CAPTCHA_AFTER_FAILURES = 5  # failed logins of a username or an IP before a login needs one
     CAPTCHA_TIMEOUT = 5  # seconds to wait for the verifier
     WEBAUTHN_RP_ID = ""  # passkeys' relying-party id: the issuer's host or a parent domain
+    # Seconds between a failed delivery (webhook, email, SMS) and the next try, one per retry
+    # (the Standard Webhooks schedule: about 28 hours in all); each gets +-10% jitter.
+    WEBHOOK_RETRY_DELAYS = (5, 300, 1800, 7200, 18000, 36000, 36000)
+    WEBHOOK_TIMEOUT = 10  # seconds a webhook target has to answer 2xx
+    WEBHOOK_ALLOW_PRIVATE_TARGETS = False  # deliver to loopback/private/link-local (dev only)
+    WEBHOOK_DISABLE_AFTER = 5 * 24 * 3600  # seconds of failures before an endpoint is disabled
+    OUTBOX_CLAIM_TIMEOUT = 120  # seconds a worker holds claimed rows; then others retake them
+    OUTBOX_POLL_INTERVAL = 2  # seconds an idle delivery worker waits before looking again
+    OUTBOX_IN_PROCESS = True  # serving processes deliver too (`authserver worker` is optional)
     SESSION_COOKIE_NAME = "authserver_session"
     SESSION_COOKIE_HTTPONLY = True
     SESSION_COOKIE_SAMESITE = "Lax"
@@ -114,8 +124,11 @@ INT_SETTINGS = (
     "CAPTCHA_TIMEOUT",
     "TOKEN_CHECK_CACHE_TTL",
     "SUPPORT_LOGIN_LIFETIME",
+    "WEBHOOK_TIMEOUT",
+    "WEBHOOK_DISABLE_AFTER",
+    "OUTBOX_CLAIM_TIMEOUT",
+    "OUTBOX_POLL_INTERVAL",
 )
-BOOL_SETTINGS = ("GLOBAL_SIGNUP",)
 STR_SETTINGS = (
     "SECRET_KEY",
     "DATABASE_URL",
@@ -135,7 +148,12 @@ STR_SETTINGS = (
     "CAPTCHA_SECRET",
     "WEBAUTHN_RP_ID",
 )
-BOOL_SETTINGS = ("NEW_DEVICE_EMAIL",)
+BOOL_SETTINGS = (
+    "NEW_DEVICE_EMAIL",
+    "GLOBAL_SIGNUP",
+    "WEBHOOK_ALLOW_PRIVATE_TARGETS",
+    "OUTBOX_IN_PROCESS",
+)
 # Lower bounds that keep a typo from switching a protection off.
 MINIMUMS = {
     "ARGON2_TIME_COST": 1,
@@ -167,6 +185,10 @@ MINIMUMS = {
     "CAPTCHA_TIMEOUT": 1,
     "TOKEN_CHECK_CACHE_TTL": 0,
     "SUPPORT_LOGIN_LIFETIME": 60,
+    "WEBHOOK_TIMEOUT": 1,
+    "WEBHOOK_DISABLE_AFTER": 60,
+    "OUTBOX_CLAIM_TIMEOUT": 10,
+    "OUTBOX_POLL_INTERVAL": 1,
 }
 MAXIMUMS = {
     "REFRESH_TOKEN_RETRY_GRACE": 60,  # a retry, not a second life for a stolen token
@@ -187,6 +209,8 @@ MAXIMUMS = {
     "TOKEN_CHECK_CACHE_TTL": 300,
     # Someone else's session: short, and never longer than an hour.
     "SUPPORT_LOGIN_LIFETIME": 3600,
+    "WEBHOOK_TIMEOUT": 30,
+    "OUTBOX_POLL_INTERVAL": 60,
 }
 
 
@@ -283,6 +307,26 @@ def check_config(config: Any) -> None:
     for key in STR_SETTINGS:
         if not isinstance(config.get(key), str):
             raise ConfigError(f"AUTHSERVER_{key} must be a string, got {config.get(key)!r}")
+    for key in BOOL_SETTINGS:
+        if not isinstance(config.get(key), bool):
+            raise ConfigError(f"AUTHSERVER_{key} must be true or false, got {config.get(key)!r}")
+    delays = config.get("WEBHOOK_RETRY_DELAYS")
+    if (
+        not isinstance(delays, list | tuple)
+        or not 1 <= len(delays) <= 20
+        or not all(type(d) is int and 1 <= d <= 7 * 24 * 3600 for d in delays)
+    ):
+        raise ConfigError(
+            "AUTHSERVER_WEBHOOK_RETRY_DELAYS must be a JSON list of 1-20 whole seconds"
+            f" (1 to 604800 each), got {delays!r}"
+        )
+    # A claim must outlive a batch of the slowest deliveries, or two workers would send one.
+    slowest = max(config["WEBHOOK_TIMEOUT"], config["SMTP_TIMEOUT"], config["SMS_TIMEOUT"])
+    if config["OUTBOX_CLAIM_TIMEOUT"] < CLAIM_BATCH * slowest + 5:
+        raise ConfigError(
+            f"AUTHSERVER_OUTBOX_CLAIM_TIMEOUT must be at least {CLAIM_BATCH * slowest + 5}"
+            f" ({CLAIM_BATCH} deliveries of the longest sender timeout, plus 5 s)"
+        )
     if not config["DATABASE_URL"].startswith(("sqlite:", "postgresql", "postgres:")):
         raise ConfigError("AUTHSERVER_DATABASE_URL must be a sqlite:// or postgresql:// URL")
     if not config["REDIS_URL"].startswith(REDIS_SCHEMES):

@@ -19,6 +19,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 
 from authserver.platform import metrics
 from authserver.platform.errors import Conflict, ServiceUnavailable
+from authserver.platform.events import run_after_commit
 from authserver.platform.extensions import db
 
 log = logging.getLogger("authserver.database")
@@ -39,8 +40,8 @@ def commit(
     A constraint that refuses the write (an IntegrityError: a value taken meanwhile, a row
     deleted meanwhile) becomes `conflict` if it is a Conflict (or what it returns for the
     error, when it is a function), a generic Conflict (409) for True, and stays the
-    database's own error for False. The caller emits its event only
-    after this returns, so nothing is announced for work that rolled back.
+    database's own error for False. The `on_commit` callbacks run only after this commit
+    succeeded, so nothing is announced for work that rolled back.
     """
     try:
         db.session.commit()
@@ -54,6 +55,7 @@ def commit(
     except BaseException:
         db.session.rollback()
         raise
+    run_after_commit()
 
 
 def is_unavailable(exc: BaseException) -> bool:

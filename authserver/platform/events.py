@@ -1,7 +1,11 @@
-"""Domain events as blinker signals, named `identity.<resource>.<action>.<outcome>`.
+"""Domain events, named `identity.<resource>.<action>.<outcome>`: outbox rows, then signals.
 
-Use cases call `emit(NAME, **payload)` after their transaction committed; receivers (the
-notifications, the audit log) get the app as sender. Payloads, by event:
+A use case calls `stage(NAME, **payload)` before its commit: the stagers (webhook
+deliveries, emails, SMS) add their outbox rows to the same transaction, so a change that
+rolls back sends nothing and a committed one loses nothing. After `database.commit()` the
+blinker signal goes out (receivers get the app as sender) and the rows are delivered.
+`emit(NAME, **payload)` is stage + commit: for an event whose change committed already or
+that has none in the database (a login code in Redis). Payloads, by event:
 
 - identity.account.create.success: account (live Account)
 - identity.account.update.success: account, user (or None)
@@ -40,14 +44,26 @@ notifications, the audit log) get the app as sender. Payloads, by event:
   had not used (identity/known_devices.py), after its device row commits
 - identity.login.reported: user, account (or None); the user used that link: every login
   ended (a reset link is mailed with its own event)
+- identity.webhook_endpoint.disable.success: account, endpoint (failing for days; the
+  account's owners are mailed)
+- identity.webhook.test.success: account, endpoint (the "send test event" action; only that
+  endpoint hears it)
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from blinker import NamedSignal, Namespace
-from flask import current_app
+from flask import Flask, current_app
+from sqlalchemy import event
+from sqlalchemy.orm import Session, scoped_session
+
+AFTER_COMMIT = "authserver.after_commit"
+STAGERS = "authserver.event_stagers"
+# What a stager adds to the transaction for (event name, payload).
+Stager = Callable[[str, dict[str, Any]], None]
 
 EVENTS = (
     "identity.account.create.success",
@@ -79,6 +95,8 @@ EVENTS = (
     "identity.login.throttled",
     "identity.login.new_device",
     "identity.login.reported",
+    "identity.webhook_endpoint.disable.success",
+    "identity.webhook.test.success",
 )
 
 _namespace = Namespace()
@@ -90,6 +108,62 @@ def signal(name: str) -> NamedSignal:
     return SIGNALS[name]
 
 
+def add_stager(app: Flask, stager: Stager) -> None:
+    """Have `stager` add its outbox rows for every event `app` stages."""
+    app.extensions.setdefault(STAGERS, []).append(stager)
+
+
+def stage(name: str, **payload: Any) -> None:
+    """Add what the event causes to the open transaction; its signal goes out after the
+    commit (`database.commit()`), and not at all if the transaction rolls back."""
+    sig = signal(name)
+    app: Flask = current_app._get_current_object()  # type: ignore[attr-defined]
+    for stager in app.extensions.get(STAGERS, ()):
+        stager(name, payload)
+
+    def announce() -> None:
+        sig.send(app, **payload)
+
+    on_commit(announce)
+
+
 def emit(name: str, **payload: Any) -> None:
-    """Send an event with the current app as sender. Call only after the commit."""
-    signal(name).send(current_app._get_current_object(), **payload)  # type: ignore[attr-defined]
+    """Stage the event and commit: for a change committed already, or one not in the
+    database. Prefer `stage` before the use case's own commit (one transaction)."""
+    stage(name, **payload)
+    session = _session()()
+    # The change itself committed before (or is this commit): its objects stay loaded for
+    # the receivers and the caller, as they were before the outbox rows were written.
+    expire, session.expire_on_commit = session.expire_on_commit, False
+    try:
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.expire_on_commit = expire
+    run_after_commit()
+
+
+def _session() -> scoped_session[Session]:
+    # Flask-SQLAlchemy's session, found through the app: importing `extensions` here would
+    # close an import cycle (extensions -> store -> metrics -> events).
+    return current_app.extensions["sqlalchemy"].session
+
+
+def on_commit(callback: Callable[[], None]) -> None:
+    """Run `callback` after the open transaction commits (through `database.commit()` or
+    `emit`); a rollback forgets it."""
+    _session().info.setdefault(AFTER_COMMIT, []).append(callback)
+
+
+def run_after_commit() -> None:
+    """Run (once) the callbacks that waited for the commit that just succeeded."""
+    for callback in _session().info.pop(AFTER_COMMIT, []):
+        callback()
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_callbacks(session: Session, _previous: Any) -> None:
+    """A rollback, in any app's session, drops what waited for a commit."""
+    session.info.pop(AFTER_COMMIT, None)

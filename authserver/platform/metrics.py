@@ -29,6 +29,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from authserver.platform.events import signal
 
+COLLECTORS = "authserver.metrics_collectors"  # more collectors read at scrape time
 # prometheus-client chose its value class at import by the same test (it also reads the
 # old lower-case name, which we do not document).
 MULTIPROCESS = "PROMETHEUS_MULTIPROC_DIR" in os.environ
@@ -61,6 +62,11 @@ THROTTLE_HITS = Counter(
 )
 STORE_ERRORS = Counter(
     "authserver_store_errors", "Redis operations that failed as unreachable (StoreUnavailable)."
+)
+DELIVERIES = Counter(
+    "authserver_outbox_deliveries",
+    "Delivery tries of outbox rows by kind (webhook, email, sms) and outcome.",
+    ["kind", "outcome"],
 )
 DATABASE_ERRORS = Counter(
     "authserver_database_errors",
@@ -101,6 +107,10 @@ def counted_password_check_refused() -> None:
 
 def counted_otp_send(channel: str, sent: bool) -> None:
     OTP_SENDS.labels(channel, "sent" if sent else "failed").inc()
+
+
+def counted_delivery(kind: str, outcome: str) -> None:
+    DELIVERIES.labels(kind, outcome).inc()
 
 
 def _start() -> None:
@@ -199,6 +209,8 @@ def metrics_view() -> Response:
         abort(403)
     own = CollectorRegistry(auto_describe=False)
     own.register(KeyAgeCollector(current_app.extensions["authserver.keys"]))
+    for collector in current_app.extensions.get(COLLECTORS, ()):
+        own.register(collector)
     if MULTIPROCESS:
         MultiProcessCollector(own)
         body = generate_latest(own)

@@ -462,3 +462,64 @@ class Passkey(db.Model):  # type: ignore[name-defined]
     name: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class WebhookEndpoint(db.Model):  # type: ignore[name-defined]
+    """An account's webhook target: which events it hears and the secret that signs them.
+    The secrets are AES-GCM encrypted like the signing keys (platform/webhooks.py); after a
+    rotation the previous one keeps signing beside the new one until `previous_until`."""
+
+    __tablename__ = "webhook_endpoints"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    url: Mapped[str] = mapped_column(String(2048))
+    events: Mapped[list[str]] = mapped_column(JSON, default=list)  # names, or ["*"]
+    description: Mapped[str | None] = mapped_column(String(255))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    secret: Mapped[str] = mapped_column(Text)  # encrypted
+    previous_secret: Mapped[str | None] = mapped_column(Text)  # encrypted
+    previous_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Set at the first failure after a success; a long run of them disables the endpoint.
+    failing_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    disabled_reason: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow, onupdate=utcnow)
+
+
+class OutboxItem(db.Model):  # type: ignore[name-defined]
+    """One message to deliver: a webhook call (`endpoint_id`), or an email or SMS for one
+    sender of its channel (`sender`). Written in the transaction of the change it reports;
+    delivery workers claim due rows (`claimed_until`) and retry with backoff. The body of
+    an email or SMS (it may hold a code or link) is blanked once it is settled."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (
+        Index("ix_outbox_due", "status", "next_attempt_at"),
+        Index("ix_outbox_endpoint_created", "endpoint_id", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    kind: Mapped[str] = mapped_column(String(8))  # webhook, email, sms
+    event: Mapped[str] = mapped_column(String(128))
+    # No foreign key: a delivery's log outlives a deleted account's rows only until prune.
+    account_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    endpoint_id: Mapped[str | None] = mapped_column(
+        ForeignKey("webhook_endpoints.id", ondelete="CASCADE")
+    )
+    sender: Mapped[int] = mapped_column(Integer, default=0)  # index in the channel's senders
+    message_id: Mapped[str] = mapped_column(String(64))  # webhook-id, stable across retries
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    claimed_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    claim: Mapped[str | None] = mapped_column(String(32))  # who holds it (a random token)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # login codes
+    last_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_status: Mapped[int | None] = mapped_column(Integer)  # HTTP status of the last try
+    last_error: Mapped[str | None] = mapped_column(String(255))
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -5,16 +5,22 @@ most extend `email/_layout.txt`, which adds the greeting and ends with the accou
 optional autoescaped `templates/email/<event>.html`, and `templates/sms/<event>.txt`. Names
 starting with `_` are layouts and partials. Each is rendered under `force_locale(locale)`.
 
-Messages go to every sender of their channel (`senders.py`). Delivery is synchronous; a
-failure is logged at WARNING with the recipient masked and never raised into the use case.
+Messages go to every sender of their channel (`senders.py`) through the outbox: a row per
+message and sender, written in the transaction of the event (events.stage), born claimed by
+the writer, which sends it right after the commit, as before the outbox. A failure is logged
+at WARNING with the recipient masked, never raised into the use case, and the delivery
+workers retry it with backoff (login codes: quickly, and never after they expired).
 """
 
 from __future__ import annotations
 
+import email
+import email.policy
+import json
 import logging
 import re
-from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import asdict, replace
+from datetime import timedelta
 from email.message import EmailMessage
 from email.utils import formatdate, make_msgid, parseaddr
 from typing import Any
@@ -23,11 +29,10 @@ from urllib.parse import urlencode
 from flask import Flask
 from jinja2 import TemplateNotFound
 
-from authserver.platform import metrics
+from authserver.platform import events, metrics, outbox
 from authserver.platform.config import ConfigError
-from authserver.platform.events import signal
 from authserver.platform.i18n import force_locale, negotiate
-from authserver.platform.models import AuthMethod
+from authserver.platform.models import AuthMethod, OutboxItem, utcnow
 from authserver.platform.security import mask_address
 from authserver.platform.senders import (
     EMAIL_RE,
@@ -46,6 +51,7 @@ OTP_EVENT = "identity.otp.create.success"
 PHONE_EVENT = "identity.phone_verification_code.create.success"
 NEW_DEVICE_EVENT = "identity.login.new_device"  # its payload names the login's time and device
 NEW_DEVICE_DETAILS = ("when", "ip", "browser", "system", "user_agent")
+DISABLED_EVENT = "identity.webhook_endpoint.disable.success"  # mailed to the owners
 # Email events about a user, with the hosted page their token link opens (None: no link).
 EMAIL_EVENTS: dict[str, str | None] = {
     "identity.email_verification_token.create.success": "/verify-email",
@@ -68,7 +74,7 @@ EMAIL_EVENTS: dict[str, str | None] = {
 class Notifier:
     """Turns an app's events into messages and hands them to its senders."""
 
-    def __init__(self, app: Flask, outbox: Outbox):
+    def __init__(self, app: Flask, memory: Outbox):
         config = app.config
         self.app = app
         self.issuer: str = config["ISSUER"]
@@ -85,33 +91,83 @@ class Notifier:
         mail = parse_sender_urls(config["MAIL_URL"], "mail")
         sms = parse_sender_urls(config["SMS_URL"], "sms")
         self.senders: dict[str, list[Sender]] = {
-            "email": build_senders(mail, outbox, config["SMTP_TIMEOUT"], envelope_from),
-            "sms": build_senders(sms, outbox, config["SMS_TIMEOUT"], envelope_from),
+            "email": build_senders(mail, memory, config["SMTP_TIMEOUT"], envelope_from),
+            "sms": build_senders(sms, memory, config["SMS_TIMEOUT"], envelope_from),
         }
-        # Blinker holds receivers weakly; these references live as long as the app.
-        self.receivers: list[Callable[..., None]] = []
+        self.claim_seconds: int = config["OUTBOX_CLAIM_TIMEOUT"]
+        self.otp_lifetime = int(config["OTP_LIFETIME"])
+        self.events = frozenset((OTP_EVENT, PHONE_EVENT, DISABLED_EVENT, *EMAIL_EVENTS))
 
-    def connect(self) -> None:
-        for event in (OTP_EVENT, PHONE_EVENT, *EMAIL_EVENTS):
-            receiver = self._receiver(event)
-            self.receivers.append(receiver)
-            signal(event).connect(receiver, sender=self.app)
-
-    def _receiver(self, event: str) -> Callable[..., None]:
-        def receive(sender: Flask, **payload: Any) -> None:
-            self.handle(event, payload)
-
-        return receive
-
-    def handle(self, event: str, payload: dict[str, Any]) -> None:
-        """Render and send what `event` calls for. Never raises: the use case has committed."""
+    def stage(self, event: str, payload: dict[str, Any]) -> None:
+        """Write the event's messages to the outbox in the open transaction, claimed by
+        this process, and send them right after the commit."""
+        if event not in self.events:
+            return
         try:
             messages = self.compose(event, payload)
-        except Exception:  # a template bug must not undo a committed use case; it is logged
+        except Exception:  # a template bug must not undo the use case; it is logged
             log.error("notification not rendered", exc_info=True, extra=_fields(event, "-"))
             return
-        for message in messages:
-            self.send(message)
+        if not messages:
+            return
+        claim = outbox.new_claim()
+        # A login code is worth sending only while it is valid.
+        expires = utcnow() + timedelta(seconds=self.otp_lifetime) if event == OTP_EVENT else None
+        account_id = getattr(payload.get("account"), "id", None)
+        items = [
+            outbox.add(
+                message.channel,
+                event,
+                encode(message),
+                account_id=account_id,
+                sender=index,
+                expires_at=expires,
+                claim=claim,
+                claim_seconds=self.claim_seconds,
+            )
+            for message in messages
+            for index in range(len(self.senders[message.channel]))
+        ]
+        events.on_commit(lambda: self.send_claimed(items, claim))
+
+    def send_claimed(self, items: list[OutboxItem], claim: str) -> None:
+        """Send rows this process wrote and holds; a failure is left to the workers."""
+        delays = self.app.config["WEBHOOK_RETRY_DELAYS"]
+        retry_later = False
+        for item in items:
+            try:
+                outcome = self.deliver(item)
+                status = outbox.settle(item, claim, outcome, delays)
+            except Exception:  # the use case has committed; the row stays for the workers
+                log.warning("notification not settled", exc_info=True)
+                continue
+            retry_later = retry_later or status == outbox.PENDING
+        wake = self.app.extensions.get("authserver.delivery_wake")
+        if retry_later and wake is not None:
+            wake()
+
+    def deliver(self, item: OutboxItem) -> outbox.Outcome:
+        """One try of an email or SMS row with its sender; never raises."""
+        channel = item.kind
+        senders = self.senders.get(channel, [])
+        if item.sender >= len(senders):  # MAIL_URL/SMS_URL lost a sender since: nobody to try
+            return outbox.Outcome(False, error="sender no longer configured", retry=False)
+        message = decode(channel, item.event, item.body)
+        sender = senders[item.sender]
+        fields = _fields(item.event, channel, message.to, sender=sender.name)
+        try:
+            sender.deliver(message)
+        except Exception as exc:  # whatever the outside world does, the use case stands
+            reason = describe(exc)
+            fields["fields"]["error"] = reason
+            log.warning("notification delivery failed", extra=fields)
+            outcome = outbox.Outcome(False, error=reason)
+        else:
+            log.info("notification sent", extra=fields)
+            outcome = outbox.Outcome(True)
+        if item.event == OTP_EVENT:
+            metrics.counted_otp_send(channel, outcome.ok)
+        return outcome
 
     def compose(self, event: str, payload: dict[str, Any]) -> list[Message]:
         user, account = payload.get("user"), payload.get("account")
@@ -136,6 +192,13 @@ class Notifier:
             "agent": payload.get("agent"),
             "code": payload.get("code"),  # an email verification code
         }
+        if event == DISABLED_EVENT:
+            context["url"] = payload["endpoint"].url
+            return [
+                m
+                for owner in payload.get("owners", [])
+                for m in self._email(event, getattr(owner, "email", None), locale, context)
+            ]
         if event == PHONE_EVENT:
             context["code"] = payload["code"]
             return self._sms(event, payload.get("phone_number"), locale, context)
@@ -211,22 +274,6 @@ class Notifier:
             text = self.app.jinja_env.get_template(f"sms/{event}.txt").render(context)
         return [Message("sms", event, to, " ".join(text.split()), locale)]
 
-    def send(self, message: Message) -> None:
-        """Give `message` to every sender of its channel; log, never raise, a failure."""
-        for sender in self.senders[message.channel]:
-            fields = _fields(message.event, message.channel, message.to, sender=sender.name)
-            try:
-                sender.deliver(message)
-            except Exception as exc:  # whatever the outside world does, the use case stands
-                fields["fields"]["error"] = describe(exc)
-                log.warning("notification delivery failed", extra=fields)
-                sent = False
-            else:
-                log.info("notification sent", extra=fields)
-                sent = True
-            if message.event == OTP_EVENT:
-                metrics.counted_otp_send(message.channel, sent)
-
 
 def _fields(event: str, channel: str, to: str | None = None, **more: str) -> dict[str, Any]:
     values = {"event": event, "channel": channel, **more}
@@ -252,10 +299,26 @@ def _tidy(body: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip("\n") + "\n"
 
 
+def encode(message: Message) -> str:
+    """A message as an outbox row's body (the email as it will be sent, headers and all)."""
+    data = asdict(replace(message, mime=None))
+    data.pop("mime")
+    if message.mime is not None:
+        data["mime"] = message.mime.as_string()
+    return json.dumps(data, ensure_ascii=False)
+
+
+def decode(channel: str, event: str, body: str) -> Message:
+    data = json.loads(body)
+    mime = data.pop("mime", None)
+    parsed = email.message_from_string(mime, policy=email.policy.default) if mime else None
+    return Message(**{**data, "channel": channel, "event": event}, mime=parsed)
+
+
 def init_app(app: Flask) -> None:
-    """Build the senders from config and listen to this app's events."""
-    outbox = Outbox()
-    app.extensions["authserver.outbox"] = outbox
-    notifier = Notifier(app, outbox)
+    """Build the senders from config and stage the messages of this app's events."""
+    memory = Outbox()
+    app.extensions["authserver.outbox"] = memory
+    notifier = Notifier(app, memory)
     app.extensions["authserver.notifications"] = notifier
-    notifier.connect()
+    events.add_stager(app, notifier.stage)

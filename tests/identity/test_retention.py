@@ -134,6 +134,7 @@ def test_prune_deletes_exactly_the_old_rows(app, world):
         "login_records": 5,
         "audit_events": 0,
         "known_devices": 0,
+        "outbox": 0,
     }
     assert count(app, RevokedToken) == count(app, SpentAuthorizationCode) == 1
     assert count(app, RefreshToken) == 7
