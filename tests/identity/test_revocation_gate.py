@@ -3,38 +3,19 @@ a revocation that can still match a live token, and no Redis is needed to valida
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
 
 from flask import Flask
 from oauth_helpers import login
-from sqlalchemy import event
+from sql_helpers import statements
 
 from authserver.identity import tokens
 from authserver.platform.extensions import db
 from authserver.platform.models import User, utcnow
 
 
-@contextmanager
-def _statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL statements run on the app's engine inside the block."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 def _deny_list_reads(app: Flask, token: str) -> int:
-    with app.test_request_context(), _statements(app) as seen:
+    with app.test_request_context(), statements(app) as seen:
         tokens.validate_access_token(token)
         db.session.rollback()
     return sum("revoked_tokens" in s for s in seen)

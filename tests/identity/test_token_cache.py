@@ -5,8 +5,7 @@ on the instance that revoked it or on another one sharing the database and Redis
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,28 +14,12 @@ from faults import RedisServer
 from flask import Flask
 from flask.testing import FlaskClient
 from oauth_helpers import basic, bearer, introspect, login
-from sqlalchemy import event, select, update
+from sql_helpers import statements
+from sqlalchemy import select, update
 
 from authserver.identity import accounts, clients, token_cache, tokens
 from authserver.platform.extensions import db, store
 from authserver.platform.models import Account, OAuthClient, User, UserStatus
-
-
-@contextmanager
-def _statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL statements run on the app's engine inside the block."""
-    seen: list[str] = []
-
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 def _status(c: FlaskClient, token: str) -> int:
@@ -71,7 +54,7 @@ def test_warm_checks_issue_no_sql(app, client, world):
     counts = {}
     for name, call in calls.items():
         call()  # warm
-        with _statements(app) as seen:
+        with statements(app) as seen:
             result = call()
         assert getattr(result, "status_code", 200) == 200
         counts[name] = len(seen)
@@ -93,7 +76,7 @@ def test_cache_off_reads_postgresql(make_app, world):
     app = make_app(TOKEN_CHECK_CACHE_TTL=0)
     token = login(app.test_client(), world)["access_token"]
     _validate(app, token)
-    with _statements(app) as seen:
+    with statements(app) as seen:
         _validate(app, token)
     assert len(seen) == 3  # client, account, user
 
@@ -207,7 +190,7 @@ def test_too_many_deny_list_rows_are_asked_of_postgresql(app, client, world, mon
     with app.app_context():
         copy = store().get(f"tc:s:u:{world.alice_id}")
     assert copy is not None and json.loads(copy)["rv"] is None
-    with _statements(app) as seen:
+    with statements(app) as seen:
         assert _status(client, revoked["access_token"]) == 401
     assert any("revoked_tokens" in s for s in seen)
 

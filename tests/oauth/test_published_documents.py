@@ -3,15 +3,8 @@ a matching If-None-Match, the caching headers, and a document that follows the i
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
 import pytest
-from flask import Flask
-from sqlalchemy import event
-
-from authserver.platform.extensions import db
+from sql_helpers import statements
 
 DOCUMENTS = [
     "/oauth/jwks",
@@ -20,29 +13,12 @@ DOCUMENTS = [
 ]
 
 
-@contextmanager
-def _statements(app: Flask) -> Iterator[list[str]]:
-    """The SQL statements run on the app's engine inside the block."""
-    seen: list[str] = []
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
-        seen.append(statement)
-
-    with app.app_context():
-        engine = db.engine
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-
-
 @pytest.mark.parametrize("path", DOCUMENTS)
 def test_documents_run_no_sql_once_warm(app, path):
     """After the first request (which reads the keys) a document costs no SQL at all."""
     client = app.test_client()
     assert client.get(path).status_code == 200
-    with _statements(app) as seen:
+    with statements(app) as seen:
         for _ in range(5):
             response = client.get(path)
             assert response.status_code == 200
