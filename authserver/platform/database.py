@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 
 from authserver.platform import metrics
 from authserver.platform.errors import Conflict, ServiceUnavailable
-from authserver.platform.events import run_after_commit
+from authserver.platform.events import AFTER_COMMIT, run_after_commit
 from authserver.platform.extensions import db
 
 log = logging.getLogger("authserver.database")
@@ -36,8 +36,13 @@ def commit(conflict: Conflict | bool = True) -> None:
     True, and stays the database's own error for False. The `on_commit` callbacks run only
     after this commit succeeded, so nothing is announced for work that rolled back.
     """
+    session = db.session()
+    # With staged events, the change's objects stay loaded for their receivers after the
+    # commit (as when events were sent after it), like `events.emit` does.
+    expire = session.expire_on_commit
+    session.expire_on_commit = expire and not session.info.get(AFTER_COMMIT)
     try:
-        db.session.commit()
+        session.commit()
     except sqlalchemy.exc.IntegrityError:
         db.session.rollback()
         if conflict is False:
@@ -48,6 +53,8 @@ def commit(conflict: Conflict | bool = True) -> None:
     except BaseException:
         db.session.rollback()
         raise
+    finally:
+        session.expire_on_commit = expire
     run_after_commit()
 
 
