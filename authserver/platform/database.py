@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine, ExceptionContext
 
 from authserver.platform import metrics
 from authserver.platform.errors import Conflict, ServiceUnavailable
-from authserver.platform.events import run_after_commit
+from authserver.platform.events import AFTER_COMMIT, run_after_commit
 from authserver.platform.extensions import db
 
 log = logging.getLogger("authserver.database")
@@ -43,8 +43,13 @@ def commit(
     database's own error for False. The `on_commit` callbacks run only after this commit
     succeeded, so nothing is announced for work that rolled back.
     """
+    session = db.session()
+    # With staged events, the change's objects stay loaded for their receivers after the
+    # commit (as when events were sent after it), like `events.emit` does.
+    expire = session.expire_on_commit
+    session.expire_on_commit = expire and not session.info.get(AFTER_COMMIT)
     try:
-        db.session.commit()
+        session.commit()
     except sqlalchemy.exc.IntegrityError as exc:
         db.session.rollback()
         if conflict is False:
@@ -55,6 +60,8 @@ def commit(
     except BaseException:
         db.session.rollback()
         raise
+    finally:
+        session.expire_on_commit = expire
     run_after_commit()
 
 

@@ -203,6 +203,7 @@ def test_human_output_and_bad_batch_size(app):
         "login_records: 0 deleted",
         "audit_events: 0 deleted",
         "known_devices: 0 deleted",
+        "outbox: 0 deleted",
     ]
     assert runner.invoke(cli, ["prune", "--batch-size", "0"]).exit_code == 2
 
