@@ -390,8 +390,14 @@ class Load:
 
 
 def wrk(load: Load, args: argparse.Namespace, seconds: float) -> dict[str, Any]:
-    cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s", "--latency"]
-    cmd += ["--timeout", f"{args.timeout}s"]
+    cmd = [
+        "wrk",
+        f"-t{args.threads}",
+        f"-c{args.connections}",
+        f"-d{max(1, round(seconds))}s",
+        "--latency",
+    ]
+    cmd += ["--timeout", f"{max(1, round(args.timeout))}s"]
     if load.script:
         cmd += ["-s", os.path.join(HERE, load.script), load.url, "--", *load.script_args]
     else:

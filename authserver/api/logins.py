@@ -41,7 +41,7 @@ def _login_resource(record: LoginRecord) -> dict[str, Any]:
 
 
 LOGIN_FIELDS = frozenset(
-    {"time", "ip", "userAgent", "method", "success", "reason", "clientId", "userId"}
+    {"time", "ip", "userAgent", "method", "success", "reason", "clientId", "userId", "actorId"}
 )
 LIST_QUERY = query.QuerySpec(
     types={"Login": LOGIN_FIELDS},

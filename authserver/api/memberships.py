@@ -13,7 +13,7 @@ from flask import Response, request
 from authserver.identity import memberships, tokens
 from authserver.platform.models import ROLES, Account, AccountMembership, Role, User
 
-from . import bodies, jsonapi, names, openapi
+from . import bodies, jsonapi, names, openapi, query
 from .accounts import account_resource
 from .auth import current_token, require_token
 from .blueprint import bp
@@ -46,6 +46,15 @@ SIGN_UP = bodies.Body(
     },
     required=frozenset({"username", "password"}),
 )
+
+
+MEMBERSHIP_FIELDS = frozenset(
+    {"role", "username", "accountName", "accountMode", "createdAt", "user", "account"}
+)
+MEMBERSHIPS_QUERY = query.QuerySpec(
+    types={"Membership": MEMBERSHIP_FIELDS}, params=frozenset({"page[number]", "page[size]"})
+)
+MY_MEMBERSHIPS_QUERY = query.QuerySpec(types={"Membership": MEMBERSHIP_FIELDS})
 
 
 def membership_resource(membership: AccountMembership) -> dict[str, Any]:
@@ -109,6 +118,7 @@ def create_account() -> Response:
 
 
 @bp.get("/memberships")
+@query.takes(MEMBERSHIPS_QUERY)
 @require_token(*MANAGERS)
 def list_memberships() -> Response:
     """The token account's global members, oldest membership first, paginated."""
@@ -160,6 +170,7 @@ def remove_membership(membership_id: str) -> Response:
 
 
 @bp.get("/user/memberships")
+@query.takes(MY_MEMBERSHIPS_QUERY)
 @require_token(*ROLES)
 def my_memberships() -> Response:
     """The accounts the current global user belongs to (an account user has none)."""
