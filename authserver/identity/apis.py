@@ -175,6 +175,10 @@ def get_api(account_id: str | None, api_id: object) -> ResourceApi:
 
 
 def find_by_identifier(account_id: str, identifier: str) -> ResourceApi | None:
+    """The account's API of this identifier; None for a string that cannot be one (too
+    long, or a NUL, which PostgreSQL text cannot hold)."""
+    if not 0 < len(identifier) <= IDENTIFIER_MAX or "\x00" in identifier:
+        return None
     return db.session.scalar(
         select(ResourceApi).where(
             ResourceApi.account_id == account_id, ResourceApi.identifier == identifier

@@ -124,6 +124,13 @@ def api_target(client: ClientInfo, form: Any, scope: str | None) -> apis.Target 
         raise InvalidScopeError("The client was not granted these scopes of the API.") from None
 
 
+def refuse_resource(form: Any) -> None:
+    """The grants that give no API tokens yet refuse `resource` (RFC 8707 2: a target the
+    server cannot issue for) rather than answer a /v1 token the client did not ask for."""
+    if form.get("resource"):
+        raise InvalidTargetError("'resource' is taken with client_credentials only.")
+
+
 def api_token(client: ClientInfo, target: apis.Target) -> dict[str, Any]:
     """A client's own token for one of its account's APIs: no user, no /v1 role."""
     principal = tokens.Principal(
@@ -191,6 +198,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("The client may not use the password grant.")
         form = self.request.form
+        refuse_resource(form)
         username = _field(form, "username", USERNAME_MAX)
         password = _field(form, "password", PASSWORD_MAX)
         otp = _field(form, "otp", 16, required=False)
@@ -266,6 +274,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AND_CONFIDENTIAL
 
     def validate_token_request(self) -> None:
+        refuse_resource(self.request.form)
         value = _field(self.request.form, "refresh_token", tokens.TOKEN_MAX)
         if tokens.is_publishable(value):
             self._validate_publishable(str(value))

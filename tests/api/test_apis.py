@@ -209,6 +209,8 @@ def test_client_api_scopes_are_set_shown_and_follow_the_api(client, owner, world
         {ORDERS: "read:orders"},
         {ORDERS: [1]},
         ["read:orders"],
+        {"https://api.acme.example/\u0000": ["read:orders"]},
+        {"https://api.acme.example/" + "a" * 5000: ["read:orders"]},
     ],
 )
 def test_bad_client_api_scopes_are_refused(app, client, owner, world, orders, grants):

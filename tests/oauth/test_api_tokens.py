@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from factories import World
-from oauth_helpers import basic, bearer, introspect, jwt_parts
+from oauth_helpers import basic, bearer, introspect, jwt_parts, login, password_grant, refresh
 
 from authserver.cli import cli
 from authserver.identity import apis, clients, tokens
@@ -112,6 +112,19 @@ def test_unknown_or_ungranted_resource_is_invalid_target(client, world, orders, 
     response = _token(client, world, resource=resource)
     assert response.status_code == 400
     assert response.get_json()["error"] == "invalid_target"
+
+
+def test_resource_on_a_user_grant_is_invalid_target(client, world, orders):
+    """The password and refresh grants give no API tokens yet: `resource` there is
+    invalid_target, never a silent /v1 token."""
+    response = password_grant(client, world, resource=ORDERS)
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_target"
+    refresh_token = login(client, world)["refresh_token"]
+    response = refresh(client, refresh_token, world.public_id, resource=ORDERS)
+    assert response.get_json()["error"] == "invalid_target"
+    # the refused request burnt nothing: the refresh token still works
+    assert refresh(client, refresh_token, world.public_id).status_code == 200
 
 
 def test_another_accounts_api_is_invalid_target(app, client, world, orders):
