@@ -77,7 +77,7 @@ def check_scopes(value: object, field: str = "scopes") -> list[dict[str, str]]:
                 'Each scope is {"value": ..., "description": ...}.', field=field, code="invalid"
             )
         name, description = item.get("value"), item.get("description", "")
-        if not isinstance(name, str) or not SCOPE_RE.match(name) or name.startswith("aid:"):
+        if not isinstance(name, str) or not SCOPE_RE.fullmatch(name) or name.startswith("aid:"):
             raise ValidationFailed(
                 "A scope value is 1 to 64 of A-Z a-z 0-9 _ . : / - (not aid:...).",
                 field=field,

@@ -105,6 +105,7 @@ def test_create_list_get_patch_delete(client, owner, orders):
         {"identifier": ORDERS, "scopes": {f"s{i}": "" for i in range(apis.SCOPES_MAX + 1)}},
         {"identifier": ORDERS, "scopes": {"aid:x": "sneaky"}},
         {"identifier": ORDERS, "scopes": {"bad scope": ""}},
+        {"identifier": ORDERS, "scopes": {"read\n": ""}},
         {"identifier": ORDERS, "scopes": {'<script>"': ""}},
         {"identifier": ORDERS, "scopes": {"read": 5}},
         {"identifier": ORDERS, "scopes": {"read": "x" * 300}},
