@@ -19,7 +19,7 @@ from flask.cli import FlaskGroup, with_appcontext
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from werkzeug.serving import WSGIRequestHandler, run_simple
 
-from authserver.identity import accounts, audit, clients, demo, imports, retention, users
+from authserver.identity import accounts, apis, audit, clients, demo, imports, retention, users
 from authserver.platform import delivery, keys
 from authserver.platform.config import ConfigError
 from authserver.platform.database import DatabaseUnavailable
@@ -325,6 +325,7 @@ def _client_data(client: Any, secret: str | None = None) -> dict[str, Any]:
         "postLogoutRedirectUris": client.post_logout_redirect_uris,
         "scope": client.scope,
         "skipConsent": client.skip_consent,
+        "apiScopes": apis.client_grants(client),
     }
     if secret:
         data["clientSecret"] = secret
@@ -342,6 +343,8 @@ def _describe_client(data: dict[str, Any]) -> None:
         click.echo(f"  {label}: {' '.join(data[key]) or '-'}")
     click.echo(f"  scope: {data['scope'] or '-'}")
     click.echo(f"  skip consent: {'yes' if data['skipConsent'] else 'no'}")
+    for identifier, granted in data["apiScopes"].items():
+        click.echo(f"  API {identifier}: {' '.join(granted)}")
 
 
 @clients_group.command("create")
@@ -447,6 +450,15 @@ def _edited(
 )
 @click.option("--scope", help="The new space-separated scopes (replaces the old ones).")
 @click.option("--skip-consent/--no-skip-consent", default=None)
+@click.option(
+    "--api-scope",
+    "api_scopes",
+    multiple=True,
+    metavar="IDENTIFIER=SCOPE",
+    help="A scope of one of the account's APIs the client may get (repeat; replaces the "
+    "old grants).",
+)
+@click.option("--clear-api-scopes", is_flag=True, help="The client may get no API scopes.")
 @json_option
 @with_appcontext
 @_domain_errors
@@ -460,6 +472,8 @@ def clients_update(
     grant_types: tuple[str, ...],
     scope: str | None,
     skip_consent: bool | None,
+    api_scopes: tuple[str, ...],
+    clear_api_scopes: bool,
     as_json: bool,
 ) -> None:
     """Change a client's settings; the rules of `create` apply to the result."""
@@ -484,6 +498,14 @@ def clients_update(
         fields["scope"] = scope
     if skip_consent is not None:
         fields["skip_consent"] = skip_consent
+    if api_scopes or clear_api_scopes:
+        granted: dict[str, list[str]] = {}
+        for item in api_scopes:  # scope values hold no "=", identifiers rarely do
+            identifier, sep, value = item.rpartition("=")
+            if not sep or not identifier or not value:
+                raise click.UsageError(f"--api-scope takes IDENTIFIER=SCOPE, not {item!r}")
+            granted.setdefault(identifier, []).append(value)
+        fields["api_scopes"] = granted
     if not fields:
         raise click.UsageError("nothing to change: give at least one option")
     data = _client_data(clients.update_client(client, fields))
@@ -547,6 +569,85 @@ def clients_delete(client_id: str, as_json: bool) -> None:
         as_json,
         lambda: click.echo(f"Deleted client {client_id}"),
     )
+
+
+@cli.group("apis")
+def apis_group() -> None:
+    """Manage an account's own APIs (resource servers)."""
+
+
+def _api_data(api: Any) -> dict[str, Any]:
+    """An API as the apis commands print it (the API's attribute names)."""
+    return {
+        "id": api.id,
+        "accountId": api.account_id,
+        "identifier": api.identifier,
+        "name": api.name,
+        "scopes": {s["value"]: s["description"] for s in api.scopes},
+        "tokenLifetime": api.token_lifetime,
+    }
+
+
+@apis_group.command("create")
+@click.option("--account", "account_id", required=True)
+@click.option("--identifier", required=True, help="The audience of its tokens (an https URI).")
+@click.option("--name", help="Default: the identifier.")
+@click.option(
+    "--scope",
+    "scopes",
+    multiple=True,
+    metavar="VALUE[=DESCRIPTION]",
+    help="One of its scopes (repeat); the description is shown on the consent page.",
+)
+@click.option("--lifetime", type=int, default=apis.DEFAULT_LIFETIME, show_default=True)
+@json_option
+@with_appcontext
+@_domain_errors
+def apis_create(
+    account_id: str,
+    identifier: str,
+    name: str | None,
+    scopes: tuple[str, ...],
+    lifetime: int,
+    as_json: bool,
+) -> None:
+    """Register an API: tokens for it carry aud = its identifier."""
+    account = accounts.get_account(account_id)
+    api = apis.create_api(
+        account.id,
+        identifier,
+        name,
+        [apis.split_cli_scope(s) for s in scopes],
+        lifetime,
+    )
+    _emit(_api_data(api), as_json, lambda: click.echo(f"Created API {api.id} {api.identifier}"))
+
+
+@apis_group.command("list")
+@click.option("--account", "account_id", required=True)
+@json_option
+@with_appcontext
+@_domain_errors
+def apis_list(account_id: str, as_json: bool) -> None:
+    """The account's APIs."""
+    found = [_api_data(a) for a in apis.list_apis(accounts.get_account(account_id).id)]
+    if as_json:
+        click.echo(json.dumps({"apis": found}, indent=2))
+        return
+    for data in found:
+        scopes = " ".join(data["scopes"]) or "-"
+        click.echo(f"{data['id']}  {data['identifier']}  {data['tokenLifetime']}s  {scopes}")
+
+
+@apis_group.command("delete")
+@click.argument("api_id")
+@json_option
+@with_appcontext
+@_domain_errors
+def apis_delete(api_id: str, as_json: bool) -> None:
+    """Delete an API and every client's grant of it."""
+    apis.delete_api(apis.get_api(None, api_id))
+    _emit({"id": api_id}, as_json, lambda: click.echo(f"Deleted API {api_id}"))
 
 
 @cli.group("keys")

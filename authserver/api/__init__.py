@@ -10,6 +10,7 @@ from authserver.platform.extensions import csrf
 
 from . import (  # noqa: F401 - routes
     accounts,
+    apis,
     audit,
     clients,
     cors,

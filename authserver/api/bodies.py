@@ -14,7 +14,7 @@ from authserver.platform.captcha import TOKEN_MAX as CAPTCHA_TOKEN_MAX
 from . import documents, strictjson
 from .jsonapi import MEDIA_TYPE, ApiError, ErrorObject, attribute_pointer
 
-Kind = Literal["string", "boolean", "object", "strings"]
+Kind = Literal["string", "boolean", "object", "strings", "integer"]
 
 # Free-form JSON (meta, jsonapi, customData). The strict reader also refuses integers of
 # more than strictjson.MAX_INT_DIGITS digits anywhere, which no schema of free-form JSON
@@ -48,6 +48,7 @@ class Attr:
     doc: Mapping[str, Any] = field(default_factory=dict)
     max_items: int = 0  # of a list of strings
     item_doc: Mapping[str, Any] = field(default_factory=dict)  # schema of each item
+    bounds: tuple[int, int] = (0, 0)  # of an integer, both included
 
     def read(self, attrs: Mapping[str, Any], name: str) -> Any:
         """The checked value of `name` in `attrs` (None when absent, or null and nullable)."""
@@ -58,6 +59,11 @@ class Attr:
             )
         if self.kind == "boolean":
             return documents.expect_bool(attrs, name, nullable=self.nullable)
+        if self.kind == "integer":
+            low, high = self.bounds
+            return documents.expect_int(
+                attrs, name, min_value=low, max_value=high, nullable=self.nullable
+            )
         if self.kind == "strings":
             assert self.max_len is not None, name
             return documents.expect_str_list(
@@ -74,6 +80,8 @@ class Attr:
             item = {"type": "string", "maxLength": self.max_len, **self.item_doc}
             return {"type": "array", "maxItems": self.max_items, "items": item, **self.doc}
         out: dict[str, Any] = {"type": [self.kind, "null"] if self.nullable else self.kind}
+        if self.kind == "integer":
+            out["minimum"], out["maximum"] = self.bounds
         if self.kind == "string":
             out["maxLength"] = self.max_len
             if self.min_len:
@@ -100,6 +108,11 @@ def strings(
 def flag(**doc: Any) -> Attr:
     """A true/false attribute."""
     return Attr("boolean", doc=doc)
+
+
+def integer(minimum: int, maximum: int, **doc: Any) -> Attr:
+    """A whole number from `minimum` to `maximum` (booleans and 1.0 are not)."""
+    return Attr("integer", doc=doc, bounds=(minimum, maximum))
 
 
 def obj(**doc: Any) -> Attr:

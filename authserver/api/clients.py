@@ -9,7 +9,7 @@ from typing import Any
 
 from flask import Response
 
-from authserver.identity import clients
+from authserver.identity import apis, clients
 from authserver.platform.errors import NotFound
 from authserver.platform.extensions import db
 from authserver.platform.models import Account, OAuthClient, Role
@@ -45,12 +45,17 @@ ATTRIBUTES: dict[str, bodies.Attr] = {
     "public": bodies.flag(description="POST only: a client without a secret (SPA, mobile)"),
     "skipConsent": bodies.flag(description="A first-party app: users see no consent page"),
     "status": bodies.text(16, enum=list(clients.STATUSES)),
+    "apiScopes": bodies.obj(
+        description="PATCH only: the scopes of the account's own APIs (/v1/apis) this "
+        "client may get, {API identifier: [scope, ...]}; replaces the old grants",
+        additionalProperties={"type": "array", "items": {"type": "string"}},
+    ),
 }
 _UPDATABLE = names.attributes_of(clients.UPDATE_FIELDS)
 
 CREATE = bodies.Body(
     "Client",
-    {k: v for k, v in ATTRIBUTES.items() if k != "status"},
+    {k: v for k, v in ATTRIBUTES.items() if k not in ("status", "apiScopes")},
     required=frozenset({"name"}),
 )
 UPDATE = bodies.Body(
@@ -68,6 +73,7 @@ CLIENT_FIELDS = frozenset(
         "grantTypes",
         "scope",
         "skipConsent",
+        "apiScopes",
         "createdAt",
         "updatedAt",
     }
@@ -86,6 +92,7 @@ def client_resource(client: OAuthClient, secret: str | None = None) -> dict[str,
         "grantTypes": client.grant_types,
         "scope": client.scope,
         "skipConsent": client.skip_consent,
+        "apiScopes": apis.client_grants(client),
         "createdAt": client.created_at,
         "updatedAt": client.updated_at,
     }
@@ -253,6 +260,10 @@ OPENAPI: dict[str, Any] = {
                         "grantTypes": _STRS,
                         "scope": _STR,
                         "skipConsent": {"type": "boolean"},
+                        "apiScopes": {
+                            "type": "object",
+                            "additionalProperties": {"type": "array", "items": _STR},
+                        },
                         "clientSecret": {
                             **_STR,
                             "readOnly": True,

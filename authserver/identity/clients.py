@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from authserver.identity import audit, rules
+from authserver.identity import apis, audit, rules
 from authserver.platform.database import commit
 from authserver.platform.errors import NotFound, ValidationFailed
 from authserver.platform.extensions import db
@@ -56,6 +56,7 @@ UPDATE_FIELDS = (
     "scope",
     "skip_consent",
     "status",
+    "api_scopes",
 )
 
 
@@ -209,6 +210,9 @@ def update_client(client: OAuthClient, fields: Mapping[str, Any]) -> OAuthClient
     if not isinstance(skip_consent, bool):
         raise ValidationFailed("skip_consent is true or false.", field="skip_consent")
     status = rules.check_choice(fields.get("status", client.status), STATUSES, "status")
+    api_scopes = client.api_scopes
+    if "api_scopes" in fields:  # {API identifier: [scope, ...]}; replaces the old grants
+        api_scopes = apis.check_client_grants(client.account_id, fields["api_scopes"])
     if status == DISABLED and client.status != DISABLED:
         _end_tokens(client)
     client.name = name
@@ -218,6 +222,7 @@ def update_client(client: OAuthClient, fields: Mapping[str, Any]) -> OAuthClient
     client.scope = settings.scope
     client.skip_consent = skip_consent
     client.status = status
+    client.api_scopes = api_scopes
     client.updated_at = utcnow()
     audit.record(
         "client.update", "OAuthClient", client.client_id, fields, account_id=client.account_id

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,7 +34,7 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from sqlalchemy import delete, or_, select, update
 
-from authserver.identity import token_cache
+from authserver.identity import apis, token_cache
 from authserver.platform.database import commit
 from authserver.platform.errors import Unauthenticated
 from authserver.platform.extensions import db
@@ -127,13 +128,16 @@ def user_principal(
     )
 
 
-def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime: int) -> str:
-    """An RFC 9068 JWT for `principal`, issued to `client_id`, signed ES256."""
+def sign_access_token(
+    client_id: str, principal: Principal, scope: str, lifetime: int, aud: str | None = None
+) -> str:
+    """An RFC 9068 JWT for `principal`, issued to `client_id`, signed ES256; `aud` is the
+    account's /v1 unless it names one of the account's own APIs (identity.apis)."""
     iat = int(time.time())
     claims: dict[str, Any] = {
         "iss": current_app.config["ISSUER"],
         "sub": principal.user_id or client_id,
-        "aud": audience(),
+        "aud": aud or audience(),
         "exp": iat + lifetime,
         "iat": iat,
         "jti": uuid.uuid4().hex,
@@ -141,8 +145,9 @@ def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime
         "scope": " ".join(s for s in scope.split() if not s.startswith("aid:")),
         "aid": principal.account_id,
         "mode": principal.mode,
-        "role": principal.role,
     }
+    if principal.role:  # every /v1 token has one; an API token none (no /v1 role)
+        claims["role"] = principal.role
     if principal.auth_time:
         claims["auth_time"] = principal.auth_time
     if principal.user_id:
@@ -157,7 +162,20 @@ def sign_access_token(client_id: str, principal: Principal, scope: str, lifetime
 
 
 def validate_access_token(value: object) -> AccessClaims:
-    """Signature, type, issuer, audience, expiry and revocation. Raises Unauthenticated."""
+    """Signature, type, issuer, audience (the account's /v1), expiry and revocation.
+    Raises Unauthenticated. A token for one of the account's own APIs is refused here."""
+    return _validate(value, lambda aud, claims: aud == audience())
+
+
+def validate_api_token(value: object) -> AccessClaims:
+    """The same checks for a token of one of the account's own APIs (introspection and
+    revocation): its `aud` must still name an API of the token's account."""
+    return _validate(
+        value, lambda aud, claims: aud != audience() and apis.is_api_of(claims.get("aid"), aud)
+    )
+
+
+def _validate(value: object, audience_ok: Callable[[Any, dict[str, Any]], bool]) -> AccessClaims:
     if not isinstance(value, str) or not 0 < len(value) <= TOKEN_MAX:
         raise Unauthenticated("The access token is malformed.", code="invalid_token")
     try:
@@ -172,11 +190,11 @@ def validate_access_token(value: object) -> AccessClaims:
         iat, exp = int(c["iat"]), int(c["exp"])
         ok = (
             c["iss"] == current_app.config["ISSUER"]
-            and c["aud"] == audience()
             and exp > now - LEEWAY
             and iat <= now + LEEWAY
             and isinstance(c["jti"], str)
             and isinstance(c["sub"], str)
+            and audience_ok(c["aud"], c)
         )
     except (KeyError, TypeError, ValueError):
         ok = False

@@ -52,6 +52,8 @@ class ClientInfo(ClientMixin):
     scopes: frozenset[str]
     role: str
     skip_consent: bool = False  # a first-party app: its users are not asked for consent
+    # Scopes of the account's own APIs it may get: ((api id, (scope, ...)), ...).
+    api_grants: tuple[tuple[str, tuple[str, ...]], ...] = ()
 
     def get_client_id(self) -> str:
         return self.client_id
@@ -168,4 +170,5 @@ def load_client(client_id: str) -> ClientInfo | None:
         scopes=frozenset((client.scope or "").split()),
         role=client.role,
         skip_consent=client.skip_consent,
+        api_grants=tuple((k, tuple(v)) for k, v in (client.api_scopes or {}).items()),
     )

@@ -1,7 +1,8 @@
 """RFC 7009 revocation and RFC 7662 introspection, as Authlib endpoints.
 
 Both take a refresh token (opaque, looked up by digest) or an access token (JWT, checked
-by `tokens.validate_access_token`, the same rule as the /v1 bearer guard). Revoking a
+by `tokens.validate_access_token`, the same rule as the /v1 bearer guard, or for a token
+of one of the account's own APIs `tokens.validate_api_token`). Revoking a
 refresh token ends its whole family; revoking an access token deny-lists its `jti` until
 it expires; both are durable database writes that need no Redis. Introspection needs a
 confidential client and answers only for tokens of the client's own account and mode (not
@@ -70,10 +71,13 @@ def find_token(value: str, hint: str | None) -> FoundToken | None:
             if refresh is not None:
                 return FoundToken(refresh=refresh)
         elif value.count(".") == 2:
-            try:
-                return FoundToken(access=tokens.validate_access_token(value))
-            except Unauthenticated:
-                continue
+            # The account's /v1 token, else a token of one of its own APIs: the same
+            # checks but for the audience (the /v1 guard takes only the first).
+            for validate in (tokens.validate_access_token, tokens.validate_api_token):
+                try:
+                    return FoundToken(access=validate(value))
+                except Unauthenticated:
+                    continue
     return None
 
 

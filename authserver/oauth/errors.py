@@ -81,3 +81,10 @@ class TemporarilyUnavailableError(OAuth2Error):
 
     def __init__(self, description: str | None = None) -> None:
         super().__init__(description or "The service is temporarily unavailable. Try again later.")
+
+
+class InvalidTargetError(OAuth2Error):
+    """RFC 8707 2: the `resource` is no API of the client's account it may get tokens for."""
+
+    error = "invalid_target"
+    status_code = 400

@@ -6,7 +6,10 @@
 - RefreshGrant: rotates user refresh tokens (reuse revokes the family); a publishable token
   (`prt-live-...` / `prt-test-...`) gives a guest token for its account, with no client or
   one of that account; `aid:<test account>` with a live user's token gives a test-mode token.
-- ClientCredentials: a token for the client's own account with the client's role.
+- ClientCredentials: a token for the client's own account with the client's role; or,
+  with `resource=<API identifier>` (RFC 8707) or scopes of one of the account's own APIs,
+  a token for that API (`aud` = its identifier, only scopes granted to the client, the
+  API's lifetime). A token is for /v1 or for one API, never both.
 - SupportLogin: RFC 8693 token exchange, a support specialist's token for a user of the
   same account who allows it (`identity.support`): short, no refresh token, `act` claim.
 
@@ -37,7 +40,7 @@ from flask import current_app
 from flask import request as flask_request
 from sqlalchemy import select
 
-from authserver.identity import devices, login, support, tokens, users
+from authserver.identity import apis, devices, login, support, tokens, users
 from authserver.identity.login import PASSWORD_MAX, USERNAME_MAX, LoginAttempt, password_login
 from authserver.platform import captcha
 from authserver.platform.errors import (
@@ -62,6 +65,7 @@ from .errors import (
     CaptchaRequiredError,
     InvalidCaptchaError,
     InvalidOtpError,
+    InvalidTargetError,
     OtpRequiredError,
     TemporarilyUnavailableError,
     ThrottledError,
@@ -85,6 +89,62 @@ def split_scope(client: ClientInfo, scope: str | None) -> tuple[str | None, str]
     if len(aids) > 1 or (aids and not UUID_RE.match(aids[0])):
         raise InvalidScopeError("Malformed aid scope: give one aid:<account id>.")
     return (aids[0] if aids else None), allowed
+
+
+def api_target(client: ClientInfo, form: Any, scope: str | None) -> apis.Target | None:
+    """The account's own API a token request is for, or None for its /v1.
+
+    `resource` (RFC 8707) names it; without one, scopes that are no /v1 scope of the
+    client name the one API the client was granted them for. The token then carries only
+    that API's scopes: an `aid:` or a /v1 scope among them is invalid_scope, not dropped.
+    """
+    resource = form.get("resource")
+    requested = (scope or "").split()
+    if len(scope or "") > 2048:
+        raise InvalidScopeError("The scope is too long.")
+    foreign = [s for s in requested if s not in client.scopes and not s.startswith("aid:")]
+    if resource in (None, "") and not foreign:
+        return None
+    if resource is not None and not 0 < len(resource) <= apis.IDENTIFIER_MAX:
+        raise InvalidTargetError("The resource is no API of this account.")
+    if any(s.startswith("aid:") for s in requested):
+        raise InvalidScopeError("An API's token is for the client's own account only.")
+    try:
+        return apis.resolve_target(
+            client.account_id,
+            {k: list(v) for k, v in client.api_grants},
+            resource or None,
+            requested,
+        )
+    except apis.UnknownTarget:
+        raise InvalidTargetError(
+            "The resource is no API of this account that the client may get tokens for."
+        ) from None
+    except apis.ScopeNotGranted:
+        raise InvalidScopeError("The client was not granted these scopes of the API.") from None
+
+
+def refuse_resource(form: Any) -> None:
+    """The grants that give no API tokens yet refuse `resource` (RFC 8707 2: a target the
+    server cannot issue for) rather than answer a /v1 token the client did not ask for."""
+    if form.get("resource"):
+        raise InvalidTargetError("'resource' is taken with client_credentials only.")
+
+
+def api_token(client: ClientInfo, target: apis.Target) -> dict[str, Any]:
+    """A client's own token for one of its account's APIs: no user, no /v1 role."""
+    principal = tokens.Principal(
+        user_id=None, account_id=client.account_id, mode=client.account_mode, role=""
+    )
+    value = tokens.sign_access_token(
+        client.client_id, principal, target.scope, target.lifetime, aud=target.audience
+    )
+    return {
+        "token_type": "Bearer",
+        "access_token": value,
+        "expires_in": target.lifetime,
+        "scope": target.scope,
+    }
 
 
 @contextmanager
@@ -138,6 +198,7 @@ class PasswordGrant(grants.ResourceOwnerPasswordCredentialsGrant):
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("The client may not use the password grant.")
         form = self.request.form
+        refuse_resource(form)
         username = _field(form, "username", USERNAME_MAX)
         password = _field(form, "password", PASSWORD_MAX)
         otp = _field(form, "otp", 16, required=False)
@@ -185,6 +246,10 @@ class ClientCredentials(grants.ClientCredentialsGrant):
         client = self.authenticate_token_endpoint_client()
         if not client.check_grant_type(self.GRANT_TYPE):
             raise UnauthorizedClientError("The client may not use client_credentials.")
+        self.request.target = api_target(client, self.request.form, self.request.payload.scope)
+        if self.request.target is not None:
+            self.request.client = client
+            return
         aid, scope = split_scope(client, self.request.payload.scope)
         if aid is not None and aid != client.account_id:
             raise InvalidScopeError("A client's token is for its own account only.")
@@ -193,6 +258,12 @@ class ClientCredentials(grants.ClientCredentialsGrant):
 
     @hooked
     def create_token_response(self) -> tuple[int, dict[str, Any], list[tuple[str, str]]]:
+        if self.request.target is not None:
+            return (
+                200,
+                api_token(self.request.client, self.request.target),
+                self.TOKEN_RESPONSE_HEADER,
+            )
         token = self.generate_token(
             scope=self.request.scope, user=None, include_refresh_token=False
         )
@@ -203,6 +274,7 @@ class RefreshGrant(grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AND_CONFIDENTIAL
 
     def validate_token_request(self) -> None:
+        refuse_resource(self.request.form)
         value = _field(self.request.form, "refresh_token", tokens.TOKEN_MAX)
         if tokens.is_publishable(value):
             self._validate_publishable(str(value))

@@ -24,7 +24,7 @@ from authserver.platform.keys import ID_TOKEN_ALG, keyring
 from authserver.platform.models import User
 
 from .clients import ClientInfo
-from .grants import PUBLIC_AND_CONFIDENTIAL
+from .grants import PUBLIC_AND_CONFIDENTIAL, refuse_resource
 
 REPLAYED = "The authorization code was already used."
 
@@ -39,6 +39,10 @@ class S256Challenge(CodeChallenge):
 
 class CodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = PUBLIC_AND_CONFIDENTIAL
+
+    def validate_token_request(self) -> None:
+        refuse_resource(self.request.form)  # before the code is looked at: it stays usable
+        super().validate_token_request()
 
     def query_authorization_code(
         self, code: str, client: ClientInfo

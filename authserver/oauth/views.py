@@ -37,6 +37,8 @@ FORM = "application/x-www-form-urlencoded"
 CORS = cors.response_headers(
     "*", expose=("X-OTP", "Retry-After", "X-Request-Id", "WWW-Authenticate")
 )
+# Discovery's scopes_supported: server-wide. An account's own API scopes (identity.apis)
+# are not listed: the document is the same for every account and would reveal them.
 SCOPES = ["openid", "profile", "email", "phone", "offline_access"]
 GRANTS = [
     "authorization_code",

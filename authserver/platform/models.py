@@ -270,8 +270,31 @@ class OAuthClient(Timestamps, db.Model):  # type: ignore[name-defined]
     # Tokens issued up to this moment (the second included) are void: set when the client
     # is disabled or deleted, so enabling it again brings none of them back.
     tokens_valid_after: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Scopes of the account's own APIs this client may get: {api id: [scope value, ...]}.
+    api_scopes: Mapped[dict[str, list[str]]] = mapped_column(
+        JSON, default=dict, server_default=text("'{}'")
+    )
 
     account: Mapped[Account] = relationship()
+
+
+class ResourceApi(Timestamps, db.Model):  # type: ignore[name-defined]
+    """One of an account's own APIs (a resource server): its identifier is the `aud` of
+    the tokens issued for it; `scopes` is a list of {"value", "description"}."""
+
+    __tablename__ = "apis"
+    __table_args__ = (
+        UniqueConstraint("account_id", "identifier", name="uq_apis_account_identifier"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
+    identifier: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    scopes: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    token_lifetime: Mapped[int] = mapped_column(Integer)
 
 
 class OAuthConsent(Timestamps, db.Model):  # type: ignore[name-defined]
