@@ -1,7 +1,7 @@
 """resource apis: an account's own APIs and the API scopes each client may get
 
-Revision ID: 0010x
-Revises: 0014
+Revision ID: 0016
+Revises: 0015
 Create Date: 2026-12-07 20:20:00
 
 `apis` holds an account's resource servers (identifier = the `aud` of their tokens,
@@ -12,8 +12,8 @@ unique per account; scopes as a JSON list of {value, description}; the token lif
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0010x"
-down_revision = "0014"
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
