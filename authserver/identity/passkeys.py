@@ -55,7 +55,7 @@ from authserver.platform.errors import (
     Throttled,
     ValidationFailed,
 )
-from authserver.platform.events import emit
+from authserver.platform.events import stage
 from authserver.platform.extensions import db, store
 from authserver.platform.models import (
     Account,
@@ -151,8 +151,8 @@ def rename(passkey: Passkey, name: object) -> Passkey:
     passkey.name = check_name(name)
     user = db.session.get(User, passkey.user_id)
     audit.record("passkey.update", "Passkey", passkey.id, ["name"], account_id=_account_id(user))
+    stage("identity.passkey.update.success", user=user, account=_account(user), passkey=passkey)
     commit(conflict=False)
-    emit("identity.passkey.update.success", user=user, account=_account(user), passkey=passkey)
     return passkey
 
 
@@ -176,8 +176,8 @@ def remove(passkey: Passkey, *, keep: Survivor | None = None, refuse_last: bool 
     audit.record("passkey.delete", "Passkey", passkey.id, account_id=_account_id(user))
     if last and user is not None:
         revoke_user_tokens(user, keep)
+    stage("identity.passkey.delete.success", user=user, account=_account(user), passkey=passkey)
     commit(conflict=False)
-    emit("identity.passkey.delete.success", user=user, account=_account(user), passkey=passkey)
 
 
 def remove_with_proof(
@@ -343,8 +343,8 @@ def finish_registration(user: User, response: object, name: object) -> Passkey:
         # Two-step login turns on: as with a first authenticator app, no login opened
         # with the password alone (perhaps a stolen one) goes on; the page keeps its own.
         revoke_user_tokens(user)
+    stage("identity.passkey.create.success", user=user, account=user.account, passkey=passkey)
     commit()
-    emit("identity.passkey.create.success", user=user, account=user.account, passkey=passkey)
     return passkey
 
 

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from authserver.identity import tokens, users
 from authserver.platform.database import commit
 from authserver.platform.errors import Forbidden, NotFound
-from authserver.platform.events import emit
+from authserver.platform.events import stage
 from authserver.platform.extensions import db
 from authserver.platform.models import (
     Account,
@@ -106,9 +106,10 @@ def start(
         family_id=family_of(record.id),
         actor_id=agent.user_id,
     )
-    commit()
     agent_user = db.session.get(User, agent.user_id)
-    emit(EVENT, user=user, account=account, agent=agent_user.username if agent_user else "")
+    # In the login's own transaction: the record and the user's mail commit together.
+    stage(EVENT, user=user, account=account, agent=agent_user.username if agent_user else "")
+    commit()
     return SupportLogin(principal, lifetime())
 
 
