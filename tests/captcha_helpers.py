@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
 
 import altcha
 import pytest
+from http_helpers import serving
 
 GOOD = "good-captcha-token"  # the one token the fake verifier accepts
 SECRET = "captcha-test-secret"
@@ -56,14 +56,9 @@ def verifier() -> Iterator[Verifier]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sink.url = f"http://127.0.0.1:{server.server_port}/siteverify"
-    yield sink
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as base:
+        sink.url = f"{base}/siteverify"
+        yield sink
 
 
 def solved(client: Any) -> str:

@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import pytest
@@ -35,6 +35,7 @@ from factories import OidcWorld, World, make_oidc_world, make_world
 from faults import RedisServer, TcpProxy, target_of, through_proxy
 from flask import Flask
 from flask.testing import FlaskClient, FlaskCliRunner
+from http_helpers import serving
 from key_helpers import TEST_KEY_SECRET
 from redis import Redis
 from werkzeug.routing import Rule
@@ -439,15 +440,10 @@ def webhook() -> Iterator[WebhookSink]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sink.url = f"http://127.0.0.1:{server.server_port}/sms"
-    yield sink
-    sink.release.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as base:
+        sink.url = f"{base}/sms"
+        yield sink
+        sink.release.set()  # a held answer must not keep the server from stopping
 
 
 class EventSink:
@@ -488,15 +484,10 @@ def event_sink() -> Iterator[EventSink]:
         def log_message(self, *args: Any) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    sink.url = f"http://127.0.0.1:{server.server_port}/hooks"
-    yield sink
-    sink.hold.set()
-    server.shutdown()
-    server.server_close()
-    thread.join()
+    with serving(Handler) as base:
+        sink.url = f"{base}/hooks"
+        yield sink
+        sink.hold.set()  # a held answer must not keep the server from stopping
 
 
 # ---------------------------------------------------------------- test data, mailing app
